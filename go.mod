@@ -1,0 +1,3 @@
+module github.com/coregx/stream
+
+go 1.26

@@ -1,0 +1,27 @@
+package sse
+
+import "errors"
+
+// Sentinel errors returned by this package. Match them with [errors.Is]:
+// functions wrap them with context, so comparing with == is not reliable.
+var (
+	// ErrNoFlusher is returned by [Upgrade] when the http.ResponseWriter
+	// (after following any Unwrap methods) cannot flush. Nothing has been
+	// written to the response, so the caller may still reply with an error.
+	ErrNoFlusher = errors.New("sse: response writer does not support flushing")
+
+	// ErrConnectionClosed is returned when sending on a [Conn] that was
+	// closed, whose client went away, or whose write failed or timed out.
+	// The cause, when there is one, is wrapped alongside it.
+	ErrConnectionClosed = errors.New("sse: connection closed")
+
+	// ErrHubClosed is returned by [Hub.Register] and [Hub.Broadcast] after
+	// the hub was closed.
+	ErrHubClosed = errors.New("sse: hub closed")
+
+	// ErrInvalidEvent is returned when an event cannot be written without
+	// corrupting the stream: a CR, LF or NUL in its ID or Type (which would
+	// let a value inject fields), or a negative Retry. Nothing is written
+	// and the connection stays usable.
+	ErrInvalidEvent = errors.New("sse: invalid event")
+)
