@@ -1,0 +1,74 @@
+package sse_test
+
+import (
+	"fmt"
+	"os"
+	"runtime"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestMain fails the run when goroutines started by the tests outlive them.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if code == 0 {
+		if leaked := leakedGoroutines(5 * time.Second); len(leaked) > 0 {
+			fmt.Fprintf(os.Stderr, "leaked %d goroutines:\n\n%s\n", len(leaked), strings.Join(leaked, "\n\n"))
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
+// leakedGoroutines waits up to d for stray goroutines to end and returns
+// the stacks of those still running.
+func leakedGoroutines(d time.Duration) []string {
+	deadline := time.Now().Add(d)
+	for {
+		leaked := strayGoroutines()
+		if len(leaked) == 0 || time.Now().After(deadline) {
+			return leaked
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func strayGoroutines() []string {
+	buf := make([]byte, 1<<20)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			buf = buf[:n]
+			break
+		}
+		buf = make([]byte, 2*len(buf))
+	}
+	var out []string
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		if g == "" || isExpectedGoroutine(g) {
+			continue
+		}
+		out = append(out, g)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func isExpectedGoroutine(stack string) bool {
+	for _, s := range []string{
+		"testing.(*M).",
+		"testing.tRunner(",
+		"testing.runFuzzing(",
+		"testing.(*F).",
+		"main.main()",
+		"os/signal.",
+		"sse_test.leakedGoroutines(",
+	} {
+		if strings.Contains(stack, s) {
+			return true
+		}
+	}
+	return false
+}
