@@ -25,3 +25,8 @@ var (
 	// and the connection stays usable.
 	ErrInvalidEvent = errors.New("sse: invalid event")
 )
+
+// ErrEventTooLarge is returned by [Reader.Next] when an event outgrows
+// [Reader.MaxEventSize] (or [Client.MaxEventSize]). The stream cannot be
+// parsed further.
+var ErrEventTooLarge = errors.New("sse: event too large")
