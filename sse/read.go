@@ -146,6 +146,12 @@ func (r *Reader) Next() (Event, error) {
 			r.err = err
 			return Event{}, err
 		}
+		// Decoding may have grown the buffers past the line: each
+		// invalid byte becomes a 3-byte U+FFFD.
+		if err := r.checkSize(0); err != nil {
+			r.err = err
+			return Event{}, err
+		}
 	}
 }
 

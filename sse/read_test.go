@@ -316,6 +316,8 @@ func TestReaderMaxEventSize(t *testing.T) {
 		{"many data lines", 16, "data: 1234\ndata: 1234\ndata: 1\n\n", true, nil, true},
 		{"many data lines fit", 17, "data: 1234\ndata: 1234\ndata: 1\n\n", true, []sse.Event{ev("1234\n1234\n1")}, false},
 		{"type counts", 15, "event: 12345\ndata: 12345\n\n", false, nil, true},
+		{"replacement growth", 20, "data: \xff\xff\xff\xff\xff\xff\xff\n\n", false, nil, true},
+		{"replacement fits", 22, "data: \xff\xff\xff\xff\xff\xff\xff\n\n", false, []sse.Event{ev(strings.Repeat("\uFFFD", 7))}, false},
 		{"long comment", 10, ": " + strings.Repeat("x", 100) + "\n\n", true, nil, true},
 		{"endless line", 64, "data: " + strings.Repeat("x", 1<<20), false, nil, true},
 		{"reset per event", 20, strings.Repeat("data: 12345678\n\n", 5), true,
