@@ -30,3 +30,7 @@ var (
 // [Reader.MaxEventSize] (or [Client.MaxEventSize]). The stream cannot be
 // parsed further.
 var ErrEventTooLarge = errors.New("sse: event too large")
+
+// ErrIdleTimeout is reported to [Client.OnReconnect] when a connection
+// received nothing for [Client.IdleTimeout] and was dropped.
+var ErrIdleTimeout = errors.New("sse: idle timeout")

@@ -274,7 +274,12 @@ func checkEvent(t *testing.T, ev sse.Event) {
 			t.Errorf("invalid UTF-8 in %q", s)
 		}
 	}
-	if err := ev.Validate(); err != nil {
+	// The standard lets an event type hold NUL (only an id with NUL is
+	// ignored), so a parsed event need not pass Validate; it must not
+	// fail it for any other reason.
+	v := ev
+	v.Type = strings.ReplaceAll(v.Type, "\x00", "")
+	if err := v.Validate(); err != nil {
 		t.Errorf("parsed event does not validate: %v", err)
 	}
 }

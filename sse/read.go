@@ -356,19 +356,22 @@ func (r *Reader) fill() error {
 	if r.rerr != nil {
 		return r.rerr
 	}
-	if r.r > 0 {
-		n := copy(r.buf, r.buf[r.r:r.w])
-		r.w = n
-		r.r = 0
-	}
 	switch {
 	case r.buf == nil:
 		r.buf = make([]byte, minBufSize)
-	case r.w == len(r.buf):
+	case r.r == r.w:
+		r.r, r.w = 0, 0
+		if len(r.buf) > keepBufSize {
+			r.buf = make([]byte, minBufSize)
+		}
+	case r.w < len(r.buf):
+		// room left: read after the unread bytes
+	case r.r > 0:
+		r.w = copy(r.buf, r.buf[r.r:r.w])
+		r.r = 0
+	default:
 		r.buf = append(r.buf, make([]byte, len(r.buf))...)
 		r.buf = r.buf[:cap(r.buf)]
-	case r.w == 0 && len(r.buf) > keepBufSize:
-		r.buf = make([]byte, minBufSize)
 	}
 	for range maxEmpty {
 		n, err := r.rd.Read(r.buf[r.w:])
