@@ -41,8 +41,9 @@ const healthyPeriod = 30 * time.Second
 // Network errors, the end of a response, and an idle timeout make the
 // client reconnect: it waits for the base delay (the server's latest
 // retry field, else MinRetry) doubled after each consecutive failure up
-// to MaxRetry, less a random jitter of up to a fifth. A connection that
-// stays up for 30 seconds resets the doubling.
+// to MaxRetry, plus a random jitter of up to a fifth of that, so never
+// less than the reconnection time the server asked for. A connection
+// that stays up for 30 seconds resets the doubling.
 type Client struct {
 	// HTTPClient sends the requests; nil means http.DefaultClient. It
 	// follows redirects as its CheckRedirect allows. Its Timeout, if
@@ -57,8 +58,9 @@ type Client struct {
 	// retry field; zero means DefaultMinRetry.
 	MinRetry time.Duration
 
-	// MaxRetry caps the backoff; zero means DefaultMaxRetry. A server's
-	// retry field larger than the cap is still honoured.
+	// MaxRetry caps the doubling of the delay (the jitter comes on top);
+	// zero means DefaultMaxRetry. A server's retry field larger than the
+	// cap is still honoured.
 	MaxRetry time.Duration
 
 	// IdleTimeout, when positive, is how long a connection may go
@@ -211,7 +213,7 @@ func (s *stream) delay(n int) time.Duration {
 		}
 	}
 	d = min(d, ceiling)
-	return d - rand.N(d/5+1)
+	return d + rand.N(d/5+1)
 }
 
 // connect makes one connection and reads events from it until it ends.

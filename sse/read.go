@@ -35,6 +35,13 @@ func Read(r io.Reader) iter.Seq2[Event, error] {
 // is empty is not dispatched, and an event not ended by an empty line when
 // the input ends is discarded.
 //
+// An event's Type is "message" when no (or an empty) event field was
+// given. Its ID is the last event ID in effect at dispatch, which carries
+// over from event to event until an id field changes it; an id field
+// containing NUL is ignored. Its Retry is the value of the last valid
+// retry field (ASCII digits only) since the previous empty line, else 0;
+// use [Reader.Retry] to tell "retry: 0" from none.
+//
 // A Reader buffers its input and does not limit the length of lines or
 // events unless MaxEventSize is set. It is not safe for concurrent use.
 type Reader struct {
