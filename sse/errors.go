@@ -26,11 +26,14 @@ var (
 	ErrInvalidEvent = errors.New("sse: invalid event")
 )
 
-// ErrEventTooLarge is returned by [Reader.Next] when an event outgrows
-// [Reader.MaxEventSize] (or [Client.MaxEventSize]). The stream cannot be
-// parsed further.
-var ErrEventTooLarge = errors.New("sse: event too large")
+// Sentinel errors of the event stream reader and client.
+var (
+	// ErrEventTooLarge is returned by [Reader.Next] when an event outgrows
+	// [Reader.MaxEventSize] (or [Client.MaxEventSize]). The stream cannot
+	// be parsed further.
+	ErrEventTooLarge = errors.New("sse: event too large")
 
-// ErrIdleTimeout is reported to [Client.OnReconnect] when a connection
-// received nothing for [Client.IdleTimeout] and was dropped.
-var ErrIdleTimeout = errors.New("sse: idle timeout")
+	// ErrIdleTimeout is reported to [Client.OnReconnect] when a connection
+	// received nothing for [Client.IdleTimeout] and was dropped.
+	ErrIdleTimeout = errors.New("sse: idle timeout")
+)
