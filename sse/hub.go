@@ -327,7 +327,7 @@ func encodeValue(v any) ([]byte, error) {
 type client struct {
 	conn   *Conn
 	grp    *group
-	index  int                  // position in grp.clients
+	index  int                 // position in grp.clients
 	filter func(*Message) bool // nil passes everything
 
 	mu        sync.Mutex
