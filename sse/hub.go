@@ -875,6 +875,8 @@ type writerPool struct {
 	head    int
 	workers int
 	lastPop time.Time
+	stall   *time.Timer // set while a stall check is pending
+	stopped bool        // the hub closed: no more stall checks
 	wg      sync.WaitGroup
 }
 
@@ -914,12 +916,24 @@ func (p *writerPool) startWorkersLocked() {
 		start = min(p.base, p.max-p.workers)
 	}
 	start = max(start, 0)
+	if start == 0 && waiting > 0 && p.workers < p.max && p.stall == nil && !p.stopped {
+		// Check again later: if every worker is stuck then and nothing
+		// else is pushed, the clients waiting would wait for a timeout.
+		p.stall = time.AfterFunc(stallAfter, p.checkStall)
+	}
 	p.workers += start
 	p.wg.Add(start)
 	p.mu.Unlock()
 	for range start {
 		go p.work()
 	}
+}
+
+// checkStall runs on the stall timer.
+func (p *writerPool) checkStall() {
+	p.mu.Lock()
+	p.stall = nil
+	p.startWorkersLocked()
 }
 
 func (p *writerPool) pop() *client {
@@ -952,7 +966,17 @@ func (p *writerPool) work() {
 	}
 }
 
-func (p *writerPool) wait() { p.wg.Wait() }
+// wait stops the stall checks and waits for the workers.
+func (p *writerPool) wait() {
+	p.mu.Lock()
+	p.stopped = true
+	if p.stall != nil {
+		p.stall.Stop()
+		p.stall = nil
+	}
+	p.mu.Unlock()
+	p.wg.Wait()
+}
 
 // drain writes everything queued for c in as few writes as it can, using
 // b as scratch, and returns b for reuse.
