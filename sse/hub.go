@@ -34,11 +34,6 @@ const (
 // maxWrite is the most a writer gathers into one write.
 const maxWrite = 64 << 10
 
-// stallAfter is how long the ready queue may wait for any worker before
-// the pool adds workers: every worker is then stuck writing to a client
-// that does not read.
-const stallAfter = 20 * time.Millisecond
-
 // SlowPolicy says what a [Hub] or [Server] does with a client whose queue
 // is full when a new event comes for it.
 type SlowPolicy int
@@ -865,18 +860,19 @@ func (h *hubCore) close() error {
 
 // writerPool runs the goroutines that drain client queues. Workers start
 // on demand and exit when no client is waiting, so an idle hub has none.
+// A worker blocked on a client that does not read is busy, not idle: when
+// clients wait and no worker is idle, more are started, up to max, so
+// that stuck clients never delay the others.
 type writerPool struct {
 	hub  *hubCore
-	base int // workers started freely
-	max  int // workers at most, counting those added for stalls
+	base int // workers started at once for a burst
+	max  int // workers at most
 
 	mu      sync.Mutex
 	ready   []*client
 	head    int
 	workers int
-	lastPop time.Time
-	stall   *time.Timer // set while a stall check is pending
-	stopped bool        // the hub closed: no more stall checks
+	busy    int // workers draining a client
 	wg      sync.WaitGroup
 }
 
@@ -886,7 +882,6 @@ func (p *writerPool) push(cs []*client) {
 		return
 	}
 	p.mu.Lock()
-	p.markWaitStart()
 	p.ready = append(p.ready, cs...)
 	p.startWorkersLocked()
 }
@@ -894,46 +889,23 @@ func (p *writerPool) push(cs []*client) {
 // pushOne is push for one client, without a slice to allocate.
 func (p *writerPool) pushOne(c *client) {
 	p.mu.Lock()
-	p.markWaitStart()
 	p.ready = append(p.ready, c)
 	p.startWorkersLocked()
-}
-
-// markWaitStart starts the stall clock when the ready queue was empty.
-func (p *writerPool) markWaitStart() {
-	if p.head == len(p.ready) {
-		p.lastPop = time.Now()
-	}
 }
 
 // startWorkersLocked starts the workers the ready queue needs and unlocks
 // p.mu.
 func (p *writerPool) startWorkersLocked() {
 	waiting := len(p.ready) - p.head
-	start := min(waiting, p.base) - p.workers
-	if start <= 0 && p.workers < p.max && time.Since(p.lastPop) > stallAfter {
-		// Every worker is stuck on a client that does not read.
-		start = min(p.base, p.max-p.workers)
-	}
-	start = max(start, 0)
-	if start == 0 && waiting > 0 && p.workers < p.max && p.stall == nil && !p.stopped {
-		// Check again later: if every worker is stuck then and nothing
-		// else is pushed, the clients waiting would wait for a timeout.
-		p.stall = time.AfterFunc(stallAfter, p.checkStall)
-	}
+	idle := p.workers - p.busy
+	start := min(waiting, p.base) - idle
+	start = max(min(start, p.max-p.workers), 0)
 	p.workers += start
 	p.wg.Add(start)
 	p.mu.Unlock()
 	for range start {
 		go p.work()
 	}
-}
-
-// checkStall runs on the stall timer.
-func (p *writerPool) checkStall() {
-	p.mu.Lock()
-	p.stall = nil
-	p.startWorkersLocked()
 }
 
 func (p *writerPool) pop() *client {
@@ -947,8 +919,22 @@ func (p *writerPool) pop() *client {
 	c := p.ready[p.head]
 	p.ready[p.head] = nil
 	p.head++
-	p.lastPop = time.Now()
+	p.busy++
+	if p.head < len(p.ready) && p.busy == p.workers && p.workers < p.max {
+		// Keep a worker free while clients wait: this one may block on
+		// a client that does not read.
+		p.workers++
+		p.wg.Add(1)
+		go p.work()
+	}
 	return c
+}
+
+// done marks a worker idle again after a drain.
+func (p *writerPool) done() {
+	p.mu.Lock()
+	p.busy--
+	p.mu.Unlock()
 }
 
 func (p *writerPool) work() {
@@ -960,23 +946,14 @@ func (p *writerPool) work() {
 			return
 		}
 		b = p.drain(c, b[:0])
+		p.done()
 		if cap(b) > 4*maxWrite {
 			b = nil
 		}
 	}
 }
 
-// wait stops the stall checks and waits for the workers.
-func (p *writerPool) wait() {
-	p.mu.Lock()
-	p.stopped = true
-	if p.stall != nil {
-		p.stall.Stop()
-		p.stall = nil
-	}
-	p.mu.Unlock()
-	p.wg.Wait()
-}
+func (p *writerPool) wait() { p.wg.Wait() }
 
 // drain writes everything queued for c in as few writes as it can, using
 // b as scratch, and returns b for reuse.
