@@ -201,7 +201,7 @@ func (h *Hub[T]) Run() { h.core.run() }
 // [Hub.Shutdown] started), and [ErrConnectionClosed] when conn has
 // already ended.
 func (h *Hub[T]) Register(conn *Conn) error {
-	_, err := h.core.register(conn, h.core.def, nil, false)
+	_, err := h.core.register(conn, h.core.def, nil, nil, false)
 	return err
 }
 
@@ -271,7 +271,7 @@ func (h *Hub[T]) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	conn, err := upgrade(r.Context(), w, r, h.core.upgrade, func(c *Conn) error {
-		_, err := h.core.register(c, h.core.def, nil, false)
+		_, err := h.core.register(c, h.core.def, nil, nil, false)
 		return err
 	})
 	if !upgradeOK(w, err) {
@@ -452,7 +452,7 @@ func (h *hubCore) logf(level slog.Level, msg string, args ...any) {
 
 // register adds conn to group g (nil: the group of topics, made as
 // needed). A resuming client gets no live events until finishResume.
-func (h *hubCore) register(conn *Conn, g *group, topics []string, resuming bool) (*client, error) {
+func (h *hubCore) register(conn *Conn, g *group, topics []string, filter func(*Message) bool, resuming bool) (*client, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed || h.draining {
@@ -472,7 +472,7 @@ func (h *hubCore) register(conn *Conn, g *group, topics []string, resuming bool)
 	if !conn.watch(h) {
 		return nil, conn.Err()
 	}
-	c := &client{conn: conn, grp: g, index: len(g.clients), resuming: resuming}
+	c := &client{conn: conn, grp: g, index: len(g.clients), filter: filter, resuming: resuming}
 	h.byConn[conn] = c
 	g.clients = append(g.clients, c)
 	h.nclients++

@@ -272,10 +272,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	lastID := lastEventID(r)
 	var c *client
 	conn, err := upgrade(r.Context(), w, r, s.core.upgrade, func(conn *Conn) (err error) {
-		c, err = s.core.register(conn, nil, topics, lastID != "")
-		if c != nil {
-			c.filter = filter
-		}
+		c, err = s.core.register(conn, nil, topics, filter, lastID != "")
 		return err
 	})
 	if !upgradeOK(w, err) {
