@@ -36,6 +36,7 @@ func TestHubSlowPolicies(t *testing.T) {
 						t.Fatal(err)
 					}
 				}
+				synctest.Wait() // a disconnected client's write is aborted first
 				release()
 				synctest.Wait()
 				if got := c.w.Body(); got != tc.body {
