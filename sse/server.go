@@ -490,7 +490,7 @@ func (h *hubCore) finishResume(c *client, topics, ids []string, hists []History)
 
 	var chunks [][]byte
 	var buf []byte
-	add := func(ev *Event) {
+	add := func(ev Event) {
 		if len(buf) > 0 && len(buf)+ev.wireSize() > maxWrite {
 			chunks, buf = append(chunks, buf), nil
 		}
@@ -504,20 +504,21 @@ func (h *hubCore) finishResume(c *client, topics, ids []string, hists []History)
 		if multi {
 			data = cursorID([]string{t}, func(int) string { return data })
 		}
-		add(&Event{Type: GapEventType, Data: data})
+		add(Event{Type: GapEventType, Data: data})
 	}
 	var n uint64
 	for i := range topics {
-		for _, m := range lists[i] {
+		for j := range lists[i] {
+			m := &lists[i][j]
 			cur[i] = m.Event.ID
-			if c.filter != nil && !c.filter(&m) {
+			if c.filter != nil && !c.filter(m) {
 				continue
 			}
 			ev := m.Event
 			if multi {
 				ev.ID = cursorID(topics, func(i int) string { return cur[i] })
 			}
-			add(&ev)
+			add(ev)
 			n++
 		}
 	}
