@@ -48,7 +48,7 @@ func main() {
 	addr := flag.String("addr", "localhost:8080", "listen `address`")
 	every := flag.Duration("every", time.Millisecond, "interval between events")
 	size := flag.Int("size", 4096, "size of each event's data in bytes")
-	queue := flag.Int("queue", 64, "events queued per client before it is disconnected")
+	queue := flag.Int("queue", 256, "events queued per client before it is disconnected")
 	flag.Parse()
 
 	ln, err := net.Listen("tcp", *addr)
