@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -46,11 +47,29 @@ func build(dir string) error {
 	if err != nil {
 		return fmt.Errorf("go command not found: %w", err)
 	}
-	cmd := exec.Command(gobin, "build", "-o", dir+string(filepath.Separator), "./...")
+	args := []string{"build", "-o", dir + string(filepath.Separator)}
+	if raceEnabled() {
+		// Build the programs as the tests are built: they then share the
+		// compiled standard library, and data races in them are caught.
+		args = append(args, "-race")
+	}
+	cmd := exec.Command(gobin, append(args, "./...")...)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("go build ./...: %v\n%s", err, out)
 	}
 	return nil
+}
+
+// raceEnabled reports whether the test binary was built with -race.
+func raceEnabled() bool {
+	if info, ok := debug.ReadBuildInfo(); ok {
+		for _, s := range info.Settings {
+			if s.Key == "-race" {
+				return s.Value == "true"
+			}
+		}
+	}
+	return false
 }
 
 var examples = []string{
@@ -66,7 +85,9 @@ func TestBuild(t *testing.T) {
 	}
 	for _, name := range examples {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		out, _ := exec.CommandContext(ctx, filepath.Join(binDir, name), "-h").CombinedOutput()
+		cmd := exec.CommandContext(ctx, filepath.Join(binDir, name), "-h")
+		cmd.Env = append(os.Environ(), "GORACE=atexit_sleep_ms=0")
+		out, _ := cmd.CombinedOutput()
 		cancel()
 		if name != "tail" && !bytes.Contains(out, []byte("-addr")) {
 			t.Errorf("%s -h: no -addr flag in usage:\n%s", name, out)
@@ -97,7 +118,10 @@ func (lw *logWriter) Write(p []byte) (int, error) {
 	lw.mu.Lock()
 	defer lw.mu.Unlock()
 	lw.buf.Write(p)
-	if m := listening.FindSubmatch(lw.buf.Bytes()); m != nil && !lw.sent {
+	if lw.sent {
+		return len(p), nil
+	}
+	if m := listening.FindSubmatch(lw.buf.Bytes()); m != nil {
 		lw.sent = true
 		lw.addr <- string(m[1])
 	}
@@ -121,6 +145,7 @@ func start(t *testing.T, name string, args ...string) *proc {
 	// Port 0 lets the kernel pick a free port; the program logs which.
 	cmd := exec.Command(filepath.Join(binDir, name), append([]string{"-addr", "127.0.0.1:0"}, args...)...)
 	cmd.Stdout, cmd.Stderr = lw, lw
+	cmd.Env = append(os.Environ(), "GORACE=atexit_sleep_ms=0 halt_on_error=1")
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -132,6 +157,9 @@ func start(t *testing.T, name string, args ...string) *proc {
 	t.Cleanup(func() {
 		cmd.Process.Kill()
 		<-p.exited
+		if strings.Contains(lw.String(), "DATA RACE") {
+			t.Errorf("%s: data race", name)
+		}
 		if t.Failed() {
 			t.Logf("%s output:\n%s", name, lw)
 		}
