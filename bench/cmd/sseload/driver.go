@@ -142,8 +142,8 @@ type result struct {
 	heapStackConn float64 // bytes per idle connection
 	rssConn       float64
 
-	tput     measurement
-	latency  map[int]measurement
+	tput    measurement
+	latency map[int]measurement
 	profile string
 }
 
@@ -159,6 +159,8 @@ type measurement struct {
 	p99         time.Duration
 	max         time.Duration
 	stalled     bool
+	serverCPU   time.Duration // CPU the server process used during the run
+	clientCPU   time.Duration // CPU this (client) process used during the run
 }
 
 func (m measurement) ok() bool { return m.err == nil && m.rr.clients > 0 }
@@ -341,6 +343,8 @@ func runScenario(ctx context.Context, cfg *config, s *server, p *pool, m, rate i
 		err error
 	}
 	pubc := make(chan pubDone, 1)
+	before, _ := s.stats(ctx, false)
+	cpu0 := cpuTime()
 	t0 := time.Now()
 	go func() {
 		res, err := s.publish(ctx, "d", spec.id, m, cfg.size, rate)
@@ -388,6 +392,10 @@ wait:
 		d := <-pubc
 		pub = &d
 	}
+	if after, err := s.stats(ctx, false); err == nil && before.CPUNS > 0 {
+		out.serverCPU = time.Duration(after.CPUNS - before.CPUNS)
+	}
+	out.clientCPU = time.Duration(cpuTime() - cpu0)
 	out.rr = p.collect(spec, counted)
 	out.publishErrs = pub.res.Errors
 	out.publishErr = pub.res.FirstErr
@@ -423,6 +431,7 @@ func describe(m measurement) string {
 	}
 	fmt.Fprintf(&b, "%d deliveries in %.2fs = %s/s, %d lost, %d duplicates, %d clients dropped",
 		m.rr.delivered, m.seconds, si(m.perSec), m.rr.lost, m.rr.dups, m.rr.dropped)
+	fmt.Fprintf(&b, ", CPU server %.2fs clients %.2fs", m.serverCPU.Seconds(), m.clientCPU.Seconds())
 	if m.publishErrs > 0 {
 		fmt.Fprintf(&b, ", %d publish errors (%s)", m.publishErrs, m.publishErr)
 	}

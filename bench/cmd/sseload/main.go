@@ -311,7 +311,9 @@ func raiseFileLimit(stderr io.Writer) {
 	if lim.Cur < lim.Max {
 		lim.Cur = lim.Max
 		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-			fmt.Fprintf(stderr, "sseload: warning: cannot raise open-file limit: %v\n", err)
+			if stderr != nil {
+				fmt.Fprintf(stderr, "sseload: warning: cannot raise open-file limit: %v\n", err)
+			}
 		}
 	}
 }
@@ -323,4 +325,13 @@ func fileLimit() uint64 {
 		return 0
 	}
 	return lim.Cur
+}
+
+// cpuTime returns the user+system CPU time this process has used, in ns.
+func cpuTime() int64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return ru.Utime.Nano() + ru.Stime.Nano()
 }

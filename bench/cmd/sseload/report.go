@@ -152,6 +152,10 @@ func writeReport(w io.Writer, cfg *config, impls []string, results []*result, to
 		if r.err != nil {
 			continue
 		}
+		if r.tput.ok() {
+			notes = append(notes, fmt.Sprintf("%s, %d clients: throughput run used %.2fs CPU in the server, %.2fs in the clients, over %.2fs",
+				implTitle[r.impl], r.clients, r.tput.serverCPU.Seconds(), r.tput.clientCPU.Seconds(), r.tput.seconds))
+		}
 		if r.tput.publishErrs > 0 {
 			notes = append(notes, fmt.Sprintf("%s, %d clients: throughput run had %d publish errors (%s)", implTitle[r.impl], r.clients, r.tput.publishErrs, r.tput.publishErr))
 		}

@@ -12,8 +12,8 @@ import (
 	"net/http/pprof"
 	"os"
 	"runtime"
-	rpprof "runtime/pprof"
 	"runtime/debug"
+	rpprof "runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -170,6 +170,7 @@ type serverStats struct {
 	RSS        uint64 `json:"rss"` // VmRSS, bytes
 	NumGC      uint32 `json:"num_gc"`
 	FileLimit  uint64 `json:"file_limit"`
+	CPUNS      int64  `json:"cpu_ns"` // user+system CPU time of the process
 }
 
 // stats reports memory; with gc=1 it collects garbage first and returns
@@ -192,6 +193,7 @@ func (c *control) stats(w http.ResponseWriter, r *http.Request) {
 		RSS:        readRSS("self"),
 		NumGC:      ms.NumGC,
 		FileLimit:  fileLimit(),
+		CPUNS:      cpuTime(),
 	})
 }
 
