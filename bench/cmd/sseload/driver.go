@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -188,7 +189,14 @@ func drive(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 		}
 		cfg.cpuProfDir = abs
 	}
+	if st := takeCPUSnapshot(); st.jiffies {
+		time.Sleep(time.Second)
+		if cores, ok := foreignLoad(st, takeCPUSnapshot()); ok && cores > 0.2 {
+			logf("sseload: warning: other processes are using %.1f cores of %d; results will be skewed", cores, runtime.NumCPU())
+		}
+	}
 	start := time.Now()
+	cpuStart := takeCPUSnapshot()
 	var results []*result
 	for i, n := range cfg.clients {
 		for _, impl := range impls {
@@ -199,7 +207,8 @@ func drive(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 			results = append(results, r)
 		}
 	}
-	writeReport(stdout, cfg, impls, results, time.Since(start))
+	foreign, _ := foreignLoad(cpuStart, takeCPUSnapshot())
+	writeReport(stdout, cfg, impls, results, time.Since(start), foreign)
 	for _, r := range results {
 		if r.err != nil {
 			return fmt.Errorf("%s with %d clients: %w", r.impl, r.clients, r.err)

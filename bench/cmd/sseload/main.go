@@ -61,7 +61,7 @@ const (
 // defaultEvents picks the throughput run length for n clients: the same
 // number of deliveries (n×M) at every n, so each run takes a few seconds.
 func defaultEvents(n int, quick bool) int {
-	total, lo, hi := 10_000_000, 1000, 100_000
+	total, lo, hi := 1_000_000, 100, 10_000
 	if quick {
 		total, lo, hi = 200_000, 200, 2000
 	}
@@ -126,7 +126,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	var (
 		impls      = fs.String("impls", strings.Join(builtImpls(), ","), "implementations to compare: "+strings.Join(allImpls, ", "))
 		clients    = fs.String("clients", "", "comma-separated client counts (default "+fullClients+"; with -quick "+quickClients+")")
-		events     = fs.String("events", "", "events per throughput run: one number, or one per -clients entry (default 10 000 000 / clients within 1000..100000; with -quick 200 000 / clients within 200..2000)")
+		events     = fs.String("events", "", "events per throughput run: one number, or one per -clients entry (default 1 000 000 / clients within 100..10000; with -quick 200 000 / clients within 200..2000)")
 		size       = fs.Int("size", 64, "event data size in bytes")
 		rates      = fs.String("rates", "10,100", "latency scenario publish rates, events per second")
 		latencyDur = fs.Duration("latency-duration", 0, "length of each latency run (default 5s; with -quick 1s)")

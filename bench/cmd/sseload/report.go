@@ -13,12 +13,13 @@ import (
 // writeReport prints the environment and one markdown table with every
 // scenario, each implementation's result and the ratio of ours to the
 // best peer.
-func writeReport(w io.Writer, cfg *config, impls []string, results []*result, took time.Duration) {
+func writeReport(w io.Writer, cfg *config, impls []string, results []*result, took time.Duration, foreign float64) {
 	fmt.Fprintf(w, "## sseload results\n\n")
 	fmt.Fprintf(w, "- date: %s\n", time.Now().UTC().Format("2006-01-02 15:04 MST"))
 	fmt.Fprintf(w, "- machine: %d cores (%s), %s, %s/%s\n", runtime.NumCPU(), cpuModel(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
 	fmt.Fprintf(w, "- command: `sseload %s`\n", strings.Join(os.Args[1:], " "))
 	fmt.Fprintf(w, "- event data: %d bytes; latency runs: %v each; run took %v\n", cfg.size, cfg.latencyDur, took.Round(time.Second))
+	fmt.Fprintf(w, "- other processes on the machine used %.2f cores on average during the run\n", foreign)
 	fmt.Fprintf(w, "- servers run in a child process each, clients in the driver process, over 127.0.0.1\n")
 	for _, impl := range impls {
 		fmt.Fprintf(w, "- %s: %s\n", implTitle[impl], settings[impl])
