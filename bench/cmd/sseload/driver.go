@@ -142,6 +142,7 @@ type result struct {
 	memErr        error
 	heapStackConn float64 // bytes per idle connection
 	rssConn       float64
+	goroutines    float64 // server goroutines per idle connection
 
 	tput    measurement
 	latency map[int]measurement
@@ -257,7 +258,10 @@ func measureOne(ctx context.Context, cfg *config, impl string, n, m int, logf fu
 	} else {
 		r.heapStackConn = (float64(loaded.HeapInuse+loaded.StackInuse) - float64(base.HeapInuse+base.StackInuse)) / float64(n)
 		r.rssConn = (float64(loaded.RSS) - float64(base.RSS)) / float64(n)
-		logf("%-7s n=%-6d memory: %.0f B heap+stack/conn, %.0f B RSS/conn", impl, n, r.heapStackConn, r.rssConn)
+		r.goroutines = float64(loaded.Goroutines-base.Goroutines) / float64(n)
+		logf("%-7s n=%-6d memory: %.0f B heap+stack/conn (heap %.0f, stack %.0f), %.0f B RSS/conn, %.2f goroutines/conn", impl, n,
+			r.heapStackConn, (float64(loaded.HeapInuse)-float64(base.HeapInuse))/float64(n),
+			(float64(loaded.StackInuse)-float64(base.StackInuse))/float64(n), r.rssConn, r.goroutines)
 	}
 
 	// Throughput.

@@ -153,6 +153,9 @@ func writeReport(w io.Writer, cfg *config, impls []string, results []*result, to
 		if r.err != nil {
 			continue
 		}
+		if r.memErr == nil {
+			notes = append(notes, fmt.Sprintf("%s, %d clients: %.2f server goroutines per idle connection", implTitle[r.impl], r.clients, r.goroutines))
+		}
 		if r.tput.ok() {
 			notes = append(notes, fmt.Sprintf("%s, %d clients: throughput run used %.2fs CPU in the server, %.2fs in the clients, over %.2fs",
 				implTitle[r.impl], r.clients, r.tput.serverCPU.Seconds(), r.tput.clientCPU.Seconds(), r.tput.seconds))
