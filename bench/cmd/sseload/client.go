@@ -491,6 +491,23 @@ func (p *pool) progress(spec *runSpec) int64 {
 	return n
 }
 
+// settled reports whether every counted client has all events of spec
+// or is disconnected.
+func (p *pool) settled(spec *runSpec, counted []bool) bool {
+	for i, c := range p.clients {
+		if !counted[i] || !c.alive.Load() {
+			continue
+		}
+		c.mu.Lock()
+		done := c.spec == spec && c.got == spec.events
+		c.mu.Unlock()
+		if !done {
+			return false
+		}
+	}
+	return true
+}
+
 // primed counts connected clients that have seen priming event k or later.
 func (p *pool) primed(k int64) (primed, alive int) {
 	for _, c := range p.clients {

@@ -367,6 +367,7 @@ func runScenario(ctx context.Context, cfg *config, s *server, p *pool, m, rate i
 	const quiet = 5 * time.Second // no progress for this long after publishing ends: stop
 	var pub *pubDone
 	lastProgress, lastCount := time.Now(), int64(-1)
+	var lastSettledCheck time.Time
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
 wait:
@@ -385,6 +386,13 @@ wait:
 		if pub != nil && pub.err != nil {
 			out.err = fmt.Errorf("publish: %w", pub.err)
 			break
+		}
+		if pub != nil && time.Since(lastSettledCheck) > 100*time.Millisecond {
+			// Clients the server dropped will never complete.
+			lastSettledCheck = time.Now()
+			if p.settled(spec, counted) {
+				break
+			}
 		}
 		if c := p.progress(spec); c != lastCount {
 			lastCount, lastProgress = c, time.Now()
