@@ -120,15 +120,20 @@ func (c *control) publish(w http.ResponseWriter, r *http.Request) {
 	buf := make([]byte, 0, size)
 	start := time.Now()
 	for i := 0; i < n; i++ {
+		ts := time.Now()
 		if interval > 0 {
-			if d := time.Until(start.Add(time.Duration(i) * interval)); d > 0 {
+			// The timestamp is the scheduled time: a publisher held up
+			// by backpressure counts against latency instead of hiding
+			// it (no coordinated omission).
+			ts = start.Add(time.Duration(i) * interval)
+			if d := time.Until(ts); d > 0 {
 				time.Sleep(d)
 			}
 		}
 		if r.Context().Err() != nil {
 			break
 		}
-		buf = appendEventData(buf[:0], kind[0], run, int64(i), time.Now().UnixNano(), size)
+		buf = appendEventData(buf[:0], kind[0], run, int64(i), ts.UnixNano(), size)
 		if err := c.b.Publish(string(buf)); err != nil {
 			res.Errors++
 			if res.FirstErr == "" {
