@@ -25,3 +25,15 @@ var (
 	// and the connection stays usable.
 	ErrInvalidEvent = errors.New("sse: invalid event")
 )
+
+// Sentinel errors of the event stream reader and client.
+var (
+	// ErrEventTooLarge is returned by [Reader.Next] when an event outgrows
+	// [Reader.MaxEventSize] (or [Client.MaxEventSize]). The stream cannot
+	// be parsed further.
+	ErrEventTooLarge = errors.New("sse: event too large")
+
+	// ErrIdleTimeout is reported to [Client.OnReconnect] when a connection
+	// received nothing for [Client.IdleTimeout] and was dropped.
+	ErrIdleTimeout = errors.New("sse: idle timeout")
+)

@@ -1,0 +1,404 @@
+package sse
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Defaults used when the matching [UpgradeOptions] field is zero.
+const (
+	DefaultWriteTimeout = 10 * time.Second
+	DefaultHeartbeat    = 15 * time.Second
+)
+
+// connectedComment opens every stream. Flushing it at once tells the
+// client (and any proxy in between) that the stream is live.
+const connectedComment = ": connected\n\n"
+
+// heartbeatComment is written after a period without any other write.
+var heartbeatComment = []byte(": keep-alive\n\n")
+
+// UpgradeOptions configures a [Conn]. The zero value gives the defaults.
+type UpgradeOptions struct {
+	// WriteTimeout bounds every write to the client, so a client that
+	// stops reading makes the write fail and the connection close instead
+	// of blocking forever. Zero means DefaultWriteTimeout (10s); a negative
+	// value disables the deadline.
+	WriteTimeout time.Duration
+
+	// Heartbeat is how long the stream may stay silent before a comment
+	// (": keep-alive") is sent to keep proxies and load balancers from
+	// closing it. Zero means DefaultHeartbeat (15s); a negative value
+	// disables heartbeats.
+	Heartbeat time.Duration
+
+	// Retry, when positive, is sent right after the opening comment as the
+	// client's reconnection time (a "retry:" field, in milliseconds).
+	Retry time.Duration
+
+	// Header holds extra response headers, set before the SSE headers
+	// (which take precedence). Headers already set on the ResponseWriter
+	// are kept as well.
+	Header http.Header
+}
+
+// Conn is one server-sent event stream to one client. Its methods are
+// safe for concurrent use; events written concurrently never interleave.
+//
+// A Conn ends when its client goes away, when the context it was created
+// with ends, when a write fails or times out, or when [Conn.Close] is
+// called, whichever comes first; [Conn.Done] is closed then. The handler
+// that created it must not return before [Conn.Close] (or
+// [Hub.Unregister], for a registered Conn) has returned: both wait for a
+// write in progress, so that nothing touches the ResponseWriter afterwards.
+type Conn struct {
+	w           http.ResponseWriter
+	rc          *http.ResponseController
+	lastEventID string
+	timeout     time.Duration // write timeout; 0 means none
+	deadlines   bool          // the writer supports write deadlines
+
+	wmu     sync.Mutex  // serialises writes
+	writing atomic.Bool // a write is in progress
+	last    atomic.Int64
+	closed  atomic.Bool
+
+	mu       sync.Mutex // guards the fields below
+	cause    error
+	watchers []closeWatcher
+	stops    []func() bool
+	beat     *time.Timer
+	interval time.Duration
+
+	done chan struct{}
+}
+
+// closeWatcher is told when a Conn ends; hubs use it to drop the Conn.
+type closeWatcher interface {
+	connClosed(c *Conn)
+}
+
+// Upgrade starts a server-sent event stream on w: it checks that w can
+// flush, writes the SSE headers and status 200, and flushes the opening
+// comment ": connected". The stream lives as long as r's context.
+//
+// When w cannot flush, Upgrade returns [ErrNoFlusher] and writes nothing,
+// so the caller can still reply with an ordinary HTTP error.
+func Upgrade(w http.ResponseWriter, r *http.Request) (*Conn, error) {
+	return UpgradeWithOptions(r.Context(), w, r, nil)
+}
+
+// UpgradeWithContext is like [Upgrade], but the stream also ends when ctx
+// ends. The request's context is still watched, so a client that goes
+// away ends the stream whatever ctx does.
+func UpgradeWithContext(ctx context.Context, w http.ResponseWriter, r *http.Request) (*Conn, error) {
+	return UpgradeWithOptions(ctx, w, r, nil)
+}
+
+// UpgradeWithOptions is like [UpgradeWithContext] with options; a nil
+// opts gives the defaults.
+func UpgradeWithOptions(ctx context.Context, w http.ResponseWriter, r *http.Request, opts *UpgradeOptions) (*Conn, error) {
+	return upgrade(ctx, w, r, opts, nil)
+}
+
+// upgrade implements UpgradeWithOptions. It calls ready, when not nil,
+// before the opening comment is sent, so a hub can register the stream
+// before the client knows it is live; an error from ready ends the stream.
+func upgrade(ctx context.Context, w http.ResponseWriter, r *http.Request, opts *UpgradeOptions, ready func(*Conn) error) (*Conn, error) {
+	if opts == nil {
+		opts = &UpgradeOptions{}
+	}
+	if !canFlush(w) {
+		return nil, ErrNoFlusher
+	}
+	h := w.Header()
+	for k, v := range opts.Header {
+		h[k] = v
+	}
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-cache")
+	h.Set("X-Accel-Buffering", "no")
+	h.Del("Content-Length")
+	if r.ProtoMajor == 1 {
+		h.Set("Connection", "keep-alive")
+	} else {
+		h.Del("Connection") // forbidden in HTTP/2 and later
+	}
+
+	c := &Conn{
+		w:           w,
+		rc:          http.NewResponseController(w),
+		lastEventID: lastEventID(r),
+		timeout:     durationOr(opts.WriteTimeout, DefaultWriteTimeout),
+		interval:    durationOr(opts.Heartbeat, DefaultHeartbeat),
+		done:        make(chan struct{}),
+	}
+	// Probe deadline support once, so writers without it cost nothing.
+	c.deadlines = c.timeout > 0 && c.rc.SetWriteDeadline(time.Time{}) == nil
+
+	// Watch the contexts without a goroutine of our own.
+	c.mu.Lock()
+	c.stops = append(c.stops, context.AfterFunc(r.Context(), func() {
+		c.shutdown(fmt.Errorf("%w: client went away", ErrConnectionClosed))
+	}))
+	if ctx != r.Context() {
+		c.stops = append(c.stops, context.AfterFunc(ctx, func() {
+			c.shutdown(fmt.Errorf("%w: %w", ErrConnectionClosed, context.Cause(ctx)))
+		}))
+	}
+	c.mu.Unlock()
+	if ready != nil {
+		if err := ready(c); err != nil {
+			c.shutdown(fmt.Errorf("%w: %w", ErrConnectionClosed, err))
+			return nil, err
+		}
+	}
+
+	w.WriteHeader(http.StatusOK)
+	opening := []byte(connectedComment)
+	if opts.Retry > 0 {
+		opening = fmt.Appendf(opening, "retry: %d\n\n", opts.Retry.Milliseconds())
+	}
+	if err := c.write(opening); err != nil {
+		return nil, err
+	}
+	if c.interval > 0 {
+		c.mu.Lock()
+		if c.cause == nil {
+			c.beat = time.AfterFunc(c.interval, c.heartbeat)
+		}
+		c.mu.Unlock()
+	}
+	return c, nil
+}
+
+// canFlush reports whether w, or a writer it wraps through Unwrap, can
+// flush, without writing anything (http.ResponseController can only tell
+// by trying).
+func canFlush(w http.ResponseWriter) bool {
+	for {
+		switch t := w.(type) {
+		case http.Flusher, interface{ FlushError() error }:
+			return true
+		case interface{ Unwrap() http.ResponseWriter }:
+			w = t.Unwrap()
+		default:
+			return false
+		}
+	}
+}
+
+// lastEventID reads the Last-Event-ID header, falling back to the
+// lastEventId query parameter for clients that cannot set headers.
+func lastEventID(r *http.Request) string {
+	if id := r.Header.Get("Last-Event-ID"); id != "" {
+		return id
+	}
+	return r.URL.Query().Get("lastEventId")
+}
+
+func durationOr(d, def time.Duration) time.Duration {
+	switch {
+	case d == 0:
+		return def
+	case d < 0:
+		return 0
+	}
+	return d
+}
+
+// LastEventID returns the ID of the last event the client saw before it
+// reconnected: the Last-Event-ID request header, or else the lastEventId
+// query parameter; "" on a first connection.
+func (c *Conn) LastEventID() string { return c.lastEventID }
+
+// Done returns a channel that is closed when the stream ends.
+func (c *Conn) Done() <-chan struct{} { return c.done }
+
+// Err returns nil while the stream is open, and afterwards an error
+// matching [ErrConnectionClosed] that says why it ended.
+func (c *Conn) Err() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.cause
+}
+
+// Send writes ev and flushes it. An event that fails [Event.Validate] is
+// refused with [ErrInvalidEvent] and nothing is written; the stream stays
+// usable. After the stream ended, Send returns [ErrConnectionClosed].
+func (c *Conn) Send(ev *Event) error {
+	if err := ev.Validate(); err != nil {
+		return err
+	}
+	b := getBuf()
+	b.b = ev.appendWire(b.b[:0])
+	err := c.write(b.b)
+	putBuf(b)
+	return err
+}
+
+// SendData sends an event carrying data only.
+func (c *Conn) SendData(data string) error {
+	return c.Send(&Event{Data: data})
+}
+
+// SendJSON sends an event whose data is v encoded by [encoding/json].
+func (c *Conn) SendJSON(v any) error {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("sse: encoding event data: %w", err)
+	}
+	return c.Send(&Event{Data: string(data)})
+}
+
+// SendComment sends a comment (see [Comment]); clients ignore it.
+func (c *Conn) SendComment(text string) error {
+	b := getBuf()
+	b.b = AppendComment(b.b[:0], text)
+	err := c.write(b.b)
+	putBuf(b)
+	return err
+}
+
+// Close ends the stream and returns nil. It waits for a write in progress
+// (aborting it when it blocks), so the handler may return right after.
+// Close is idempotent.
+func (c *Conn) Close() error {
+	c.shutdown(fmt.Errorf("%w: closed by server", ErrConnectionClosed))
+	c.wmu.Lock()
+	c.wmu.Unlock() //nolint:staticcheck // wait for a write in progress
+	return nil
+}
+
+// write writes p, flushes it and records the time. A failed write ends
+// the stream.
+func (c *Conn) write(p []byte) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	return c.writeLocked(p)
+}
+
+func (c *Conn) writeLocked(p []byte) error {
+	if c.closed.Load() {
+		return c.Err()
+	}
+	c.writing.Store(true)
+	if c.deadlines {
+		_ = c.rc.SetWriteDeadline(time.Now().Add(c.timeout))
+	}
+	// shutdown sets closed before it reads writing: either it sees this
+	// write and cuts it short, or this check sees the close.
+	if c.closed.Load() {
+		c.writing.Store(false)
+		return c.Err()
+	}
+	_, err := c.w.Write(p)
+	if err == nil {
+		err = c.rc.Flush()
+	}
+	if err == nil && c.deadlines {
+		// HTTP/2 resets a stream whose deadline passes even when idle.
+		err = c.rc.SetWriteDeadline(time.Time{})
+	}
+	c.writing.Store(false)
+	if err != nil {
+		if errors.Is(err, ErrConnectionClosed) {
+			return err
+		}
+		err = fmt.Errorf("%w: write: %w", ErrConnectionClosed, err)
+		c.shutdown(err)
+		return c.Err()
+	}
+	c.last.Store(time.Now().UnixNano())
+	return nil
+}
+
+// shutdown ends the stream with cause: it cuts short a blocked write,
+// tells the watchers (hubs), and closes Done. Only the first call counts.
+func (c *Conn) shutdown(cause error) {
+	c.mu.Lock()
+	if c.cause != nil {
+		c.mu.Unlock()
+		return
+	}
+	c.cause = cause
+	c.closed.Store(true)
+	watchers, stops, beat := c.watchers, c.stops, c.beat
+	c.watchers, c.stops, c.beat = nil, nil, nil
+	c.mu.Unlock()
+
+	if c.writing.Load() && c.deadlines {
+		_ = c.rc.SetWriteDeadline(time.Now())
+	}
+	for _, stop := range stops {
+		stop()
+	}
+	if beat != nil {
+		beat.Stop()
+	}
+	for _, w := range watchers {
+		w.connClosed(c)
+	}
+	close(c.done)
+}
+
+// watch registers w to be told when c ends. It reports false, and does
+// nothing, when c has already ended.
+func (c *Conn) watch(w closeWatcher) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cause != nil {
+		return false
+	}
+	c.watchers = append(c.watchers, w)
+	return true
+}
+
+// unwatch undoes watch.
+func (c *Conn) unwatch(w closeWatcher) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i, x := range c.watchers {
+		if x == w {
+			c.watchers = append(c.watchers[:i], c.watchers[i+1:]...)
+			return
+		}
+	}
+}
+
+// heartbeat runs on the heartbeat timer: it sends a comment when nothing
+// was written for a whole interval and sets the timer for the next check.
+func (c *Conn) heartbeat() {
+	idle := time.Duration(time.Now().UnixNano() - c.last.Load())
+	next := c.interval - idle
+	if next <= 0 {
+		if c.write(heartbeatComment) != nil {
+			return
+		}
+		next = c.interval
+	}
+	c.mu.Lock()
+	if c.beat != nil {
+		c.beat.Reset(next)
+	}
+	c.mu.Unlock()
+}
+
+// buf is a pooled encoding buffer.
+type buf struct{ b []byte }
+
+var bufPool = sync.Pool{New: func() any { return &buf{b: make([]byte, 0, 512)} }}
+
+func getBuf() *buf { return bufPool.Get().(*buf) }
+
+func putBuf(b *buf) {
+	if cap(b.b) <= 64<<10 {
+		bufPool.Put(b)
+	}
+}

@@ -1,0 +1,465 @@
+package sse_test
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/coregx/stream/sse"
+)
+
+// hubServer serves hub in the guide's style and reports each registration.
+func hubServer[T any](t *testing.T, hub *sse.Hub[T]) (*httptest.Server, <-chan *sse.Conn) {
+	t.Helper()
+	registered := make(chan *sse.Conn, 100)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		conn, err := sse.Upgrade(w, r)
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		if err := hub.Register(conn); err != nil {
+			return
+		}
+		defer hub.Unregister(conn)
+		registered <- conn
+		<-conn.Done()
+	}))
+	t.Cleanup(srv.Close)
+	return srv, registered
+}
+
+// connect opens n streams and waits until the hub registered each; it
+// returns the client streams and the server's conns, in the same order.
+func connect(t *testing.T, srv *httptest.Server, registered <-chan *sse.Conn, n int) ([]*stream, []*sse.Conn) {
+	t.Helper()
+	streams := make([]*stream, n)
+	conns := make([]*sse.Conn, n)
+	for i := range streams {
+		streams[i] = get(t, srv.Client(), srv.URL)
+		streams[i].expect(": connected\n\n")
+		conns[i] = <-registered
+	}
+	return streams, conns
+}
+
+func TestHubBroadcastReachesEveryClient(t *testing.T) {
+	hub := sse.NewHub[string]()
+	go hub.Run()
+	defer hub.Close()
+	srv, reg := hubServer(t, hub)
+	streams, _ := connect(t, srv, reg, 5)
+	if got := hub.Clients(); got != 5 {
+		t.Fatalf("Clients() = %d, want 5", got)
+	}
+	for i := range 20 {
+		if err := hub.Broadcast(fmt.Sprintf("msg %d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, s := range streams {
+		for i := range 20 {
+			if got, want := s.block(), fmt.Sprintf("data: msg %d\n\n", i); got != want {
+				t.Fatalf("event %d = %q, want %q", i, got, want)
+			}
+		}
+	}
+}
+
+type stringerMsg struct{ text string }
+
+func (m stringerMsg) String() string { return "S:" + m.text }
+
+type jsonMsg struct {
+	User string `json:"user"`
+	Text string `json:"text"`
+}
+
+// broadcastOne registers a fake stream on hub, broadcasts v and returns
+// what the stream received after its opening comment.
+func broadcastOne[T any](t *testing.T, v T) (string, error) {
+	t.Helper()
+	var body string
+	var berr error
+	synctest.Test(t, func(t *testing.T) {
+		hub := sse.NewHub[T]()
+		defer hub.Close()
+		w := newFakeWriter()
+		conn, err := sse.Upgrade(w, httptest.NewRequest(http.MethodGet, "/", nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		if err := hub.Register(conn); err != nil {
+			t.Fatal(err)
+		}
+		berr = hub.Broadcast(v)
+		synctest.Wait()
+		body = strings.TrimPrefix(w.Body(), ": connected\n\n")
+	})
+	return body, berr
+}
+
+func TestHubEncoding(t *testing.T) {
+	check := func(t *testing.T, got string, err error, want string) {
+		t.Helper()
+		if err != nil {
+			t.Fatalf("Broadcast: %v", err)
+		}
+		if got != want {
+			t.Errorf("sent %q, want %q", got, want)
+		}
+	}
+	t.Run("string", func(t *testing.T) {
+		got, err := broadcastOne(t, "Hello, everyone!")
+		check(t, got, err, "data: Hello, everyone!\n\n")
+	})
+	t.Run("multi-line string", func(t *testing.T) {
+		got, err := broadcastOne(t, "a\nb\r\nc")
+		check(t, got, err, "data: a\ndata: b\ndata: c\n\n")
+	})
+	t.Run("event pointer", func(t *testing.T) {
+		got, err := broadcastOne(t, sse.NewEvent("d").WithType("order").WithID("7").WithRetry(500))
+		check(t, got, err, "event: order\nid: 7\nretry: 500\ndata: d\n\n")
+	})
+	t.Run("event value", func(t *testing.T) {
+		got, err := broadcastOne(t, sse.Event{Type: "t", ID: "1", Data: "v"})
+		check(t, got, err, "event: t\nid: 1\ndata: v\n\n")
+	})
+	t.Run("stringer", func(t *testing.T) {
+		got, err := broadcastOne(t, stringerMsg{"hi"})
+		check(t, got, err, "data: S:hi\n\n")
+	})
+	t.Run("json", func(t *testing.T) {
+		got, err := broadcastOne(t, jsonMsg{User: "Alice", Text: "Hi"})
+		check(t, got, err, "data: {\"user\":\"Alice\",\"text\":\"Hi\"}\n\n")
+	})
+	t.Run("any holding event", func(t *testing.T) {
+		got, err := broadcastOne[any](t, sse.NewEvent("x").WithID("9"))
+		check(t, got, err, "id: 9\ndata: x\n\n")
+	})
+	t.Run("map keys sorted", func(t *testing.T) {
+		got, err := broadcastOne(t, map[string]int{"b": 2, "a": 1})
+		check(t, got, err, "data: {\"a\":1,\"b\":2}\n\n")
+	})
+}
+
+func TestHubEncodingErrors(t *testing.T) {
+	t.Run("json", func(t *testing.T) {
+		got, err := broadcastOne(t, map[string]any{"c": make(chan int)})
+		var jerr *json.UnsupportedTypeError
+		if !errors.As(err, &jerr) || !strings.HasPrefix(err.Error(), "sse: ") {
+			t.Errorf("Broadcast = %v, want a wrapped json error", err)
+		}
+		if got != "" {
+			t.Errorf("sent %q, want nothing", got)
+		}
+	})
+	t.Run("injected id", func(t *testing.T) {
+		got, err := broadcastOne(t, sse.NewEvent("x").WithID("1\nevent: evil"))
+		if !errors.Is(err, sse.ErrInvalidEvent) {
+			t.Errorf("Broadcast = %v, want ErrInvalidEvent", err)
+		}
+		if got != "" {
+			t.Errorf("sent %q, want nothing", got)
+		}
+	})
+	t.Run("nil event", func(t *testing.T) {
+		_, err := broadcastOne[*sse.Event](t, nil)
+		if !errors.Is(err, sse.ErrInvalidEvent) {
+			t.Errorf("Broadcast(nil) = %v, want ErrInvalidEvent", err)
+		}
+	})
+}
+
+func TestHubBroadcastJSON(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		hub := sse.NewHub[string]()
+		defer hub.Close()
+		w := newFakeWriter()
+		conn, _ := sse.Upgrade(w, httptest.NewRequest(http.MethodGet, "/", nil))
+		defer conn.Close()
+		hub.Register(conn)
+		if err := hub.BroadcastJSON(jsonMsg{User: "Bob", Text: "yo"}); err != nil {
+			t.Fatal(err)
+		}
+		synctest.Wait()
+		if got, want := w.Body(), ": connected\n\ndata: {\"user\":\"Bob\",\"text\":\"yo\"}\n\n"; got != want {
+			t.Errorf("body = %q, want %q", got, want)
+		}
+	})
+}
+
+func TestHubClientsExact(t *testing.T) {
+	hub := sse.NewHub[string]()
+	go hub.Run()
+	defer hub.Close()
+	srv, reg := hubServer(t, hub)
+	streams, conns := connect(t, srv, reg, 3)
+	if got := hub.Clients(); got != 3 {
+		t.Fatalf("after 3 registrations Clients() = %d, want 3", got)
+	}
+
+	// A client that goes away is removed by the time Done is closed.
+	w := newFakeWriter()
+	conn, _ := sse.Upgrade(w, httptest.NewRequest(http.MethodGet, "/", nil))
+	hub.Register(conn)
+	if got := hub.Clients(); got != 4 {
+		t.Fatalf("after Register Clients() = %d, want 4", got)
+	}
+	hub.Unregister(conn)
+	if got := hub.Clients(); got != 3 {
+		t.Fatalf("after Unregister Clients() = %d, want 3", got)
+	}
+	conn.Close()
+	streams[0].resp.Body.Close()
+	<-conns[0].Done()
+	if got := hub.Clients(); got != 2 {
+		t.Fatalf("after disconnect Clients() = %d, want 2", got)
+	}
+}
+
+func TestHubRemovesDisconnectedClient(t *testing.T) {
+	hub := sse.NewHub[string]()
+	defer hub.Close()
+	srv, reg := hubServer(t, hub)
+	s := get(t, srv.Client(), srv.URL)
+	s.expect(": connected\n\n")
+	conn := <-reg
+	if got := hub.Clients(); got != 1 {
+		t.Fatalf("Clients() = %d, want 1", got)
+	}
+	s.resp.Body.Close()
+	<-conn.Done()
+	if got := hub.Clients(); got != 0 {
+		t.Fatalf("after disconnect Clients() = %d, want 0", got)
+	}
+}
+
+func TestHubLifecycle(t *testing.T) {
+	hub := sse.NewHub[string]()
+	runs := make(chan struct{}, 2)
+	for range 2 {
+		go func() { hub.Run(); runs <- struct{}{} }()
+	}
+	srv, reg := hubServer(t, hub)
+	streams, _ := connect(t, srv, reg, 2)
+	if err := hub.Close(); err != nil {
+		t.Fatalf("Close = %v, want nil", err)
+	}
+	// Close waited for both Runs to return.
+	for range 2 {
+		select {
+		case <-runs:
+		default:
+			t.Fatal("Run still running after Close returned")
+		}
+	}
+	for _, s := range streams {
+		s.expectEOF()
+	}
+	if err := hub.Close(); err != nil {
+		t.Errorf("second Close = %v, want nil", err)
+	}
+	hub.Run() // returns at once on a closed hub
+
+	w := newFakeWriter()
+	conn, _ := sse.Upgrade(w, httptest.NewRequest(http.MethodGet, "/", nil))
+	defer conn.Close()
+	if err := hub.Register(conn); !errors.Is(err, sse.ErrHubClosed) {
+		t.Errorf("Register after Close = %v, want ErrHubClosed", err)
+	}
+	if err := hub.Broadcast("x"); !errors.Is(err, sse.ErrHubClosed) {
+		t.Errorf("Broadcast after Close = %v, want ErrHubClosed", err)
+	}
+	if got, want := sse.ErrHubClosed.Error(), "sse: hub closed"; got != want {
+		t.Errorf("message = %q, want %q", got, want)
+	}
+	if got := hub.Clients(); got != 0 {
+		t.Errorf("Clients() after Close = %d, want 0", got)
+	}
+}
+
+func TestHubRegisterClosedConn(t *testing.T) {
+	hub := sse.NewHub[string]()
+	defer hub.Close()
+	conn, _ := sse.Upgrade(newFakeWriter(), httptest.NewRequest(http.MethodGet, "/", nil))
+	conn.Close()
+	if err := hub.Register(conn); !errors.Is(err, sse.ErrConnectionClosed) {
+		t.Errorf("Register(closed conn) = %v, want ErrConnectionClosed", err)
+	}
+	if got := hub.Clients(); got != 0 {
+		t.Errorf("Clients() = %d, want 0", got)
+	}
+}
+
+// fakeClient is a registered conn over a fakeWriter.
+type fakeClient struct {
+	w    *fakeWriter
+	conn *sse.Conn
+}
+
+func fakeClients[T any](t *testing.T, hub *sse.Hub[T], n int, opts *sse.UpgradeOptions) []fakeClient {
+	t.Helper()
+	cs := make([]fakeClient, n)
+	for i := range cs {
+		w := newFakeWriter()
+		r := httptest.NewRequest(http.MethodGet, "/", nil)
+		conn, err := sse.UpgradeWithOptions(r.Context(), w, r, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		if err := hub.Register(conn); err != nil {
+			t.Fatal(err)
+		}
+		cs[i] = fakeClient{w, conn}
+	}
+	return cs
+}
+
+func TestHubSlowClientIsDisconnected(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		hub := sse.NewHubWithOptions[string](&sse.HubOptions{QueueSize: 4})
+		defer hub.Close()
+		opts := &sse.UpgradeOptions{Heartbeat: -1, WriteTimeout: time.Hour}
+		cs := fakeClients(t, hub, 3, opts)
+		release := cs[0].w.setBlock() // client 0 stops reading
+		defer release()
+
+		var want strings.Builder
+		want.WriteString(": connected\n\n")
+		start := time.Now()
+		for i := range 10 {
+			if err := hub.Broadcast(fmt.Sprint(i)); err != nil {
+				t.Fatal(err)
+			}
+			fmt.Fprintf(&want, "data: %d\n\n", i)
+			synctest.Wait()
+		}
+		if d := time.Since(start); d != 0 {
+			t.Errorf("broadcasts took %v with a stuck client, want no wait", d)
+		}
+		for i, c := range cs[1:] {
+			if got := c.w.Body(); got != want.String() {
+				t.Errorf("client %d body = %q, want %q", i+1, got, want.String())
+			}
+		}
+		select {
+		case <-cs[0].conn.Done():
+		default:
+			t.Fatal("stuck client still connected")
+		}
+		st := hub.Stats()
+		if st.SlowDisconnects != 1 || st.Clients != 2 || st.Broadcasts != 10 {
+			t.Errorf("Stats() = %+v, want 1 slow disconnect, 2 clients, 10 broadcasts", st)
+		}
+	})
+}
+
+func TestHubCoalescesQueuedEvents(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		hub := sse.NewHub[string]()
+		defer hub.Close()
+		cs := fakeClients(t, hub, 1, &sse.UpgradeOptions{Heartbeat: -1})
+		w := cs[0].w
+		release := w.setBlock()
+		hub.Broadcast("1")
+		synctest.Wait() // the writer is blocked writing event 1
+		hub.Broadcast("2")
+		hub.Broadcast("3")
+		hub.Broadcast("4")
+		release()
+		synctest.Wait()
+		want := []string{": connected\n\n", "data: 1\n\n", "data: 2\n\ndata: 3\n\ndata: 4\n\n"}
+		if got := w.Writes(); fmt.Sprintf("%q", got) != fmt.Sprintf("%q", want) {
+			t.Errorf("writes = %q, want %q", got, want)
+		}
+		if got := hub.Stats().Delivered; got != 4 {
+			t.Errorf("Delivered = %d, want 4", got)
+		}
+	})
+}
+
+func TestHubSameOrderForAll(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		hub := sse.NewHub[string]()
+		defer hub.Close()
+		cs := fakeClients(t, hub, 10, &sse.UpgradeOptions{Heartbeat: -1})
+		var wg sync.WaitGroup
+		for g := range 4 {
+			wg.Go(func() {
+				for i := range 50 {
+					hub.Broadcast(fmt.Sprintf("%d-%d", g, i))
+				}
+			})
+		}
+		wg.Wait()
+		synctest.Wait()
+		first := cs[0].w.Body()
+		if n := strings.Count(first, "data: "); n != 200 {
+			t.Fatalf("client 0 got %d events, want 200", n)
+		}
+		for i, c := range cs[1:] {
+			if got := c.w.Body(); got != first {
+				t.Errorf("client %d saw another order than client 0", i+1)
+			}
+		}
+	})
+}
+
+func TestHubUnregisterStopsDelivery(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		hub := sse.NewHub[string]()
+		defer hub.Close()
+		cs := fakeClients(t, hub, 2, &sse.UpgradeOptions{Heartbeat: -1})
+		hub.Broadcast("a")
+		synctest.Wait()
+		hub.Unregister(cs[0].conn)
+		hub.Broadcast("b")
+		synctest.Wait()
+		if got, want := cs[0].w.Body(), ": connected\n\ndata: a\n\n"; got != want {
+			t.Errorf("unregistered client got %q, want %q", got, want)
+		}
+		if got, want := cs[1].w.Body(), ": connected\n\ndata: a\n\ndata: b\n\n"; got != want {
+			t.Errorf("registered client got %q, want %q", got, want)
+		}
+		select {
+		case <-cs[0].conn.Done():
+			t.Error("Unregister closed the conn")
+		default:
+		}
+	})
+}
+
+func TestHubServeHTTP(t *testing.T) {
+	hub := sse.NewHub[*sse.Event]()
+	defer hub.Close()
+	srv := httptest.NewServer(hub)
+	t.Cleanup(srv.Close)
+	s := get(t, srv.Client(), srv.URL)
+	s.expect(": connected\n\n")
+	// ServeHTTP registers before it sends the opening comment.
+	if got := hub.Clients(); got != 1 {
+		t.Fatalf("Clients() = %d, want 1", got)
+	}
+	hub.Broadcast(sse.NewEvent("x").WithType("t").WithID("1"))
+	s.expect("event: t\nid: 1\ndata: x\n\n")
+	hub.Close()
+	s.expectEOF()
+	resp, err := srv.Client().Get(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("status after Close = %d, want 503", resp.StatusCode)
+	}
+}
