@@ -1,5 +1,3 @@
-//go:build streamhub
-
 package main
 
 import (
