@@ -144,6 +144,8 @@ type result struct {
 	rssConn       float64
 	goroutines    float64 // server goroutines per idle connection
 
+	foreign float64 // cores other processes used meanwhile
+
 	tput    measurement
 	latency map[int]measurement
 	profile string
@@ -204,7 +206,12 @@ func drive(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
+			if cfg.waitIdle > 0 {
+				waitIdle(ctx, cfg.waitIdle, logf)
+			}
+			snap := takeCPUSnapshot()
 			r := measureOne(ctx, cfg, impl, n, cfg.events[i], logf)
+			r.foreign, _ = foreignLoad(snap, takeCPUSnapshot())
 			results = append(results, r)
 		}
 	}
@@ -474,4 +481,26 @@ func si(v float64) string {
 		return strconv.FormatFloat(v/1e3, 'f', 1, 64) + "k"
 	}
 	return strconv.FormatFloat(v, 'f', 0, 64)
+}
+
+// waitIdle waits, up to limit, until other processes use less than a
+// fifth of a core over one second.
+func waitIdle(ctx context.Context, limit time.Duration, logf func(string, ...any)) {
+	deadline := time.Now().Add(limit)
+	for {
+		a := takeCPUSnapshot()
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Second):
+		}
+		cores, ok := foreignLoad(a, takeCPUSnapshot())
+		if !ok || cores < 0.2 {
+			return
+		}
+		if time.Now().After(deadline) {
+			logf("sseload: other processes still use %.1f cores; going on", cores)
+			return
+		}
+	}
 }

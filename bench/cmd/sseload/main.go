@@ -82,6 +82,7 @@ type config struct {
 	host       string        // loopback host the servers listen on
 	cpuProfDir string
 	quick      bool
+	waitIdle   time.Duration // wait this long at most for other load to stop
 
 	// server mode
 	serve  string
@@ -134,6 +135,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		target     = fs.String("target", "", "host:port of a server already started with -serve (loopback only); runs against it instead of starting servers")
 		host       = fs.String("host", "127.0.0.1", "loopback address the started servers listen on")
 		cpuProfDir = fs.String("cpuprofile-dir", "", "write a server CPU profile of every throughput run into this directory")
+		waitIdle   = fs.Duration("wait-idle", 0, "before each measurement, wait up to this long for other processes to go idle (0: don't wait)")
 		quick      = fs.Bool("quick", false, "smoke test: small counts, short latency runs (under a minute)")
 		serveImpl  = fs.String("serve", "", "serve one implementation ("+strings.Join(allImpls, ", ")+") instead of driving")
 		listen     = fs.String("listen", "127.0.0.1:0", "with -serve: loopback address to listen on")
@@ -145,7 +147,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
 	cfg := &config{size: *size, timeout: *timeout, target: *target, host: *host,
-		cpuProfDir: *cpuProfDir, quick: *quick, serve: *serveImpl, listen: *listen}
+		cpuProfDir: *cpuProfDir, quick: *quick, waitIdle: *waitIdle, serve: *serveImpl, listen: *listen}
 
 	if cfg.serve != "" {
 		if !isImpl(cfg.serve) {
@@ -203,6 +205,9 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	}
 	if cfg.timeout <= 0 || cfg.timeout > maxTimeout {
 		return nil, fmt.Errorf("-timeout: must be > 0 and at most %v, got %v", maxTimeout, cfg.timeout)
+	}
+	if cfg.waitIdle < 0 || cfg.waitIdle > maxTimeout {
+		return nil, fmt.Errorf("-wait-idle: must be between 0 and %v, got %v", maxTimeout, cfg.waitIdle)
 	}
 	if err := checkLoopbackHost(cfg.host); err != nil {
 		return nil, fmt.Errorf("-host: %w", err)

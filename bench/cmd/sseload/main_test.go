@@ -38,6 +38,7 @@ func TestFlagValidation(t *testing.T) {
 		{"negative latency duration", []string{"-latency-duration=-1s"}, "-latency-duration: must be > 0"},
 		{"huge latency duration", []string{"-latency-duration=1h"}, "-latency-duration: must be > 0"},
 		{"zero timeout", []string{"-timeout=0s"}, "-timeout: must be > 0"},
+		{"negative wait-idle", []string{"-wait-idle=-1s"}, "-wait-idle: must be between"},
 		{"unknown impl", []string{"-impls=gosse,nginx"}, `-impls: unknown implementation "nginx"`},
 		{"private target", []string{"-target=10.0.0.1:8080"}, "-target: 10.0.0.1 is not a loopback address"},
 		{"public target", []string{"-target=93.184.216.34:80"}, "is not a loopback address"},

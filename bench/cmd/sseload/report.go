@@ -153,6 +153,9 @@ func writeReport(w io.Writer, cfg *config, impls []string, results []*result, to
 		if r.err != nil {
 			continue
 		}
+		if r.foreign >= 0.2 {
+			notes = append(notes, fmt.Sprintf("%s, %d clients: other processes used %.1f cores meanwhile: these numbers are skewed", implTitle[r.impl], r.clients, r.foreign))
+		}
 		if r.memErr == nil {
 			notes = append(notes, fmt.Sprintf("%s, %d clients: %.2f server goroutines per idle connection", implTitle[r.impl], r.clients, r.goroutines))
 		}
