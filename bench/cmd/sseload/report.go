@@ -153,16 +153,15 @@ func writeReport(w io.Writer, cfg *config, impls []string, results []*result, to
 		if r.err != nil {
 			continue
 		}
-		if r.foreign >= 0.2 {
-			notes = append(notes, fmt.Sprintf("%s, %d clients: other processes used %.1f cores meanwhile: these numbers are skewed", implTitle[r.impl], r.clients, r.foreign))
-		}
-		if r.memErr == nil {
-			notes = append(notes, fmt.Sprintf("%s, %d clients: %.2f server goroutines per idle connection", implTitle[r.impl], r.clients, r.goroutines))
-		}
+		line := fmt.Sprintf("%s, %d clients: %.2f server goroutines per idle connection", implTitle[r.impl], r.clients, r.goroutines)
 		if r.tput.ok() {
-			notes = append(notes, fmt.Sprintf("%s, %d clients: throughput run used %.2fs CPU in the server, %.2fs in the clients, over %.2fs",
-				implTitle[r.impl], r.clients, r.tput.serverCPU.Seconds(), r.tput.clientCPU.Seconds(), r.tput.seconds))
+			line += fmt.Sprintf("; throughput run CPU: server %.2fs, clients %.2fs, over %.2fs",
+				r.tput.serverCPU.Seconds(), r.tput.clientCPU.Seconds(), r.tput.seconds)
 		}
+		if r.foreign >= 0.2 {
+			line += fmt.Sprintf("; **other processes used %.1f cores meanwhile: skewed**", r.foreign)
+		}
+		notes = append(notes, line)
 		if r.tput.publishErrs > 0 {
 			notes = append(notes, fmt.Sprintf("%s, %d clients: throughput run had %d publish errors (%s)", implTitle[r.impl], r.clients, r.tput.publishErrs, r.tput.publishErr))
 		}
