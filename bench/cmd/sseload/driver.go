@@ -420,7 +420,8 @@ wait:
 		d := <-pubc
 		pub = &d
 	}
-	if after, err := s.stats(ctx, false); err == nil && before.CPUNS > 0 {
+	// The run's context may be past its deadline: ask with a fresh one.
+	if after, err := s.stats(context.WithoutCancel(ctx), false); err == nil && before.CPUNS > 0 {
 		out.serverCPU = time.Duration(after.CPUNS - before.CPUNS)
 	}
 	out.clientCPU = time.Duration(cpuTime() - cpu0)
