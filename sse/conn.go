@@ -153,8 +153,12 @@ func upgrade(ctx context.Context, w http.ResponseWriter, r *http.Request, opts *
 		}))
 	}
 	c.mu.Unlock()
+	// Hold the write lock until the opening is written, so that a hub's
+	// writer cannot send an event to a just registered stream before it.
+	c.wmu.Lock()
 	if ready != nil {
 		if err := ready(c); err != nil {
+			c.wmu.Unlock()
 			c.shutdown(fmt.Errorf("%w: %w", ErrConnectionClosed, err))
 			return nil, err
 		}
@@ -165,7 +169,9 @@ func upgrade(ctx context.Context, w http.ResponseWriter, r *http.Request, opts *
 	if opts.Retry > 0 {
 		opening = fmt.Appendf(opening, "retry: %d\n\n", opts.Retry.Milliseconds())
 	}
-	if err := c.write(opening); err != nil {
+	err := c.writeLocked(opening)
+	c.wmu.Unlock()
+	if err != nil {
 		return nil, err
 	}
 	if c.interval > 0 {

@@ -37,3 +37,14 @@ var (
 	// received nothing for [Client.IdleTimeout] and was dropped.
 	ErrIdleTimeout = errors.New("sse: idle timeout")
 )
+
+// Sentinel errors of brokers and servers.
+var (
+	// ErrBrokerClosed is returned by a [Broker]'s methods after its Close,
+	// and ends its subscriptions.
+	ErrBrokerClosed = errors.New("sse: broker closed")
+
+	// ErrGap is returned by [Broker.Subscribe] when events after the
+	// asked position are no longer retained.
+	ErrGap = errors.New("sse: events missing from history")
+)

@@ -10,8 +10,13 @@ import (
 	"time"
 )
 
-// TestMain fails the run when goroutines started by the tests outlive them.
+// TestMain fails the run when goroutines started by the tests outlive
+// them. Started with benchClientsEnv set, the binary is instead the client
+// process of BenchmarkHubBroadcastLoopback.
 func TestMain(m *testing.M) {
+	if os.Getenv(benchClientsEnv) != "" {
+		os.Exit(runBenchClients())
+	}
 	code := m.Run()
 	if code == 0 {
 		if leaked := leakedGoroutines(5 * time.Second); len(leaked) > 0 {

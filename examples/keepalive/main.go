@@ -1,0 +1,97 @@
+// Command keepalive keeps quiet streams open through proxies and load
+// balancers that drop idle connections, by sending comments, which
+// clients ignore. Both endpoints send an event only every -every (a
+// minute by default) and a ": keep-alive" comment when idle:
+//
+//   - /events relies on the Conn's heartbeat (UpgradeOptions.Heartbeat,
+//     15 seconds by default), sent only after that long without a write;
+//   - /manual disables it and sends conn.SendComment("keep-alive") on a
+//     ticker of its own, for when the timing is yours to control.
+//
+// Try it with a short interval:
+//
+//	go run ./examples/keepalive -heartbeat 2s
+//	curl -N http://localhost:8080/events
+//	curl -N http://localhost:8080/manual
+//
+// The guide writes the comment itself with io.WriteString(w, ...) and
+// flusher.Flush(). Do not: the Conn writes to w too, from its heartbeat
+// timer and from hub writers, and an http.ResponseWriter is not safe for
+// concurrent use, so the writes race and can interleave mid-event. A raw
+// write also skips the Conn's write deadline, so a client that stops
+// reading can block it indefinitely. Conn.SendComment takes the Conn's write
+// lock and deadline like every other send.
+package main
+
+import (
+	"flag"
+	"log"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/coregx/stream/sse"
+)
+
+func main() {
+	addr := flag.String("addr", "localhost:8080", "listen `address`")
+	heartbeat := flag.Duration("heartbeat", sse.DefaultHeartbeat, "keep-alive interval")
+	every := flag.Duration("every", time.Minute, "interval between events")
+	flag.Parse()
+
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		log.Fatal(err)
+	}
+	log.Printf("listening on http://%s", ln.Addr())
+	srv := &http.Server{Handler: newMux(*heartbeat, *every), ReadHeaderTimeout: 10 * time.Second}
+	log.Fatal(srv.Serve(ln))
+}
+
+func newMux(heartbeat, every time.Duration) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /events", func(w http.ResponseWriter, r *http.Request) {
+		conn, err := sse.UpgradeWithOptions(r.Context(), w, r, &sse.UpgradeOptions{Heartbeat: heartbeat})
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		defer conn.Close()
+		// Nothing to do for keep-alives: the Conn sends them when idle.
+		stream(conn, every, nil)
+	})
+	mux.HandleFunc("GET /manual", func(w http.ResponseWriter, r *http.Request) {
+		// A negative Heartbeat turns the Conn's own heartbeat off.
+		conn, err := sse.UpgradeWithOptions(r.Context(), w, r, &sse.UpgradeOptions{Heartbeat: -1})
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		defer conn.Close()
+		keepAlive := time.NewTicker(heartbeat)
+		defer keepAlive.Stop()
+		stream(conn, every, keepAlive.C)
+	})
+	return mux
+}
+
+// stream sends the time every interval, and a keep-alive comment on each
+// tick of keepAlive, until the stream ends.
+func stream(conn *sse.Conn, every time.Duration, keepAlive <-chan time.Time) {
+	ticker := time.NewTicker(every)
+	defer ticker.Stop()
+	for {
+		var err error
+		select {
+		case t := <-ticker.C:
+			err = conn.SendData(t.Format(time.RFC3339))
+		case <-keepAlive: // never ready when keepAlive is nil
+			err = conn.SendComment("keep-alive")
+		case <-conn.Done():
+			return
+		}
+		if err != nil {
+			return // the client went away or stopped reading
+		}
+	}
+}

@@ -1,0 +1,65 @@
+// Package sse implements Server-Sent Events: the server side (a [Conn]
+// per client and a [Hub] that broadcasts to many), and the client side (a
+// spec-exact parser, [Read], and a reconnecting [Client]).
+//
+// The package imports only the standard library.
+//
+// # Streams
+//
+// [Upgrade] turns an HTTP response into an event stream. It sets the
+// headers (Content-Type: text/event-stream, Cache-Control: no-cache,
+// X-Accel-Buffering: no, and Connection: keep-alive on HTTP/1.x), answers
+// 200 and flushes the opening comment ": connected". The returned [Conn]
+// sends events:
+//
+//	conn, err := sse.Upgrade(w, r)
+//	if err != nil {
+//		http.Error(w, err.Error(), http.StatusInternalServerError)
+//		return
+//	}
+//	defer conn.Close()
+//	conn.Send(sse.NewEvent("Order #123 shipped").WithType("notification").WithID("notif-456"))
+//	<-conn.Done()
+//
+// Every write has a deadline (10 seconds by default), so a client that
+// stops reading ends its stream instead of blocking the sender, and a
+// comment is sent after 15 seconds of silence so proxies keep the
+// connection open. [UpgradeWithOptions] changes both.
+//
+// # Events on the wire
+//
+// An [Event] is written as its fields event, id, retry and data, in that
+// order, one "name: value" line each, then a blank line. Type and ID are
+// written only when set and Retry only when positive; Data is split into
+// one "data:" line per line, whatever the line ends (CR, LF or CRLF).
+//
+// A Type or ID holding a CR, LF or NUL would let its value inject fields
+// into the stream. [Conn.Send] refuses such an event with an error
+// matching [ErrInvalidEvent], writes nothing, and the stream stays usable;
+// so does a negative Retry. (Libraries that copy such values through
+// produce a stream an attacker controls.)
+//
+// # Broadcasting
+//
+// A [Hub] sends every broadcast value to every registered Conn. The value
+// is encoded once, whatever the number of clients; each client has a
+// bounded queue, drained by a small pool of writers that gather all that
+// is queued into one write. One slow client therefore never delays the
+// others: when its queue is full it is disconnected and counted in
+// [HubStats], and [Hub.Broadcast] does not wait for it. (A hub that
+// writes to each client in turn, as a naive loop does, stalls every
+// client behind the slowest.)
+//
+// # Reading streams
+//
+// [Read] and [Reader] parse an event stream exactly as the WHATWG HTML
+// standard prescribes, and [Client] subscribes to a stream over HTTP,
+// reconnecting with backoff, honouring the server's retry field and
+// resending Last-Event-ID, as a browser's EventSource does.
+//
+// # Errors
+//
+// Errors match the sentinels [ErrNoFlusher], [ErrConnectionClosed],
+// [ErrHubClosed], [ErrInvalidEvent], [ErrEventTooLarge] and
+// [ErrIdleTimeout] through [errors.Is]; they are wrapped with context.
+package sse

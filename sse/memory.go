@@ -1,0 +1,365 @@
+package sse
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Default history limits, used when the matching [HistoryLimits] field
+// is zero.
+const (
+	DefaultHistoryEvents = 1000
+	DefaultHistoryBytes  = 1 << 20
+	DefaultHistoryAge    = time.Hour
+)
+
+// HistoryLimits bounds the events a [MemoryBroker] retains per topic.
+// The zero value gives the defaults. The oldest events go first when any
+// bound is exceeded.
+type HistoryLimits struct {
+	// MaxEvents is how many events a topic retains. Zero means
+	// DefaultHistoryEvents (1000); a negative value removes the bound.
+	MaxEvents int
+
+	// MaxBytes bounds the total size of a topic's retained events,
+	// counting the bytes of each event's Type, ID and Data. Zero means
+	// DefaultHistoryBytes (1 MiB); a negative value removes the bound.
+	MaxBytes int64
+
+	// MaxAge is how long an event is retained. Zero means
+	// DefaultHistoryAge (1 hour); a negative value removes the bound.
+	// Expired events are dropped when their topic is next used.
+	MaxAge time.Duration
+}
+
+func (l HistoryLimits) resolved() HistoryLimits {
+	if l.MaxEvents == 0 {
+		l.MaxEvents = DefaultHistoryEvents
+	}
+	if l.MaxBytes == 0 {
+		l.MaxBytes = DefaultHistoryBytes
+	}
+	if l.MaxAge == 0 {
+		l.MaxAge = DefaultHistoryAge
+	}
+	return l
+}
+
+// MemoryBroker is a [Broker] that keeps topics in memory, for a single
+// process. Its zero value is ready to use with the default limits.
+//
+// Seq numbers of a topic are 1, 2, 3, ...; IDs it assigns are decimal
+// numbers drawn from one counter shared by all topics, so an ID from
+// another topic is recognised as unknown. Subscribers are called from
+// the publisher's goroutine, while the topic is locked. The last event
+// published to a topic is recognised by History even after it expired,
+// so a client that saw it resumes without a gap.
+type MemoryBroker struct {
+	// Limits bounds each topic's history. It must not change after the
+	// broker is first used.
+	Limits HistoryLimits
+
+	once   sync.Once
+	limits HistoryLimits
+	mu     sync.Mutex
+	topics map[string]*memTopic
+	closed atomic.Bool
+	nextID atomic.Uint64
+}
+
+// NewMemoryBroker returns a MemoryBroker with the given limits.
+func NewMemoryBroker(limits HistoryLimits) *MemoryBroker {
+	return &MemoryBroker{Limits: limits}
+}
+
+type memMsg struct {
+	Message
+	gid  uint64 // the assigned ID as a number; 0 for publisher IDs
+	size int64
+}
+
+type memTopic struct {
+	mu    sync.Mutex
+	msgs  []memMsg // retained events are msgs[start:]
+	start int
+	bytes int64
+	head  Position
+	own   map[string]uint64 // publisher IDs of retained events → Seq
+	subs  []*memSub
+}
+
+type memSub struct {
+	t    *memTopic
+	fn   func(Message)
+	stop func() bool
+	done chan struct{}
+	err  error // set under t.mu before done is closed
+}
+
+func (b *MemoryBroker) init() {
+	b.once.Do(func() { b.limits = b.Limits.resolved() })
+}
+
+// topic returns the topic named name, creating it.
+func (b *MemoryBroker) topic(ctx context.Context, name string) (*memTopic, error) {
+	b.init()
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if b.closed.Load() {
+		return nil, ErrBrokerClosed
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	t := b.topics[name]
+	if t == nil {
+		if b.topics == nil {
+			b.topics = make(map[string]*memTopic)
+		}
+		t = &memTopic{}
+		b.topics[name] = t
+	}
+	return t, nil
+}
+
+// Publish stores ev; see [Broker.Publish].
+func (b *MemoryBroker) Publish(ctx context.Context, topic string, ev *Event) (Message, error) {
+	if ev == nil {
+		return Message{}, fmt.Errorf("%w: nil *Event", ErrInvalidEvent)
+	}
+	if err := ev.Validate(); err != nil {
+		return Message{}, err
+	}
+	t, err := b.topic(ctx, topic)
+	if err != nil {
+		return Message{}, err
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if b.closed.Load() {
+		return Message{}, ErrBrokerClosed
+	}
+	m := memMsg{Message: Message{Topic: topic, Seq: t.head.Seq + 1, Event: *ev, Time: time.Now()}}
+	if m.Event.ID == "" {
+		m.gid = b.nextID.Add(1)
+		m.Event.ID = strconv.FormatUint(m.gid, 10)
+	} else {
+		if t.own == nil {
+			t.own = make(map[string]uint64)
+		}
+		t.own[m.Event.ID] = m.Seq
+	}
+	m.size = int64(len(ev.Type) + len(m.Event.ID) + len(ev.Data))
+	t.head = m.Position()
+	t.msgs = append(t.msgs, m)
+	t.bytes += m.size
+	t.prune(b.limits, m.Time)
+	for _, s := range t.subs {
+		s.fn(m.Message)
+	}
+	return m.Message, nil
+}
+
+// prune drops the events beyond the limits; t.mu must be held.
+func (t *memTopic) prune(l HistoryLimits, now time.Time) {
+	for t.start < len(t.msgs) {
+		m := &t.msgs[t.start]
+		n := len(t.msgs) - t.start
+		if !(l.MaxEvents >= 0 && n > l.MaxEvents ||
+			l.MaxBytes >= 0 && t.bytes > l.MaxBytes ||
+			l.MaxAge >= 0 && now.Sub(m.Time) > l.MaxAge) {
+			break
+		}
+		t.bytes -= m.size
+		if m.gid == 0 && t.own[m.Event.ID] == m.Seq {
+			delete(t.own, m.Event.ID)
+		}
+		*m = memMsg{}
+		t.start++
+	}
+	if t.start == len(t.msgs) {
+		t.msgs, t.start = t.msgs[:0], 0
+	} else if t.start > 64 && t.start > len(t.msgs)/2 {
+		n := copy(t.msgs, t.msgs[t.start:])
+		clear(t.msgs[n:])
+		t.msgs, t.start = t.msgs[:n], 0
+	}
+}
+
+// retained returns the retained events; t.mu must be held.
+func (t *memTopic) retained() []memMsg { return t.msgs[t.start:] }
+
+// oldestSeq returns the Seq of the oldest retained event, or the next
+// Seq when none is retained; t.mu must be held.
+func (t *memTopic) oldestSeq() uint64 {
+	if r := t.retained(); len(r) > 0 {
+		return r[0].Seq
+	}
+	return t.head.Seq + 1
+}
+
+// find returns the Seq of the event whose ID is id; t.mu must be held.
+func (t *memTopic) find(id string) (uint64, bool) {
+	if id == t.head.ID && id != "" {
+		return t.head.Seq, true
+	}
+	if seq, ok := t.own[id]; ok {
+		return seq, true
+	}
+	n, err := strconv.ParseUint(id, 10, 64)
+	if err != nil || n == 0 || strconv.FormatUint(n, 10) != id {
+		return 0, false
+	}
+	// Resumes are usually recent: scan from the newest event.
+	r := t.retained()
+	for j := len(r) - 1; j >= 0; j-- {
+		if g := r[j].gid; g == n {
+			return r[j].Seq, true
+		} else if g != 0 && g < n {
+			break
+		}
+	}
+	return 0, false
+}
+
+// Head returns the newest position of topic; see [Broker.Head].
+func (b *MemoryBroker) Head(ctx context.Context, topic string) (Position, error) {
+	t, err := b.topic(ctx, topic)
+	if err != nil {
+		return Position{}, err
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.head, nil
+}
+
+// History returns the events after afterID; see [Broker.History].
+func (b *MemoryBroker) History(ctx context.Context, topic, afterID string) (History, error) {
+	t, err := b.topic(ctx, topic)
+	if err != nil {
+		return History{}, err
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if b.closed.Load() {
+		return History{}, ErrBrokerClosed
+	}
+	t.prune(b.limits, time.Now())
+	h := History{Head: t.head}
+	r := t.retained()
+	if len(r) > 0 {
+		h.Oldest = r[0].Position()
+	}
+	after, known := uint64(0), afterID == ""
+	if !known {
+		after, known = t.find(afterID)
+	}
+	if !known || after+1 < t.oldestSeq() {
+		h.Gap, after = true, 0
+	} else {
+		h.After = after
+	}
+	for i := range r {
+		if r[i].Seq > after {
+			h.Messages = make([]Message, 0, len(r)-i)
+			for _, m := range r[i:] {
+				h.Messages = append(h.Messages, m.Message)
+			}
+			break
+		}
+	}
+	return h, nil
+}
+
+// Subscribe feeds fn the events after the position; see
+// [Broker.Subscribe].
+func (b *MemoryBroker) Subscribe(ctx context.Context, topic string, after uint64, fn func(Message)) (Subscription, error) {
+	t, err := b.topic(ctx, topic)
+	if err != nil {
+		return nil, err
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if b.closed.Load() {
+		return nil, ErrBrokerClosed
+	}
+	t.prune(b.limits, time.Now())
+	if after < t.head.Seq && after+1 < t.oldestSeq() {
+		return nil, fmt.Errorf("%w: topic %q retains events from seq %d, asked after %d", ErrGap, topic, t.oldestSeq(), after)
+	}
+	for _, m := range t.retained() {
+		if m.Seq > after {
+			fn(m.Message)
+		}
+	}
+	s := &memSub{t: t, fn: fn, done: make(chan struct{})}
+	t.subs = append(t.subs, s)
+	s.stop = context.AfterFunc(ctx, func() { s.end(context.Cause(ctx)) })
+	return s, nil
+}
+
+// end removes s with err; it takes s.t.mu.
+func (s *memSub) end(err error) {
+	s.t.mu.Lock()
+	defer s.t.mu.Unlock()
+	s.endLocked(err)
+}
+
+func (s *memSub) endLocked(err error) {
+	if s.err != nil {
+		return
+	}
+	s.err = err
+	for i, x := range s.t.subs {
+		if x == s {
+			s.t.subs = append(s.t.subs[:i], s.t.subs[i+1:]...)
+			break
+		}
+	}
+	close(s.done)
+}
+
+// Close ends the subscription.
+func (s *memSub) Close() error {
+	s.stop()
+	s.end(context.Canceled)
+	return nil
+}
+
+// Done is closed when the subscription ends.
+func (s *memSub) Done() <-chan struct{} { return s.done }
+
+// Err says why the subscription ended, or nil.
+func (s *memSub) Err() error {
+	s.t.mu.Lock()
+	defer s.t.mu.Unlock()
+	return s.err
+}
+
+// Close drops every topic and ends the subscriptions with
+// [ErrBrokerClosed]. Later calls return [ErrBrokerClosed].
+func (b *MemoryBroker) Close() error {
+	b.init()
+	if b.closed.Swap(true) {
+		return nil
+	}
+	b.mu.Lock()
+	topics := b.topics
+	b.topics = nil
+	b.mu.Unlock()
+	for _, t := range topics {
+		t.mu.Lock()
+		subs := append([]*memSub(nil), t.subs...)
+		for _, s := range subs {
+			s.stop()
+			s.endLocked(ErrBrokerClosed)
+		}
+		t.msgs, t.start, t.own = nil, 0, nil
+		t.mu.Unlock()
+	}
+	return nil
+}

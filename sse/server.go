@@ -1,0 +1,572 @@
+package sse
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+)
+
+// StatusError is an error that makes a [Server] answer a request with an
+// HTTP status. Return one from [Server.Topics] to refuse a request:
+//
+//	return nil, &sse.StatusError{Code: http.StatusForbidden, Err: errors.New("not yours")}
+type StatusError struct {
+	Code int   // HTTP status code to answer with
+	Err  error // the reason, sent as the response body
+}
+
+// Error returns the reason, or the status text when there is none.
+func (e *StatusError) Error() string {
+	if e.Err == nil {
+		return http.StatusText(e.Code)
+	}
+	return e.Err.Error()
+}
+
+// Unwrap returns e.Err.
+func (e *StatusError) Unwrap() error { return e.Err }
+
+// Server streams the events of topics to HTTP clients, replaying what a
+// reconnecting client missed. It is an [http.Handler]; its zero value is
+// ready to use and its fields, which must not change once it is in use,
+// configure it.
+//
+// Events are published with [Server.Publish] (or by anything else
+// writing to the same [Broker]) and kept in the broker's history. Each
+// request follows the topics that [Server.Topics] picks for it; events
+// are encoded once per set of topics followed, whatever the number of
+// clients.
+//
+// # Event IDs and resuming
+//
+// On a stream of one topic, events carry their own IDs: the publisher's,
+// or the broker's (decimal numbers for [MemoryBroker]). On a stream of
+// several topics, the ID of every event is a cursor holding the position
+// in each topic, written as a URL query with the topics sorted, such as
+// "news=17&sport=21" (topics and IDs are query-escaped); it is opaque to
+// clients, who only send it back.
+//
+// A client that connects with a Last-Event-ID header (or a lastEventId
+// query parameter) gets every retained event after that position, topic
+// by topic, and then the live events, with nothing lost or repeated in
+// between, even while events are being published. When the position is
+// unknown, malformed, from other topics, or older than the history, the
+// client first gets an event of type [GapEventType] for each topic
+// concerned, and then every retained event of it. A client without
+// Last-Event-ID gets only the events published after it connected.
+//
+// # Shutting down
+//
+// [Server.Close] ends every stream at once; [Server.Shutdown] lets the
+// streams drain and spreads the clients' reconnections. Streams outlive
+// [http.Server.Shutdown], which does not wait for hijacked or streaming
+// responses, so register the server's Shutdown with it:
+//
+//	srv.RegisterOnShutdown(func() { events.Shutdown(ctx) })
+type Server struct {
+	// Broker holds the events. Nil means a [MemoryBroker] with the
+	// History limits, made on first use and closed with the server.
+	Broker Broker
+
+	// History limits the events retained per topic when Broker is nil.
+	// The zero value gives the defaults of [HistoryLimits].
+	History HistoryLimits
+
+	// Topics picks the topics a request follows (in any order; repeats
+	// are ignored). An error refuses the request: a [*StatusError] with
+	// its status, any other error with 400 Bad Request; its text is the
+	// response body. So is an empty list. Nil means every request
+	// follows the topic "".
+	Topics func(r *http.Request) ([]string, error)
+
+	// Filter, when set, is called once per request; the predicate it
+	// returns (nil passes everything) decides which events of the
+	// request's topics are sent to it, replayed ones included. It runs
+	// for every event and client, so it must be cheap, and must not
+	// call the Server.
+	Filter func(r *http.Request) func(m *Message) bool
+
+	// QueueSize is how many events may wait for one client; zero means
+	// DefaultQueueSize (1024). A replay is queued whole, whatever its
+	// length.
+	QueueSize int
+
+	// SlowClients is the policy for clients whose queue is full. The
+	// zero value, SlowDisconnect, loses nothing: the client resumes from
+	// its Last-Event-ID.
+	SlowClients SlowPolicy
+
+	// MaxQueuedBytes bounds the bytes queued for all clients together;
+	// beyond it the clients with the largest queues are disconnected
+	// first. Zero means DefaultMaxQueuedBytes (256 MiB); negative
+	// removes the bound.
+	MaxQueuedBytes int64
+
+	// MaxWriters caps the goroutines writing to clients; zero means 256.
+	MaxWriters int
+
+	// Heartbeat is the idle time after which a stream gets a comment
+	// (": keep-alive"). Zero means DefaultHeartbeat (15s); negative
+	// disables heartbeats.
+	Heartbeat time.Duration
+
+	// WriteTimeout bounds each write to a client. Zero means
+	// DefaultWriteTimeout (10s); negative removes the bound.
+	WriteTimeout time.Duration
+
+	// ShutdownRetry is the least reconnection time Shutdown asks clients
+	// to wait; zero means DefaultShutdownRetry (1s).
+	ShutdownRetry time.Duration
+
+	// ShutdownJitter is the spread of the random time added to
+	// ShutdownRetry per client. Zero means DefaultShutdownJitter (5s);
+	// negative means none.
+	ShutdownJitter time.Duration
+
+	// Logger, when set, receives records of disconnections the server
+	// decides, broker subscription failures and shutdowns.
+	Logger *slog.Logger
+
+	once      sync.Once
+	core      *hubCore
+	broker    Broker
+	ownBroker bool
+	ctx       context.Context
+	cancel    context.CancelFunc
+
+	smu      sync.Mutex
+	subs     map[string]*topicSub
+	watchers sync.WaitGroup
+}
+
+// topicSub is the server's subscription to one topic.
+type topicSub struct {
+	ready chan struct{} // closed once err or sub is set
+	err   error
+	sub   Subscription
+}
+
+func (s *Server) init() {
+	s.once.Do(func() {
+		s.broker = s.Broker
+		if s.broker == nil {
+			s.broker, s.ownBroker = NewMemoryBroker(s.History), true
+		}
+		s.core = newHubCore(engineConfig{
+			queueSize:   s.QueueSize,
+			maxWriters:  s.MaxWriters,
+			policy:      s.SlowClients,
+			maxBytes:    s.MaxQueuedBytes,
+			logger:      s.Logger,
+			retry:       s.ShutdownRetry,
+			retryJitter: s.ShutdownJitter,
+		})
+		s.core.upgrade = &UpgradeOptions{Heartbeat: s.Heartbeat, WriteTimeout: s.WriteTimeout}
+		s.ctx, s.cancel = context.WithCancel(context.Background())
+		s.subs = make(map[string]*topicSub)
+	})
+}
+
+// Publish stores ev in topic and sends it to the clients following the
+// topic. It returns the event's ID: ev.ID when set, else one the broker
+// assigned. ev is not modified. It returns an error matching
+// [ErrHubClosed] once Close or Shutdown started, [ErrInvalidEvent] for
+// an event that fails [Event.Validate], or the broker's error; nothing
+// is stored or sent then.
+func (s *Server) Publish(ctx context.Context, topic string, ev *Event) (string, error) {
+	s.init()
+	if s.core.isClosed() {
+		return "", ErrHubClosed
+	}
+	m, err := s.broker.Publish(ctx, topic, ev)
+	if err != nil {
+		if errors.Is(err, ErrBrokerClosed) {
+			return "", fmt.Errorf("%w: %w", ErrHubClosed, err)
+		}
+		return "", err
+	}
+	s.core.broadcasts.Add(1)
+	return m.Event.ID, nil
+}
+
+// Clients returns the number of connected clients.
+func (s *Server) Clients() int {
+	s.init()
+	return s.core.clients()
+}
+
+// Stats returns a snapshot of the server's counters; Broadcasts counts
+// the events published through [Server.Publish].
+func (s *Server) Stats() HubStats {
+	s.init()
+	return s.core.stats()
+}
+
+// Close ends every stream at once, stops the broker subscriptions and
+// closes the broker if the server made it. Publish and new requests are
+// refused afterwards. Close is idempotent and returns nil.
+func (s *Server) Close() error {
+	s.init()
+	s.core.close()
+	s.release()
+	return nil
+}
+
+// Shutdown stops the server gracefully, as [Hub.Shutdown] describes:
+// new requests get 503 and Publish fails, each client gets a "retry:"
+// hint of ShutdownRetry plus a random part of ShutdownJitter, and each
+// stream ends once its queue is written. It returns nil once all streams
+// ended, or ctx's error after closing at once if ctx ends first.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.init()
+	err := s.core.shutdown(ctx)
+	s.release()
+	return err
+}
+
+// release ends the subscriptions and the server's own broker.
+func (s *Server) release() {
+	s.cancel()
+	s.watchers.Wait()
+	if s.ownBroker {
+		s.broker.Close()
+	}
+}
+
+// ServeHTTP streams the topics [Server.Topics] picks for r; see [Server].
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.init()
+	if s.core.isClosed() {
+		http.Error(w, ErrHubClosed.Error(), http.StatusServiceUnavailable)
+		return
+	}
+	topics, err := s.topicsFor(r)
+	if err != nil {
+		code := http.StatusBadRequest
+		var se *StatusError
+		if errors.As(err, &se) {
+			code = se.Code
+		}
+		http.Error(w, err.Error(), code)
+		return
+	}
+	for _, t := range topics {
+		if err := s.follow(r.Context(), t); err != nil {
+			if r.Context().Err() == nil {
+				http.Error(w, "sse: topic unavailable", http.StatusServiceUnavailable)
+			}
+			return
+		}
+	}
+	var filter func(*Message) bool
+	if s.Filter != nil {
+		filter = s.Filter(r)
+	}
+	lastID := lastEventID(r)
+	var c *client
+	conn, err := upgrade(r.Context(), w, r, s.core.upgrade, func(conn *Conn) (err error) {
+		c, err = s.core.register(conn, nil, topics, filter, lastID != "")
+		return err
+	})
+	if !upgradeOK(w, err) {
+		return
+	}
+	defer conn.Close()
+	defer s.core.unregister(conn)
+	if lastID != "" {
+		if err := s.resume(r.Context(), c, topics, lastID); err != nil {
+			s.core.logf(slog.LevelError, "sse: reading history", "err", err)
+			return
+		}
+	}
+	<-conn.Done()
+}
+
+// topicsFor returns the sorted, distinct topics r follows.
+func (s *Server) topicsFor(r *http.Request) ([]string, error) {
+	if s.Topics == nil {
+		return []string{""}, nil
+	}
+	topics, err := s.Topics(r)
+	if err != nil {
+		return nil, err
+	}
+	if len(topics) == 0 {
+		return nil, errors.New("sse: no topics")
+	}
+	topics = slices.Clone(topics)
+	slices.Sort(topics)
+	return slices.Compact(topics), nil
+}
+
+// follow makes sure the server is subscribed to topic.
+func (s *Server) follow(ctx context.Context, topic string) error {
+	s.smu.Lock()
+	ts := s.subs[topic]
+	if ts == nil {
+		ts = &topicSub{ready: make(chan struct{})}
+		s.subs[topic] = ts
+		s.smu.Unlock()
+		ts.sub, ts.err = s.subscribe(topic)
+		if ts.err != nil {
+			s.smu.Lock()
+			delete(s.subs, topic)
+			s.smu.Unlock()
+		}
+		close(ts.ready)
+	} else {
+		s.smu.Unlock()
+	}
+	select {
+	case <-ts.ready:
+		return ts.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// subscribe opens the subscription feeding topic to the clients, from
+// its current head, and watches it.
+func (s *Server) subscribe(topic string) (Subscription, error) {
+	head, err := s.broker.Head(s.ctx, topic)
+	if err != nil {
+		return nil, err
+	}
+	s.core.setLive(topic, head)
+	sub, err := s.broker.Subscribe(s.ctx, topic, head.Seq, s.core.deliver)
+	if err != nil {
+		s.core.dropTopic(topic, err)
+		return nil, err
+	}
+	s.watchers.Add(1)
+	go func() {
+		defer s.watchers.Done()
+		<-sub.Done()
+		if s.ctx.Err() != nil {
+			return
+		}
+		err := sub.Err()
+		s.core.logf(slog.LevelError, "sse: broker subscription ended", "topic", topic, "err", err)
+		s.smu.Lock()
+		delete(s.subs, topic)
+		s.smu.Unlock()
+		s.core.dropTopic(topic, err)
+	}()
+	return sub, nil
+}
+
+// resume reads the history after lastID for each topic and queues it
+// for c before its live events.
+func (s *Server) resume(ctx context.Context, c *client, topics []string, lastID string) error {
+	ids, known := parseCursor(topics, lastID)
+	hists := make([]History, len(topics))
+	for i, t := range topics {
+		h, err := s.broker.History(ctx, t, ids[i])
+		if err != nil {
+			c.conn.shutdown(fmt.Errorf("%w: reading history: %w", ErrConnectionClosed, err))
+			return err
+		}
+		if !known[i] {
+			h.Gap, h.After = true, 0
+		}
+		hists[i] = h
+	}
+	s.core.finishResume(c, topics, ids, hists)
+	return nil
+}
+
+// setLive records that topic has a subscription starting after head.
+func (h *hubCore) setLive(topic string, head Position) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if head.Seq > h.heads[topic].Seq {
+		h.heads[topic] = head
+	}
+	h.live[topic] = true
+}
+
+// dropTopic disconnects the clients of topic, whose subscription ended
+// with err; they resume when they reconnect.
+func (h *hubCore) dropTopic(topic string, err error) {
+	h.mu.Lock()
+	if h.closed {
+		h.mu.Unlock()
+		return
+	}
+	delete(h.live, topic)
+	var cs []*client
+	for _, g := range h.byTopic[topic] {
+		cs = append(cs, g.clients...)
+	}
+	for _, c := range cs {
+		h.removeLocked(c)
+		c.mu.Lock()
+		h.dropQueueLocked(c)
+		c.mu.Unlock()
+	}
+	h.mu.Unlock()
+	for _, c := range cs {
+		c.conn.unwatch(h)
+		h.clientDisconnects.Add(1)
+		c.conn.shutdown(fmt.Errorf("%w: subscription to topic %q ended: %w", ErrConnectionClosed, topic, err))
+	}
+}
+
+// deliver sends m, a live event from a broker subscription, to the
+// clients following its topic. It is called for each topic in order.
+func (h *hubCore) deliver(m Message) {
+	h.mu.Lock()
+	if h.closed || h.draining || m.Seq <= h.heads[m.Topic].Seq {
+		// Clients of a draining server resume what they miss.
+		h.mu.Unlock()
+		return
+	}
+	h.heads[m.Topic] = m.Position()
+	wake, evict := h.toWake[:0], h.evict[:0]
+	var plain []byte
+	for _, g := range h.byTopic[m.Topic] {
+		var msg []byte
+		if len(g.topics) == 1 {
+			if plain == nil {
+				plain = m.Event.appendWire(make([]byte, 0, m.Event.wireSize()))
+			}
+			msg = plain
+		} else {
+			ev := m.Event
+			ev.ID = cursorID(g.topics, func(i int) string { return h.heads[g.topics[i]].ID })
+			msg = ev.appendWire(make([]byte, 0, ev.wireSize()))
+		}
+		wake, evict = h.fanoutLocked(g, msg, &m, wake, evict)
+	}
+	h.finishFanout(wake, evict)
+}
+
+// finishResume queues for the resuming client c the gap events and the
+// retained events of hists, merged with the live events that came
+// meanwhile, and makes c live. ids are the positions c asked for.
+func (h *hubCore) finishResume(c *client, topics, ids []string, hists []History) {
+	h.mu.Lock()
+	c.mu.Lock()
+	pending := c.pending
+	c.pending, c.resuming = nil, false
+	if c.removed || c.closing {
+		c.mu.Unlock()
+		h.mu.Unlock()
+		return
+	}
+	multi := len(topics) > 1
+	lists := make([][]Message, len(topics))
+	cur := make([]string, len(topics)) // what the client has seen, per topic
+	for i, t := range topics {
+		hist, head := hists[i], h.heads[t]
+		last := hist.After
+		var list []Message
+		for _, m := range hist.Messages {
+			// Later events come live: the client is live from now on.
+			if m.Seq > last && m.Seq <= head.Seq {
+				list, last = append(list, m), m.Seq
+			}
+		}
+		for _, m := range pending {
+			if m.Topic == t && m.Seq > last {
+				list, last = append(list, m), m.Seq
+			}
+		}
+		lists[i] = list
+		switch {
+		case len(list) == 0:
+			cur[i] = head.ID
+		case !hist.Gap:
+			cur[i] = ids[i]
+		}
+	}
+
+	var chunks [][]byte
+	var buf []byte
+	add := func(ev Event) {
+		if len(buf) > 0 && len(buf)+ev.wireSize() > maxWrite {
+			chunks, buf = append(chunks, buf), nil
+		}
+		buf = ev.appendWire(buf)
+	}
+	for i, t := range topics {
+		if !hists[i].Gap {
+			continue
+		}
+		data := hists[i].Oldest.ID
+		if multi {
+			data = cursorID([]string{t}, func(int) string { return data })
+		}
+		add(Event{Type: GapEventType, Data: data})
+	}
+	var n uint64
+	for i := range topics {
+		for j := range lists[i] {
+			m := &lists[i][j]
+			cur[i] = m.Event.ID
+			if c.filter != nil && !c.filter(m) {
+				continue
+			}
+			ev := m.Event
+			if multi {
+				ev.ID = cursorID(topics, func(i int) string { return cur[i] })
+			}
+			add(ev)
+			n++
+		}
+	}
+	if len(buf) > 0 {
+		chunks = append(chunks, buf)
+	}
+	h.replayed.Add(n)
+	wake := h.toWake[:0]
+	if h.queueExtraLocked(c, chunks...) {
+		wake = append(wake, c)
+	}
+	c.mu.Unlock()
+	h.finishFanout(wake, h.evict[:0])
+}
+
+// cursorID writes the position in each of the sorted topics, id(i) being
+// the ID in topics[i], as a cursor: "a=1&b=2".
+func cursorID(topics []string, id func(i int) string) string {
+	var b strings.Builder
+	for i, t := range topics {
+		if i > 0 {
+			b.WriteByte('&')
+		}
+		b.WriteString(url.QueryEscape(t))
+		b.WriteByte('=')
+		b.WriteString(url.QueryEscape(id(i)))
+	}
+	return b.String()
+}
+
+// parseCursor reads a Last-Event-ID as the position in each of the
+// sorted topics. On one topic the ID is taken as it is. On several, it
+// must be a cursor as cursorID writes; a topic missing from it, or any
+// malformed cursor, makes the position unknown (known[i] false).
+func parseCursor(topics []string, lastID string) (ids []string, known []bool) {
+	ids, known = make([]string, len(topics)), make([]bool, len(topics))
+	if len(topics) == 1 {
+		ids[0], known[0] = lastID, true
+		return ids, known
+	}
+	q, err := url.ParseQuery(lastID)
+	if err != nil {
+		return ids, known
+	}
+	for i, t := range topics {
+		if v := q[t]; len(v) == 1 {
+			ids[i], known[i] = v[0], true
+		}
+	}
+	return ids, known
+}

@@ -1,0 +1,202 @@
+package sse_test
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/coregx/stream/sse"
+)
+
+func TestHubSlowPolicies(t *testing.T) {
+	for _, tc := range []struct {
+		policy    sse.SlowPolicy
+		body      string
+		dropped   uint64
+		slow      uint64
+		stillOpen bool
+	}{
+		{sse.SlowDisconnect, ": connected\n\n", 0, 1, false},
+		{sse.SlowDropOldest, ": connected\n\ndata: 1\n\ndata: 4\n\ndata: 5\n\ndata: 6\n\n", 2, 0, true},
+		{sse.SlowKeepLatest, ": connected\n\ndata: 1\n\ndata: 5\n\ndata: 6\n\n", 3, 0, true},
+	} {
+		t.Run(tc.policy.String(), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				hub := sse.NewHubWithOptions[string](&sse.HubOptions{QueueSize: 3, SlowClients: tc.policy})
+				defer hub.Close()
+				c := fakeClients(t, hub, 1, &sse.UpgradeOptions{Heartbeat: -1, WriteTimeout: time.Hour})[0]
+				release := c.w.setBlock()
+				hub.Broadcast("1")
+				synctest.Wait() // the writer is blocked on event 1
+				for i := 2; i <= 6; i++ {
+					if err := hub.Broadcast(fmt.Sprint(i)); err != nil {
+						t.Fatal(err)
+					}
+				}
+				synctest.Wait() // a disconnected client's write is aborted first
+				release()
+				synctest.Wait()
+				if got := c.w.Body(); got != tc.body {
+					t.Errorf("body: got %q, want %q", got, tc.body)
+				}
+				st := hub.Stats()
+				if st.Dropped != tc.dropped || st.SlowDisconnects != tc.slow || st.QueuedBytes != 0 {
+					t.Errorf("Stats: got dropped %d, slow %d, queued %d; want %d, %d, 0", st.Dropped, st.SlowDisconnects, st.QueuedBytes, tc.dropped, tc.slow)
+				}
+				open := c.conn.Err() == nil
+				if open != tc.stillOpen {
+					t.Errorf("connection open: got %v, want %v", open, tc.stillOpen)
+				}
+			})
+		})
+	}
+}
+
+func TestHubQueuedBytesBudget(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		// Each event is "data: xxxxxxxxxx\n\n", 18 bytes.
+		hub := sse.NewHubWithOptions[string](&sse.HubOptions{MaxQueuedBytes: 110})
+		defer hub.Close()
+		cs := fakeClients(t, hub, 3, &sse.UpgradeOptions{Heartbeat: -1, WriteTimeout: time.Hour})
+		a, b, c := cs[0], cs[1], cs[2]
+		send := func(i int) {
+			t.Helper()
+			if err := hub.Broadcast(fmt.Sprintf("%010d", i)); err != nil {
+				t.Fatal(err)
+			}
+			synctest.Wait()
+		}
+		releaseA := a.w.setBlock()
+		defer releaseA()
+		send(0) // a holds 18
+		releaseB := b.w.setBlock()
+		send(1) // a 36, b 18
+		send(2) // a 54, b 36, and c 18 until written: 108
+		if st := hub.Stats(); st.QueuedBytes != 90 || st.BudgetDisconnects != 0 {
+			t.Fatalf("Stats: got queued %d, budget disconnects %d; want 90, 0", st.QueuedBytes, st.BudgetDisconnects)
+		}
+		send(3) // a 72, b 54, c 18: 144 > 110, so a, the largest, goes
+		if a.conn.Err() == nil {
+			t.Fatal("largest client still connected, want it disconnected")
+		}
+		if b.conn.Err() != nil {
+			t.Fatalf("second client disconnected: %v; want it kept", b.conn.Err())
+		}
+		if st := hub.Stats(); st.QueuedBytes != 54 || st.BudgetDisconnects != 1 || st.Clients != 2 {
+			t.Errorf("Stats: got %+v, want 54 queued, 1 budget disconnect, 2 clients", st)
+		}
+		releaseB()
+		synctest.Wait()
+		var want strings.Builder
+		want.WriteString(": connected\n\n")
+		for i := range 4 {
+			fmt.Fprintf(&want, "data: %010d\n\n", i)
+		}
+		for i, x := range []fakeClient{b, c} {
+			if got := x.w.Body(); got != want.String() {
+				t.Errorf("client %d: got %q, want %q", i+1, got, want.String())
+			}
+		}
+		if st := hub.Stats(); st.QueuedBytes != 0 {
+			t.Errorf("QueuedBytes after draining: got %d, want 0", st.QueuedBytes)
+		}
+	})
+}
+
+func TestHubShutdown(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		hub := sse.NewHubWithOptions[string](&sse.HubOptions{ShutdownRetry: 500 * time.Millisecond, ShutdownJitter: time.Second})
+		runDone := make(chan struct{})
+		go func() { hub.Run(); close(runDone) }()
+		cs := fakeClients(t, hub, 5, &sse.UpgradeOptions{Heartbeat: -1})
+		hub.Broadcast("bye")
+		if err := hub.Shutdown(t.Context()); err != nil {
+			t.Fatalf("Shutdown: got %v, want nil", err)
+		}
+		<-runDone
+		for i, c := range cs {
+			const events = ": connected\n\ndata: bye\n\n"
+			body := c.w.Body()
+			if !strings.HasPrefix(body, events) {
+				t.Fatalf("client %d: got %q, want %q first", i, body, events)
+			}
+			checkRetry(t, body[len(events):], 500, 1500)
+			if !errors.Is(c.conn.Err(), sse.ErrConnectionClosed) {
+				t.Errorf("client %d: Err got %v, want ErrConnectionClosed", i, c.conn.Err())
+			}
+		}
+		if err := hub.Broadcast("late"); !errors.Is(err, sse.ErrHubClosed) {
+			t.Errorf("Broadcast after Shutdown: got %v, want ErrHubClosed", err)
+		}
+		if err := hub.Register(cs[0].conn); !errors.Is(err, sse.ErrHubClosed) {
+			t.Errorf("Register after Shutdown: got %v, want ErrHubClosed", err)
+		}
+		if st := hub.Stats(); st.ShutdownDisconnects != 5 || st.Clients != 0 {
+			t.Errorf("Stats: got %+v, want 5 shutdown disconnects and no client", st)
+		}
+	})
+}
+
+// TestServerStuckClients has 1000 clients of which 10 stop reading: the
+// 990 others get every event with no wait (in virtual time the delivery
+// latency is zero with or without the stuck ones), and the 10 are
+// disconnected and counted. BenchmarkStuckClients measures the latency
+// in real time.
+func TestServerStuckClients(t *testing.T) {
+	const clients, stuck, events = 1000, 10, 100
+	for _, withStuck := range []bool{false, true} {
+		t.Run(fmt.Sprintf("stuck=%v", withStuck), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				s := &sse.Server{Heartbeat: -1, WriteTimeout: time.Hour, QueueSize: 32}
+				ws := make([]*fakeWriter, clients)
+				dones := make([]<-chan struct{}, clients)
+				for i := range ws {
+					ws[i] = newFakeWriter()
+					dones[i] = serveFake(s, ws[i])
+				}
+				synctest.Wait()
+				nstuck := 0
+				if withStuck {
+					nstuck = stuck
+					for _, w := range ws[:stuck] {
+						defer w.setBlock()()
+					}
+				}
+				var want strings.Builder
+				want.WriteString(": connected\n\n")
+				var worst time.Duration
+				for i := range events {
+					start := time.Now()
+					id := mustPublish(t, s, "", fmt.Sprint(i))
+					fmt.Fprintf(&want, "id: %s\ndata: %d\n\n", id, i)
+					synctest.Wait()
+					worst = max(worst, time.Since(start))
+				}
+				if worst != 0 {
+					t.Errorf("worst delivery latency: got %v, want 0", worst)
+				}
+				for i, w := range ws[nstuck:] {
+					if got := w.Body(); got != want.String() {
+						t.Fatalf("client %d: got %d bytes, want %d", nstuck+i, len(got), want.Len())
+					}
+				}
+				for i, w := range ws[:nstuck] {
+					if got := w.Body(); got != ": connected\n\n" {
+						t.Errorf("stuck client %d: got %q, want only the opening", i, got)
+					}
+					<-dones[i]
+				}
+				st := s.Stats()
+				if st.SlowDisconnects != uint64(nstuck) || st.Clients != clients-nstuck || st.Delivered != uint64((clients-nstuck)*events) {
+					t.Errorf("Stats: got %d slow disconnects, %d clients, %d delivered; want %d, %d, %d",
+						st.SlowDisconnects, st.Clients, st.Delivered, nstuck, clients-nstuck, (clients-nstuck)*events)
+				}
+				t.Logf("clients %d, stuck %d, events %d: delivered %d, slow disconnects %d", clients, nstuck, events, st.Delivered, st.SlowDisconnects)
+				s.Close()
+			})
+		})
+	}
+}
