@@ -1,0 +1,507 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+)
+
+// childEnv marks a process started by the driver as a server (tests use
+// it to run the test binary as the server).
+const childEnv = "SSELOAD_CHILD"
+
+// server is a running server process (or a -target) and its control API.
+type server struct {
+	impl string
+	addr string
+	cmd  *exec.Cmd // nil for a -target
+	hc   *http.Client
+}
+
+// startServer starts this binary as a server of impl in a child process
+// and waits for its address.
+func startServer(ctx context.Context, impl, host string, stderr io.Writer) (*server, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(exe, "-serve="+impl, "-listen="+net.JoinHostPort(host, "0"))
+	cmd.Env = append(os.Environ(), childEnv+"=1")
+	cmd.Stderr = stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s server: %w", impl, err)
+	}
+	addrc := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			if a, ok := strings.CutPrefix(sc.Text(), listenLine); ok {
+				addrc <- a
+			}
+		}
+	}()
+	s := &server{impl: impl, cmd: cmd, hc: &http.Client{}}
+	select {
+	case s.addr = <-addrc:
+		return s, nil
+	case <-time.After(20 * time.Second):
+		err = errors.New("no address within 20s")
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	s.stop()
+	return nil, fmt.Errorf("start %s server: %w", impl, err)
+}
+
+// stop ends a server process the driver started.
+func (s *server) stop() {
+	if s.cmd == nil || s.cmd.Process == nil {
+		return
+	}
+	_ = s.cmd.Process.Kill()
+	_ = s.cmd.Wait()
+	s.cmd = nil
+}
+
+func (s *server) call(ctx context.Context, method, path string, q url.Values, v any) error {
+	u := "http://" + s.addr + path
+	if len(q) > 0 {
+		u += "?" + q.Encode()
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, nil)
+	if err != nil {
+		return err
+	}
+	res, err := s.hc.Do(req)
+	if err != nil {
+		return err
+	}
+	defer res.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(res.Body, 1<<20))
+	if err != nil {
+		return err
+	}
+	if res.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s %s: %s: %s", method, path, res.Status, strings.TrimSpace(string(body)))
+	}
+	if v == nil {
+		return nil
+	}
+	return json.Unmarshal(body, v)
+}
+
+func (s *server) stats(ctx context.Context, gc bool) (serverStats, error) {
+	var st serverStats
+	q := url.Values{}
+	if gc {
+		q.Set("gc", "1")
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	err := s.call(ctx, http.MethodGet, "/ctl/stats", q, &st)
+	return st, err
+}
+
+func (s *server) publish(ctx context.Context, kind string, run int64, n, size, rate int) (publishResult, error) {
+	var res publishResult
+	q := url.Values{"kind": {kind}, "run": {strconv.FormatInt(run, 10)}, "n": {strconv.Itoa(n)},
+		"size": {strconv.Itoa(size)}, "rate": {strconv.Itoa(rate)}}
+	err := s.call(ctx, http.MethodPost, "/ctl/publish", q, &res)
+	return res, err
+}
+
+// runIDs numbers runs and priming events; unique within the driver.
+var runIDs atomic.Int64
+
+// result holds every measurement of one implementation at one client count.
+type result struct {
+	impl    string
+	clients int
+	events  int
+	err     error // setting up failed; no measurement
+
+	memErr        error
+	heapStackConn float64 // bytes per idle connection
+	rssConn       float64
+	goroutines    float64 // server goroutines per idle connection
+
+	foreign float64 // cores other processes used meanwhile
+
+	tput    measurement
+	latency map[int]measurement
+	profile string
+}
+
+// measurement is one throughput or latency run.
+type measurement struct {
+	err         error
+	rr          runResult
+	seconds     float64 // publish start to last delivery
+	perSec      float64 // deliveries per second
+	publishErrs int
+	publishErr  string
+	p50         time.Duration
+	p99         time.Duration
+	max         time.Duration
+	stalled     bool
+	serverCPU   time.Duration // CPU the server process used during the run
+	clientCPU   time.Duration // CPU this (client) process used during the run
+}
+
+func (m measurement) ok() bool { return m.err == nil && m.rr.clients > 0 }
+
+// drive runs every scenario for every implementation and client count and
+// prints the report.
+func drive(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
+	logf := func(format string, a ...any) { fmt.Fprintf(stderr, format+"\n", a...) }
+	impls := cfg.impls
+	if cfg.target != "" {
+		s := &server{addr: cfg.target, hc: &http.Client{}}
+		st, err := s.stats(ctx, false)
+		if err != nil {
+			return fmt.Errorf("-target %s: not an sseload server: %w", cfg.target, err)
+		}
+		impls = []string{st.Impl}
+	}
+	if cfg.cpuProfDir != "" {
+		if err := os.MkdirAll(cfg.cpuProfDir, 0o755); err != nil {
+			return err
+		}
+		abs, err := filepath.Abs(cfg.cpuProfDir)
+		if err != nil {
+			return err
+		}
+		cfg.cpuProfDir = abs
+	}
+	if st := takeCPUSnapshot(); st.jiffies {
+		time.Sleep(time.Second)
+		if cores, ok := foreignLoad(st, takeCPUSnapshot()); ok && cores > 0.2 {
+			logf("sseload: warning: other processes are using %.1f cores of %d; results will be skewed", cores, runtime.NumCPU())
+		}
+	}
+	start := time.Now()
+	cpuStart := takeCPUSnapshot()
+	var results []*result
+	for i, n := range cfg.clients {
+		for _, impl := range impls {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			if cfg.waitIdle > 0 {
+				waitIdle(ctx, cfg.waitIdle, logf)
+			}
+			snap := takeCPUSnapshot()
+			r := measureOne(ctx, cfg, impl, n, cfg.events[i], logf)
+			r.foreign, _ = foreignLoad(snap, takeCPUSnapshot())
+			results = append(results, r)
+		}
+	}
+	foreign, _ := foreignLoad(cpuStart, takeCPUSnapshot())
+	writeReport(stdout, cfg, impls, results, time.Since(start), foreign)
+	for _, r := range results {
+		if r.err != nil {
+			return fmt.Errorf("%s with %d clients: %w", r.impl, r.clients, r.err)
+		}
+	}
+	return nil
+}
+
+// measureOne measures memory, throughput and latency for one
+// implementation at n clients, in a fresh server process.
+func measureOne(ctx context.Context, cfg *config, impl string, n, m int, logf func(string, ...any)) *result {
+	r := &result{impl: impl, clients: n, events: m, latency: map[int]measurement{}}
+	var s *server
+	var err error
+	if cfg.target != "" {
+		s = &server{impl: impl, addr: cfg.target, hc: &http.Client{}}
+	} else if s, err = startServer(ctx, impl, cfg.host, os.Stderr); err != nil {
+		r.err = err
+		return r
+	}
+	defer s.stop()
+
+	base, err := s.stats(ctx, true)
+	if err != nil {
+		r.err = err
+		return r
+	}
+	p := newPool(s.addr, n)
+	defer p.close()
+	cctx, cancel := context.WithTimeout(ctx, cfg.timeout)
+	err = p.connect(cctx)
+	cancel()
+	if err != nil {
+		r.err = fmt.Errorf("connecting %d clients: %w", n, err)
+		return r
+	}
+	if err := settle(ctx, s, p, cfg); err != nil {
+		r.err = err
+		return r
+	}
+
+	// Memory: idle connections, after a GC.
+	loaded, err := s.stats(ctx, true)
+	if err != nil {
+		r.memErr = err
+	} else {
+		r.heapStackConn = (float64(loaded.HeapInuse+loaded.StackInuse) - float64(base.HeapInuse+base.StackInuse)) / float64(n)
+		r.rssConn = (float64(loaded.RSS) - float64(base.RSS)) / float64(n)
+		r.goroutines = float64(loaded.Goroutines-base.Goroutines) / float64(n)
+		logf("%-7s n=%-6d memory: %.0f B heap+stack/conn (heap %.0f, stack %.0f), %.0f B RSS/conn, %.2f goroutines/conn", impl, n,
+			r.heapStackConn, (float64(loaded.HeapInuse)-float64(base.HeapInuse))/float64(n),
+			(float64(loaded.StackInuse)-float64(base.StackInuse))/float64(n), r.rssConn, r.goroutines)
+	}
+
+	// Throughput.
+	if cfg.cpuProfDir != "" {
+		r.profile = filepath.Join(cfg.cpuProfDir, fmt.Sprintf("cpu-%s-%d.prof", impl, n))
+	}
+	r.tput = runScenario(ctx, cfg, s, p, m, 0, r.profile)
+	logf("%-7s n=%-6d throughput: %s", impl, n, describe(r.tput))
+
+	// Latency at each rate.
+	for _, rate := range cfg.rates {
+		if err := reconnect(ctx, s, p, cfg); err != nil {
+			r.latency[rate] = measurement{err: err}
+			continue
+		}
+		events := max(1, int(float64(rate)*cfg.latencyDur.Seconds()))
+		lm := runScenario(ctx, cfg, s, p, events, rate, "")
+		r.latency[rate] = lm
+		logf("%-7s n=%-6d latency @%d/s: %s", impl, n, rate, describe(lm))
+	}
+	return r
+}
+
+// reconnect re-dials clients a server dropped, so every scenario starts
+// with all n, and settles them.
+func reconnect(ctx context.Context, s *server, p *pool, cfg *config) error {
+	if int(p.alive.Load()) < len(p.clients) {
+		cctx, cancel := context.WithTimeout(ctx, cfg.timeout)
+		err := p.connect(cctx)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("reconnecting: %w", err)
+		}
+	}
+	return settle(ctx, s, p, cfg)
+}
+
+// settle waits until every connected client is subscribed and has
+// received everything published before: it publishes priming events
+// every 250ms until each client has seen one published after settle
+// began. Streams are in order, so that one is also a barrier.
+func settle(ctx context.Context, s *server, p *pool, cfg *config) error {
+	ctx, cancel := context.WithTimeout(ctx, min(cfg.timeout, 60*time.Second))
+	defer cancel()
+	first := runIDs.Add(1)
+	k := first
+	for {
+		if _, err := s.publish(ctx, "p", k, 1, cfg.size, 0); err != nil {
+			return fmt.Errorf("priming: %w", err)
+		}
+		for range 25 {
+			primed, alive := p.primed(first)
+			if alive == 0 {
+				return errors.New("priming: every client was disconnected")
+			}
+			if primed == alive {
+				return nil
+			}
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("priming: only %d of %d clients subscribed: %w", primed, alive, ctx.Err())
+			case <-time.After(10 * time.Millisecond):
+			}
+		}
+		k = runIDs.Add(1)
+	}
+}
+
+// runScenario publishes m events (rate 0: as fast as accepted) and waits
+// until every client connected at the start has them all, nothing has
+// arrived for a while after publishing ended, or the hard timeout.
+func runScenario(ctx context.Context, cfg *config, s *server, p *pool, m, rate int, profile string) measurement {
+	var out measurement
+	counted, alive := p.aliveSet()
+	if alive == 0 {
+		out.err = errors.New("no client connected")
+		return out
+	}
+	spec := &runSpec{id: runIDs.Add(1), events: m, latency: rate > 0}
+	p.begin(spec)
+
+	ctx, cancel := context.WithTimeout(ctx, cfg.timeout)
+	defer cancel()
+	if profile != "" {
+		if err := s.call(ctx, http.MethodPost, "/ctl/cpuprofile", url.Values{"start": {profile}}, nil); err != nil {
+			out.err = fmt.Errorf("cpu profile: %w", err)
+			return out
+		}
+	}
+	type pubDone struct {
+		res publishResult
+		err error
+	}
+	pubc := make(chan pubDone, 1)
+	before, _ := s.stats(ctx, false)
+	cpu0 := cpuTime()
+	t0 := time.Now()
+	go func() {
+		res, err := s.publish(ctx, "d", spec.id, m, cfg.size, rate)
+		pubc <- pubDone{res, err}
+	}()
+
+	const quiet = 5 * time.Second // no progress for this long after publishing ends: stop
+	var pub *pubDone
+	lastProgress, lastCount := time.Now(), int64(-1)
+	var lastSettledCheck time.Time
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+wait:
+	for {
+		select {
+		case d := <-pubc:
+			pub = &d
+		case <-ctx.Done():
+			out.stalled = true
+			break wait
+		case <-tick.C:
+		}
+		if pub != nil && p.completed.Load() >= int64(alive) {
+			break
+		}
+		if pub != nil && pub.err != nil {
+			out.err = fmt.Errorf("publish: %w", pub.err)
+			break
+		}
+		if pub != nil && time.Since(lastSettledCheck) > 100*time.Millisecond {
+			// Clients the server dropped will never complete.
+			lastSettledCheck = time.Now()
+			if p.settled(spec, counted) {
+				break
+			}
+		}
+		if c := p.progress(spec); c != lastCount {
+			lastCount, lastProgress = c, time.Now()
+		} else if pub != nil && time.Since(lastProgress) > quiet {
+			out.stalled = true
+			break
+		}
+	}
+	if profile != "" {
+		pctx, pcancel := context.WithTimeout(context.Background(), 10*time.Second)
+		if err := s.call(pctx, http.MethodPost, "/ctl/cpuprofile", url.Values{"stop": {"1"}}, nil); err != nil && out.err == nil {
+			out.err = fmt.Errorf("cpu profile: %w", err)
+		}
+		pcancel()
+	}
+	if pub == nil {
+		cancel() // the hard timeout hit while publishing: stop the publisher
+		d := <-pubc
+		pub = &d
+	}
+	// The run's context may be past its deadline: ask with a fresh one.
+	if after, err := s.stats(context.WithoutCancel(ctx), false); err == nil && before.CPUNS > 0 {
+		out.serverCPU = time.Duration(after.CPUNS - before.CPUNS)
+	}
+	out.clientCPU = time.Duration(cpuTime() - cpu0)
+	out.rr = p.collect(spec, counted)
+	out.publishErrs = pub.res.Errors
+	out.publishErr = pub.res.FirstErr
+	if out.rr.lastAt > 0 {
+		out.seconds = float64(out.rr.lastAt-t0.UnixNano()) / 1e9
+		if out.seconds > 0 {
+			out.perSec = float64(out.rr.delivered) / out.seconds
+		}
+	}
+	if len(out.rr.lats) > 0 {
+		slices.Sort(out.rr.lats)
+		out.p50 = time.Duration(percentile(out.rr.lats, 0.50))
+		out.p99 = time.Duration(percentile(out.rr.lats, 0.99))
+		out.max = time.Duration(out.rr.lats[len(out.rr.lats)-1])
+		out.rr.lats = nil
+	}
+	return out
+}
+
+// percentile returns the nearest-rank percentile of sorted samples.
+func percentile(sorted []int64, q float64) int64 {
+	i := int(q*float64(len(sorted))+0.999999) - 1
+	return sorted[min(max(i, 0), len(sorted)-1)]
+}
+
+func describe(m measurement) string {
+	if m.err != nil {
+		return "error: " + m.err.Error()
+	}
+	var b strings.Builder
+	if m.rr.lats == nil && m.p50 > 0 {
+		fmt.Fprintf(&b, "p50 %v p99 %v max %v, ", m.p50, m.p99, m.max)
+	}
+	fmt.Fprintf(&b, "%d deliveries in %.2fs = %s/s, %d lost, %d duplicates, %d clients dropped",
+		m.rr.delivered, m.seconds, si(m.perSec), m.rr.lost, m.rr.dups, m.rr.dropped)
+	fmt.Fprintf(&b, ", CPU server %.2fs clients %.2fs", m.serverCPU.Seconds(), m.clientCPU.Seconds())
+	if m.publishErrs > 0 {
+		fmt.Fprintf(&b, ", %d publish errors (%s)", m.publishErrs, m.publishErr)
+	}
+	if m.stalled {
+		b.WriteString(", stopped early (no progress or hard timeout)")
+	}
+	if m.rr.firstErr != nil {
+		fmt.Fprintf(&b, ", first client error: %v", m.rr.firstErr)
+	}
+	return b.String()
+}
+
+// si formats a rate with a k/M suffix.
+func si(v float64) string {
+	switch {
+	case v >= 1e6:
+		return strconv.FormatFloat(v/1e6, 'f', 2, 64) + "M"
+	case v >= 1e3:
+		return strconv.FormatFloat(v/1e3, 'f', 1, 64) + "k"
+	}
+	return strconv.FormatFloat(v, 'f', 0, 64)
+}
+
+// waitIdle waits, up to limit, until other processes use less than a
+// fifth of a core over one second.
+func waitIdle(ctx context.Context, limit time.Duration, logf func(string, ...any)) {
+	deadline := time.Now().Add(limit)
+	for {
+		a := takeCPUSnapshot()
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Second):
+		}
+		cores, ok := foreignLoad(a, takeCPUSnapshot())
+		if !ok || cores < 0.2 {
+			return
+		}
+		if time.Now().After(deadline) {
+			logf("sseload: other processes still use %.1f cores; going on", cores)
+			return
+		}
+	}
+}
