@@ -64,7 +64,7 @@ type Conn struct {
 	timeout     time.Duration // write timeout; 0 means none
 	deadlines   bool          // the writer supports write deadlines
 
-	wmu     sync.Mutex  // serialises writes
+	wmu     writeLock   // serialises writes
 	writing atomic.Bool // a write is in progress
 	last    atomic.Int64
 	closed  atomic.Bool
@@ -138,6 +138,7 @@ func upgrade(ctx context.Context, w http.ResponseWriter, r *http.Request, opts *
 		timeout:     durationOr(opts.WriteTimeout, DefaultWriteTimeout),
 		interval:    durationOr(opts.Heartbeat, DefaultHeartbeat),
 		done:        make(chan struct{}),
+		wmu:         make(writeLock, 1),
 	}
 	// Probe deadline support once, so writers without it cost nothing.
 	c.deadlines = c.timeout > 0 && c.rc.SetWriteDeadline(time.Time{}) == nil
@@ -277,8 +278,7 @@ func (c *Conn) SendComment(text string) error {
 // Close is idempotent.
 func (c *Conn) Close() error {
 	c.shutdown(fmt.Errorf("%w: closed by server", ErrConnectionClosed))
-	c.wmu.Lock()
-	c.wmu.Unlock() //nolint:staticcheck // wait for a write in progress
+	c.wmu.wait()
 	return nil
 }
 
@@ -318,7 +318,7 @@ func (c *Conn) writeLocked(p []byte) error {
 			return err
 		}
 		err = fmt.Errorf("%w: write: %w", ErrConnectionClosed, err)
-		c.shutdown(err)
+		c.end(err, true)
 		return c.Err()
 	}
 	c.last.Store(time.Now().UnixNano())
@@ -326,8 +326,14 @@ func (c *Conn) writeLocked(p []byte) error {
 }
 
 // shutdown ends the stream with cause: it cuts short a blocked write,
-// tells the watchers (hubs), and closes Done. Only the first call counts.
-func (c *Conn) shutdown(cause error) {
+// tells the watchers (hubs), waits for a write in progress to return, and
+// closes Done. Only the first call counts. A caller holding c.wmu uses
+// end instead.
+func (c *Conn) shutdown(cause error) { c.end(cause, false) }
+
+// end implements shutdown; holdingWrite says the caller holds c.wmu, so
+// no other write can be in progress.
+func (c *Conn) end(cause error, holdingWrite bool) {
 	c.mu.Lock()
 	if c.cause != nil {
 		c.mu.Unlock()
@@ -350,6 +356,11 @@ func (c *Conn) shutdown(cause error) {
 	}
 	for _, w := range watchers {
 		w.connClosed(c)
+	}
+	if !holdingWrite {
+		// A handler that returns once Done is closed must find no write
+		// (a heartbeat, a hub's writer) still using its ResponseWriter.
+		c.wmu.wait()
 	}
 	close(c.done)
 }
@@ -394,6 +405,20 @@ func (c *Conn) heartbeat() {
 		c.beat.Reset(next)
 	}
 	c.mu.Unlock()
+}
+
+// writeLock serialises the writes of a Conn. It is a channel rather than
+// a sync.Mutex so that waiting for it is durably blocking in a
+// testing/synctest bubble, which lets timers be tested around writes.
+type writeLock chan struct{}
+
+func (l writeLock) Lock()   { l <- struct{}{} }
+func (l writeLock) Unlock() { <-l }
+
+// wait returns once no write is in progress.
+func (l writeLock) wait() {
+	l.Lock()
+	l.Unlock()
 }
 
 // buf is a pooled encoding buffer.

@@ -429,3 +429,38 @@ func TestConcurrentSendsDoNotInterleave(t *testing.T) {
 		next[g]++
 	}
 }
+
+func TestDoneWaitsForWriteInProgress(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w := newFakeWriter()
+		w.noDL = true // nothing can cut the write short
+		ctx, cancel := context.WithCancel(t.Context())
+		conn, err := sse.UpgradeWithOptions(ctx, w, httptest.NewRequest(http.MethodGet, "/", nil),
+			&sse.UpgradeOptions{Heartbeat: -1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		release := w.setBlock()
+		sent := make(chan error)
+		go func() { sent <- conn.SendData("slow") }()
+		synctest.Wait()
+		cancel()
+		synctest.Wait()
+		select {
+		case <-conn.Done():
+			t.Fatal("Done closed while a write still used the ResponseWriter")
+		default:
+		}
+		release()
+		if err := <-sent; err != nil {
+			t.Errorf("the write in progress = %v, want nil", err)
+		}
+		<-conn.Done()
+		if err := conn.SendData("after"); !errors.Is(err, sse.ErrConnectionClosed) {
+			t.Errorf("Send after the context ended = %v, want ErrConnectionClosed", err)
+		}
+		if got, want := w.Body(), ": connected\n\ndata: slow\n\n"; got != want {
+			t.Errorf("body = %q, want %q", got, want)
+		}
+	})
+}

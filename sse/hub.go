@@ -560,8 +560,7 @@ func (h *hubCore) unregister(conn *Conn) {
 	}
 	conn.unwatch(h)
 	// Wait for a writer that took the queue before it was dropped.
-	conn.wmu.Lock()
-	conn.wmu.Unlock() //nolint:staticcheck // a barrier, not a critical section
+	conn.wmu.wait()
 }
 
 // connClosed is called by a Conn that ended. It may run on a writer that
