@@ -1,0 +1,552 @@
+package sse
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"runtime"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// client is one registered Conn with its queue of encoded events.
+type client struct {
+	conn   *Conn
+	grp    *group
+	index  int                 // position in grp.clients
+	filter func(*Message) bool // nil passes everything
+
+	mu        sync.Mutex
+	queue     [][]byte
+	spare     [][]byte
+	bytes     int64 // bytes in queue
+	inflight  int64 // bytes taken by a writer and not yet written
+	extra     int   // queue entries that are not live events
+	scheduled bool  // in the ready queue or being written
+	removed   bool
+	closing   bool      // shutting down: end the stream once drained
+	resuming  bool      // live events go to pending until the replay is queued
+	pending   []Message // live events that came while resuming
+}
+
+// group is the clients that follow the same topics. Events are encoded
+// once per group.
+type group struct {
+	key     string
+	topics  []string // sorted; nil for a Hub's group
+	clients []*client
+}
+
+// engineConfig is the configuration shared by Hub and Server.
+type engineConfig struct {
+	queueSize   int
+	maxWriters  int
+	policy      SlowPolicy
+	maxBytes    int64
+	logger      *slog.Logger
+	retry       time.Duration
+	retryJitter time.Duration
+}
+
+// hubCore is the non-generic engine behind Hub and Server.
+type hubCore struct {
+	cfg     engineConfig
+	upgrade *UpgradeOptions
+
+	mu       sync.RWMutex
+	byConn   map[*Conn]*client
+	def      *group            // a Hub's only group
+	groups   map[string]*group // by key
+	byTopic  map[string][]*group
+	heads    map[string]Position // newest event seen per topic (Server)
+	live     map[string]bool     // topics with a running subscription (Server)
+	nclients int
+	closed   bool
+	draining bool
+	drained  chan struct{} // closed when draining and no client is left
+	toWake   []*client     // scratch for fan-out, guarded by mu
+	evict    []*client     // scratch for fan-out, guarded by mu
+	done     chan struct{}
+	runs     sync.WaitGroup
+
+	pool writerPool
+
+	broadcasts          atomic.Uint64
+	delivered           atomic.Uint64
+	replayed            atomic.Uint64
+	dropped             atomic.Uint64
+	queued              atomic.Int64
+	slowDisconnects     atomic.Uint64
+	budgetDisconnects   atomic.Uint64
+	shutdownDisconnects atomic.Uint64
+	clientDisconnects   atomic.Uint64
+}
+
+func newHubCore(cfg engineConfig) *hubCore {
+	if cfg.queueSize <= 0 {
+		cfg.queueSize = DefaultQueueSize
+	}
+	switch {
+	case cfg.maxBytes == 0:
+		cfg.maxBytes = DefaultMaxQueuedBytes
+	case cfg.maxBytes < 0:
+		cfg.maxBytes = 0
+	}
+	if cfg.retry <= 0 {
+		cfg.retry = DefaultShutdownRetry
+	}
+	cfg.retryJitter = durationOr(cfg.retryJitter, DefaultShutdownJitter)
+	h := &hubCore{
+		cfg:     cfg,
+		byConn:  make(map[*Conn]*client),
+		def:     &group{},
+		groups:  make(map[string]*group),
+		byTopic: make(map[string][]*group),
+		heads:   make(map[string]Position),
+		live:    make(map[string]bool),
+		done:    make(chan struct{}),
+	}
+	h.pool.hub = h
+	h.pool.base = max(4, runtime.GOMAXPROCS(0))
+	h.pool.max = cfg.maxWriters
+	if h.pool.max <= 0 {
+		h.pool.max = 256
+	}
+	h.pool.max = max(h.pool.max, h.pool.base)
+	return h
+}
+
+func (h *hubCore) run() {
+	h.mu.Lock()
+	if h.closed {
+		h.mu.Unlock()
+		return
+	}
+	h.runs.Add(1)
+	h.mu.Unlock()
+	<-h.done
+	h.runs.Done()
+}
+
+// isClosed reports whether the hub refuses new clients.
+func (h *hubCore) isClosed() bool {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return h.closed || h.draining
+}
+
+func (h *hubCore) logf(level slog.Level, msg string, args ...any) {
+	if h.cfg.logger != nil {
+		h.cfg.logger.Log(context.Background(), level, msg, args...)
+	}
+}
+
+// register adds conn to group g (nil: the group of topics, made as
+// needed). A resuming client gets no live events until finishResume.
+func (h *hubCore) register(conn *Conn, g *group, topics []string, filter func(*Message) bool, resuming bool) (*client, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed || h.draining {
+		return nil, ErrHubClosed
+	}
+	if c, ok := h.byConn[conn]; ok {
+		return c, nil
+	}
+	if g == nil {
+		for _, t := range topics {
+			if !h.live[t] {
+				return nil, fmt.Errorf("%w: topic %q has no subscription", ErrHubClosed, t)
+			}
+		}
+		g = h.groupLocked(topics)
+	}
+	if !conn.watch(h) {
+		return nil, conn.Err()
+	}
+	c := &client{conn: conn, grp: g, index: len(g.clients), filter: filter, resuming: resuming}
+	h.byConn[conn] = c
+	g.clients = append(g.clients, c)
+	h.nclients++
+	return c, nil
+}
+
+// groupLocked returns the group of topics (sorted, distinct), making it.
+func (h *hubCore) groupLocked(topics []string) *group {
+	key := groupKey(topics)
+	g := h.groups[key]
+	if g == nil {
+		g = &group{key: key, topics: topics}
+		h.groups[key] = g
+		for _, t := range topics {
+			h.byTopic[t] = append(h.byTopic[t], g)
+		}
+	}
+	return g
+}
+
+// groupKey names a set of topics unambiguously.
+func groupKey(topics []string) string {
+	var b []byte
+	for _, t := range topics {
+		b = fmt.Appendf(b, "%d:%s,", len(t), t)
+	}
+	return string(b)
+}
+
+// removeLocked drops c from its group; h.mu must be held.
+func (h *hubCore) removeLocked(c *client) {
+	g := c.grp
+	last := len(g.clients) - 1
+	g.clients[c.index] = g.clients[last]
+	g.clients[c.index].index = c.index
+	g.clients[last] = nil
+	g.clients = g.clients[:last]
+	delete(h.byConn, c.conn)
+	h.nclients--
+	if len(g.clients) == 0 && g != h.def {
+		delete(h.groups, g.key)
+		for _, t := range g.topics {
+			gs := slices.DeleteFunc(h.byTopic[t], func(x *group) bool { return x == g })
+			if len(gs) == 0 {
+				delete(h.byTopic, t)
+			} else {
+				h.byTopic[t] = gs
+			}
+		}
+	}
+	if h.draining && h.nclients == 0 {
+		close(h.drained)
+		h.drained = nil
+	}
+}
+
+// dropQueueLocked empties c's queue, for a client being removed; c.mu
+// must be held.
+func (h *hubCore) dropQueueLocked(c *client) {
+	c.removed = true
+	h.queued.Add(-c.bytes)
+	c.bytes, c.queue, c.pending, c.extra = 0, nil, nil, 0
+}
+
+// detach drops conn from the hub and its queue; it reports the client, or
+// nil when conn was not registered.
+func (h *hubCore) detach(conn *Conn) *client {
+	h.mu.Lock()
+	c := h.byConn[conn]
+	if c != nil {
+		h.removeLocked(c)
+	}
+	h.mu.Unlock()
+	if c != nil {
+		c.mu.Lock()
+		h.dropQueueLocked(c)
+		c.mu.Unlock()
+	}
+	return c
+}
+
+func (h *hubCore) unregister(conn *Conn) {
+	if h.detach(conn) == nil {
+		return
+	}
+	conn.unwatch(h)
+	// Wait for a writer that took the queue before it was dropped.
+	conn.wmu.wait()
+}
+
+// connClosed is called by a Conn that ended. It may run on a writer that
+// holds conn.wmu, so it must not wait for writes.
+func (h *hubCore) connClosed(conn *Conn) {
+	c := h.detach(conn)
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	closing := c.closing
+	c.mu.Unlock()
+	if closing {
+		h.shutdownDisconnects.Add(1)
+	} else {
+		h.clientDisconnects.Add(1)
+	}
+}
+
+func (h *hubCore) clients() int {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return h.nclients
+}
+
+func (h *hubCore) stats() HubStats {
+	h.mu.RLock()
+	clients, topics := h.nclients, len(h.byTopic)
+	h.mu.RUnlock()
+	return HubStats{
+		Clients:             clients,
+		Topics:              topics,
+		Broadcasts:          h.broadcasts.Load(),
+		Delivered:           h.delivered.Load(),
+		Replayed:            h.replayed.Load(),
+		Dropped:             h.dropped.Load(),
+		QueuedBytes:         h.queued.Load(),
+		SlowDisconnects:     h.slowDisconnects.Load(),
+		BudgetDisconnects:   h.budgetDisconnects.Load(),
+		ShutdownDisconnects: h.shutdownDisconnects.Load(),
+		ClientDisconnects:   h.clientDisconnects.Load(),
+	}
+}
+
+// broadcast queues msg, a complete encoded event, for every client of a
+// Hub.
+func (h *hubCore) broadcast(msg []byte) error {
+	h.mu.Lock()
+	if h.closed || h.draining {
+		h.mu.Unlock()
+		return ErrHubClosed
+	}
+	h.broadcasts.Add(1)
+	wake, evict := h.toWake[:0], h.evict[:0]
+	wake, evict = h.fanoutLocked(h.def, msg, nil, wake, evict)
+	h.finishFanout(wake, evict)
+	return nil
+}
+
+// fanoutLocked queues msg for the clients of g; h.mu must be held. m is
+// the message being delivered by a Server, nil for a Hub. It appends the
+// clients to wake and those to disconnect as too slow.
+func (h *hubCore) fanoutLocked(g *group, msg []byte, m *Message, wake, evict []*client) ([]*client, []*client) {
+	size := int64(len(msg))
+	var added int64
+	for _, c := range g.clients {
+		if m != nil && c.filter != nil && !c.filter(m) {
+			continue
+		}
+		c.mu.Lock()
+		switch {
+		case c.removed || c.closing:
+		case c.resuming:
+			c.pending = append(c.pending, *m)
+		case len(c.queue) >= h.cfg.queueSize && h.cfg.policy == SlowDisconnect:
+			added -= c.bytes
+			c.bytes = 0
+			c.removed, c.queue = true, nil
+			evict = append(evict, c)
+		default:
+			if len(c.queue) >= h.cfg.queueSize {
+				added -= h.makeRoomLocked(c)
+			}
+			c.queue = append(c.queue, msg)
+			c.bytes += size
+			added += size
+			if !c.scheduled {
+				c.scheduled = true
+				wake = append(wake, c)
+			}
+		}
+		c.mu.Unlock()
+	}
+	h.queued.Add(added)
+	return wake, evict
+}
+
+// makeRoomLocked applies a dropping policy to c's full queue and returns
+// the bytes freed; c.mu must be held.
+func (h *hubCore) makeRoomLocked(c *client) int64 {
+	var freed int64
+	n := 1
+	if h.cfg.policy == SlowKeepLatest {
+		n = len(c.queue)
+	}
+	for _, b := range c.queue[:n] {
+		freed += int64(len(b))
+	}
+	k := copy(c.queue, c.queue[n:])
+	clear(c.queue[k:])
+	c.queue = c.queue[:k]
+	c.bytes -= freed
+	c.extra = max(0, c.extra-n)
+	h.dropped.Add(uint64(n))
+	return freed
+}
+
+// finishFanout ends a fan-out: it enforces the byte budget, wakes the
+// writers, unlocks h.mu and disconnects the slow clients.
+func (h *hubCore) finishFanout(wake, evict []*client) {
+	slow := len(evict)
+	if h.cfg.maxBytes > 0 && h.queued.Load() > h.cfg.maxBytes {
+		evict = h.overBudgetLocked(evict)
+	}
+	for _, c := range evict {
+		h.removeLocked(c)
+	}
+	h.pool.push(wake)
+	clear(wake)
+	h.toWake = wake[:0]
+	// evict is used after unlocking, so it cannot be kept as scratch.
+	h.evict = nil
+	h.mu.Unlock()
+
+	for i, c := range evict {
+		c.conn.unwatch(h)
+		if i < slow {
+			h.slowDisconnects.Add(1)
+			h.logf(slog.LevelInfo, "sse: disconnecting slow client", "queued", h.cfg.queueSize)
+			c.conn.shutdown(fmt.Errorf("%w: client too slow: %d events queued", ErrConnectionClosed, h.cfg.queueSize))
+		} else {
+			h.budgetDisconnects.Add(1)
+			h.logf(slog.LevelWarn, "sse: disconnecting client over the queued bytes budget", "budget", h.cfg.maxBytes)
+			c.conn.shutdown(fmt.Errorf("%w: queued bytes over budget (%d)", ErrConnectionClosed, h.cfg.maxBytes))
+		}
+	}
+}
+
+// overBudgetLocked picks the clients with the largest queues until the
+// bytes queued for the others fit the budget, marks them removed and
+// appends them to evict; h.mu must be held.
+func (h *hubCore) overBudgetLocked(evict []*client) []*client {
+	type load struct {
+		c *client
+		n int64
+	}
+	var loads []load
+	each := func(g *group) {
+		for _, c := range g.clients {
+			c.mu.Lock()
+			if !c.removed && c.bytes+c.inflight > 0 {
+				loads = append(loads, load{c, c.bytes + c.inflight})
+			}
+			c.mu.Unlock()
+		}
+	}
+	each(h.def)
+	for _, g := range h.groups {
+		each(g)
+	}
+	slices.SortFunc(loads, func(a, b load) int { return int(b.n - a.n) })
+	total := h.queued.Load()
+	for _, l := range loads {
+		if total <= h.cfg.maxBytes {
+			break
+		}
+		total -= l.n
+		l.c.mu.Lock()
+		h.dropQueueLocked(l.c)
+		l.c.mu.Unlock()
+		evict = append(evict, l.c)
+	}
+	return evict
+}
+
+// queueExtraLocked appends entries that are not live events (replay,
+// retry hints) to c's queue, whatever its length, and reports whether c
+// must be woken; c.mu must be held.
+func (h *hubCore) queueExtraLocked(c *client, bs ...[]byte) bool {
+	for _, b := range bs {
+		c.queue = append(c.queue, b)
+		c.bytes += int64(len(b))
+		h.queued.Add(int64(len(b)))
+		c.extra++
+	}
+	if c.scheduled || len(c.queue) == 0 {
+		return false
+	}
+	c.scheduled = true
+	return true
+}
+
+// retryHint returns a retry field asking a client to wait the shutdown
+// delay with jitter.
+func (h *hubCore) retryHint() []byte {
+	d := h.cfg.retry
+	if h.cfg.retryJitter > 0 {
+		d += rand.N(h.cfg.retryJitter)
+	}
+	return fmt.Appendf(nil, "retry: %d\n\n", d.Milliseconds())
+}
+
+// shutdown drains and ends every stream; see Hub.Shutdown.
+func (h *hubCore) shutdown(ctx context.Context) error {
+	h.mu.Lock()
+	if h.closed {
+		h.mu.Unlock()
+		return h.close()
+	}
+	if !h.draining {
+		h.draining = true
+		h.drained = make(chan struct{})
+		n := h.nclients
+		var wake []*client
+		each := func(g *group) {
+			for _, c := range g.clients {
+				c.mu.Lock()
+				c.closing = true
+				if h.queueExtraLocked(c, h.retryHint()) {
+					wake = append(wake, c)
+				}
+				c.mu.Unlock()
+			}
+		}
+		each(h.def)
+		for _, g := range h.groups {
+			each(g)
+		}
+		h.pool.push(wake)
+		if n == 0 {
+			close(h.drained)
+			h.drained = nil
+		}
+		h.logf(slog.LevelInfo, "sse: shutting down", "clients", n)
+	}
+	drained := h.drained
+	h.mu.Unlock()
+	if drained != nil {
+		select {
+		case <-drained:
+		case <-ctx.Done():
+			h.close()
+			return ctx.Err()
+		}
+	}
+	return h.close()
+}
+
+func (h *hubCore) close() error {
+	h.mu.Lock()
+	if h.closed {
+		h.mu.Unlock()
+		h.pool.wait()
+		h.runs.Wait()
+		return nil
+	}
+	h.closed = true
+	var list []*client
+	for _, c := range h.byConn {
+		list = append(list, c)
+	}
+	h.byConn = nil
+	h.def.clients = nil
+	h.groups, h.byTopic = nil, nil
+	h.nclients = 0
+	if h.drained != nil {
+		close(h.drained)
+		h.drained = nil
+	}
+	close(h.done)
+	h.mu.Unlock()
+
+	for _, c := range list {
+		c.mu.Lock()
+		h.dropQueueLocked(c)
+		c.closing = true
+		c.mu.Unlock()
+		c.conn.unwatch(h)
+		h.shutdownDisconnects.Add(1)
+		c.conn.shutdown(fmt.Errorf("%w: %w", ErrConnectionClosed, ErrHubClosed))
+	}
+	h.pool.wait()
+	h.runs.Wait()
+	return nil
+}
