@@ -68,6 +68,8 @@ type Conn struct {
 	writing atomic.Bool // a write is in progress
 	last    atomic.Int64
 	closed  atomic.Bool
+	ending  atomic.Bool // ended: the next write unlock closes done
+	ended   atomic.Bool // done is closed
 
 	mu       sync.Mutex // guards the fields below
 	cause    error
@@ -156,10 +158,10 @@ func upgrade(ctx context.Context, w http.ResponseWriter, r *http.Request, opts *
 	c.mu.Unlock()
 	// Hold the write lock until the opening is written, so that a hub's
 	// writer cannot send an event to a just registered stream before it.
-	c.wmu.Lock()
+	c.lockWrite()
 	if ready != nil {
 		if err := ready(c); err != nil {
-			c.wmu.Unlock()
+			c.unlockWrite()
 			c.shutdown(fmt.Errorf("%w: %w", ErrConnectionClosed, err))
 			return nil, err
 		}
@@ -171,7 +173,7 @@ func upgrade(ctx context.Context, w http.ResponseWriter, r *http.Request, opts *
 		opening = fmt.Appendf(opening, "retry: %d\n\n", opts.Retry.Milliseconds())
 	}
 	err := c.writeLocked(opening)
-	c.wmu.Unlock()
+	c.unlockWrite()
 	if err != nil {
 		return nil, err
 	}
@@ -278,15 +280,16 @@ func (c *Conn) SendComment(text string) error {
 // Close is idempotent.
 func (c *Conn) Close() error {
 	c.shutdown(fmt.Errorf("%w: closed by server", ErrConnectionClosed))
-	c.wmu.wait()
+	c.lockWrite()
+	c.unlockWrite()
 	return nil
 }
 
 // write writes p, flushes it and records the time. A failed write ends
 // the stream.
 func (c *Conn) write(p []byte) error {
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
+	c.lockWrite()
+	defer c.unlockWrite()
 	return c.writeLocked(p)
 }
 
@@ -318,7 +321,7 @@ func (c *Conn) writeLocked(p []byte) error {
 			return err
 		}
 		err = fmt.Errorf("%w: write: %w", ErrConnectionClosed, err)
-		c.end(err, true)
+		c.shutdown(err)
 		return c.Err()
 	}
 	c.last.Store(time.Now().UnixNano())
@@ -326,14 +329,12 @@ func (c *Conn) writeLocked(p []byte) error {
 }
 
 // shutdown ends the stream with cause: it cuts short a blocked write,
-// tells the watchers (hubs), waits for a write in progress to return, and
-// closes Done. Only the first call counts. A caller holding c.wmu uses
-// end instead.
-func (c *Conn) shutdown(cause error) { c.end(cause, false) }
-
-// end implements shutdown; holdingWrite says the caller holds c.wmu, so
-// no other write can be in progress.
-func (c *Conn) end(cause error, holdingWrite bool) {
+// tells the watchers (hubs) and closes Done, or has the write in progress
+// close Done when it returns, so that a handler returning once Done is
+// closed finds nothing still using its ResponseWriter. It never waits, so
+// a hub may end a stuck client without blocking. Only the first call
+// counts.
+func (c *Conn) shutdown(cause error) {
 	c.mu.Lock()
 	if c.cause != nil {
 		c.mu.Unlock()
@@ -357,12 +358,34 @@ func (c *Conn) end(cause error, holdingWrite bool) {
 	for _, w := range watchers {
 		w.connClosed(c)
 	}
-	if !holdingWrite {
-		// A handler that returns once Done is closed must find no write
-		// (a heartbeat, a hub's writer) still using its ResponseWriter.
-		c.wmu.wait()
+	// Whoever holds the write lock from now on closes done on unlock;
+	// if nobody does, take it to close done here.
+	c.ending.Store(true)
+	if c.tryLockWrite() {
+		c.unlockWrite()
 	}
-	close(c.done)
+}
+
+// lockWrite takes the write lock.
+func (c *Conn) lockWrite() { c.wmu <- struct{}{} }
+
+// tryLockWrite takes the write lock if it is free.
+func (c *Conn) tryLockWrite() bool {
+	select {
+	case c.wmu <- struct{}{}:
+		return true
+	default:
+		return false
+	}
+}
+
+// unlockWrite releases the write lock; once the stream has ended, it
+// closes done.
+func (c *Conn) unlockWrite() {
+	<-c.wmu
+	if c.ending.Load() && c.ended.CompareAndSwap(false, true) {
+		close(c.done)
+	}
 }
 
 // watch registers w to be told when c ends. It reports false, and does
@@ -408,18 +431,9 @@ func (c *Conn) heartbeat() {
 }
 
 // writeLock serialises the writes of a Conn. It is a channel rather than
-// a sync.Mutex so that waiting for it is durably blocking in a
-// testing/synctest bubble, which lets timers be tested around writes.
+// a sync.Mutex so that it can be tried, and so that waiting for it is
+// durably blocking in a testing/synctest bubble.
 type writeLock chan struct{}
-
-func (l writeLock) Lock()   { l <- struct{}{} }
-func (l writeLock) Unlock() { <-l }
-
-// wait returns once no write is in progress.
-func (l writeLock) wait() {
-	l.Lock()
-	l.Unlock()
-}
 
 // buf is a pooled encoding buffer.
 type buf struct{ b []byte }

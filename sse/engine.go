@@ -20,12 +20,11 @@ type client struct {
 	filter func(*Message) bool // nil passes everything
 
 	mu        sync.Mutex
-	queue     [][]byte
-	spare     [][]byte
-	bytes     int64 // bytes in queue
-	inflight  int64 // bytes taken by a writer and not yet written
-	extra     int   // queue entries that are not live events
-	scheduled bool  // in the ready queue or being written
+	queue     [][]byte // nil while empty; see queue.go
+	bytes     int64    // bytes in queue
+	inflight  int64    // bytes taken by a writer and not yet written
+	extra     int      // queue entries that are not live events
+	scheduled bool     // in the ready queue or being written
 	removed   bool
 	closing   bool      // shutting down: end the stream once drained
 	resuming  bool      // live events go to pending until the replay is queued
@@ -228,6 +227,8 @@ func (h *hubCore) removeLocked(c *client) {
 func (h *hubCore) dropQueueLocked(c *client) {
 	c.removed = true
 	h.queued.Add(-c.bytes)
+	clear(c.queue)
+	putQueue(c.queue)
 	c.bytes, c.queue, c.pending, c.extra = 0, nil, nil, 0
 }
 
@@ -254,11 +255,12 @@ func (h *hubCore) unregister(conn *Conn) {
 	}
 	conn.unwatch(h)
 	// Wait for a writer that took the queue before it was dropped.
-	conn.wmu.wait()
+	conn.lockWrite()
+	conn.unlockWrite()
 }
 
 // connClosed is called by a Conn that ended. It may run on a writer that
-// holds conn.wmu, so it must not wait for writes.
+// holds conn's write lock, so it must not wait for writes.
 func (h *hubCore) connClosed(conn *Conn) {
 	c := h.detach(conn)
 	if c == nil {
@@ -332,13 +334,15 @@ func (h *hubCore) fanoutLocked(g *group, msg []byte, m *Message, wake, evict []*
 		case len(c.queue) >= h.cfg.queueSize && h.cfg.policy == SlowDisconnect:
 			added -= c.bytes
 			c.bytes = 0
+			clear(c.queue)
+			putQueue(c.queue)
 			c.removed, c.queue = true, nil
 			evict = append(evict, c)
 		default:
 			if len(c.queue) >= h.cfg.queueSize {
 				added -= h.makeRoomLocked(c)
 			}
-			c.queue = append(c.queue, msg)
+			c.queue = appendQueue(c.queue, msg)
 			c.bytes += size
 			added += size
 			if !c.scheduled {
@@ -445,7 +449,7 @@ func (h *hubCore) overBudgetLocked(evict []*client) []*client {
 // must be woken; c.mu must be held.
 func (h *hubCore) queueExtraLocked(c *client, bs ...[]byte) bool {
 	for _, b := range bs {
-		c.queue = append(c.queue, b)
+		c.queue = appendQueue(c.queue, b)
 		c.bytes += int64(len(b))
 		h.queued.Add(int64(len(b)))
 		c.extra++

@@ -463,3 +463,56 @@ func TestHubServeHTTP(t *testing.T) {
 		t.Errorf("status after Close = %d, want 503", resp.StatusCode)
 	}
 }
+
+// A stuck client whose writer cannot take deadlines holds its write until
+// it returns: disconnecting it must still not block Broadcast, and Done
+// closes once that write returns.
+func TestHubSlowClientWithoutDeadlines(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		hub := sse.NewHubWithOptions[string](&sse.HubOptions{QueueSize: 2})
+		defer hub.Close()
+		w := newFakeWriter()
+		w.noDL = true
+		r := httptest.NewRequest(http.MethodGet, "/", nil)
+		stuck, err := sse.UpgradeWithOptions(r.Context(), w, r, &sse.UpgradeOptions{Heartbeat: -1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer stuck.Close()
+		hub.Register(stuck)
+		others := fakeClients(t, hub, 2, &sse.UpgradeOptions{Heartbeat: -1})
+		release := w.setBlock()
+
+		start := time.Now()
+		for i := range 6 {
+			if err := hub.Broadcast(fmt.Sprint(i)); err != nil {
+				t.Fatal(err)
+			}
+			synctest.Wait()
+		}
+		if d := time.Since(start); d != 0 {
+			t.Errorf("broadcasts took %v with a stuck client, want no wait", d)
+		}
+		want := ": connected\n\ndata: 0\n\ndata: 1\n\ndata: 2\n\ndata: 3\n\ndata: 4\n\ndata: 5\n\n"
+		for i, c := range others {
+			if got := c.w.Body(); got != want {
+				t.Errorf("client %d body = %q, want %q", i, got, want)
+			}
+		}
+		if got := hub.Stats().SlowDisconnects; got != 1 {
+			t.Errorf("SlowDisconnects = %d, want 1", got)
+		}
+		select {
+		case <-stuck.Done():
+			t.Fatal("Done closed while the stuck write still runs")
+		default:
+		}
+		release()
+		synctest.Wait()
+		select {
+		case <-stuck.Done():
+		default:
+			t.Fatal("Done not closed after the stuck write returned")
+		}
+	})
+}

@@ -3,24 +3,36 @@ package sse
 import (
 	"fmt"
 	"sync"
+	"time"
 )
 
+// stallAfter is how long clients may wait while every worker is busy and
+// none finishes a drain before the pool starts more workers: the busy
+// ones are then taken to be blocked on clients that do not read.
+const stallAfter = 5 * time.Millisecond
+
 // writerPool runs the goroutines that drain client queues. Workers start
-// on demand and exit when no client is waiting, so an idle hub has none.
-// A worker blocked on a client that does not read is busy, not idle: when
-// clients wait and no worker is idle, more are started, up to max, so
-// that stuck clients never delay the others.
+// on demand, up to base, and exit when no client is waiting, so an idle
+// hub has none. A worker blocked on a client that does not read is busy,
+// not idle: when clients wait and no worker has finished a drain for
+// stallAfter, base more are started, up to max, so that stuck clients
+// never hold up the others. Healthy load therefore runs on base workers.
 type writerPool struct {
 	hub  *hubCore
-	base int // workers started at once for a burst
-	max  int // workers at most
+	base int // workers started freely
+	max  int // workers at most, counting those started for stalls
 
-	mu      sync.Mutex
-	ready   []*client
-	head    int
-	workers int
-	busy    int // workers draining a client
-	wg      sync.WaitGroup
+	mu       sync.Mutex
+	ready    []*client
+	head     int
+	workers  int
+	busy     int       // workers draining a client
+	stuck    int       // busy workers taken to be blocked; see checkStall
+	lastDone time.Time // when a worker last finished a drain
+	stall    *time.Timer
+	armed    bool // stall is set to fire
+	stopped  bool // the hub closed: arm no more
+	wg       sync.WaitGroup
 }
 
 // push makes clients ready to be written and starts workers as needed.
@@ -40,19 +52,66 @@ func (p *writerPool) pushOne(c *client) {
 	p.startWorkersLocked()
 }
 
-// startWorkersLocked starts the workers the ready queue needs and unlocks
-// p.mu.
+// startWorkersLocked starts the workers the ready queue needs, up to
+// base workers that are not stuck, and unlocks p.mu.
 func (p *writerPool) startWorkersLocked() {
 	waiting := len(p.ready) - p.head
 	idle := p.workers - p.busy
-	start := min(waiting, p.base) - idle
-	start = max(min(start, p.max-p.workers), 0)
-	p.workers += start
-	p.wg.Add(start)
+	start := max(min(waiting-idle, p.base-(p.workers-p.stuck), p.max-p.workers), 0)
+	if waiting > idle+start {
+		p.armLocked()
+	}
+	p.startLocked(start)
+}
+
+// startLocked starts n workers and unlocks p.mu.
+func (p *writerPool) startLocked(n int) {
+	p.workers += n
+	p.wg.Add(n)
 	p.mu.Unlock()
-	for range start {
+	for range n {
 		go p.work()
 	}
+}
+
+// armLocked sets the stall check, when it is not set already.
+func (p *writerPool) armLocked() {
+	if p.armed || p.stopped || p.workers >= p.max {
+		return
+	}
+	p.armed = true
+	if p.stall == nil {
+		p.stall = time.AfterFunc(stallAfter, p.checkStall)
+	} else {
+		p.stall.Reset(stallAfter)
+	}
+}
+
+// checkStall runs stallAfter after clients found every worker busy. If
+// they still wait and no drain finished meanwhile, every busy worker is
+// taken to be stuck on a client that does not read, and base more
+// workers start; while drains finish, it checks again later. Stuck
+// workers do not count against base, so later bursts start workers at
+// once; the count is corrected as drains finish.
+func (p *writerPool) checkStall() {
+	p.mu.Lock()
+	p.armed = false
+	waiting := len(p.ready) - p.head
+	if waiting == 0 || p.workers > p.busy {
+		p.mu.Unlock()
+		return
+	}
+	if time.Since(p.lastDone) < stallAfter {
+		p.armLocked()
+		p.mu.Unlock()
+		return
+	}
+	p.stuck = p.busy
+	n := min(p.base, waiting, p.max-p.workers)
+	if waiting > n {
+		p.armLocked()
+	}
+	p.startLocked(n)
 }
 
 func (p *writerPool) pop() *client {
@@ -67,20 +126,19 @@ func (p *writerPool) pop() *client {
 	p.ready[p.head] = nil
 	p.head++
 	p.busy++
-	if p.head < len(p.ready) && p.busy == p.workers && p.workers < p.max {
-		// Keep a worker free while clients wait: this one may block on
-		// a client that does not read.
-		p.workers++
-		p.wg.Add(1)
-		go p.work()
+	if p.head < len(p.ready) && p.busy == p.workers {
+		p.armLocked()
 	}
 	return c
 }
 
 // done marks a worker idle again after a drain.
 func (p *writerPool) done() {
+	now := time.Now()
 	p.mu.Lock()
 	p.busy--
+	p.stuck = min(p.stuck, p.busy)
+	p.lastDone = now
 	p.mu.Unlock()
 }
 
@@ -100,17 +158,27 @@ func (p *writerPool) work() {
 	}
 }
 
-func (p *writerPool) wait() { p.wg.Wait() }
+// wait stops the stall checks and waits for the workers to exit.
+func (p *writerPool) wait() {
+	p.mu.Lock()
+	p.stopped = true
+	if p.stall != nil {
+		p.stall.Stop()
+		p.armed = false
+	}
+	p.mu.Unlock()
+	p.wg.Wait()
+}
 
 // drain writes everything queued for c in as few writes as it can, using
 // b as scratch, and returns b for reuse.
 func (p *writerPool) drain(c *client, b []byte) []byte {
 	h := p.hub
 	conn := c.conn
-	conn.wmu.Lock()
+	conn.lockWrite()
 	c.mu.Lock()
 	q, n, extra := c.queue, c.bytes, c.extra
-	c.queue, c.spare = c.spare, nil
+	c.queue = nil
 	c.inflight, c.bytes, c.extra = n, 0, 0
 	removed := c.removed
 	c.mu.Unlock()
@@ -134,15 +202,14 @@ func (p *writerPool) drain(c *client, b []byte) []byte {
 			h.delivered.Add(uint64(max(0, len(q)-extra)))
 		}
 	}
-	conn.wmu.Unlock()
+	conn.unlockWrite()
 	clear(q)
 	h.queued.Add(-n)
 
+	putQueue(q)
+
 	c.mu.Lock()
 	c.inflight = 0
-	if cap(q) <= 64 {
-		c.spare = q[:0]
-	}
 	again := len(c.queue) > 0 && !c.removed && err == nil
 	c.scheduled = again
 	finished := !again && c.closing && !c.removed && err == nil

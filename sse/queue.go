@@ -1,0 +1,79 @@
+package sse
+
+import (
+	"math/bits"
+	"sync"
+)
+
+// Client queues are slices of shared encoded events. An idle client holds
+// none: a writer hands its slice back once written, and broadcasts take
+// slices from these free lists, so steady fan-out allocates nothing per
+// client and bursts leave no memory behind on every connection.
+
+const (
+	minQueueCap   = 8
+	queueClasses  = 20       // capacities 8 << 0 … 8 << 19
+	freeListBytes = 16 << 20 // slice headers kept per class, at most
+)
+
+var freeQueues struct {
+	mu    sync.Mutex
+	lists [queueClasses][][][]byte
+}
+
+// queueClass returns the class whose capacity is the least power of two
+// times minQueueCap that holds n entries.
+func queueClass(n int) int {
+	if n <= minQueueCap {
+		return 0
+	}
+	return bits.Len(uint(n-1)) - bits.Len(uint(minQueueCap-1))
+}
+
+// getQueue returns an empty slice with room for at least n entries.
+func getQueue(n int) [][]byte {
+	k := queueClass(n)
+	if k < queueClasses {
+		freeQueues.mu.Lock()
+		l := freeQueues.lists[k]
+		if len(l) > 0 {
+			q := l[len(l)-1]
+			l[len(l)-1] = nil
+			freeQueues.lists[k] = l[:len(l)-1]
+			freeQueues.mu.Unlock()
+			return q
+		}
+		freeQueues.mu.Unlock()
+	}
+	return make([][]byte, 0, minQueueCap<<k)
+}
+
+// putQueue hands q back for reuse; its entries must already be cleared.
+func putQueue(q [][]byte) {
+	c := cap(q)
+	if c < minQueueCap || c&(c-1) != 0 {
+		return // not one of ours
+	}
+	k := queueClass(c)
+	if k >= queueClasses {
+		return
+	}
+	freeQueues.mu.Lock()
+	if len(freeQueues.lists[k])*c*24 < freeListBytes {
+		freeQueues.lists[k] = append(freeQueues.lists[k], q[:0])
+	}
+	freeQueues.mu.Unlock()
+}
+
+// appendQueue appends msg to q, moving q to a larger pooled slice when it
+// is full.
+func appendQueue(q [][]byte, msg []byte) [][]byte {
+	if len(q) == cap(q) {
+		grown := getQueue(2 * max(len(q), minQueueCap/2))
+		grown = append(grown, q...)
+		clear(q)
+		putQueue(q)
+		q = grown
+	}
+	return append(q, msg)
+}
