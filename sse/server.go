@@ -65,9 +65,9 @@ func (e *StatusError) Unwrap() error { return e.Err }
 // # Shutting down
 //
 // [Server.Close] ends every stream at once; [Server.Shutdown] lets the
-// streams drain and spreads the clients' reconnections. Streams outlive
-// [http.Server.Shutdown], which does not wait for hijacked or streaming
-// responses, so register the server's Shutdown with it:
+// streams drain and spreads the clients' reconnections.
+// [http.Server.Shutdown] waits for connections to go idle, which a stream
+// never does by itself, so register the server's Shutdown with it:
 //
 //	srv.RegisterOnShutdown(func() { events.Shutdown(ctx) })
 type Server struct {
