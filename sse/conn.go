@@ -24,6 +24,14 @@ const connectedComment = ": connected\n\n"
 // heartbeatComment is written after a period without any other write.
 var heartbeatComment = []byte(": keep-alive\n\n")
 
+// Values of the response headers, shared by every stream.
+var (
+	headerEventStream = []string{"text/event-stream"}
+	headerNoCache     = []string{"no-cache"}
+	headerNo          = []string{"no"}
+	headerKeepAlive   = []string{"keep-alive"}
+)
+
 // UpgradeOptions configures a [Conn]. The zero value gives the defaults.
 type UpgradeOptions struct {
 	// WriteTimeout bounds every write to the client, so a client that
@@ -74,7 +82,8 @@ type Conn struct {
 	mu       sync.Mutex // guards the fields below
 	cause    error
 	watchers []closeWatcher
-	stops    []func() bool
+	stopReq  func() bool // stops watching the request's context
+	stopCtx  func() bool // stops watching the Upgrade context, if another
 	beat     *time.Timer
 	interval time.Duration
 
@@ -123,12 +132,14 @@ func upgrade(ctx context.Context, w http.ResponseWriter, r *http.Request, opts *
 	for k, v := range opts.Header {
 		h[k] = v
 	}
-	h.Set("Content-Type", "text/event-stream")
-	h.Set("Cache-Control", "no-cache")
-	h.Set("X-Accel-Buffering", "no")
+	// Shared value slices: net/http only reads them, and each
+	// connection saves their allocations.
+	h["Content-Type"] = headerEventStream
+	h["Cache-Control"] = headerNoCache
+	h["X-Accel-Buffering"] = headerNo
 	h.Del("Content-Length")
 	if r.ProtoMajor == 1 {
-		h.Set("Connection", "keep-alive")
+		h["Connection"] = headerKeepAlive
 	} else {
 		h.Del("Connection") // forbidden in HTTP/2 and later
 	}
@@ -147,13 +158,13 @@ func upgrade(ctx context.Context, w http.ResponseWriter, r *http.Request, opts *
 
 	// Watch the contexts without a goroutine of our own.
 	c.mu.Lock()
-	c.stops = append(c.stops, context.AfterFunc(r.Context(), func() {
+	c.stopReq = context.AfterFunc(r.Context(), func() {
 		c.shutdown(fmt.Errorf("%w: client went away", ErrConnectionClosed))
-	}))
+	})
 	if ctx != r.Context() {
-		c.stops = append(c.stops, context.AfterFunc(ctx, func() {
+		c.stopCtx = context.AfterFunc(ctx, func() {
 			c.shutdown(fmt.Errorf("%w: %w", ErrConnectionClosed, context.Cause(ctx)))
-		}))
+		})
 	}
 	c.mu.Unlock()
 	// Hold the write lock until the opening is written, so that a hub's
@@ -167,12 +178,19 @@ func upgrade(ctx context.Context, w http.ResponseWriter, r *http.Request, opts *
 		}
 	}
 
-	w.WriteHeader(http.StatusOK)
 	opening := []byte(connectedComment)
 	if opts.Retry > 0 {
 		opening = fmt.Appendf(opening, "retry: %d\n\n", opts.Retry.Milliseconds())
 	}
-	err := c.writeLocked(opening)
+	// The write runs on a goroutine of its own: its call chain through
+	// net/http is deep, and on the handler's goroutine it would double
+	// that goroutine's stack for the whole life of the stream.
+	errc := make(chan error, 1)
+	go func() {
+		w.WriteHeader(http.StatusOK)
+		errc <- c.writeLocked(opening)
+	}()
+	err := <-errc
 	c.unlockWrite()
 	if err != nil {
 		return nil, err
@@ -208,6 +226,9 @@ func canFlush(w http.ResponseWriter) bool {
 func lastEventID(r *http.Request) string {
 	if id := r.Header.Get("Last-Event-ID"); id != "" {
 		return id
+	}
+	if r.URL.RawQuery == "" {
+		return "" // parsing would allocate for nothing
 	}
 	return r.URL.Query().Get("lastEventId")
 }
@@ -342,15 +363,17 @@ func (c *Conn) shutdown(cause error) {
 	}
 	c.cause = cause
 	c.closed.Store(true)
-	watchers, stops, beat := c.watchers, c.stops, c.beat
-	c.watchers, c.stops, c.beat = nil, nil, nil
+	watchers, stopReq, stopCtx, beat := c.watchers, c.stopReq, c.stopCtx, c.beat
+	c.watchers, c.stopReq, c.stopCtx, c.beat = nil, nil, nil, nil
 	c.mu.Unlock()
 
 	if c.writing.Load() && c.deadlines {
 		_ = c.rc.SetWriteDeadline(time.Now())
 	}
-	for _, stop := range stops {
-		stop()
+	for _, stop := range []func() bool{stopReq, stopCtx} {
+		if stop != nil {
+			stop()
+		}
 	}
 	if beat != nil {
 		beat.Stop()
