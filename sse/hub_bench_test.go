@@ -132,15 +132,7 @@ func BenchmarkHubBroadcast(b *testing.B) {
 // serveBench runs s.ServeHTTP for w until the returned cancel is called.
 func serveBench(s *sse.Server, w http.ResponseWriter, header ...string) (cancel func()) {
 	ctx, stop := context.WithCancel(context.Background())
-	r := httptest.NewRequestWithContext(ctx, http.MethodGet, "/", nil)
-	for i := 0; i+1 < len(header); i += 2 {
-		r.Header.Set(header[i], header[i+1])
-	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		s.ServeHTTP(w, r)
-	}()
+	done := serveIn(ctx, s, w, header...)
 	return func() { stop(); <-done }
 }
 

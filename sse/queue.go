@@ -7,19 +7,23 @@ import (
 
 // Client queues are slices of shared encoded events. An idle client holds
 // none: a writer hands its slice back once written, and broadcasts take
-// slices from these free lists, so steady fan-out allocates nothing per
-// client and bursts leave no memory behind on every connection.
+// slices from pools by size class, so steady fan-out allocates nothing
+// per client and bursts leave no memory behind on every connection.
 
 const (
-	minQueueCap   = 8
-	queueClasses  = 20       // capacities 8 << 0 … 8 << 19
-	freeListBytes = 16 << 20 // slice headers kept per class, at most
+	minQueueCap  = 8
+	queueClasses = 20 // capacities 8 << 0 … 8 << 19
 )
 
-var freeQueues struct {
-	mu    sync.Mutex
-	lists [queueClasses][][][]byte
-}
+// queueBox carries a slice through a sync.Pool without allocating: boxes
+// are pooled too. Pools drop what they hold across garbage collections,
+// so the slices kept for reuse shrink when fan-out stops.
+type queueBox struct{ q [][]byte }
+
+var (
+	queuePools [queueClasses]sync.Pool
+	boxPool    sync.Pool
+)
 
 // queueClass returns the class whose capacity is the least power of two
 // times minQueueCap that holds n entries.
@@ -34,16 +38,12 @@ func queueClass(n int) int {
 func getQueue(n int) [][]byte {
 	k := queueClass(n)
 	if k < queueClasses {
-		freeQueues.mu.Lock()
-		l := freeQueues.lists[k]
-		if len(l) > 0 {
-			q := l[len(l)-1]
-			l[len(l)-1] = nil
-			freeQueues.lists[k] = l[:len(l)-1]
-			freeQueues.mu.Unlock()
+		if b, ok := queuePools[k].Get().(*queueBox); ok {
+			q := b.q
+			b.q = nil
+			boxPool.Put(b)
 			return q
 		}
-		freeQueues.mu.Unlock()
 	}
 	return make([][]byte, 0, minQueueCap<<k)
 }
@@ -58,11 +58,12 @@ func putQueue(q [][]byte) {
 	if k >= queueClasses {
 		return
 	}
-	freeQueues.mu.Lock()
-	if len(freeQueues.lists[k])*c*24 < freeListBytes {
-		freeQueues.lists[k] = append(freeQueues.lists[k], q[:0])
+	b, _ := boxPool.Get().(*queueBox)
+	if b == nil {
+		b = new(queueBox)
 	}
-	freeQueues.mu.Unlock()
+	b.q = q[:0]
+	queuePools[k].Put(b)
 }
 
 // appendQueue appends msg to q, moving q to a larger pooled slice when it

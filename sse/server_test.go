@@ -220,7 +220,14 @@ func TestServerFilter(t *testing.T) {
 // serveFake runs s.ServeHTTP on a fake writer in the background; the
 // returned channel is closed when it returns.
 func serveFake(s http.Handler, w *fakeWriter, header ...string) <-chan struct{} {
-	r := httptest.NewRequest(http.MethodGet, "/", nil)
+	return serveIn(context.Background(), s, w, header...)
+}
+
+// serveIn runs s.ServeHTTP for w in the background with a GET request
+// bound to ctx and carrying header (name, value pairs); the returned
+// channel is closed when it returns.
+func serveIn(ctx context.Context, s http.Handler, w http.ResponseWriter, header ...string) <-chan struct{} {
+	r := httptest.NewRequestWithContext(ctx, http.MethodGet, "/", nil)
 	for i := 0; i+1 < len(header); i += 2 {
 		r.Header.Set(header[i], header[i+1])
 	}
