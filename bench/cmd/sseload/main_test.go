@@ -78,10 +78,10 @@ func TestFlagDefaults(t *testing.T) {
 		wantEvents  []int
 		wantDur     time.Duration
 	}{
-		{"full", nil, []int{100, 1000, 10000}, []int{10000, 1000, 100}, 5 * time.Second},
+		{"full", nil, []int{100, 1000, 10000}, []int{1000, 1000, 100}, 5 * time.Second},
 		{"quick", []string{"-quick"}, []int{100, 1000}, []int{1000, 200}, time.Second},
 		{"one events value for all", []string{"-clients=5,50", "-events=7"}, []int{5, 50}, []int{7, 7}, 5 * time.Second},
-		{"localhost target", []string{"-target=localhost:8080", "-clients=3"}, []int{3}, []int{10000}, 5 * time.Second},
+		{"localhost target", []string{"-target=localhost:8080", "-clients=3"}, []int{3}, []int{1000}, 5 * time.Second},
 		{"ipv6 loopback", []string{"-host=::1", "-clients=3", "-events=9", "-latency-duration=2s"}, []int{3}, []int{9}, 2 * time.Second},
 	}
 	for _, tt := range tests {
