@@ -146,11 +146,15 @@ type Server struct {
 	watchers sync.WaitGroup
 }
 
-// topicSub is the server's subscription to one topic.
+// topicSub is the server's subscription to one topic. It lives while
+// requests follow the topic: the last one to leave ends it, so topics
+// that come and go (one per user, say) leave nothing behind.
 type topicSub struct {
-	ready chan struct{} // closed once err or sub is set
-	err   error
-	sub   Subscription
+	ready   chan struct{} // closed once err or sub is set
+	err     error
+	sub     Subscription
+	refs    int  // requests following the topic; guarded by Server.smu
+	dropped bool // ended because no request follows it; guarded by Server.smu
 }
 
 func (s *Server) init() {
@@ -257,13 +261,21 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), code)
 		return
 	}
+	followed := make([]*topicSub, 0, len(topics))
+	defer func() {
+		for i, ts := range followed {
+			s.unfollow(topics[i], ts)
+		}
+	}()
 	for _, t := range topics {
-		if err := s.follow(r.Context(), t); err != nil {
+		ts, err := s.follow(r.Context(), t)
+		if err != nil {
 			if r.Context().Err() == nil {
 				http.Error(w, "sse: topic unavailable", http.StatusServiceUnavailable)
 			}
 			return
 		}
+		followed = append(followed, ts)
 	}
 	var filter func(*Message) bool
 	if s.Filter != nil {
@@ -306,15 +318,17 @@ func (s *Server) topicsFor(r *http.Request) ([]string, error) {
 	return slices.Compact(topics), nil
 }
 
-// follow makes sure the server is subscribed to topic.
-func (s *Server) follow(ctx context.Context, topic string) error {
+// follow makes sure the server is subscribed to topic, for one request,
+// which must pass the returned subscription to unfollow once it no longer
+// follows the topic (and only when follow returned no error).
+func (s *Server) follow(ctx context.Context, topic string) (*topicSub, error) {
 	s.smu.Lock()
 	ts := s.subs[topic]
 	if ts == nil {
-		ts = &topicSub{ready: make(chan struct{})}
+		ts = &topicSub{ready: make(chan struct{}), refs: 1}
 		s.subs[topic] = ts
 		s.smu.Unlock()
-		ts.sub, ts.err = s.subscribe(topic)
+		ts.sub, ts.err = s.subscribe(topic, ts)
 		if ts.err != nil {
 			s.smu.Lock()
 			delete(s.subs, topic)
@@ -322,19 +336,47 @@ func (s *Server) follow(ctx context.Context, topic string) error {
 		}
 		close(ts.ready)
 	} else {
+		ts.refs++
 		s.smu.Unlock()
 	}
 	select {
 	case <-ts.ready:
-		return ts.err
+		if ts.err != nil {
+			return nil, ts.err
+		}
+		return ts, nil
 	case <-ctx.Done():
-		return ctx.Err()
+		s.unfollow(topic, ts)
+		return nil, ctx.Err()
 	}
 }
 
-// subscribe opens the subscription feeding topic to the clients, from
+// unfollow undoes one follow of topic that gave ts. The last request to
+// leave ends the subscription; one that comes later subscribes again. A
+// subscription that ended on its own (the broker failed) is no longer in
+// s.subs and needs nothing more.
+func (s *Server) unfollow(topic string, ts *topicSub) {
+	s.smu.Lock()
+	ts.refs--
+	if ts.refs > 0 || s.subs[topic] != ts {
+		s.smu.Unlock()
+		return
+	}
+	// Nobody follows the topic: its clients are all unregistered. Forget
+	// it before the next follow can subscribe again.
+	delete(s.subs, topic)
+	ts.dropped = true
+	s.core.forgetTopic(topic)
+	s.smu.Unlock()
+	<-ts.ready
+	if ts.sub != nil {
+		ts.sub.Close()
+	}
+}
+
+// subscribe opens the subscription ts feeding topic to the clients, from
 // its current head, and watches it.
-func (s *Server) subscribe(topic string) (Subscription, error) {
+func (s *Server) subscribe(topic string, ts *topicSub) (Subscription, error) {
 	head, err := s.broker.Head(s.ctx, topic)
 	if err != nil {
 		return nil, err
@@ -352,11 +394,17 @@ func (s *Server) subscribe(topic string) (Subscription, error) {
 		if s.ctx.Err() != nil {
 			return
 		}
+		s.smu.Lock()
+		dropped := ts.dropped
+		if !dropped && s.subs[topic] == ts {
+			delete(s.subs, topic)
+		}
+		s.smu.Unlock()
+		if dropped {
+			return // ended by unfollow
+		}
 		err := sub.Err()
 		s.core.logf(slog.LevelError, "sse: broker subscription ended", "topic", topic, "err", err)
-		s.smu.Lock()
-		delete(s.subs, topic)
-		s.smu.Unlock()
 		s.core.dropTopic(topic, err)
 	}()
 	return sub, nil
@@ -390,6 +438,17 @@ func (h *hubCore) setLive(topic string, head Position) {
 		h.heads[topic] = head
 	}
 	h.live[topic] = true
+}
+
+// forgetTopic drops what the engine keeps of topic once no client
+// follows it and its subscription is ending.
+func (h *hubCore) forgetTopic(topic string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(h.byTopic[topic]) == 0 {
+		delete(h.live, topic)
+		delete(h.heads, topic)
+	}
 }
 
 // dropTopic disconnects the clients of topic, whose subscription ended

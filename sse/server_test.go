@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -395,4 +396,87 @@ func TestServerBrokerClosed(t *testing.T) {
 	if _, err := s.Publish(t.Context(), "", sse.NewEvent("x")); !errors.Is(err, sse.ErrBrokerClosed) || !errors.Is(err, sse.ErrHubClosed) {
 		t.Errorf("Publish to a closed broker: got %v, want ErrHubClosed and ErrBrokerClosed", err)
 	}
+}
+
+// countingBroker counts the subscriptions open on a MemoryBroker.
+type countingBroker struct {
+	*sse.MemoryBroker
+	open atomic.Int64
+}
+
+func (b *countingBroker) Subscribe(ctx context.Context, topic string, after uint64, fn func(sse.Message)) (sse.Subscription, error) {
+	sub, err := b.MemoryBroker.Subscribe(ctx, topic, after, fn)
+	if err != nil {
+		return nil, err
+	}
+	b.open.Add(1)
+	go func() {
+		<-sub.Done()
+		b.open.Add(-1)
+	}()
+	return sub, nil
+}
+
+// A topic's subscription ends with its last client, so topics that come
+// and go (one per user) leave nothing behind; a later client subscribes
+// again and resumes from history without loss.
+func TestServerTopicSubscriptionEndsWithLastClient(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := &countingBroker{MemoryBroker: sse.NewMemoryBroker(sse.HistoryLimits{})}
+		defer b.Close()
+		s := &sse.Server{
+			Broker:    b,
+			Heartbeat: -1,
+			Topics:    func(r *http.Request) ([]string, error) { return []string{r.URL.Query().Get("t")}, nil },
+		}
+		defer s.Close()
+		serve := func(target string, header ...string) (*fakeWriter, context.CancelFunc, <-chan struct{}) {
+			w := newFakeWriter()
+			ctx, cancel := context.WithCancel(t.Context())
+			r := httptest.NewRequestWithContext(ctx, http.MethodGet, target, nil)
+			for i := 0; i+1 < len(header); i += 2 {
+				r.Header.Set(header[i], header[i+1])
+			}
+			done := make(chan struct{})
+			go func() { defer close(done); s.ServeHTTP(w, r) }()
+			synctest.Wait()
+			return w, cancel, done
+		}
+
+		_, cancel1, done1 := serve("/?t=user-1")
+		_, cancel2, done2 := serve("/?t=user-1")
+		_, cancel3, done3 := serve("/?t=user-2")
+		if got := b.open.Load(); got != 2 {
+			t.Fatalf("open subscriptions with 2 topics followed: got %d, want 2", got)
+		}
+		cancel1()
+		<-done1
+		synctest.Wait()
+		if got := b.open.Load(); got != 2 {
+			t.Fatalf("after one of two clients of user-1 left: got %d subscriptions, want 2", got)
+		}
+		cancel2()
+		cancel3()
+		<-done2
+		<-done3
+		synctest.Wait()
+		if got := b.open.Load(); got != 0 {
+			t.Fatalf("after every client left: got %d subscriptions, want 0", got)
+		}
+
+		// Published while nobody follows: a resuming client gets it.
+		id1 := mustPublish(t, s, "user-1", "a")
+		id2 := mustPublish(t, s, "user-1", "b")
+		w, cancel, done := serve("/?t=user-1", "Last-Event-ID", id1)
+		defer func() { cancel(); <-done }()
+		id3 := mustPublish(t, s, "user-1", "c")
+		synctest.Wait()
+		want := ": connected\n\nid: " + id2 + "\ndata: b\n\nid: " + id3 + "\ndata: c\n\n"
+		if got := w.Body(); got != want {
+			t.Errorf("resumed client: got %q, want %q", got, want)
+		}
+		if got := b.open.Load(); got != 1 {
+			t.Errorf("open subscriptions: got %d, want 1", got)
+		}
+	})
 }
