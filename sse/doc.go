@@ -50,6 +50,18 @@
 // writes to each client in turn, as a naive loop does, stalls every
 // client behind the slowest.)
 //
+// # Topics and replay
+//
+// A [Server] streams topics kept by a [Broker] ([MemoryBroker] by
+// default, with history bounded by count, bytes and age). A client that
+// reconnects with Last-Event-ID gets every retained event it missed and
+// then the live ones, with no gap and no duplicate in between; when its
+// ID is unknown or older than the history it first gets an event of type
+// [GapEventType]. Slow clients are handled by a [SlowPolicy] within a
+// budget of queued bytes, and [Server.Shutdown] drains the streams and
+// spreads the clients' reconnections. Other brokers implement the same
+// interface; package ssetest checks them against its contract.
+//
 // # Reading streams
 //
 // [Read] and [Reader] parse an event stream exactly as the WHATWG HTML
@@ -60,6 +72,7 @@
 // # Errors
 //
 // Errors match the sentinels [ErrNoFlusher], [ErrConnectionClosed],
-// [ErrHubClosed], [ErrInvalidEvent], [ErrEventTooLarge] and
-// [ErrIdleTimeout] through [errors.Is]; they are wrapped with context.
+// [ErrHubClosed], [ErrInvalidEvent], [ErrEventTooLarge], [ErrIdleTimeout],
+// [ErrBrokerClosed] and [ErrGap] through [errors.Is]; they are wrapped
+// with context.
 package sse
