@@ -121,6 +121,14 @@ type Server struct {
 	// DefaultWriteTimeout (10s); negative removes the bound.
 	WriteTimeout time.Duration
 
+	// Retry, when positive, is sent to each client right after the
+	// opening comment as its reconnection time (a "retry:" field).
+	Retry time.Duration
+
+	// Header holds extra headers for every stream's response (CORS, say);
+	// the SSE headers take precedence.
+	Header http.Header
+
 	// ShutdownRetry is the least reconnection time Shutdown asks clients
 	// to wait; zero means DefaultShutdownRetry (1s).
 	ShutdownRetry time.Duration
@@ -172,7 +180,7 @@ func (s *Server) init() {
 			retry:       s.ShutdownRetry,
 			retryJitter: s.ShutdownJitter,
 		})
-		s.core.upgrade = &UpgradeOptions{Heartbeat: s.Heartbeat, WriteTimeout: s.WriteTimeout}
+		s.core.upgrade = &UpgradeOptions{Heartbeat: s.Heartbeat, WriteTimeout: s.WriteTimeout, Retry: s.Retry, Header: s.Header}
 		s.ctx, s.cancel = context.WithCancel(context.Background())
 		s.subs = make(map[string]*topicSub)
 	})

@@ -480,3 +480,29 @@ func TestServerTopicSubscriptionEndsWithLastClient(t *testing.T) {
 		}
 	})
 }
+
+func TestServerRetryAndHeader(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := &sse.Server{
+			Heartbeat: -1,
+			Retry:     2500 * time.Millisecond,
+			Header:    http.Header{"Access-Control-Allow-Origin": {"*"}},
+		}
+		defer s.Close()
+		w := newFakeWriter()
+		done := serveFake(s, w)
+		synctest.Wait()
+		id := mustPublish(t, s, "", "x")
+		synctest.Wait()
+		if got, want := w.Body(), ": connected\n\nretry: 2500\n\nid: "+id+"\ndata: x\n\n"; got != want {
+			t.Errorf("body: got %q, want %q", got, want)
+		}
+		for k, v := range map[string]string{"Access-Control-Allow-Origin": "*", "Content-Type": "text/event-stream"} {
+			if got := w.Header().Get(k); got != v {
+				t.Errorf("header %s: got %q, want %q", k, got, v)
+			}
+		}
+		s.Close()
+		<-done
+	})
+}
