@@ -211,3 +211,42 @@ func TestBrowserHubBroadcast(t *testing.T) {
 		t.Errorf("browser saw %q,\nwant %q", res.Seen, want)
 	}
 }
+
+// A browser resuming from an ID the history does not hold sees the gap
+// event, then every retained event, then live ones; and one resuming
+// from a known ID gets exactly what it missed.
+func TestBrowserServerGapAndResume(t *testing.T) {
+	events := &sse.Server{Heartbeat: -1}
+	t.Cleanup(func() { events.Close() })
+	ctx := t.Context()
+	var ids []string
+	for _, text := range []string{"one", "two", "three"} {
+		id, err := events.Publish(ctx, "", sse.NewEvent(text))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	mux := http.NewServeMux()
+	// EventSource cannot set headers: the first Last-Event-ID goes in the
+	// lastEventId query parameter.
+	mux.Handle("GET /events", events)
+	res := runBrowser(t, mux, "/events?lastEventId=gone", 4, []string{sse.GapEventType})
+	want := []seenEvent{
+		{sse.GapEventType, ids[0], ""},
+		{"message", "one", ids[0]},
+		{"message", "two", ids[1]},
+		{"message", "three", ids[2]},
+	}
+	if fmt.Sprint(res.Seen) != fmt.Sprint(want) {
+		t.Errorf("browser saw %q,\nwant %q", res.Seen, want)
+	}
+
+	mux = http.NewServeMux()
+	mux.Handle("GET /events", events)
+	res = runBrowser(t, mux, "/events?lastEventId="+ids[1], 1, nil)
+	want = []seenEvent{{"message", "three", ids[2]}}
+	if fmt.Sprint(res.Seen) != fmt.Sprint(want) {
+		t.Errorf("resuming browser saw %q,\nwant %q", res.Seen, want)
+	}
+}
