@@ -163,7 +163,7 @@ func (s *stream) run(ctx context.Context, yield func(Event, error) bool) {
 			yield(Event{}, err)
 			return
 		}
-		out, cause, opened := s.connect(ctx, attempt, yield)
+		out, opened, cause := s.connect(ctx, attempt, yield)
 		if out == stop {
 			return
 		}
@@ -217,23 +217,23 @@ func (s *stream) delay(n int) time.Duration {
 }
 
 // connect makes one connection and reads events from it until it ends.
-// It returns how it ended, the cause of a reconnection, and when the
-// stream opened (zero if it never did). Final errors are yielded here.
-func (s *stream) connect(ctx context.Context, attempt int, yield func(Event, error) bool) (out outcome, cause error, opened time.Time) {
-	fail := func(err error) (outcome, error, time.Time) {
+// It returns how it ended, when the stream opened (zero if it never
+// did), and the cause of a reconnection. Final errors are yielded here.
+func (s *stream) connect(ctx context.Context, attempt int, yield func(Event, error) bool) (out outcome, opened time.Time, cause error) {
+	fail := func(err error) (outcome, time.Time, error) {
 		yield(Event{}, err)
-		return stop, nil, opened
+		return stop, opened, nil
 	}
 	// transient sorts out a connection error: the end of ctx is final,
 	// anything else leads to a reconnection.
-	transient := func(cctx context.Context, err error) (outcome, error, time.Time) {
+	transient := func(cctx context.Context, err error) (outcome, time.Time, error) {
 		if ctx.Err() != nil {
 			return fail(ctx.Err())
 		}
 		if cause := context.Cause(cctx); errors.Is(cause, ErrIdleTimeout) {
 			err = cause
 		}
-		return reconnect, err, opened
+		return reconnect, opened, err
 	}
 	cctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -255,7 +255,7 @@ func (s *stream) connect(ctx context.Context, attempt int, yield func(Event, err
 	defer res.Body.Close()
 	switch {
 	case res.StatusCode == http.StatusNoContent:
-		return stop, nil, opened
+		return stop, opened, nil
 	case res.StatusCode != http.StatusOK:
 		return fail(&ResponseError{StatusCode: res.StatusCode, ContentType: res.Header.Get("Content-Type")})
 	case !isEventStream(res.Header.Get("Content-Type")):
@@ -281,7 +281,7 @@ func (s *stream) connect(ctx context.Context, attempt int, yield func(Event, err
 		}
 		idle.pause()
 		if !yield(ev, nil) {
-			return stop, nil, opened
+			return stop, opened, nil
 		}
 		idle.reset()
 	}
