@@ -301,8 +301,7 @@ func (c *Conn) SendComment(text string) error {
 // Close is idempotent.
 func (c *Conn) Close() error {
 	c.shutdown(fmt.Errorf("%w: closed by server", ErrConnectionClosed))
-	c.lockWrite()
-	c.unlockWrite()
+	c.waitWrites()
 	return nil
 }
 
@@ -400,6 +399,12 @@ func (c *Conn) tryLockWrite() bool {
 	default:
 		return false
 	}
+}
+
+// waitWrites returns once no write is in progress.
+func (c *Conn) waitWrites() {
+	c.lockWrite()
+	c.unlockWrite()
 }
 
 // unlockWrite releases the write lock; once the stream has ended, it

@@ -255,8 +255,7 @@ func (h *hubCore) unregister(conn *Conn) {
 	}
 	conn.unwatch(h)
 	// Wait for a writer that took the queue before it was dropped.
-	conn.lockWrite()
-	conn.unlockWrite()
+	conn.waitWrites()
 }
 
 // connClosed is called by a Conn that ended. It may run on a writer that

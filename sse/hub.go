@@ -229,7 +229,7 @@ func (h *Hub[T]) BroadcastJSON(v any) error {
 	if err != nil {
 		return fmt.Errorf("sse: encoding event data: %w", err)
 	}
-	return h.core.broadcast((&Event{Data: string(data)}).appendWire(nil))
+	return h.core.broadcast(encodeData(string(data)))
 }
 
 // Close disconnects every client at once, waits for the writers and for
@@ -291,11 +291,17 @@ func upgradeOK(w http.ResponseWriter, err error) bool {
 	return false
 }
 
+// encodeData encodes an event carrying data only, in one allocation.
+func encodeData(data string) []byte {
+	ev := Event{Data: data}
+	return ev.appendWire(make([]byte, 0, ev.wireSize()))
+}
+
 // encodeValue encodes one broadcast value as a complete event.
 func encodeValue(v any) ([]byte, error) {
 	switch x := v.(type) {
 	case string:
-		return (&Event{Data: x}).appendWire(nil), nil
+		return encodeData(x), nil
 	case *Event:
 		if x == nil {
 			return nil, fmt.Errorf("%w: nil *Event", ErrInvalidEvent)
@@ -304,11 +310,11 @@ func encodeValue(v any) ([]byte, error) {
 	case Event:
 		return x.AppendText(nil)
 	case fmt.Stringer:
-		return (&Event{Data: x.String()}).appendWire(nil), nil
+		return encodeData(x.String()), nil
 	}
 	data, err := json.Marshal(v)
 	if err != nil {
 		return nil, fmt.Errorf("sse: encoding event data: %w", err)
 	}
-	return (&Event{Data: string(data)}).appendWire(nil), nil
+	return encodeData(string(data)), nil
 }
