@@ -67,17 +67,13 @@ type UpgradeOptions struct {
 // write in progress, so that nothing touches the ResponseWriter afterwards.
 type Conn struct {
 	w           http.ResponseWriter
-	rc          *http.ResponseController
 	lastEventID string
 	timeout     time.Duration // write timeout; 0 means none
 	deadlines   bool          // the writer supports write deadlines
 
-	wmu     writeLock   // serialises writes
 	writing atomic.Bool // a write is in progress
 	last    atomic.Int64
 	closed  atomic.Bool
-	ending  atomic.Bool // ended: the next write unlock closes done
-	ended   atomic.Bool // done is closed
 
 	mu       sync.Mutex // guards the fields below
 	cause    error
@@ -86,6 +82,14 @@ type Conn struct {
 	stopCtx  func() bool // stops watching the Upgrade context, if another
 	beat     *time.Timer
 	interval time.Duration
+
+	// The write lock, which serialises writes. Waiting for it is a
+	// channel receive, so that it is durably blocking in a
+	// testing/synctest bubble; the channels are made only on contention.
+	held   bool          // the write lock is taken
+	wake   chan struct{} // closed when the write lock is released; nil when nobody waits
+	ending bool          // ended: the write lock's holder closes done
+	ended  bool          // done is closed
 
 	done chan struct{}
 }
@@ -128,6 +132,25 @@ func upgrade(ctx context.Context, w http.ResponseWriter, r *http.Request, opts *
 	if !canFlush(w) {
 		return nil, ErrNoFlusher
 	}
+	t := &openTask{ctx: ctx, w: w, r: r, opts: opts, ready: ready}
+	offstack(t)
+	return t.conn, t.err
+}
+
+// openTask opens a stream; see offstack for why it runs as a task.
+type openTask struct {
+	ctx   context.Context
+	w     http.ResponseWriter
+	r     *http.Request
+	opts  *UpgradeOptions
+	ready func(*Conn) error
+
+	conn *Conn
+	err  error
+}
+
+func (t *openTask) run() {
+	ctx, w, r, opts := t.ctx, t.w, t.r, t.opts
 	h := w.Header()
 	for k, v := range opts.Header {
 		h[k] = v
@@ -146,15 +169,17 @@ func upgrade(ctx context.Context, w http.ResponseWriter, r *http.Request, opts *
 
 	c := &Conn{
 		w:           w,
-		rc:          http.NewResponseController(w),
 		lastEventID: lastEventID(r),
 		timeout:     durationOr(opts.WriteTimeout, DefaultWriteTimeout),
 		interval:    durationOr(opts.Heartbeat, DefaultHeartbeat),
 		done:        make(chan struct{}),
-		wmu:         make(writeLock, 1),
+		// Hold the write lock until the opening is written, so that a
+		// hub's writer cannot send an event to a just registered
+		// stream before it.
+		held: true,
 	}
 	// Probe deadline support once, so writers without it cost nothing.
-	c.deadlines = c.timeout > 0 && c.rc.SetWriteDeadline(time.Time{}) == nil
+	c.deadlines = c.timeout > 0 && c.rc().SetWriteDeadline(time.Time{}) == nil
 
 	// Watch the contexts without a goroutine of our own.
 	c.mu.Lock()
@@ -167,14 +192,12 @@ func upgrade(ctx context.Context, w http.ResponseWriter, r *http.Request, opts *
 		})
 	}
 	c.mu.Unlock()
-	// Hold the write lock until the opening is written, so that a hub's
-	// writer cannot send an event to a just registered stream before it.
-	c.lockWrite()
-	if ready != nil {
-		if err := ready(c); err != nil {
+	if t.ready != nil {
+		if err := t.ready(c); err != nil {
 			c.unlockWrite()
 			c.shutdown(fmt.Errorf("%w: %w", ErrConnectionClosed, err))
-			return nil, err
+			t.err = err
+			return
 		}
 	}
 
@@ -182,18 +205,12 @@ func upgrade(ctx context.Context, w http.ResponseWriter, r *http.Request, opts *
 	if opts.Retry > 0 {
 		opening = fmt.Appendf(opening, "retry: %d\n\n", opts.Retry.Milliseconds())
 	}
-	// The write runs on a goroutine of its own: its call chain through
-	// net/http is deep, and on the handler's goroutine it would double
-	// that goroutine's stack for the whole life of the stream.
-	errc := make(chan error, 1)
-	go func() {
-		w.WriteHeader(http.StatusOK)
-		errc <- c.writeLocked(opening)
-	}()
-	err := <-errc
+	w.WriteHeader(http.StatusOK)
+	err := c.writeLocked(opening)
 	c.unlockWrite()
 	if err != nil {
-		return nil, err
+		t.err = err
+		return
 	}
 	if c.interval > 0 {
 		c.mu.Lock()
@@ -202,7 +219,7 @@ func upgrade(ctx context.Context, w http.ResponseWriter, r *http.Request, opts *
 		}
 		c.mu.Unlock()
 	}
-	return c, nil
+	t.conn = c
 }
 
 // canFlush reports whether w, or a writer it wraps through Unwrap, can
@@ -319,7 +336,7 @@ func (c *Conn) writeLocked(p []byte) error {
 	}
 	c.writing.Store(true)
 	if c.deadlines {
-		_ = c.rc.SetWriteDeadline(time.Now().Add(c.timeout))
+		_ = c.rc().SetWriteDeadline(time.Now().Add(c.timeout))
 	}
 	// shutdown sets closed before it reads writing: either it sees this
 	// write and cuts it short, or this check sees the close.
@@ -329,11 +346,11 @@ func (c *Conn) writeLocked(p []byte) error {
 	}
 	_, err := c.w.Write(p)
 	if err == nil {
-		err = c.rc.Flush()
+		err = c.rc().Flush()
 	}
 	if err == nil && c.deadlines {
 		// HTTP/2 resets a stream whose deadline passes even when idle.
-		err = c.rc.SetWriteDeadline(time.Time{})
+		err = c.rc().SetWriteDeadline(time.Time{})
 	}
 	c.writing.Store(false)
 	if err != nil {
@@ -367,7 +384,7 @@ func (c *Conn) shutdown(cause error) {
 	c.mu.Unlock()
 
 	if c.writing.Load() && c.deadlines {
-		_ = c.rc.SetWriteDeadline(time.Now())
+		_ = c.rc().SetWriteDeadline(time.Now())
 	}
 	for _, stop := range []func() bool{stopReq, stopCtx} {
 		if stop != nil {
@@ -380,25 +397,32 @@ func (c *Conn) shutdown(cause error) {
 	for _, w := range watchers {
 		w.connClosed(c)
 	}
-	// Whoever holds the write lock from now on closes done on unlock;
-	// if nobody does, take it to close done here.
-	c.ending.Store(true)
-	if c.tryLockWrite() {
-		c.unlockWrite()
+	// Whoever holds the write lock closes done on unlock; if nobody
+	// does, close it here.
+	c.mu.Lock()
+	c.ending = true
+	closeDone := !c.held && !c.ended
+	c.ended = c.ended || closeDone
+	c.mu.Unlock()
+	if closeDone {
+		close(c.done)
 	}
 }
 
 // lockWrite takes the write lock.
-func (c *Conn) lockWrite() { c.wmu <- struct{}{} }
-
-// tryLockWrite takes the write lock if it is free.
-func (c *Conn) tryLockWrite() bool {
-	select {
-	case c.wmu <- struct{}{}:
-		return true
-	default:
-		return false
+func (c *Conn) lockWrite() {
+	c.mu.Lock()
+	for c.held {
+		if c.wake == nil {
+			c.wake = make(chan struct{})
+		}
+		wake := c.wake
+		c.mu.Unlock()
+		<-wake
+		c.mu.Lock()
 	}
+	c.held = true
+	c.mu.Unlock()
 }
 
 // waitWrites returns once no write is in progress.
@@ -407,12 +431,21 @@ func (c *Conn) waitWrites() {
 	c.unlockWrite()
 }
 
-// unlockWrite releases the write lock; once the stream has ended, it
-// closes done.
+// unlockWrite releases the write lock and wakes those waiting for it; once
+// the stream has ended, it closes done.
 func (c *Conn) unlockWrite() {
-	<-c.wmu
-	if c.ending.Load() && c.ended.CompareAndSwap(false, true) {
+	c.mu.Lock()
+	c.held = false
+	wake := c.wake
+	c.wake = nil
+	closeDone := c.ending && !c.ended
+	c.ended = c.ended || closeDone
+	c.mu.Unlock()
+	if closeDone {
 		close(c.done)
+	}
+	if wake != nil {
+		close(wake)
 	}
 }
 
@@ -458,11 +491,6 @@ func (c *Conn) heartbeat() {
 	c.mu.Unlock()
 }
 
-// writeLock serialises the writes of a Conn. It is a channel rather than
-// a sync.Mutex so that it can be tried, and so that waiting for it is
-// durably blocking in a testing/synctest bubble.
-type writeLock chan struct{}
-
 // buf is a pooled encoding buffer.
 type buf struct{ b []byte }
 
@@ -475,3 +503,7 @@ func putBuf(b *buf) {
 		bufPool.Put(b)
 	}
 }
+
+// rc returns a ResponseController for the stream's writer. Making one per
+// call does not allocate, and saves a pointer in every Conn.
+func (c *Conn) rc() *http.ResponseController { return http.NewResponseController(c.w) }

@@ -23,7 +23,7 @@ type client struct {
 	queue     [][]byte // nil while empty; see queue.go
 	bytes     int64    // bytes in queue
 	inflight  int64    // bytes taken by a writer and not yet written
-	extra     int      // queue entries that are not live events
+	extra     int32    // queue entries that are not live events
 	scheduled bool     // in the ready queue or being written
 	removed   bool
 	closing   bool      // shutting down: end the stream once drained
@@ -170,6 +170,17 @@ func (h *hubCore) register(conn *Conn, g *group, topics []string, filter func(*M
 	g.clients = append(g.clients, c)
 	h.nclients++
 	return c, nil
+}
+
+// registerTask registers a Conn with a hub's default group.
+type registerTask struct {
+	core *hubCore
+	conn *Conn
+	err  error
+}
+
+func (t *registerTask) run() {
+	_, t.err = t.core.register(t.conn, t.core.def, nil, nil, false)
 }
 
 // groupLocked returns the group of topics (sorted, distinct), making it.
@@ -370,7 +381,7 @@ func (h *hubCore) makeRoomLocked(c *client) int64 {
 	clear(c.queue[k:])
 	c.queue = c.queue[:k]
 	c.bytes -= freed
-	c.extra = max(0, c.extra-n)
+	c.extra = max(0, c.extra-int32(n))
 	h.dropped.Add(uint64(n))
 	return freed
 }

@@ -196,8 +196,9 @@ func (h *Hub[T]) Run() { h.core.run() }
 // [Hub.Shutdown] started), and [ErrConnectionClosed] when conn has
 // already ended.
 func (h *Hub[T]) Register(conn *Conn) error {
-	_, err := h.core.register(conn, h.core.def, nil, nil, false)
-	return err
+	t := &registerTask{core: h.core, conn: conn}
+	offstack(t) // see offstack: registering allocates, deep in the runtime
+	return t.err
 }
 
 // Unregister removes conn from the hub and waits for a write to it in

@@ -199,7 +199,7 @@ func (p *writerPool) drain(c *client, b []byte) []byte {
 			err = conn.writeLocked(b)
 		}
 		if err == nil {
-			h.delivered.Add(uint64(max(0, len(q)-extra)))
+			h.delivered.Add(uint64(max(0, len(q)-int(extra))))
 		}
 	}
 	conn.unlockWrite()
