@@ -285,7 +285,11 @@ func measureOne(ctx context.Context, cfg *config, impl string, n, m int, logf fu
 			continue
 		}
 		events := max(1, int(float64(rate)*cfg.latencyDur.Seconds()))
-		lm := runScenario(ctx, cfg, s, p, events, rate, "")
+		profile := ""
+		if cfg.cpuProfDir != "" {
+			profile = filepath.Join(cfg.cpuProfDir, fmt.Sprintf("cpu-%s-%d-rate%d.prof", impl, n, rate))
+		}
+		lm := runScenario(ctx, cfg, s, p, events, rate, profile)
 		r.latency[rate] = lm
 		logf("%-7s n=%-6d latency @%d/s: %s", impl, n, rate, describe(lm))
 	}

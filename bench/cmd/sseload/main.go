@@ -138,7 +138,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		timeout    = fs.Duration("timeout", 90*time.Second, "hard limit for one scenario")
 		target     = fs.String("target", "", "host:port of a server already started with -serve (loopback only); runs against it instead of starting servers")
 		host       = fs.String("host", "127.0.0.1", "loopback address the started servers listen on")
-		cpuProfDir = fs.String("cpuprofile-dir", "", "write a server CPU profile of every throughput run into this directory")
+		cpuProfDir = fs.String("cpuprofile-dir", "", "write a server CPU profile of every throughput and latency run into this directory")
 		waitIdle   = fs.Duration("wait-idle", 0, "before each measurement, wait up to this long for other processes to go idle (0: don't wait)")
 		quick      = fs.Bool("quick", false, "smoke test: small counts, short latency runs (under a minute)")
 		serveImpl  = fs.String("serve", "", "serve one implementation ("+strings.Join(allImpls, ", ")+") instead of driving")
