@@ -32,7 +32,9 @@ type HistoryLimits struct {
 
 	// MaxAge is how long an event is retained. Zero means
 	// DefaultHistoryAge (1 hour); a negative value removes the bound.
-	// Expired events are dropped when their topic is next used.
+	// Expired events are dropped when their topic is next used, and
+	// those of every other topic by a sweep while the broker is in use,
+	// at most every quarter of MaxAge (and at most once a second).
 	MaxAge time.Duration
 }
 
@@ -57,7 +59,9 @@ func (l HistoryLimits) resolved() HistoryLimits {
 // another topic is recognised as unknown. Subscribers are called from
 // the publisher's goroutine, while the topic is locked. The last event
 // published to a topic is recognised by History even after it expired,
-// so a client that saw it resumes without a gap.
+// so a client that saw it resumes without a gap. A topic whose events
+// all expired keeps only its newest position (about 200 bytes), so that
+// its Seq numbers never start over.
 type MemoryBroker struct {
 	// Limits bounds each topic's history. It must not change after the
 	// broker is first used.
@@ -69,6 +73,7 @@ type MemoryBroker struct {
 	topics map[string]*memTopic
 	closed atomic.Bool
 	nextID atomic.Uint64
+	swept  atomic.Int64 // when the last sweep started, in Unix nanoseconds
 }
 
 // NewMemoryBroker returns a MemoryBroker with the given limits.
@@ -113,6 +118,7 @@ func (b *MemoryBroker) topic(ctx context.Context, name string) (*memTopic, error
 	if b.closed.Load() {
 		return nil, ErrBrokerClosed
 	}
+	b.maybeSweep(time.Now())
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	t := b.topics[name]
@@ -124,6 +130,35 @@ func (b *MemoryBroker) topic(ctx context.Context, name string) (*memTopic, error
 		b.topics[name] = t
 	}
 	return t, nil
+}
+
+// maybeSweep drops the expired events of every topic when the last sweep
+// is more than a quarter of MaxAge (and a second) ago, so that topics
+// nobody uses any more do not keep their history.
+func (b *MemoryBroker) maybeSweep(now time.Time) {
+	if b.limits.MaxAge < 0 {
+		return
+	}
+	last := b.swept.Load()
+	every := max(b.limits.MaxAge/4, time.Second)
+	if now.UnixNano()-last < int64(every) || !b.swept.CompareAndSwap(last, now.UnixNano()) {
+		return
+	}
+	b.mu.Lock()
+	topics := make([]*memTopic, 0, len(b.topics))
+	for _, t := range b.topics {
+		topics = append(topics, t)
+	}
+	b.mu.Unlock()
+	for _, t := range topics {
+		t.mu.Lock()
+		t.prune(b.limits, now)
+		if len(t.retained()) == 0 {
+			// Nothing retained: give the memory back; head stays.
+			t.msgs, t.start, t.own = nil, 0, nil
+		}
+		t.mu.Unlock()
+	}
 }
 
 // Publish stores ev; see [Broker.Publish].
