@@ -367,21 +367,24 @@ func (h *hubCore) fanoutLocked(g *group, msg []byte, m *Message, wake, evict []*
 }
 
 // makeRoomLocked applies a dropping policy to c's full queue and returns
-// the bytes freed; c.mu must be held.
+// the bytes freed; c.mu must be held. Only live events are dropped: the
+// queue's first c.extra entries are a replay (queued before any live event
+// by finishResume), which a resuming client must get whole, and retry
+// hints come only once fan-outs have stopped.
 func (h *hubCore) makeRoomLocked(c *client) int64 {
-	var freed int64
-	n := 1
+	live := c.queue[c.extra:]
+	n := min(1, len(live))
 	if h.cfg.policy == SlowKeepLatest {
-		n = len(c.queue)
+		n = len(live)
 	}
-	for _, b := range c.queue[:n] {
+	var freed int64
+	for _, b := range live[:n] {
 		freed += int64(len(b))
 	}
-	k := copy(c.queue, c.queue[n:])
-	clear(c.queue[k:])
-	c.queue = c.queue[:k]
+	k := copy(live, live[n:])
+	clear(live[k:])
+	c.queue = c.queue[:int(c.extra)+k]
 	c.bytes -= freed
-	c.extra = max(0, c.extra-int32(n))
 	h.dropped.Add(uint64(n))
 	return freed
 }

@@ -39,11 +39,13 @@ const (
 	// from the history, so nothing is lost.
 	SlowDisconnect SlowPolicy = iota
 
-	// SlowDropOldest discards the oldest queued event to make room.
+	// SlowDropOldest discards the oldest queued event to make room. The
+	// events a [Server] replays to a resuming client are never discarded.
 	SlowDropOldest
 
 	// SlowKeepLatest discards every queued event and keeps only the new
-	// one, for streams where only the latest state matters.
+	// one, for streams where only the latest state matters. The events a
+	// [Server] replays to a resuming client are never discarded.
 	SlowKeepLatest
 )
 
