@@ -1,6 +1,7 @@
 package sse_test
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -513,6 +514,36 @@ func TestHubSlowClientWithoutDeadlines(t *testing.T) {
 		case <-stuck.Done():
 		default:
 			t.Fatal("Done not closed after the stuck write returned")
+		}
+	})
+}
+
+// Hub.ServeHTTP watches the request's context from the handler itself: a
+// client that goes away ends its stream at once and is counted.
+func TestHubServeHTTPClientGoesAway(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		hub := sse.NewHub[string]()
+		defer hub.Close()
+		ctx, cancel := context.WithCancel(context.Background())
+		w := newFakeWriter()
+		done := serveIn(ctx, hub, w)
+		synctest.Wait()
+		if got := hub.Clients(); got != 1 {
+			t.Fatalf("Clients() = %d, want 1", got)
+		}
+		cancel()
+		synctest.Wait()
+		select {
+		case <-done:
+		default:
+			t.Fatal("ServeHTTP still running after the request's context ended")
+		}
+		st := hub.Stats()
+		if st.Clients != 0 || st.ClientDisconnects != 1 {
+			t.Errorf("Stats: %d clients, %d client disconnects; want 0, 1", st.Clients, st.ClientDisconnects)
+		}
+		if got := w.Body(); got != ": connected\n\n" {
+			t.Errorf("body %q, want only the opening", got)
 		}
 	})
 }

@@ -294,20 +294,34 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	conn, err := upgrade(r.Context(), w, r, s.core.upgrade, func(conn *Conn) (err error) {
 		c, err = s.core.register(conn, nil, topics, filter, lastID != "")
 		return err
-	})
+	}, true)
 	if !upgradeOK(w, err) {
 		return
 	}
 	defer conn.Close()
 	defer s.core.unregister(conn)
 	if lastID != "" {
-		if err := s.resume(r.Context(), c, topics, lastID); err != nil {
-			s.core.logf(slog.LevelError, "sse: reading history", "err", err)
+		t := &resumeTask{s: s, ctx: r.Context(), c: c, topics: topics, lastID: lastID}
+		offstack(t) // reading history can go deep (a network broker)
+		if t.err != nil {
+			s.core.logf(slog.LevelError, "sse: reading history", "err", t.err)
 			return
 		}
 	}
-	<-conn.Done()
+	waitEnd(conn, r)
 }
+
+// resumeTask replays history to a resuming client; see offstack.
+type resumeTask struct {
+	s      *Server
+	ctx    context.Context
+	c      *client
+	topics []string
+	lastID string
+	err    error
+}
+
+func (t *resumeTask) run() { t.err = t.s.resume(t.ctx, t.c, t.topics, t.lastID) }
 
 // topicsFor returns the sorted, distinct topics r follows.
 func (s *Server) topicsFor(r *http.Request) ([]string, error) {

@@ -506,3 +506,49 @@ func TestServerRetryAndHeader(t *testing.T) {
 		<-done
 	})
 }
+
+// Server.ServeHTTP watches the request's context from the handler itself,
+// also while it resumes: a client that goes away is dropped at once.
+func TestServerClientGoesAway(t *testing.T) {
+	for _, lastID := range []string{"", "1"} {
+		t.Run("Last-Event-ID="+lastID, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				s := &sse.Server{Heartbeat: -1}
+				defer s.Close()
+				if _, err := s.Publish(t.Context(), "", sse.NewEvent("a")); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := s.Publish(t.Context(), "", sse.NewEvent("b")); err != nil {
+					t.Fatal(err)
+				}
+				ctx, cancel := context.WithCancel(context.Background())
+				w := newFakeWriter()
+				var done <-chan struct{}
+				if lastID == "" {
+					done = serveIn(ctx, s, w)
+				} else {
+					done = serveIn(ctx, s, w, "Last-Event-ID", lastID)
+				}
+				synctest.Wait()
+				want := ": connected\n\n"
+				if lastID != "" {
+					want += "id: 2\ndata: b\n\n"
+				}
+				if got := w.Body(); got != want {
+					t.Fatalf("body %q, want %q", got, want)
+				}
+				cancel()
+				synctest.Wait()
+				select {
+				case <-done:
+				default:
+					t.Fatal("ServeHTTP still running after the request's context ended")
+				}
+				st := s.Stats()
+				if st.Clients != 0 || st.ClientDisconnects != 1 {
+					t.Errorf("Stats: %d clients, %d client disconnects; want 0, 1", st.Clients, st.ClientDisconnects)
+				}
+			})
+		})
+	}
+}
