@@ -119,22 +119,20 @@ func UpgradeWithContext(ctx context.Context, w http.ResponseWriter, r *http.Requ
 // UpgradeWithOptions is like [UpgradeWithContext] with options; a nil
 // opts gives the defaults.
 func UpgradeWithOptions(ctx context.Context, w http.ResponseWriter, r *http.Request, opts *UpgradeOptions) (*Conn, error) {
-	return upgrade(ctx, w, r, opts, nil, false)
+	return upgrade(ctx, w, r, opts, nil)
 }
 
 // upgrade implements UpgradeWithOptions. It calls ready, when not nil,
 // before the opening comment is sent, so a hub can register the stream
 // before the client knows it is live; an error from ready ends the stream.
-// With selfWatch, the caller watches r's context itself (see waitEnd)
-// and the stream does not: that saves the watch's memory.
-func upgrade(ctx context.Context, w http.ResponseWriter, r *http.Request, opts *UpgradeOptions, ready func(*Conn) error, selfWatch bool) (*Conn, error) {
+func upgrade(ctx context.Context, w http.ResponseWriter, r *http.Request, opts *UpgradeOptions, ready func(*Conn) error) (*Conn, error) {
 	if opts == nil {
 		opts = &UpgradeOptions{}
 	}
 	if !canFlush(w) {
 		return nil, ErrNoFlusher
 	}
-	t := &openTask{ctx: ctx, w: w, r: r, opts: opts, ready: ready, selfWatch: selfWatch}
+	t := &openTask{ctx: ctx, w: w, r: r, opts: opts, ready: ready}
 	offstack(t)
 	return t.conn, t.err
 }
@@ -146,8 +144,6 @@ type openTask struct {
 	r     *http.Request
 	opts  *UpgradeOptions
 	ready func(*Conn) error
-
-	selfWatch bool
 
 	conn *Conn
 	err  error
@@ -187,9 +183,9 @@ func (t *openTask) run() {
 
 	// Watch the contexts without a goroutine of our own.
 	c.mu.Lock()
-	if !t.selfWatch {
-		c.stopReq = context.AfterFunc(r.Context(), func() { c.shutdown(errClientGone) })
-	}
+	c.stopReq = context.AfterFunc(r.Context(), func() {
+		c.shutdown(fmt.Errorf("%w: client went away", ErrConnectionClosed))
+	})
 	if ctx != r.Context() {
 		c.stopCtx = context.AfterFunc(ctx, func() {
 			c.shutdown(fmt.Errorf("%w: %w", ErrConnectionClosed, context.Cause(ctx)))
@@ -224,20 +220,6 @@ func (t *openTask) run() {
 		c.mu.Unlock()
 	}
 	t.conn = c
-}
-
-// errClientGone ends a stream whose request's context ended.
-var errClientGone = fmt.Errorf("%w: client went away", ErrConnectionClosed)
-
-// waitEnd waits until c ends or r's context does, which ends c: the
-// handler of a stream upgraded with selfWatch watches r's context this way,
-// on its own goroutine, instead of the stream registering a callback.
-func waitEnd(c *Conn, r *http.Request) {
-	select {
-	case <-c.Done():
-	case <-r.Context().Done():
-		c.shutdown(errClientGone)
-	}
 }
 
 // canFlush reports whether w, or a writer it wraps through Unwrap, can

@@ -271,13 +271,13 @@ func (h *Hub[T]) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	conn, err := upgrade(r.Context(), w, r, h.core.upgrade, func(c *Conn) error {
 		_, err := h.core.register(c, h.core.def, nil, nil, false)
 		return err
-	}, true)
+	})
 	if !upgradeOK(w, err) {
 		return
 	}
 	defer conn.Close()
 	defer h.core.unregister(conn)
-	waitEnd(conn, r)
+	<-conn.Done()
 }
 
 // upgradeOK answers the request when upgrade failed and reports whether

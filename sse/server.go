@@ -294,7 +294,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	conn, err := upgrade(r.Context(), w, r, s.core.upgrade, func(conn *Conn) (err error) {
 		c, err = s.core.register(conn, nil, topics, filter, lastID != "")
 		return err
-	}, true)
+	})
 	if !upgradeOK(w, err) {
 		return
 	}
@@ -308,7 +308,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	waitEnd(conn, r)
+	<-conn.Done()
 }
 
 // resumeTask replays history to a resuming client; see offstack.

@@ -6,7 +6,10 @@ import (
 	"github.com/coregx/stream/sse"
 )
 
-func init() { newBroadcaster[implStream] = newStreamHub }
+func init() {
+	newBroadcaster[implStream] = newStreamHub
+	newBroadcaster[implStreamHTTP] = newStreamHubHTTP
+}
 
 // streamHub is this module's sse.Hub, with its defaults, used through the
 // user guide's API only: NewHub, Run, Upgrade, Register, Broadcast.
@@ -35,3 +38,11 @@ func (s streamHub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (s streamHub) Publish(data string) error { return s.hub.Broadcast(data) }
 
 func (s streamHub) Close() { _ = s.hub.Close() }
+
+// streamHubHTTP is the same Hub serving the requests itself: its handler
+// watches the request's context on its own goroutine.
+type streamHubHTTP struct{ streamHub }
+
+func newStreamHubHTTP() broadcaster { return streamHubHTTP{newStreamHub().(streamHub)} }
+
+func (s streamHubHTTP) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.hub.ServeHTTP(w, r) }

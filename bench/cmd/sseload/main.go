@@ -31,19 +31,28 @@ import (
 
 // Implementation names, as used by -impls and -serve.
 const (
-	implStream = "stream"
-	implGoSSE  = "gosse"
-	implR3labs = "r3labs"
+	implStream     = "stream"
+	implGoSSE      = "gosse"
+	implR3labs     = "r3labs"
+	implStreamHTTP = "stream-http"
 )
 
-var allImpls = []string{implStream, implGoSSE, implR3labs}
+var allImpls = []string{implStream, implGoSSE, implR3labs, implStreamHTTP}
+
+// defaultImpls are compared when -impls is not given; stream-http, the
+// Hub serving requests itself, is measured only when asked for.
+var defaultImpls = []string{implStream, implGoSSE, implR3labs}
 
 // implTitle is the column heading of each implementation in the report.
 var implTitle = map[string]string{
-	implStream: "coregx/stream Hub",
-	implGoSSE:  "tmaxmax/go-sse",
-	implR3labs: "r3labs/sse v2",
+	implStream:     "coregx/stream Hub",
+	implGoSSE:      "tmaxmax/go-sse",
+	implR3labs:     "r3labs/sse v2",
+	implStreamHTTP: "coregx/stream Hub.ServeHTTP",
 }
+
+// isOurs reports whether impl is this module's, not a peer.
+func isOurs(impl string) bool { return impl == implStream || impl == implStreamHTTP }
 
 // Limits that keep every run bounded on a small machine.
 const (
@@ -230,7 +239,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 // builtImpls lists the implementations compiled into this binary.
 func builtImpls() []string {
 	var out []string
-	for _, i := range allImpls {
+	for _, i := range defaultImpls {
 		if newBroadcaster[i] != nil {
 			out = append(out, i)
 		}

@@ -32,7 +32,7 @@ func writeReport(w io.Writer, cfg *config, impls []string, results []*result, to
 	}
 	peers := []string{}
 	for _, impl := range impls {
-		if impl != implStream {
+		if !isOurs(impl) {
 			peers = append(peers, impl)
 		}
 	}
@@ -126,6 +126,8 @@ func writeReport(w io.Writer, cfg *config, impls []string, results []*result, to
 				}
 				if impl == implStream {
 					ours, haveOurs = v, true
+				} else if isOurs(impl) {
+					// another of ours: shown, not compared
 				} else if !haveBest || (rw.higher && v > best) || (!rw.higher && v < best) {
 					best, haveBest = v, true
 				}

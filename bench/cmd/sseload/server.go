@@ -34,9 +34,10 @@ type broadcaster interface {
 
 // settings documents every non-default setting of each implementation.
 var settings = map[string]string{
-	implStream: "sse.NewHub[string]() with defaults; handler as in the user guide (Upgrade, Register, <-Done)",
-	implGoSSE:  "sse.Server{} with its default Joe provider (no replayer); Publish(msg)",
-	implR3labs: "sse.New() with AutoReplay=false (the default true keeps every event forever and replays it to each new client); CreateStream, Publish",
+	implStream:     "sse.NewHub[string]() with defaults; handler as in the user guide (Upgrade, Register, <-Done)",
+	implGoSSE:      "sse.Server{} with its default Joe provider (no replayer); Publish(msg)",
+	implR3labs:     "sse.New() with AutoReplay=false (the default true keeps every event forever and replays it to each new client); CreateStream, Publish",
+	implStreamHTTP: "sse.NewHub[string]() with defaults, serving the requests itself (Hub.ServeHTTP)",
 }
 
 var newBroadcaster = map[string]func() broadcaster{}
