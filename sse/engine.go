@@ -55,21 +55,22 @@ type hubCore struct {
 	cfg     engineConfig
 	upgrade *UpgradeOptions
 
-	mu       sync.RWMutex
-	byConn   map[*Conn]*client
-	def      *group            // a Hub's only group
-	groups   map[string]*group // by key
-	byTopic  map[string][]*group
-	heads    map[string]Position // newest event seen per topic (Server)
-	live     map[string]bool     // topics with a running subscription (Server)
-	nclients int
-	closed   bool
-	draining bool
-	drained  chan struct{} // closed when draining and no client is left
-	toWake   []*client     // scratch for fan-out, guarded by mu
-	evict    []*client     // scratch for fan-out, guarded by mu
-	done     chan struct{}
-	runs     sync.WaitGroup
+	mu        sync.RWMutex
+	byConn    map[*Conn]*client
+	def       *group            // a Hub's only group
+	groups    map[string]*group // by key
+	byTopic   map[string][]*group
+	heads     map[string]Position // newest event seen per topic (Server)
+	live      map[string]bool     // topics with a running subscription (Server)
+	nclients  int
+	closed    bool
+	draining  bool
+	drained   chan struct{} // closed when draining and no client is left
+	lastWrite atomic.Int64  // when a writer last wrote, in Unix nanoseconds
+	toWake    []*client     // scratch for fan-out, guarded by mu
+	evict     []*client     // scratch for fan-out, guarded by mu
+	done      chan struct{}
+	runs      sync.WaitGroup
 
 	pool writerPool
 
@@ -484,13 +485,59 @@ func (h *hubCore) retryHint() []byte {
 	return fmt.Appendf(nil, "retry: %d\n\n", d.Milliseconds())
 }
 
+// closeStall is how long Close waits for a write to finish while streams
+// are left to drain: the writers left are taken to be blocked on clients
+// that do not read, and their streams are ended at once.
+const closeStall = 100 * time.Millisecond
+
 // shutdown drains and ends every stream; see Hub.Shutdown.
 func (h *hubCore) shutdown(ctx context.Context) error {
+	drained := h.drain(true)
+	if drained != nil {
+		select {
+		case <-drained:
+		case <-ctx.Done():
+			h.closeNow()
+			return ctx.Err()
+		}
+	}
+	return h.closeNow()
+}
+
+// close writes what was broadcast before it, then ends every stream; see
+// Hub.Close. It does not wait for writes that make no progress.
+func (h *hubCore) close() error {
+	h.lastWrite.Store(time.Now().UnixNano())
+	drained := h.drain(false)
+	timer := time.NewTimer(closeStall)
+	defer timer.Stop()
+	for drained != nil {
+		select {
+		case <-drained:
+			drained = nil
+		case <-timer.C:
+			idle := time.Duration(time.Now().UnixNano() - h.lastWrite.Load())
+			if idle >= closeStall {
+				drained = nil
+			} else {
+				timer.Reset(closeStall - idle)
+			}
+		}
+	}
+	return h.closeNow()
+}
+
+// drain stops the hub taking registrations and broadcasts and has every
+// stream end once its queue is written, after a retry hint when hint is
+// set. It returns a channel closed when no stream is left, or nil when
+// none is or the hub is closed.
+func (h *hubCore) drain(hint bool) <-chan struct{} {
 	h.mu.Lock()
 	if h.closed {
 		h.mu.Unlock()
-		return h.close()
+		return nil
 	}
+	var idle []*client // nothing to write: end now
 	if !h.draining {
 		h.draining = true
 		h.drained = make(chan struct{})
@@ -500,8 +547,13 @@ func (h *hubCore) shutdown(ctx context.Context) error {
 			for _, c := range g.clients {
 				c.mu.Lock()
 				c.closing = true
-				if h.queueExtraLocked(c, h.retryHint()) {
-					wake = append(wake, c)
+				switch {
+				case hint:
+					if h.queueExtraLocked(c, h.retryHint()) {
+						wake = append(wake, c)
+					}
+				case !c.scheduled && len(c.queue) == 0 && !c.removed:
+					idle = append(idle, c)
 				}
 				c.mu.Unlock()
 			}
@@ -519,18 +571,15 @@ func (h *hubCore) shutdown(ctx context.Context) error {
 	}
 	drained := h.drained
 	h.mu.Unlock()
-	if drained != nil {
-		select {
-		case <-drained:
-		case <-ctx.Done():
-			h.close()
-			return ctx.Err()
-		}
+	for _, c := range idle {
+		c.conn.shutdown(fmt.Errorf("%w: server shutting down", ErrConnectionClosed))
 	}
-	return h.close()
+	return drained
 }
 
-func (h *hubCore) close() error {
+// closeNow ends every stream left at once and waits for the writers
+// and for Run.
+func (h *hubCore) closeNow() error {
 	h.mu.Lock()
 	if h.closed {
 		h.mu.Unlock()

@@ -235,9 +235,14 @@ func (h *Hub[T]) BroadcastJSON(v any) error {
 	return h.core.broadcast(encodeData(string(data)))
 }
 
-// Close disconnects every client at once, waits for the writers and for
-// [Hub.Run] to return, and returns nil. Register and Broadcast fail with
-// [ErrHubClosed] afterwards. Close is idempotent.
+// Close disconnects every client gracefully: Register and Broadcast fail
+// with [ErrHubClosed] from the moment it is called, what was broadcast
+// before it is still written, and each stream ends once its queue is. A
+// client that stopped reading does not hold Close up: once no write has
+// finished for 100 ms, the streams left are ended at once. Close then
+// waits for the writers and for [Hub.Run] to return, and returns nil. It
+// is idempotent. [Hub.Shutdown] also asks clients to wait before they
+// reconnect, and waits as long as its context allows.
 func (h *Hub[T]) Close() error { return h.core.close() }
 
 // Shutdown closes the hub gracefully: Register, Broadcast and new
@@ -246,8 +251,8 @@ func (h *Hub[T]) Close() error { return h.core.close() }
 // [HubOptions.ShutdownRetry] plus a random part of
 // [HubOptions.ShutdownJitter] before reconnecting, and each stream ends
 // once its queue is written. Shutdown returns nil when every stream has
-// ended and the writers are done. If ctx ends first, it closes the hub
-// at once as [Hub.Close] does and returns ctx's error.
+// ended and the writers are done. If ctx ends first, it ends the streams
+// left at once and returns ctx's error.
 //
 // To shut down with an [http.Server], register it there, so that the
 // streams (which http.Server.Shutdown does not end) drain while the

@@ -547,3 +547,70 @@ func TestHubServeHTTPClientGoesAway(t *testing.T) {
 		}
 	})
 }
+
+// Close writes what was broadcast before it, then ends every stream: the
+// guide's "Close hub first (disconnects clients gracefully)".
+func TestHubCloseWritesWhatWasBroadcast(t *testing.T) {
+	hub := sse.NewHub[string]()
+	srv, reg := hubServer(t, hub)
+	streams, _ := connect(t, srv, reg, 5)
+	for i := range 50 {
+		if err := hub.Broadcast(fmt.Sprint("event ", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := hub.Broadcast("server shutting down"); err != nil {
+		t.Fatal(err)
+	}
+	if err := hub.Close(); err != nil {
+		t.Fatalf("Close = %v, want nil", err)
+	}
+	for _, s := range streams {
+		for i := range 50 {
+			s.expect(fmt.Sprintf("data: event %d\n\n", i))
+		}
+		s.expect("data: server shutting down\n\n")
+		s.expectEOF()
+	}
+	if st := hub.Stats(); st.Delivered != 5*51 || st.ShutdownDisconnects != 5 || st.Clients != 0 {
+		t.Errorf("Stats: delivered %d, shutdown disconnects %d, clients %d; want %d, 5, 0",
+			st.Delivered, st.ShutdownDisconnects, st.Clients, 5*51)
+	}
+}
+
+// Close does not wait for a client that stopped reading: once no write
+// has finished for 100 ms, it ends the streams left.
+func TestHubCloseDoesNotWaitForStuckClients(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		hub := sse.NewHub[string]()
+		cs := fakeClients(t, hub, 3, &sse.UpgradeOptions{Heartbeat: -1, WriteTimeout: time.Hour})
+		release := cs[0].w.setBlock()
+		defer release()
+		if err := hub.Broadcast("a"); err != nil {
+			t.Fatal(err)
+		}
+		synctest.Wait() // client 0's write of "a" is blocked
+		if err := hub.Broadcast("b"); err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		if err := hub.Close(); err != nil {
+			t.Fatalf("Close = %v, want nil", err)
+		}
+		if took := time.Since(start); took != 100*time.Millisecond {
+			t.Errorf("Close took %v, want 100ms (no write finished meanwhile)", took)
+		}
+		for i, c := range cs {
+			want := ": connected\n\ndata: a\n\ndata: b\n\n"
+			if i == 0 {
+				want = ": connected\n\n"
+			}
+			if got := c.w.Body(); got != want {
+				t.Errorf("client %d: body %q, want %q", i, got, want)
+			}
+			if c.conn.Err() == nil {
+				t.Errorf("client %d: stream still open after Close", i)
+			}
+		}
+	})
+}

@@ -190,6 +190,7 @@ func (p *writerPool) drain(c *client, b []byte) []byte {
 				if err = conn.writeLocked(b); err != nil {
 					break
 				}
+				h.lastWrite.Store(conn.last.Load())
 				b = b[:0]
 			}
 			b = append(b, msg...)
@@ -200,6 +201,7 @@ func (p *writerPool) drain(c *client, b []byte) []byte {
 		}
 		if err == nil {
 			h.delivered.Add(uint64(max(0, len(q)-int(extra))))
+			h.lastWrite.Store(conn.last.Load())
 		}
 	}
 	conn.unlockWrite()

@@ -64,8 +64,10 @@ func (e *StatusError) Unwrap() error { return e.Err }
 //
 // # Shutting down
 //
-// [Server.Close] ends every stream at once; [Server.Shutdown] lets the
-// streams drain and spreads the clients' reconnections.
+// [Server.Close] ends every stream once what was published before it is
+// written, without waiting on clients that stopped reading;
+// [Server.Shutdown] also spreads the clients' reconnections and waits as
+// long as its context allows.
 // [http.Server.Shutdown] waits for connections to go idle, which a stream
 // never does by itself, so register the server's Shutdown with it:
 //
@@ -221,9 +223,11 @@ func (s *Server) Stats() HubStats {
 	return s.core.stats()
 }
 
-// Close ends every stream at once, stops the broker subscriptions and
-// closes the broker if the server made it. Publish and new requests are
-// refused afterwards. Close is idempotent and returns nil.
+// Close ends every stream as [Hub.Close] does (what was published before
+// it is still written, without waiting on clients that stopped reading),
+// stops the broker subscriptions and closes the broker if the server made
+// it. Publish and new requests are refused from the moment it is called.
+// Close is idempotent and returns nil.
 func (s *Server) Close() error {
 	s.init()
 	s.core.close()
@@ -235,7 +239,8 @@ func (s *Server) Close() error {
 // new requests get 503 and Publish fails, each client gets a "retry:"
 // hint of ShutdownRetry plus a random part of ShutdownJitter, and each
 // stream ends once its queue is written. It returns nil once all streams
-// ended, or ctx's error after closing at once if ctx ends first.
+// ended, or ctx's error after ending the streams left at once if ctx ends
+// first.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.init()
 	err := s.core.shutdown(ctx)
