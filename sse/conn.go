@@ -11,7 +11,8 @@ import (
 	"time"
 )
 
-// Defaults used when the matching [UpgradeOptions] field is zero.
+// Defaults used when the matching option is zero: DefaultWriteTimeout for
+// [UpgradeOptions], DefaultHeartbeat for [HubOptions] and [Server].
 const (
 	DefaultWriteTimeout = 10 * time.Second
 	DefaultHeartbeat    = 15 * time.Second
@@ -40,10 +41,13 @@ type UpgradeOptions struct {
 	// value disables the deadline.
 	WriteTimeout time.Duration
 
-	// Heartbeat is how long the stream may stay silent before a comment
-	// (": keep-alive") is sent to keep proxies and load balancers from
-	// closing it. Zero means DefaultHeartbeat (15s); a negative value
-	// disables heartbeats.
+	// Heartbeat, when positive, is how long the stream may stay silent
+	// before the Conn sends a comment (": keep-alive") to keep proxies
+	// and load balancers from closing it. Zero or negative: the Conn
+	// sends none itself, so that a handler may write keep-alives of its
+	// own (see [Conn.SendComment]); a [Hub] or [Server] sends heartbeats
+	// to the streams registered with it (HubOptions.Heartbeat, 15s by
+	// default).
 	Heartbeat time.Duration
 
 	// Retry, when positive, is sent right after the opening comment as the
@@ -171,7 +175,7 @@ func (t *openTask) run() {
 		w:           w,
 		lastEventID: lastEventID(r),
 		timeout:     durationOr(opts.WriteTimeout, DefaultWriteTimeout),
-		interval:    durationOr(opts.Heartbeat, DefaultHeartbeat),
+		interval:    max(opts.Heartbeat, 0),
 		done:        make(chan struct{}),
 		// Hold the write lock until the opening is written, so that a
 		// hub's writer cannot send an event to a just registered

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -358,7 +359,8 @@ func TestCloseAbortsBlockedWrite(t *testing.T) {
 func TestHeartbeat(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		w := newFakeWriter()
-		conn, err := sse.Upgrade(w, httptest.NewRequest(http.MethodGet, "/", nil))
+		r := httptest.NewRequest(http.MethodGet, "/", nil)
+		conn, err := sse.UpgradeWithOptions(r.Context(), w, r, &sse.UpgradeOptions{Heartbeat: 15 * time.Second})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -384,18 +386,55 @@ func TestHeartbeat(t *testing.T) {
 }
 
 func TestHeartbeatDisabled(t *testing.T) {
+	for _, hb := range []time.Duration{0, -1} {
+		t.Run(fmt.Sprint(hb), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				w := newFakeWriter()
+				r := httptest.NewRequest(http.MethodGet, "/", nil)
+				conn, err := sse.UpgradeWithOptions(r.Context(), w, r, &sse.UpgradeOptions{Heartbeat: hb})
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer conn.Close()
+				time.Sleep(time.Hour)
+				synctest.Wait()
+				if got, want := w.Body(), ": connected\n\n"; got != want {
+					t.Fatalf("body = %q, want %q", got, want)
+				}
+			})
+		})
+	}
+}
+
+// The guide keeps a stream alive by writing comments to the
+// ResponseWriter itself. A Conn from Upgrade writes nothing on its own, so
+// that does not race with it (run with -race: ResponseRecorder has no lock).
+func TestGuideKeepAliveWritesToW(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		w := newFakeWriter()
+		w := httptest.NewRecorder()
 		r := httptest.NewRequest(http.MethodGet, "/", nil)
-		conn, err := sse.UpgradeWithOptions(r.Context(), w, r, &sse.UpgradeOptions{Heartbeat: -1})
+		conn, err := sse.Upgrade(w, r)
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer conn.Close()
-		time.Sleep(time.Hour)
+		flusher := http.Flusher(w)
+		ticker := time.NewTicker(30 * time.Second)
+		defer ticker.Stop()
+		for range 3 {
+			select {
+			case <-ticker.C:
+				// Send comment
+				io.WriteString(w, ": keep-alive\n\n")
+				flusher.Flush()
+			case <-conn.Done():
+				t.Fatal("stream ended")
+			}
+		}
+		time.Sleep(29 * time.Second)
 		synctest.Wait()
-		if got, want := w.Body(), ": connected\n\n"; got != want {
-			t.Fatalf("body = %q, want %q", got, want)
+		if got, want := w.Body.String(), ": connected\n\n"+strings.Repeat(": keep-alive\n\n", 3); got != want {
+			t.Fatalf("after 119s: body %q, want %q", got, want)
 		}
 	})
 }

@@ -48,6 +48,7 @@ type engineConfig struct {
 	logger      *slog.Logger
 	retry       time.Duration
 	retryJitter time.Duration
+	heartbeat   time.Duration // idle time before a client gets a comment; 0: none
 }
 
 // hubCore is the non-generic engine behind Hub and Server.
@@ -67,8 +68,12 @@ type hubCore struct {
 	draining  bool
 	drained   chan struct{} // closed when draining and no client is left
 	lastWrite atomic.Int64  // when a writer last wrote, in Unix nanoseconds
-	toWake    []*client     // scratch for fan-out, guarded by mu
-	evict     []*client     // scratch for fan-out, guarded by mu
+
+	beats     beats       // heartbeat schedule; see beat.go
+	beatTimer *time.Timer // fires for beats[0]
+	beatDue   int64       // when beatTimer fires; 0 when it is not set
+	toWake    []*client   // scratch for fan-out, guarded by mu
+	evict     []*client   // scratch for fan-out, guarded by mu
 	done      chan struct{}
 	runs      sync.WaitGroup
 
@@ -170,6 +175,7 @@ func (h *hubCore) register(conn *Conn, g *group, topics []string, filter func(*M
 	h.byConn[conn] = c
 	g.clients = append(g.clients, c)
 	h.nclients++
+	h.scheduleBeatLocked(c)
 	return c, nil
 }
 
@@ -601,6 +607,10 @@ func (h *hubCore) closeNow() error {
 		h.drained = nil
 	}
 	close(h.done)
+	if h.beatTimer != nil {
+		h.beatTimer.Stop()
+	}
+	h.beats = nil
 	h.mu.Unlock()
 
 	for _, c := range list {

@@ -85,9 +85,13 @@ type HubOptions struct {
 	// while writes block on clients that do not read.
 	MaxWriters int
 
-	// Heartbeat, when not zero, overrides Upgrade.Heartbeat for the
-	// streams [Hub.ServeHTTP] opens: the idle time after which a comment
-	// is sent (15s by default); negative disables heartbeats.
+	// Heartbeat is how long a client may go without a write before the
+	// hub sends it a comment (": keep-alive") to keep proxies and load
+	// balancers from closing the stream. It applies to every client,
+	// registered by [Hub.Register] or [Hub.ServeHTTP], whose Conn does not
+	// send heartbeats itself ([UpgradeOptions.Heartbeat]). Zero means
+	// Upgrade.Heartbeat when that is set, else DefaultHeartbeat (15s);
+	// negative disables heartbeats.
 	Heartbeat time.Duration
 
 	// ShutdownRetry is the least reconnection time [Hub.Shutdown] asks
@@ -171,9 +175,11 @@ func NewHubWithOptions[T any](opts *HubOptions) *Hub[T] {
 	if opts.Upgrade != nil {
 		up = *opts.Upgrade
 	}
-	if opts.Heartbeat != 0 {
-		up.Heartbeat = opts.Heartbeat
+	heartbeat := opts.Heartbeat
+	if heartbeat == 0 {
+		heartbeat = up.Heartbeat
 	}
+	up.Heartbeat = 0 // the hub sends the heartbeats of its streams
 	core := newHubCore(engineConfig{
 		queueSize:   opts.QueueSize,
 		maxWriters:  opts.MaxWriters,
@@ -182,6 +188,7 @@ func NewHubWithOptions[T any](opts *HubOptions) *Hub[T] {
 		logger:      opts.Logger,
 		retry:       opts.ShutdownRetry,
 		retryJitter: opts.ShutdownJitter,
+		heartbeat:   durationOr(heartbeat, DefaultHeartbeat),
 	})
 	core.upgrade = &up
 	return &Hub[T]{core: core}

@@ -614,3 +614,90 @@ func TestHubCloseDoesNotWaitForStuckClients(t *testing.T) {
 		}
 	})
 }
+
+// A hub sends its clients' heartbeats: a comment once a client has had no
+// write for HubOptions.Heartbeat, counted nowhere as an event.
+func TestHubHeartbeat(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		hub := sse.NewHub[string]()
+		defer hub.Close()
+		c := fakeClients(t, hub, 1, nil)[0] // the Conn sends none itself
+		time.Sleep(10 * time.Second)
+		if err := hub.Broadcast("x"); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(14 * time.Second) // 24s: 14s after the last write
+		synctest.Wait()
+		if got, want := c.w.Body(), ": connected\n\ndata: x\n\n"; got != want {
+			t.Fatalf("at 24s: body %q, want %q", got, want)
+		}
+		time.Sleep(time.Second) // 25s: 15s of silence
+		synctest.Wait()
+		if got, want := c.w.Body(), ": connected\n\ndata: x\n\n: keep-alive\n\n"; got != want {
+			t.Fatalf("at 25s: body %q, want %q", got, want)
+		}
+		time.Sleep(15 * time.Second)
+		synctest.Wait()
+		if got, want := strings.Count(c.w.Body(), ": keep-alive\n\n"), 2; got != want {
+			t.Fatalf("at 40s: %d heartbeats, want %d", got, want)
+		}
+		if st := hub.Stats(); st.Delivered != 1 || st.QueuedBytes != 0 {
+			t.Errorf("Stats: delivered %d, queued %d bytes; want 1 (x), 0", st.Delivered, st.QueuedBytes)
+		}
+
+		// Unregistered, the stream gets no more heartbeats from the hub.
+		hub.Unregister(c.conn)
+		time.Sleep(time.Hour)
+		synctest.Wait()
+		if got, want := strings.Count(c.w.Body(), ": keep-alive\n\n"), 2; got != want {
+			t.Errorf("an hour after Unregister: %d heartbeats, want still %d", got, want)
+		}
+	})
+}
+
+func TestHubHeartbeatOptions(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		hub  *sse.HubOptions
+		conn *sse.UpgradeOptions
+		wait time.Duration
+		want int // heartbeats
+	}{
+		{"hub 5s", &sse.HubOptions{Heartbeat: 5 * time.Second}, nil, 12 * time.Second, 2},
+		{"from Upgrade options", &sse.HubOptions{Upgrade: &sse.UpgradeOptions{Heartbeat: 5 * time.Second}}, nil, 12 * time.Second, 2},
+		{"hub off", &sse.HubOptions{Heartbeat: -1}, nil, time.Hour, 0},
+		// The Conn's own heartbeat, not one from each.
+		{"conn's own", nil, &sse.UpgradeOptions{Heartbeat: 20 * time.Second}, 50 * time.Second, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				hub := sse.NewHubWithOptions[string](tc.hub)
+				defer hub.Close()
+				c := fakeClients(t, hub, 1, tc.conn)[0]
+				time.Sleep(tc.wait)
+				synctest.Wait()
+				want := ": connected\n\n" + strings.Repeat(": keep-alive\n\n", tc.want)
+				if got := c.w.Body(); got != want {
+					t.Errorf("after %v: body %q, want %q", tc.wait, got, want)
+				}
+			})
+		})
+	}
+}
+
+// Hub.ServeHTTP streams get the hub's heartbeats too.
+func TestHubServeHTTPHeartbeat(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		hub := sse.NewHubWithOptions[string](&sse.HubOptions{Heartbeat: 3 * time.Second})
+		defer hub.Close()
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		w := newFakeWriter()
+		serveIn(ctx, hub, w)
+		time.Sleep(7 * time.Second)
+		synctest.Wait()
+		if got, want := w.Body(), ": connected\n\n: keep-alive\n\n: keep-alive\n\n"; got != want {
+			t.Errorf("after 7s: body %q, want %q", got, want)
+		}
+	})
+}

@@ -181,8 +181,9 @@ func (s *Server) init() {
 			logger:      s.Logger,
 			retry:       s.ShutdownRetry,
 			retryJitter: s.ShutdownJitter,
+			heartbeat:   durationOr(s.Heartbeat, DefaultHeartbeat),
 		})
-		s.core.upgrade = &UpgradeOptions{Heartbeat: s.Heartbeat, WriteTimeout: s.WriteTimeout, Retry: s.Retry, Header: s.Header}
+		s.core.upgrade = &UpgradeOptions{WriteTimeout: s.WriteTimeout, Retry: s.Retry, Header: s.Header}
 		s.ctx, s.cancel = context.WithCancel(context.Background())
 		s.subs = make(map[string]*topicSub)
 	})

@@ -3,10 +3,15 @@
 // clients ignore. Both endpoints send an event only every -every (a
 // minute by default) and a ": keep-alive" comment when idle:
 //
-//   - /events relies on the Conn's heartbeat (UpgradeOptions.Heartbeat,
-//     15 seconds by default), sent only after that long without a write;
-//   - /manual disables it and sends conn.SendComment("keep-alive") on a
-//     ticker of its own, for when the timing is yours to control.
+//   - /events turns on the Conn's heartbeat (UpgradeOptions.Heartbeat,
+//     -heartbeat, 15 seconds by default), sent only after that long
+//     without a write;
+//   - /manual leaves it off (the default for a Conn from Upgrade) and
+//     sends conn.SendComment("keep-alive") on a ticker of its own, for
+//     when the timing is yours to control.
+//
+// A Hub or Server sends heartbeats to the streams registered with it by
+// itself (HubOptions.Heartbeat, 15 seconds by default).
 //
 // Try it with a short interval:
 //
@@ -15,12 +20,13 @@
 //	curl -N http://localhost:8080/manual
 //
 // The guide writes the comment itself with io.WriteString(w, ...) and
-// flusher.Flush(). Do not: the Conn writes to w too, from its heartbeat
-// timer and from hub writers, and an http.ResponseWriter is not safe for
-// concurrent use, so the writes race and can interleave mid-event. A raw
-// write also skips the Conn's write deadline, so a client that stops
-// reading can block it indefinitely. Conn.SendComment takes the Conn's write
-// lock and deadline like every other send.
+// flusher.Flush(). That is safe only while nothing else writes to w: a
+// Conn from Upgrade writes nothing on its own, but one with its heartbeat
+// on, or registered with a Hub, writes from other goroutines, and an
+// http.ResponseWriter is not safe for concurrent use. A raw write also
+// skips the Conn's write deadline, so a client that stops reading can
+// block it indefinitely. Conn.SendComment takes the Conn's write lock and
+// deadline like every other send, and is safe everywhere.
 package main
 
 import (
@@ -61,8 +67,8 @@ func newMux(heartbeat, every time.Duration) http.Handler {
 		stream(conn, every, nil)
 	})
 	mux.HandleFunc("GET /manual", func(w http.ResponseWriter, r *http.Request) {
-		// A negative Heartbeat turns the Conn's own heartbeat off.
-		conn, err := sse.UpgradeWithOptions(r.Context(), w, r, &sse.UpgradeOptions{Heartbeat: -1})
+		// A Conn from Upgrade sends no heartbeats of its own.
+		conn, err := sse.Upgrade(w, r)
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 			return
