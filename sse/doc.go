@@ -22,9 +22,11 @@
 //	<-conn.Done()
 //
 // Every write has a deadline (10 seconds by default), so a client that
-// stops reading ends its stream instead of blocking the sender, and a
-// comment is sent after 15 seconds of silence so proxies keep the
-// connection open. [UpgradeWithOptions] changes both.
+// stops reading ends its stream instead of blocking the sender. A Conn
+// writes nothing on its own unless asked to: [UpgradeWithOptions] sets
+// the deadline and a heartbeat, a comment sent after a period of silence
+// so proxies keep the connection open. [Conn.SendComment] sends one by
+// hand.
 //
 // # Events on the wire
 //
@@ -48,7 +50,10 @@
 // others: when its queue is full it is disconnected and counted in
 // [HubStats], and [Hub.Broadcast] does not wait for it. (A hub that
 // writes to each client in turn, as a naive loop does, stalls every
-// client behind the slowest.)
+// client behind the slowest.) A hub also sends each of its clients a
+// heartbeat comment after 15 seconds of silence ([HubOptions.Heartbeat]),
+// and [Hub.Close] writes what was broadcast before it, then ends every
+// stream.
 //
 // # Topics and replay
 //
