@@ -9,7 +9,10 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
+
+	"github.com/coregx/stream/sse"
 )
 
 // fakeWriter is an http.ResponseWriter that records what is written and
@@ -200,5 +203,21 @@ func (s *stream) expectEOF() {
 	rest, err := io.ReadAll(s.br)
 	if len(rest) > 0 || err != nil {
 		s.t.Fatalf("after end: got %q, err %v; want a clean end", rest, err)
+	}
+}
+
+// expectClientGone checks, in a testing/synctest bubble, that the handler
+// whose request's context was just cancelled returned (done is closed) and
+// that its one client was counted as gone.
+func expectClientGone(t *testing.T, done <-chan struct{}, stats func() sse.HubStats) {
+	t.Helper()
+	synctest.Wait()
+	select {
+	case <-done:
+	default:
+		t.Fatal("ServeHTTP still running after the request's context ended")
+	}
+	if st := stats(); st.Clients != 0 || st.ClientDisconnects != 1 {
+		t.Errorf("Stats: %d clients, %d client disconnects; want 0, 1", st.Clients, st.ClientDisconnects)
 	}
 }

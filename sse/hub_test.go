@@ -532,16 +532,7 @@ func TestHubServeHTTPClientGoesAway(t *testing.T) {
 			t.Fatalf("Clients() = %d, want 1", got)
 		}
 		cancel()
-		synctest.Wait()
-		select {
-		case <-done:
-		default:
-			t.Fatal("ServeHTTP still running after the request's context ended")
-		}
-		st := hub.Stats()
-		if st.Clients != 0 || st.ClientDisconnects != 1 {
-			t.Errorf("Stats: %d clients, %d client disconnects; want 0, 1", st.Clients, st.ClientDisconnects)
-		}
+		expectClientGone(t, done, hub.Stats)
 		if got := w.Body(); got != ": connected\n\n" {
 			t.Errorf("body %q, want only the opening", got)
 		}

@@ -538,16 +538,7 @@ func TestServerClientGoesAway(t *testing.T) {
 					t.Fatalf("body %q, want %q", got, want)
 				}
 				cancel()
-				synctest.Wait()
-				select {
-				case <-done:
-				default:
-					t.Fatal("ServeHTTP still running after the request's context ended")
-				}
-				st := s.Stats()
-				if st.Clients != 0 || st.ClientDisconnects != 1 {
-					t.Errorf("Stats: %d clients, %d client disconnects; want 0, 1", st.Clients, st.ClientDisconnects)
-				}
+				expectClientGone(t, done, s.Stats)
 			})
 		})
 	}
