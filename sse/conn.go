@@ -334,12 +334,18 @@ func (c *Conn) write(p []byte) error {
 	return c.writeLocked(p)
 }
 
-func (c *Conn) writeLocked(p []byte) error {
+func (c *Conn) writeLocked(p []byte) error { return c.writeOut(p, c.deadlines) }
+
+// writeOut writes p and flushes it, under a write deadline set before and
+// cleared after when deadline is set (a hub's writers set one only for
+// writes that take long; see writeSlot), and records the time. A failed
+// write ends the stream.
+func (c *Conn) writeOut(p []byte, deadline bool) error {
 	if c.closed.Load() {
 		return c.Err()
 	}
 	c.writing.Store(true)
-	if c.deadlines {
+	if deadline {
 		_ = c.rc().SetWriteDeadline(time.Now().Add(c.timeout))
 	}
 	// shutdown sets closed before it reads writing: either it sees this
@@ -352,21 +358,30 @@ func (c *Conn) writeLocked(p []byte) error {
 	if err == nil {
 		err = c.rc().Flush()
 	}
-	if err == nil && c.deadlines {
-		// HTTP/2 resets a stream whose deadline passes even when idle.
-		err = c.rc().SetWriteDeadline(time.Time{})
+	if err == nil && deadline {
+		err = c.clearDeadline()
 	}
 	c.writing.Store(false)
 	if err != nil {
-		if errors.Is(err, ErrConnectionClosed) {
-			return err
-		}
-		err = fmt.Errorf("%w: write: %w", ErrConnectionClosed, err)
-		c.shutdown(err)
-		return c.Err()
+		return c.fail(err)
 	}
 	c.last.Store(time.Now().UnixNano())
 	return nil
+}
+
+// clearDeadline removes the write deadline after a write: HTTP/2 resets a
+// stream whose deadline passes even when it is idle.
+func (c *Conn) clearDeadline() error {
+	return c.rc().SetWriteDeadline(time.Time{})
+}
+
+// fail ends the stream after a failed write and returns why it ended.
+func (c *Conn) fail(err error) error {
+	if errors.Is(err, ErrConnectionClosed) {
+		return err
+	}
+	c.shutdown(fmt.Errorf("%w: write: %w", ErrConnectionClosed, err))
+	return c.Err()
 }
 
 // shutdown ends the stream with cause: it cuts short a blocked write,

@@ -27,6 +27,7 @@ type fakeWriter struct {
 	dlMoved  chan struct{} // closed when the deadline changes
 	block    chan struct{} // when non-nil, Write waits for it or the deadline
 	noDL     bool          // SetWriteDeadline is not supported
+	dlCalls  int           // SetWriteDeadline calls
 }
 
 func newFakeWriter() *fakeWriter {
@@ -86,6 +87,7 @@ func (f *fakeWriter) SetWriteDeadline(t time.Time) error {
 		return http.ErrNotSupported
 	}
 	f.mu.Lock()
+	f.dlCalls++
 	f.deadline = t
 	close(f.dlMoved)
 	f.dlMoved = make(chan struct{})
@@ -220,4 +222,18 @@ func expectClientGone(t *testing.T, done <-chan struct{}, stats func() sse.HubSt
 	if st := stats(); st.Clients != 0 || st.ClientDisconnects != 1 {
 		t.Errorf("Stats: %d clients, %d client disconnects; want 0, 1", st.Clients, st.ClientDisconnects)
 	}
+}
+
+// deadlineCalls returns how many times SetWriteDeadline was called.
+func (f *fakeWriter) deadlineCalls() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.dlCalls
+}
+
+// currentDeadline returns the write deadline now set.
+func (f *fakeWriter) currentDeadline() time.Time {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.deadline
 }

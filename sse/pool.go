@@ -2,7 +2,9 @@ package sse
 
 import (
 	"fmt"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -33,6 +35,10 @@ type writerPool struct {
 	armed    bool // stall is set to fire
 	stopped  bool // the hub closed: arm no more
 	wg       sync.WaitGroup
+
+	slots    []*writeSlot // one per worker, for the watchdog
+	watch    *time.Timer  // the watchdog; see writeSlot
+	watching atomic.Bool  // watch is set to fire
 }
 
 // push makes clients ready to be written and starts workers as needed.
@@ -144,13 +150,22 @@ func (p *writerPool) done() {
 
 func (p *writerPool) work() {
 	defer p.wg.Done()
+	s := &writeSlot{pool: p}
+	p.mu.Lock()
+	p.slots = append(p.slots, s)
+	p.mu.Unlock()
+	defer func() {
+		p.mu.Lock()
+		p.slots = slices.DeleteFunc(p.slots, func(x *writeSlot) bool { return x == s })
+		p.mu.Unlock()
+	}()
 	var b []byte
 	for {
 		c := p.pop()
 		if c == nil {
 			return
 		}
-		b = p.drain(c, b[:0])
+		b = p.drain(c, b[:0], s)
 		p.done()
 		if cap(b) > 4*maxWrite {
 			b = nil
@@ -168,11 +183,102 @@ func (p *writerPool) wait() {
 	}
 	p.mu.Unlock()
 	p.wg.Wait()
+	p.mu.Lock()
+	if p.watch != nil {
+		p.watch.Stop()
+	}
+	p.mu.Unlock()
 }
 
-// drain writes everything queued for c in as few writes as it can, using
-// b as scratch, and returns b for reuse.
-func (p *writerPool) drain(c *client, b []byte) []byte {
+// watchAfter is how long a hub's write may run before it gets a deadline.
+// Writes to clients that read finish in microseconds, so setting and
+// clearing a deadline around each (two timer updates in the runtime's
+// poller, 7 % of a writer's time on loopback) is left to the writes still
+// running after watchAfter: the watchdog gives those the deadline they
+// would have had from the start, the write's start plus the stream's
+// write timeout, and the writer clears it when the write returns.
+const watchAfter = 50 * time.Millisecond
+
+// writeSlot is the write a worker has in progress, for the watchdog.
+type writeSlot struct {
+	pool  *writerPool
+	mu    sync.Mutex
+	conn  *Conn // nil between writes
+	start time.Time
+	dl    bool // the watchdog set conn's deadline for this write
+}
+
+// write writes p to conn, whose write lock the caller holds, under the
+// watchdog.
+func (s *writeSlot) write(conn *Conn, p []byte) error {
+	if !conn.deadlines {
+		return conn.writeOut(p, false)
+	}
+	s.mu.Lock()
+	s.conn, s.start, s.dl = conn, time.Now(), false
+	s.mu.Unlock()
+	if !s.pool.watching.Load() {
+		s.pool.armWatch(watchAfter)
+	}
+	err := conn.writeOut(p, false)
+	s.mu.Lock()
+	dl := s.dl
+	s.conn, s.dl = nil, false
+	s.mu.Unlock()
+	if dl && err == nil {
+		if e := conn.clearDeadline(); e != nil {
+			err = conn.fail(e)
+		}
+	}
+	return err
+}
+
+// armWatch sets the watchdog to fire after d, unless it is set already.
+func (p *writerPool) armWatch(d time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.stopped || !p.watching.CompareAndSwap(false, true) {
+		return
+	}
+	if p.watch == nil {
+		p.watch = time.AfterFunc(d, p.checkWrites)
+	} else {
+		p.watch.Reset(d)
+	}
+}
+
+// checkWrites runs on the watchdog: it gives every write running for
+// watchAfter its deadline, and sets itself again for the first write that
+// will have run that long, if any.
+func (p *writerPool) checkWrites() {
+	// Stop watching before looking: a write that starts from now on
+	// sets the watchdog again, and one that started before is seen.
+	p.watching.Store(false)
+	p.mu.Lock()
+	slots := slices.Clone(p.slots)
+	p.mu.Unlock()
+	now := time.Now()
+	next := time.Duration(-1)
+	for _, s := range slots {
+		s.mu.Lock()
+		if s.conn != nil && !s.dl {
+			if ran := now.Sub(s.start); ran >= watchAfter {
+				_ = s.conn.rc().SetWriteDeadline(s.start.Add(s.conn.timeout))
+				s.dl = true
+			} else if wait := watchAfter - ran; next < 0 || wait < next {
+				next = wait
+			}
+		}
+		s.mu.Unlock()
+	}
+	if next >= 0 {
+		p.armWatch(next)
+	}
+}
+
+// drain writes everything queued for c in as few writes as it can, through
+// s, using b as scratch, and returns b for reuse.
+func (p *writerPool) drain(c *client, b []byte, s *writeSlot) []byte {
 	h := p.hub
 	conn := c.conn
 	conn.lockWrite()
@@ -187,7 +293,7 @@ func (p *writerPool) drain(c *client, b []byte) []byte {
 	if !removed {
 		for i, msg := range q {
 			if len(b) > 0 && len(b)+len(msg) > maxWrite {
-				if err = conn.writeLocked(b); err != nil {
+				if err = s.write(conn, b); err != nil {
 					break
 				}
 				h.lastWrite.Store(conn.last.Load())
@@ -197,7 +303,7 @@ func (p *writerPool) drain(c *client, b []byte) []byte {
 			q[i] = nil
 		}
 		if err == nil && len(b) > 0 {
-			err = conn.writeLocked(b)
+			err = s.write(conn, b)
 		}
 		if err == nil {
 			h.delivered.Add(uint64(max(0, len(q)-int(extra))))

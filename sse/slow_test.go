@@ -3,6 +3,7 @@ package sse_test
 import (
 	"errors"
 	"fmt"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -218,4 +219,82 @@ func allEndWith(ws []*fakeWriter, want string) bool {
 		}
 	}
 	return true
+}
+
+// A hub's write to a client that reads gets no deadline: only a write
+// still running after a while gets one, the write's start plus the
+// stream's write timeout, so a stuck client is cut exactly then.
+func TestHubWriteDeadlines(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		hub := sse.NewHubWithOptions[string](&sse.HubOptions{Heartbeat: -1})
+		defer hub.Close()
+		cs := fakeClients(t, hub, 2, &sse.UpgradeOptions{WriteTimeout: 2 * time.Second})
+		healthy, stuck := cs[0], cs[1]
+		opened := healthy.w.deadlineCalls() // the probe, and the opening's set and clear
+		for i := range 100 {
+			if err := hub.Broadcast(fmt.Sprint(i)); err != nil {
+				t.Fatal(err)
+			}
+			synctest.Wait()
+		}
+		if got := healthy.w.deadlineCalls(); got != opened {
+			t.Errorf("100 quick writes: %d more deadline calls, want none", got-opened)
+		}
+
+		release := stuck.w.setBlock()
+		defer release()
+		start := time.Now()
+		if err := hub.Broadcast("blocked"); err != nil {
+			t.Fatal(err)
+		}
+		<-stuck.conn.Done()
+		if took := time.Since(start); took != 2*time.Second {
+			t.Errorf("stuck client ended after %v, want the write timeout, 2s", took)
+		}
+		if err := stuck.conn.Err(); !errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Errorf("stuck client's Err() = %v, want a deadline error", err)
+		}
+		synctest.Wait()
+		var want strings.Builder
+		want.WriteString(": connected\n\n")
+		for i := range 100 {
+			fmt.Fprintf(&want, "data: %d\n\n", i)
+		}
+		want.WriteString("data: blocked\n\n")
+		if got := healthy.w.Body(); got != want.String() {
+			t.Errorf("healthy client's body: got %q, want %q", got, want.String())
+		}
+	})
+}
+
+// A slow write that finishes within the write timeout keeps its stream,
+// and the deadline it got is cleared (HTTP/2 resets a stream whose
+// deadline passes even when idle).
+func TestHubSlowWriteClearsDeadline(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		hub := sse.NewHubWithOptions[string](&sse.HubOptions{Heartbeat: -1})
+		defer hub.Close()
+		c := fakeClients(t, hub, 1, &sse.UpgradeOptions{WriteTimeout: 2 * time.Second})[0]
+		release := c.w.setBlock()
+		start := time.Now()
+		if err := hub.Broadcast("slow"); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Second)
+		synctest.Wait()
+		if got, want := c.w.currentDeadline(), start.Add(2*time.Second); !got.Equal(want) {
+			t.Errorf("during the slow write: deadline %v, want its start plus 2s, %v", got, want)
+		}
+		release()
+		synctest.Wait()
+		if got := c.w.currentDeadline(); !got.IsZero() {
+			t.Errorf("after the write: deadline %v, want none", got)
+		}
+		if err := c.conn.Err(); err != nil {
+			t.Errorf("Err() = %v, want the stream open", err)
+		}
+		if got, want := c.w.Body(), ": connected\n\ndata: slow\n\n"; got != want {
+			t.Errorf("body %q, want %q", got, want)
+		}
+	})
 }
