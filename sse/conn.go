@@ -73,27 +73,25 @@ type Conn struct {
 	w           http.ResponseWriter
 	lastEventID string
 	timeout     time.Duration // write timeout; 0 means none
-	deadlines   bool          // the writer supports write deadlines
-
-	writing atomic.Bool // a write is in progress
-	last    atomic.Int64
-	closed  atomic.Bool
+	last        atomic.Int64
+	writing     atomic.Bool // a write is in progress
+	closed      atomic.Bool
+	deadlines   bool // the writer supports write deadlines
 
 	mu       sync.Mutex // guards the fields below
 	cause    error
 	watchers []closeWatcher
-	stopReq  func() bool // stops watching the request's context
-	stopCtx  func() bool // stops watching the Upgrade context, if another
+	stop     func() bool // stops watching the contexts
 	beat     *time.Timer
 	interval time.Duration
 
 	// The write lock, which serialises writes. Waiting for it is a
 	// channel receive, so that it is durably blocking in a
-	// testing/synctest bubble; the channels are made only on contention.
+	// testing/synctest bubble; the channel is made only on contention.
 	held   bool          // the write lock is taken
-	wake   chan struct{} // closed when the write lock is released; nil when nobody waits
 	ending bool          // ended: the write lock's holder closes done
 	ended  bool          // done is closed
+	wake   chan struct{} // closed when the write lock is released; nil when nobody waits
 
 	done chan struct{}
 }
@@ -187,13 +185,18 @@ func (t *openTask) run() {
 
 	// Watch the contexts without a goroutine of our own.
 	c.mu.Lock()
-	c.stopReq = context.AfterFunc(r.Context(), func() {
+	c.stop = context.AfterFunc(r.Context(), func() {
 		c.shutdown(fmt.Errorf("%w: client went away", ErrConnectionClosed))
 	})
 	if ctx != r.Context() {
-		c.stopCtx = context.AfterFunc(ctx, func() {
+		stopReq := c.stop
+		stopCtx := context.AfterFunc(ctx, func() {
 			c.shutdown(fmt.Errorf("%w: %w", ErrConnectionClosed, context.Cause(ctx)))
 		})
+		c.stop = func() bool {
+			req, ctx := stopReq(), stopCtx() // both, always
+			return req && ctx
+		}
 	}
 	c.mu.Unlock()
 	if t.ready != nil {
@@ -398,17 +401,15 @@ func (c *Conn) shutdown(cause error) {
 	}
 	c.cause = cause
 	c.closed.Store(true)
-	watchers, stopReq, stopCtx, beat := c.watchers, c.stopReq, c.stopCtx, c.beat
-	c.watchers, c.stopReq, c.stopCtx, c.beat = nil, nil, nil, nil
+	watchers, stop, beat := c.watchers, c.stop, c.beat
+	c.watchers, c.stop, c.beat = nil, nil, nil
 	c.mu.Unlock()
 
 	if c.writing.Load() && c.deadlines {
 		_ = c.rc().SetWriteDeadline(time.Now())
 	}
-	for _, stop := range []func() bool{stopReq, stopCtx} {
-		if stop != nil {
-			stop()
-		}
+	if stop != nil {
+		stop()
 	}
 	if beat != nil {
 		beat.Stop()
