@@ -26,9 +26,9 @@ type client struct {
 	extra     int32    // queue entries that are not live events
 	scheduled bool     // in the ready queue or being written
 	removed   bool
-	closing   bool      // shutting down: end the stream once drained
-	resuming  bool      // live events go to pending until the replay is queued
-	pending   []Message // live events that came while resuming
+	closing   bool       // shutting down: end the stream once drained
+	resuming  bool       // live events go to pending until the replay is queued
+	pending   *[]Message // live events that came while resuming
 }
 
 // group is the clients that follow the same topics. Events are encoded
@@ -172,6 +172,9 @@ func (h *hubCore) register(conn *Conn, g *group, topics []string, filter func(*M
 		return nil, conn.Err()
 	}
 	c := &client{conn: conn, grp: g, index: len(g.clients), filter: filter, resuming: resuming}
+	if resuming {
+		c.pending = new([]Message)
+	}
 	h.byConn[conn] = c
 	g.clients = append(g.clients, c)
 	h.nclients++
@@ -347,7 +350,7 @@ func (h *hubCore) fanoutLocked(g *group, msg []byte, m *Message, wake, evict []*
 		switch {
 		case c.removed || c.closing:
 		case c.resuming:
-			c.pending = append(c.pending, *m)
+			*c.pending = append(*c.pending, *m)
 		case len(c.queue) >= h.cfg.queueSize && h.cfg.policy == SlowDisconnect:
 			added -= c.bytes
 			c.bytes = 0

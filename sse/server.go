@@ -541,7 +541,10 @@ func (h *hubCore) deliver(m Message) {
 func (h *hubCore) finishResume(c *client, topics, ids []string, hists []History) {
 	h.mu.Lock()
 	c.mu.Lock()
-	pending := c.pending
+	var pending []Message
+	if c.pending != nil {
+		pending = *c.pending
+	}
 	c.pending, c.resuming = nil, false
 	if c.removed || c.closing {
 		c.mu.Unlock()
