@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -80,8 +81,9 @@ type Conn struct {
 
 	mu       sync.Mutex // guards the fields below
 	cause    error
-	watchers []closeWatcher
-	stop     func() bool // stops watching the contexts
+	watcher  closeWatcher    // told when the Conn ends (a hub); see watch
+	more     *[]closeWatcher // watchers after the first, rarely any
+	stop     func() bool     // stops watching the contexts
 	beat     *time.Timer
 	interval time.Duration
 
@@ -401,8 +403,12 @@ func (c *Conn) shutdown(cause error) {
 	}
 	c.cause = cause
 	c.closed.Store(true)
-	watchers, stop, beat := c.watchers, c.stop, c.beat
-	c.watchers, c.stop, c.beat = nil, nil, nil
+	watchers := []closeWatcher{c.watcher}
+	if c.more != nil {
+		watchers = append(watchers, *c.more...)
+	}
+	stop, beat := c.stop, c.beat
+	c.watcher, c.more, c.stop, c.beat = nil, nil, nil, nil
 	c.mu.Unlock()
 
 	if c.writing.Load() && c.deadlines {
@@ -415,7 +421,9 @@ func (c *Conn) shutdown(cause error) {
 		beat.Stop()
 	}
 	for _, w := range watchers {
-		w.connClosed(c)
+		if w != nil {
+			w.connClosed(c)
+		}
 	}
 	// Whoever holds the write lock closes done on unlock; if nobody
 	// does, close it here.
@@ -477,7 +485,14 @@ func (c *Conn) watch(w closeWatcher) bool {
 	if c.cause != nil {
 		return false
 	}
-	c.watchers = append(c.watchers, w)
+	switch {
+	case c.watcher == nil:
+		c.watcher = w // the usual case: one hub, no allocation
+	case c.more == nil:
+		c.more = &[]closeWatcher{w}
+	default:
+		*c.more = append(*c.more, w)
+	}
 	return true
 }
 
@@ -485,11 +500,16 @@ func (c *Conn) watch(w closeWatcher) bool {
 func (c *Conn) unwatch(w closeWatcher) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for i, x := range c.watchers {
-		if x == w {
-			c.watchers = append(c.watchers[:i], c.watchers[i+1:]...)
-			return
+	if c.watcher == w {
+		c.watcher = nil
+		if c.more != nil && len(*c.more) > 0 {
+			c.watcher = (*c.more)[0]
+			*c.more = slices.Delete(*c.more, 0, 1)
 		}
+		return
+	}
+	if c.more != nil {
+		*c.more = slices.DeleteFunc(*c.more, func(x closeWatcher) bool { return x == w })
 	}
 }
 

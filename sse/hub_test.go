@@ -692,3 +692,49 @@ func TestHubServeHTTPHeartbeat(t *testing.T) {
 		}
 	})
 }
+
+// A Conn may be registered with several hubs at once: each delivers its
+// broadcasts, Unregister affects only its own hub, and a Conn that ends
+// leaves every hub it is in.
+func TestConnInSeveralHubs(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		hubs := []*sse.Hub[string]{sse.NewHub[string](), sse.NewHub[string](), sse.NewHub[string]()}
+		w := newFakeWriter()
+		r := httptest.NewRequest(http.MethodGet, "/", nil)
+		conn, err := sse.UpgradeWithOptions(r.Context(), w, r, &sse.UpgradeOptions{Heartbeat: -1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, h := range hubs {
+			defer h.Close()
+			if err := h.Register(conn); err != nil {
+				t.Fatalf("hub %d: Register = %v", i, err)
+			}
+		}
+		broadcastAll := func(tag string) {
+			for i, h := range hubs {
+				if err := h.Broadcast(fmt.Sprintf("%s%d", tag, i)); err != nil {
+					t.Fatal(err)
+				}
+				synctest.Wait()
+			}
+		}
+		broadcastAll("a")
+		hubs[0].Unregister(conn)
+		broadcastAll("b")
+		hubs[1].Unregister(conn)
+		broadcastAll("c")
+		if got, want := w.Body(), ": connected\n\ndata: a0\n\ndata: a1\n\ndata: a2\n\ndata: b1\n\ndata: b2\n\ndata: c2\n\n"; got != want {
+			t.Errorf("body: got %q, want %q", got, want)
+		}
+		if err := hubs[1].Register(conn); err != nil { // back in hub 1
+			t.Fatal(err)
+		}
+		conn.Close()
+		for i, h := range hubs {
+			if got := h.Clients(); got != 0 {
+				t.Errorf("hub %d: Clients() = %d after the Conn closed, want 0", i, got)
+			}
+		}
+	})
+}
