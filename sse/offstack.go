@@ -3,6 +3,7 @@ package sse
 import (
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -17,8 +18,21 @@ import (
 // of Upgrade and Register runs on a few long-lived helper goroutines, which
 // linger a little after their last task and then exit.
 
-// helperLinger is how long an idle helper waits for another task.
-const helperLinger = 100 * time.Millisecond
+// helperLinger is how long an idle helper waits for another task: long
+// enough to serve a burst of connections, short enough that helpers are
+// gone soon after.
+const helperLinger = 20 * time.Millisecond
+
+// lingerOverride, when set, replaces helperLinger (in nanoseconds); for
+// tests.
+var lingerOverride atomic.Int64
+
+func linger() time.Duration {
+	if d := lingerOverride.Load(); d != 0 {
+		return time.Duration(d)
+	}
+	return helperLinger
+}
 
 // task is work handed to a helper.
 type task interface{ run() }
@@ -75,15 +89,18 @@ func takeHelper() *helper {
 // loop runs t and the tasks handed over after it, and exits after
 // helperLinger without one.
 func (h *helper) loop(t task) {
-	timer := time.NewTimer(helperLinger)
+	timer := time.NewTimer(linger())
 	for {
-		h.done <- runTask(t)
-
+		p := runTask(t)
+		// Idle before the caller goes on, so that its next task (Register
+		// after Upgrade) finds this helper; one who takes it waits in
+		// the select below for it.
 		helpers.mu.Lock()
 		h.idle = true
 		helpers.idle = append(helpers.idle, h)
 		helpers.mu.Unlock()
-		timer.Reset(helperLinger)
+		h.done <- p
+		timer.Reset(linger())
 
 		select {
 		case t = <-h.tasks:

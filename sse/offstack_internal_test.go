@@ -26,7 +26,32 @@ type funcTask func()
 
 func (f funcTask) run() { f() }
 
+// waitNoHelpers waits until no helper goroutine is left idle.
+func waitNoHelpers(t *testing.T) {
+	t.Helper()
+	deadline := time.Now().Add(10 * helperLinger)
+	for {
+		helpers.mu.Lock()
+		idle := len(helpers.idle)
+		helpers.mu.Unlock()
+		if idle == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d helpers still idle %v after their last task", idle, 10*helperLinger)
+		}
+		time.Sleep(helperLinger / 4)
+	}
+}
+
 func TestOffstackRunsOnHelper(t *testing.T) {
+	waitNoHelpers(t)
+	lingerOverride.Store(int64(time.Minute)) // the helper cannot leave between the tasks
+	defer func() {
+		lingerOverride.Store(0)
+		offstack(funcTask(func() {})) // the helper waits helperLinger again after it
+		waitNoHelpers(t)
+	}()
 	caller := goid(t)
 	var first, second uint64
 	offstack(funcTask(func() { first = goid(t) }))
@@ -41,19 +66,13 @@ func TestOffstackRunsOnHelper(t *testing.T) {
 
 func TestOffstackHelpersExitWhenIdle(t *testing.T) {
 	offstack(funcTask(func() {}))
-	deadline := time.Now().Add(10 * helperLinger)
-	for {
-		helpers.mu.Lock()
-		idle := len(helpers.idle)
-		helpers.mu.Unlock()
-		if idle == 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d helpers still idle %v after their last task", idle, 10*helperLinger)
-		}
-		time.Sleep(helperLinger / 4)
+	helpers.mu.Lock()
+	idle := len(helpers.idle)
+	helpers.mu.Unlock()
+	if idle == 0 {
+		t.Fatal("no helper idle right after a task")
 	}
+	waitNoHelpers(t)
 }
 
 func TestOffstackConcurrent(t *testing.T) {
