@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"iter"
+	"math"
 	"math/rand/v2"
 	"mime"
 	"net/http"
@@ -206,14 +207,18 @@ func (s *stream) delay(n int) time.Duration {
 		// A server asking for no delay still gets backoff on failures.
 		d = max(d, 100*time.Millisecond)
 		for range n {
-			if d >= ceiling {
+			if d >= ceiling || d > math.MaxInt64/2 {
 				break
 			}
 			d *= 2
 		}
 	}
 	d = min(d, ceiling)
-	return d + rand.N(d/5+1)
+	jitter := rand.N(d/5 + 1)
+	if d > math.MaxInt64-jitter {
+		return math.MaxInt64 // a server's retry field can ask for centuries
+	}
+	return d + jitter
 }
 
 // connect makes one connection and reads events from it until it ends.

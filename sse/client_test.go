@@ -846,3 +846,42 @@ func TestClientCancelMidStream(t *testing.T) {
 		}
 	})
 }
+
+// A retry field may hold any number of digits: the client waits that
+// long (saturating at the longest Duration), never less.
+func TestClientHugeServerRetry(t *testing.T) {
+	for _, retry := range []string{"9223372036854", "9223372036855", "99999999999999999999"} {
+		t.Run(retry, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				tr := newPipeTransport()
+				var log reconnectLog
+				ctx, cancel := context.WithCancel(t.Context())
+				c := &sse.Client{HTTPClient: &http.Client{Transport: tr}, OnReconnect: log.add}
+				results := subscribe(ctx, c)
+				w := (<-tr.conns).open()
+				io.WriteString(w, "retry: "+retry+"\ndata: a\n\n")
+				w.Close()
+				if r := <-results; r.(sse.Event).Data != "a" {
+					t.Fatalf("first result %v, want event a", r)
+				}
+				time.Sleep(100 * 365 * 24 * time.Hour) // a century later: still waiting
+				synctest.Wait()
+				select {
+				case <-tr.conns:
+					t.Fatalf("reconnected within a century after retry: %s", retry)
+				default:
+				}
+				entries := log.get()
+				if len(entries) != 1 || entries[0].delay < 9223372036854*time.Millisecond {
+					t.Errorf("reconnections %+v, want one with a delay of at least %v", entries, 9223372036854*time.Millisecond)
+				}
+				cancel()
+				for r := range results {
+					if !errors.Is(r.(error), context.Canceled) {
+						t.Errorf("after cancel: %v, want context.Canceled", r)
+					}
+				}
+			})
+		})
+	}
+}
