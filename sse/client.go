@@ -36,7 +36,9 @@ const healthyPeriod = 30 * time.Second
 // Each subscription sends GET (or the given request) with the headers
 // "Accept: text/event-stream" and "Cache-Control: no-cache" unless the
 // request already has them, and "Last-Event-ID" carrying the last event
-// ID once the stream has set a non-empty one. A response other than
+// ID once the stream has set a non-empty one (except an ID holding
+// control characters other than tab, which net/http refuses to send in a
+// header: the request goes without it). A response other than
 // 200 OK with a Content-Type of text/event-stream ends the subscription
 // with a [*ResponseError]; 204 No Content ends it without an error.
 // Network errors, the end of a response, and an idle timeout make the
