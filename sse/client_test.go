@@ -885,3 +885,35 @@ func TestClientHugeServerRetry(t *testing.T) {
 		})
 	}
 }
+
+// An ID holding a control character other than tab cannot go in a header
+// (net/http refuses the request): the client reconnects without the
+// header rather than failing, and sends the next ID that can.
+func TestClientUnsendableLastEventID(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		tr := newPipeTransport()
+		c := &sse.Client{HTTPClient: &http.Client{Transport: tr}}
+		ctx, cancel := context.WithCancel(t.Context())
+		results := subscribe(ctx, c)
+		w := (<-tr.conns).open()
+		io.WriteString(w, "id: a\x01b\ndata: x\n\n")
+		w.Close()
+		if r := <-results; r.(sse.Event).ID != "a\x01b" {
+			t.Fatalf("first result %v, want the event with ID \"a\\x01b\"", r)
+		}
+		conn := <-tr.conns
+		if got := conn.req.Header.Values("Last-Event-ID"); len(got) != 0 {
+			t.Errorf("reconnection Last-Event-ID = %q, want none", got)
+		}
+		w = conn.open()
+		io.WriteString(w, "id: a\tb\ndata: y\n\n")
+		w.Close()
+		<-results
+		if got := (<-tr.conns).req.Header.Get("Last-Event-ID"); got != "a\tb" {
+			t.Errorf("next reconnection Last-Event-ID = %q, want \"a\\tb\"", got)
+		}
+		cancel()
+		for range results {
+		}
+	})
+}
