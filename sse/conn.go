@@ -66,18 +66,24 @@ type UpgradeOptions struct {
 //
 // A Conn ends when its client goes away, when the context it was created
 // with ends, when a write fails or times out, or when [Conn.Close] is
-// called, whichever comes first; [Conn.Done] is closed then. The handler
-// that created it must not return before [Conn.Close] (or
-// [Hub.Unregister], for a registered Conn) has returned: both wait for a
-// write in progress, so that nothing touches the ResponseWriter afterwards.
+// called, whichever comes first; [Conn.Done] is closed then. A client
+// that goes away (the request's context ends) is noticed at once, except
+// by a Conn registered with [Hub.Register]: its hub checks the requests
+// of its clients every 50 ms, which saves each stream a callback on its
+// request's context (half a KiB). ([Hub.ServeHTTP] and [Server] watch
+// their own requests at once.) The handler that created
+// it must not return before [Conn.Close] (or [Hub.Unregister], for a
+// registered Conn) has returned: both wait for a write in progress, so
+// that nothing touches the ResponseWriter afterwards.
 type Conn struct {
-	w           http.ResponseWriter
-	lastEventID string
-	timeout     time.Duration // write timeout; 0 means none
-	last        atomic.Int64
-	writing     atomic.Bool // a write is in progress
-	closed      atomic.Bool
-	deadlines   bool // the writer supports write deadlines
+	w         http.ResponseWriter
+	r         *http.Request // its context is watched; see watchLocked
+	timeout   time.Duration // write timeout; 0 means none
+	last      atomic.Int64
+	writing   atomic.Bool // a write is in progress
+	closed    atomic.Bool
+	asked     atomic.Bool // Done was called
+	deadlines bool        // the writer supports write deadlines
 
 	mu       sync.Mutex // guards the fields below
 	cause    error
@@ -90,10 +96,11 @@ type Conn struct {
 	// The write lock, which serialises writes. Waiting for it is a
 	// channel receive, so that it is durably blocking in a
 	// testing/synctest bubble; the channel is made only on contention.
-	held   bool          // the write lock is taken
-	ending bool          // ended: the write lock's holder closes done
-	ended  bool          // done is closed
-	wake   chan struct{} // closed when the write lock is released; nil when nobody waits
+	held     bool          // the write lock is taken
+	ending   bool          // ended: the write lock's holder closes done
+	ended    bool          // done is closed
+	watching bool          // a callback watches r's context
+	wake     chan struct{} // closed when the write lock is released; nil when nobody waits
 
 	done chan struct{}
 }
@@ -172,11 +179,11 @@ func (t *openTask) run() {
 	}
 
 	c := &Conn{
-		w:           w,
-		lastEventID: lastEventID(r),
-		timeout:     durationOr(opts.WriteTimeout, DefaultWriteTimeout),
-		interval:    max(opts.Heartbeat, 0),
-		done:        make(chan struct{}),
+		w:        w,
+		r:        r,
+		timeout:  durationOr(opts.WriteTimeout, DefaultWriteTimeout),
+		interval: max(opts.Heartbeat, 0),
+		done:     make(chan struct{}),
 		// Hold the write lock until the opening is written, so that a
 		// hub's writer cannot send an event to a just registered
 		// stream before it.
@@ -185,22 +192,16 @@ func (t *openTask) run() {
 	// Probe deadline support once, so writers without it cost nothing.
 	c.deadlines = c.timeout > 0 && c.rc().SetWriteDeadline(time.Time{}) == nil
 
-	// Watch the contexts without a goroutine of our own.
-	c.mu.Lock()
-	c.stop = context.AfterFunc(r.Context(), func() {
-		c.shutdown(fmt.Errorf("%w: client went away", ErrConnectionClosed))
-	})
+	// Watch the contexts without a goroutine of our own: the Upgrade
+	// context, when it is another, with a callback now; the request's
+	// once someone waits on Done (see watchLocked).
 	if ctx != r.Context() {
-		stopReq := c.stop
-		stopCtx := context.AfterFunc(ctx, func() {
+		c.mu.Lock()
+		c.stop = context.AfterFunc(ctx, func() {
 			c.shutdown(fmt.Errorf("%w: %w", ErrConnectionClosed, context.Cause(ctx)))
 		})
-		c.stop = func() bool {
-			req, ctx := stopReq(), stopCtx() // both, always
-			return req && ctx
-		}
+		c.mu.Unlock()
 	}
-	c.mu.Unlock()
 	if t.ready != nil {
 		if err := t.ready(c); err != nil {
 			c.unlockWrite()
@@ -272,17 +273,74 @@ func durationOr(d, def time.Duration) time.Duration {
 // LastEventID returns the ID of the last event the client saw before it
 // reconnected: the Last-Event-ID request header, or else the lastEventId
 // query parameter; "" on a first connection.
-func (c *Conn) LastEventID() string { return c.lastEventID }
+func (c *Conn) LastEventID() string { return lastEventID(c.r) }
 
 // Done returns a channel that is closed when the stream ends.
-func (c *Conn) Done() <-chan struct{} { return c.done }
+func (c *Conn) Done() <-chan struct{} {
+	if c.clientGone() {
+		return c.done
+	}
+	if !c.asked.Load() {
+		c.mu.Lock()
+		c.asked.Store(true)
+		c.watchLocked()
+		c.mu.Unlock()
+	}
+	return c.done
+}
 
 // Err returns nil while the stream is open, and afterwards an error
 // matching [ErrConnectionClosed] that says why it ended.
 func (c *Conn) Err() error {
+	c.clientGone()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.cause
+}
+
+// errClientGone ends a stream whose request's context ended.
+var errClientGone = fmt.Errorf("%w: client went away", ErrConnectionClosed)
+
+// waitEnd waits until c ends, or until r's context does, which ends c at
+// once: a hub's own handlers wait this way rather than for its poll.
+func waitEnd(c *Conn, r *http.Request) {
+	select {
+	case <-c.Done():
+	case <-r.Context().Done():
+		c.shutdown(errClientGone)
+	}
+}
+
+// clientGone ends the stream if its request's context has ended, and
+// reports whether it did.
+func (c *Conn) clientGone() bool {
+	if c.r.Context().Err() == nil {
+		return false
+	}
+	c.shutdown(errClientGone)
+	return true
+}
+
+// watchLocked has the request's context watched by a callback once
+// someone waits on Done, unless a hub watches it: the hubs a Conn is
+// registered with check the contexts of their clients every pollEvery
+// instead, which saves each stream the callback's memory (a children map
+// in the request's context and a context of its own, about half a KiB).
+// c.mu must be held.
+func (c *Conn) watchLocked() {
+	if c.cause != nil || c.watching || !c.asked.Load() || c.watcher != nil {
+		return
+	}
+	c.watching = true
+	stopReq := context.AfterFunc(c.r.Context(), func() { c.shutdown(errClientGone) })
+	if stopCtx := c.stop; stopCtx != nil {
+		c.stop = func() bool {
+			req, ctx := stopReq(), stopCtx() // both, always
+			return req && ctx
+		}
+	} else {
+		c.stop = stopReq
+	}
 }
 
 // Send writes ev and flushes it. An event that fails [Event.Validate] is
@@ -346,7 +404,7 @@ func (c *Conn) writeLocked(p []byte) error { return c.writeOut(p, c.deadlines) }
 // writes that take long; see writeSlot), and records the time. A failed
 // write ends the stream.
 func (c *Conn) writeOut(p []byte, deadline bool) error {
-	if c.closed.Load() {
+	if c.closed.Load() || c.clientGone() {
 		return c.Err()
 	}
 	c.writing.Store(true)
@@ -506,11 +564,10 @@ func (c *Conn) unwatch(w closeWatcher) {
 			c.watcher = (*c.more)[0]
 			*c.more = slices.Delete(*c.more, 0, 1)
 		}
-		return
-	}
-	if c.more != nil {
+	} else if c.more != nil {
 		*c.more = slices.DeleteFunc(*c.more, func(x closeWatcher) bool { return x == w })
 	}
+	c.watchLocked() // no hub left to watch the request's context
 }
 
 // heartbeat runs on the heartbeat timer: it sends a comment when nothing

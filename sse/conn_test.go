@@ -503,3 +503,55 @@ func TestDoneWaitsForWriteInProgress(t *testing.T) {
 		}
 	})
 }
+
+// A Conn's request context ending ends the stream at once, whether Done
+// was called before (a handler waiting on it) or after, and Err and Send
+// see it at once too.
+func TestConnRequestContextEnds(t *testing.T) {
+	for _, tc := range []string{"waiting on Done", "Done after", "Err after", "Send after"} {
+		t.Run(tc, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				ctx, cancel := context.WithCancel(context.Background())
+				r := httptest.NewRequestWithContext(ctx, http.MethodGet, "/", nil)
+				w := newFakeWriter()
+				conn, err := sse.Upgrade(w, r)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer conn.Close()
+				returned := make(chan struct{})
+				if tc == "waiting on Done" {
+					go func() { <-conn.Done(); close(returned) }()
+					synctest.Wait()
+				}
+				cancel()
+				synctest.Wait() // no time passes
+				switch tc {
+				case "waiting on Done":
+					select {
+					case <-returned:
+					default:
+						t.Fatal("the handler waiting on Done was not woken")
+					}
+				case "Done after":
+					select {
+					case <-conn.Done():
+					default:
+						t.Fatal("Done not closed")
+					}
+				case "Err after":
+				case "Send after":
+					if err := conn.SendData("x"); !errors.Is(err, sse.ErrConnectionClosed) {
+						t.Errorf("Send = %v, want ErrConnectionClosed", err)
+					}
+				}
+				if err := conn.Err(); !errors.Is(err, sse.ErrConnectionClosed) || !strings.Contains(err.Error(), "client went away") {
+					t.Errorf("Err() = %v, want ErrConnectionClosed: client went away", err)
+				}
+				if got := w.Body(); got != ": connected\n\n" {
+					t.Errorf("body %q, want only the opening", got)
+				}
+			})
+		})
+	}
+}

@@ -72,6 +72,9 @@ type hubCore struct {
 	beats     beats       // heartbeat schedule; see beat.go
 	beatTimer *time.Timer // fires for beats[0]
 	beatDue   int64       // when beatTimer fires; 0 when it is not set
+
+	pollTimer *time.Timer // checks the clients' request contexts; see pollClients
+	polling   bool        // pollTimer is set
 	toWake    []*client   // scratch for fan-out, guarded by mu
 	evict     []*client   // scratch for fan-out, guarded by mu
 	done      chan struct{}
@@ -179,7 +182,46 @@ func (h *hubCore) register(conn *Conn, g *group, topics []string, filter func(*M
 	g.clients = append(g.clients, c)
 	h.nclients++
 	h.scheduleBeatLocked(c)
+	h.armPollLocked()
 	return c, nil
+}
+
+// pollEvery is how often a hub checks whether its clients went away, by
+// their request's context: a stream in a hub ends at most that long after
+// its client leaves (a Conn alone ends at once; see Conn.watchLocked).
+const pollEvery = 50 * time.Millisecond
+
+// armPollLocked sets the poll timer when it is not set; h.mu must be held.
+func (h *hubCore) armPollLocked() {
+	if h.polling || h.closed {
+		return
+	}
+	h.polling = true
+	if h.pollTimer == nil {
+		h.pollTimer = time.AfterFunc(pollEvery, h.pollClients)
+	} else {
+		h.pollTimer.Reset(pollEvery)
+	}
+}
+
+// pollClients ends the streams whose request's context ended, and checks
+// again later while clients are left.
+func (h *hubCore) pollClients() {
+	h.mu.Lock()
+	h.polling = false
+	var gone []*Conn
+	for conn := range h.byConn {
+		if conn.r.Context().Err() != nil {
+			gone = append(gone, conn)
+		}
+	}
+	if len(h.byConn) > len(gone) {
+		h.armPollLocked()
+	}
+	h.mu.Unlock()
+	for _, conn := range gone {
+		conn.shutdown(errClientGone)
+	}
 }
 
 // registerTask registers a Conn with a hub's default group.
@@ -612,6 +654,9 @@ func (h *hubCore) closeNow() error {
 	close(h.done)
 	if h.beatTimer != nil {
 		h.beatTimer.Stop()
+	}
+	if h.pollTimer != nil {
+		h.pollTimer.Stop()
 	}
 	h.beats = nil
 	h.mu.Unlock()

@@ -200,7 +200,8 @@ func NewHubWithOptions[T any](opts *HubOptions) *Hub[T] {
 func (h *Hub[T]) Run() { h.core.run() }
 
 // Register adds conn to the hub. Every broadcast that starts after
-// Register returns reaches conn. A conn that ends is removed on its own.
+// Register returns reaches conn. A conn that ends is removed on its own;
+// one whose client went away ends within 50 ms.
 // Register returns [ErrHubClosed] after [Hub.Close] (or once
 // [Hub.Shutdown] started), and [ErrConnectionClosed] when conn has
 // already ended.
@@ -289,7 +290,7 @@ func (h *Hub[T]) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	defer conn.Close()
 	defer h.core.unregister(conn)
-	<-conn.Done()
+	waitEnd(conn, r)
 }
 
 // upgradeOK answers the request when upgrade failed and reports whether

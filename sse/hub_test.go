@@ -738,3 +738,53 @@ func TestConnInSeveralHubs(t *testing.T) {
 		}
 	})
 }
+
+// A stream registered with a hub and left by its client (its request's
+// context ends) is noticed by the hub's poll within pollEvery (50 ms): the
+// handler waiting on Done is woken, the stream leaves the hub, counted.
+// Unregistered again, the stream is watched at once as a lone Conn is.
+func TestHubNoticesClientGone(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		hub := sse.NewHub[string]()
+		defer hub.Close()
+		upgrade := func() (*sse.Conn, context.CancelFunc, <-chan struct{}) {
+			ctx, cancel := context.WithCancel(context.Background())
+			r := httptest.NewRequestWithContext(ctx, http.MethodGet, "/", nil)
+			conn, err := sse.Upgrade(newFakeWriter(), r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { conn.Close() })
+			if err := hub.Register(conn); err != nil {
+				t.Fatal(err)
+			}
+			returned := make(chan struct{})
+			go func() { <-conn.Done(); close(returned) }() // the guide's handler
+			return conn, cancel, returned
+		}
+
+		_, cancel, returned := upgrade()
+		time.Sleep(10 * time.Millisecond)
+		cancel()
+		time.Sleep(50 * time.Millisecond)
+		synctest.Wait()
+		select {
+		case <-returned:
+		default:
+			t.Fatal("handler still waiting 50ms after its client went away")
+		}
+		if st := hub.Stats(); st.Clients != 0 || st.ClientDisconnects != 1 {
+			t.Errorf("Stats: %d clients, %d client disconnects; want 0, 1", st.Clients, st.ClientDisconnects)
+		}
+
+		conn, cancel, returned := upgrade()
+		hub.Unregister(conn)
+		cancel()
+		synctest.Wait() // no time passes
+		select {
+		case <-returned:
+		default:
+			t.Fatal("unregistered: handler not woken at once when its client went away")
+		}
+	})
+}

@@ -314,7 +314,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	<-conn.Done()
+	waitEnd(conn, r)
 }
 
 // resumeTask replays history to a resuming client; see offstack.
