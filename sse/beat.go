@@ -61,7 +61,7 @@ func (b *beats) pop() beat {
 // entry, unless the hub sends none or its Conn sends its own; h.mu must be
 // held.
 func (h *hubCore) scheduleBeatLocked(c *client) {
-	if h.cfg.heartbeat <= 0 || c.conn.interval > 0 {
+	if h.cfg.heartbeat <= 0 || c.conn.beats {
 		return
 	}
 	h.beats.push(beat{due: time.Now().Add(h.cfg.heartbeat).UnixNano(), c: c})

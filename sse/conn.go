@@ -84,14 +84,14 @@ type Conn struct {
 	closed    atomic.Bool
 	asked     atomic.Bool // Done was called
 	deadlines bool        // the writer supports write deadlines
+	beats     bool        // sends heartbeats itself (UpgradeOptions.Heartbeat)
 
-	mu       sync.Mutex // guards the fields below
-	cause    error
-	watcher  closeWatcher    // told when the Conn ends (a hub); see watch
-	more     *[]closeWatcher // watchers after the first, rarely any
-	stop     func() bool     // stops watching the contexts
-	beat     *time.Timer
-	interval time.Duration
+	mu      sync.Mutex // guards the fields below
+	cause   error
+	watcher closeWatcher    // told when the Conn ends (a hub); see watch
+	more    *[]closeWatcher // watchers after the first, rarely any
+	stop    func() bool     // stops watching the contexts
+	beat    *ownBeat        // the Conn's own heartbeat; nil once it ended
 
 	// The write lock, which serialises writes. Waiting for it is a
 	// channel receive, so that it is durably blocking in a
@@ -138,15 +138,26 @@ func UpgradeWithOptions(ctx context.Context, w http.ResponseWriter, r *http.Requ
 // before the client knows it is live; an error from ready ends the stream.
 func upgrade(ctx context.Context, w http.ResponseWriter, r *http.Request, opts *UpgradeOptions, ready func(*Conn) error) (*Conn, error) {
 	if opts == nil {
-		opts = &UpgradeOptions{}
+		opts = &defaultUpgradeOptions
 	}
 	if !canFlush(w) {
 		return nil, ErrNoFlusher
 	}
-	t := &openTask{ctx: ctx, w: w, r: r, opts: opts, ready: ready}
+	t := openTasks.Get().(*openTask)
+	*t = openTask{ctx: ctx, w: w, r: r, opts: opts, ready: ready}
 	offstack(t)
-	return t.conn, t.err
+	c, err := t.conn, t.err
+	*t = openTask{}
+	openTasks.Put(t)
+	return c, err
 }
+
+// defaultUpgradeOptions stands for nil options; never written.
+var defaultUpgradeOptions UpgradeOptions
+
+// openTasks are reused: the handler's goroutine then allocates nothing
+// (see offstack).
+var openTasks = sync.Pool{New: func() any { return new(openTask) }}
 
 // openTask opens a stream; see offstack for why it runs as a task.
 type openTask struct {
@@ -179,11 +190,11 @@ func (t *openTask) run() {
 	}
 
 	c := &Conn{
-		w:        w,
-		r:        r,
-		timeout:  durationOr(opts.WriteTimeout, DefaultWriteTimeout),
-		interval: max(opts.Heartbeat, 0),
-		done:     make(chan struct{}),
+		w:       w,
+		r:       r,
+		timeout: durationOr(opts.WriteTimeout, DefaultWriteTimeout),
+		beats:   opts.Heartbeat > 0,
+		done:    make(chan struct{}),
 		// Hold the write lock until the opening is written, so that a
 		// hub's writer cannot send an event to a just registered
 		// stream before it.
@@ -222,10 +233,11 @@ func (t *openTask) run() {
 		t.err = err
 		return
 	}
-	if c.interval > 0 {
+	if c.beats {
 		c.mu.Lock()
 		if c.cause == nil {
-			c.beat = time.AfterFunc(c.interval, c.heartbeat)
+			c.beat = &ownBeat{every: opts.Heartbeat}
+			c.beat.timer = time.AfterFunc(opts.Heartbeat, c.heartbeat)
 		}
 		c.mu.Unlock()
 	}
@@ -476,7 +488,7 @@ func (c *Conn) shutdown(cause error) {
 		stop()
 	}
 	if beat != nil {
-		beat.Stop()
+		beat.timer.Stop()
 	}
 	for _, w := range watchers {
 		if w != nil {
@@ -570,20 +582,32 @@ func (c *Conn) unwatch(w closeWatcher) {
 	c.watchLocked() // no hub left to watch the request's context
 }
 
+// ownBeat is the heartbeat of a Conn that sends its own.
+type ownBeat struct {
+	every time.Duration
+	timer *time.Timer
+}
+
 // heartbeat runs on the heartbeat timer: it sends a comment when nothing
 // was written for a whole interval and sets the timer for the next check.
 func (c *Conn) heartbeat() {
+	c.mu.Lock()
+	b := c.beat
+	c.mu.Unlock()
+	if b == nil {
+		return
+	}
 	idle := time.Duration(time.Now().UnixNano() - c.last.Load())
-	next := c.interval - idle
+	next := b.every - idle
 	if next <= 0 {
 		if c.write(heartbeatComment) != nil {
 			return
 		}
-		next = c.interval
+		next = b.every
 	}
 	c.mu.Lock()
 	if c.beat != nil {
-		c.beat.Reset(next)
+		c.beat.timer.Reset(next)
 	}
 	c.mu.Unlock()
 }

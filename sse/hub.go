@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"sync"
 	"time"
 )
 
@@ -206,10 +207,18 @@ func (h *Hub[T]) Run() { h.core.run() }
 // [Hub.Shutdown] started), and [ErrConnectionClosed] when conn has
 // already ended.
 func (h *Hub[T]) Register(conn *Conn) error {
-	t := &registerTask{core: h.core, conn: conn}
+	t := registerTasks.Get().(*registerTask)
+	*t = registerTask{core: h.core, conn: conn}
 	offstack(t) // see offstack: registering allocates, deep in the runtime
-	return t.err
+	err := t.err
+	*t = registerTask{}
+	registerTasks.Put(t)
+	return err
 }
+
+// registerTasks are reused, so that Register allocates nothing on the
+// caller's goroutine.
+var registerTasks = sync.Pool{New: func() any { return new(registerTask) }}
 
 // Unregister removes conn from the hub and waits for a write to it in
 // progress, so the handler may return right after. It does not close conn.

@@ -21,7 +21,7 @@ import (
 // helperLinger is how long an idle helper waits for another task: long
 // enough to serve a burst of connections, short enough that helpers are
 // gone soon after.
-const helperLinger = 20 * time.Millisecond
+const helperLinger = 100 * time.Millisecond
 
 // lingerOverride, when set, replaces helperLinger (in nanoseconds); for
 // tests.
