@@ -69,7 +69,7 @@ type UpgradeOptions struct {
 // called, whichever comes first; [Conn.Done] is closed then. A client
 // that goes away (the request's context ends) is noticed at once, except
 // by a Conn registered with [Hub.Register]: its hub checks the requests
-// of its clients every 50 ms, which saves each stream a callback on its
+// of its clients every 100 ms, which saves each stream a callback on its
 // request's context (half a KiB). ([Hub.ServeHTTP] and [Server] watch
 // their own requests at once.) The handler that created
 // it must not return before [Conn.Close] (or [Hub.Unregister], for a

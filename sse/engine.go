@@ -189,7 +189,7 @@ func (h *hubCore) register(conn *Conn, g *group, topics []string, filter func(*M
 // pollEvery is how often a hub checks whether its clients went away, by
 // their request's context: a stream in a hub ends at most that long after
 // its client leaves (a Conn alone ends at once; see Conn.watchLocked).
-const pollEvery = 50 * time.Millisecond
+const pollEvery = 100 * time.Millisecond
 
 // armPollLocked sets the poll timer when it is not set; h.mu must be held.
 func (h *hubCore) armPollLocked() {

@@ -202,7 +202,7 @@ func (h *Hub[T]) Run() { h.core.run() }
 
 // Register adds conn to the hub. Every broadcast that starts after
 // Register returns reaches conn. A conn that ends is removed on its own;
-// one whose client went away ends within 50 ms.
+// one whose client went away ends within 100 ms.
 // Register returns [ErrHubClosed] after [Hub.Close] (or once
 // [Hub.Shutdown] started), and [ErrConnectionClosed] when conn has
 // already ended.
