@@ -566,6 +566,24 @@ func (c *Conn) watch(w closeWatcher) bool {
 	return true
 }
 
+// clientOf returns the client record that hub h registered c with, or
+// nil.
+func (c *Conn) clientOf(h *hubCore) *client {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if x, ok := c.watcher.(*client); ok && x.hub == h {
+		return x
+	}
+	if c.more != nil {
+		for _, w := range *c.more {
+			if x, ok := w.(*client); ok && x.hub == h {
+				return x
+			}
+		}
+	}
+	return nil
+}
+
 // unwatch undoes watch.
 func (c *Conn) unwatch(w closeWatcher) {
 	c.mu.Lock()

@@ -15,6 +15,7 @@ import (
 // client is one registered Conn with its queue of encoded events.
 type client struct {
 	conn   *Conn
+	hub    *hubCore
 	grp    *group
 	index  int                 // position in grp.clients
 	filter func(*Message) bool // nil passes everything
@@ -57,7 +58,6 @@ type hubCore struct {
 	upgrade *UpgradeOptions
 
 	mu        sync.RWMutex
-	byConn    map[*Conn]*client
 	def       *group            // a Hub's only group
 	groups    map[string]*group // by key
 	byTopic   map[string][]*group
@@ -109,7 +109,6 @@ func newHubCore(cfg engineConfig) *hubCore {
 	cfg.retryJitter = durationOr(cfg.retryJitter, DefaultShutdownJitter)
 	h := &hubCore{
 		cfg:     cfg,
-		byConn:  make(map[*Conn]*client),
 		def:     &group{},
 		groups:  make(map[string]*group),
 		byTopic: make(map[string][]*group),
@@ -160,7 +159,7 @@ func (h *hubCore) register(conn *Conn, g *group, topics []string, filter func(*M
 	if h.closed || h.draining {
 		return nil, ErrHubClosed
 	}
-	if c, ok := h.byConn[conn]; ok {
+	if c := conn.clientOf(h); c != nil {
 		return c, nil
 	}
 	if g == nil {
@@ -171,14 +170,13 @@ func (h *hubCore) register(conn *Conn, g *group, topics []string, filter func(*M
 		}
 		g = h.groupLocked(topics)
 	}
-	if !conn.watch(h) {
+	c := &client{conn: conn, hub: h, grp: g, index: len(g.clients), filter: filter, resuming: resuming}
+	if !conn.watch(c) {
 		return nil, conn.Err()
 	}
-	c := &client{conn: conn, grp: g, index: len(g.clients), filter: filter, resuming: resuming}
 	if resuming {
 		c.pending = new([]Message)
 	}
-	h.byConn[conn] = c
 	g.clients = append(g.clients, c)
 	h.nclients++
 	h.scheduleBeatLocked(c)
@@ -210,12 +208,12 @@ func (h *hubCore) pollClients() {
 	h.mu.Lock()
 	h.polling = false
 	var gone []*Conn
-	for conn := range h.byConn {
-		if conn.r.Context().Err() != nil {
-			gone = append(gone, conn)
+	h.eachClientLocked(func(c *client) {
+		if c.conn.r.Context().Err() != nil {
+			gone = append(gone, c.conn)
 		}
-	}
-	if len(h.byConn) > len(gone) {
+	})
+	if h.nclients > len(gone) {
 		h.armPollLocked()
 	}
 	h.mu.Unlock()
@@ -258,15 +256,33 @@ func groupKey(topics []string) string {
 	return string(b)
 }
 
-// removeLocked drops c from its group; h.mu must be held.
-func (h *hubCore) removeLocked(c *client) {
+// eachClientLocked calls f for every client; h.mu must be held.
+func (h *hubCore) eachClientLocked(f func(*client)) {
+	for _, c := range h.def.clients {
+		f(c)
+	}
+	for _, g := range h.groups {
+		for _, c := range g.clients {
+			f(c)
+		}
+	}
+}
+
+// connClosed is the closeWatcher of a client's Conn.
+func (c *client) connClosed(*Conn) { c.hub.clientClosed(c) }
+
+// removeLocked drops c from its group and reports whether it was there;
+// h.mu must be held.
+func (h *hubCore) removeLocked(c *client) bool {
 	g := c.grp
+	if c.index >= len(g.clients) || g.clients[c.index] != c {
+		return false // removed already, or the hub closed
+	}
 	last := len(g.clients) - 1
 	g.clients[c.index] = g.clients[last]
 	g.clients[c.index].index = c.index
 	g.clients[last] = nil
 	g.clients = g.clients[:last]
-	delete(h.byConn, c.conn)
 	h.nclients--
 	if len(g.clients) == 0 && g != h.def {
 		delete(h.groups, g.key)
@@ -283,6 +299,7 @@ func (h *hubCore) removeLocked(c *client) {
 		close(h.drained)
 		h.drained = nil
 	}
+	return true
 }
 
 // dropQueueLocked empties c's queue, for a client being removed; c.mu
@@ -295,37 +312,34 @@ func (h *hubCore) dropQueueLocked(c *client) {
 	c.bytes, c.queue, c.pending, c.extra = 0, nil, nil, 0
 }
 
-// detach drops conn from the hub and its queue; it reports the client, or
-// nil when conn was not registered.
-func (h *hubCore) detach(conn *Conn) *client {
+// detach drops c from the hub and its queue, and reports whether it was
+// still there.
+func (h *hubCore) detach(c *client) bool {
 	h.mu.Lock()
-	c := h.byConn[conn]
-	if c != nil {
-		h.removeLocked(c)
-	}
+	ok := h.removeLocked(c)
 	h.mu.Unlock()
-	if c != nil {
+	if ok {
 		c.mu.Lock()
 		h.dropQueueLocked(c)
 		c.mu.Unlock()
 	}
-	return c
+	return ok
 }
 
 func (h *hubCore) unregister(conn *Conn) {
-	if h.detach(conn) == nil {
+	c := conn.clientOf(h)
+	if c == nil || !h.detach(c) {
 		return
 	}
-	conn.unwatch(h)
+	conn.unwatch(c)
 	// Wait for a writer that took the queue before it was dropped.
 	conn.waitWrites()
 }
 
-// connClosed is called by a Conn that ended. It may run on a writer that
-// holds conn's write lock, so it must not wait for writes.
-func (h *hubCore) connClosed(conn *Conn) {
-	c := h.detach(conn)
-	if c == nil {
+// clientClosed is called when c's Conn ended. It may run on a writer that
+// holds the Conn's write lock, so it must not wait for writes.
+func (h *hubCore) clientClosed(c *client) {
+	if !h.detach(c) {
 		return
 	}
 	c.mu.Lock()
@@ -459,7 +473,7 @@ func (h *hubCore) finishFanout(wake, evict []*client) {
 	h.mu.Unlock()
 
 	for i, c := range evict {
-		c.conn.unwatch(h)
+		c.conn.unwatch(c)
 		if i < slow {
 			h.slowDisconnects.Add(1)
 			h.logf(slog.LevelInfo, "sse: disconnecting slow client", "queued", h.cfg.queueSize)
@@ -640,10 +654,7 @@ func (h *hubCore) closeNow() error {
 	}
 	h.closed = true
 	var list []*client
-	for _, c := range h.byConn {
-		list = append(list, c)
-	}
-	h.byConn = nil
+	h.eachClientLocked(func(c *client) { list = append(list, c) })
 	h.def.clients = nil
 	h.groups, h.byTopic = nil, nil
 	h.nclients = 0
@@ -666,7 +677,7 @@ func (h *hubCore) closeNow() error {
 		h.dropQueueLocked(c)
 		c.closing = true
 		c.mu.Unlock()
-		c.conn.unwatch(h)
+		c.conn.unwatch(c)
 		h.shutdownDisconnects.Add(1)
 		c.conn.shutdown(fmt.Errorf("%w: %w", ErrConnectionClosed, ErrHubClosed))
 	}

@@ -500,7 +500,7 @@ func (h *hubCore) dropTopic(topic string, err error) {
 	}
 	h.mu.Unlock()
 	for _, c := range cs {
-		c.conn.unwatch(h)
+		c.conn.unwatch(c)
 		h.clientDisconnects.Add(1)
 		c.conn.shutdown(fmt.Errorf("%w: subscription to topic %q ended: %w", ErrConnectionClosed, topic, err))
 	}
