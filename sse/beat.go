@@ -80,11 +80,7 @@ func (h *hubCore) armBeatLocked() {
 	}
 	h.beatDue = due
 	d := time.Duration(due - time.Now().UnixNano())
-	if h.beatTimer == nil {
-		h.beatTimer = time.AfterFunc(d, h.heartbeat)
-	} else {
-		h.beatTimer.Reset(d)
-	}
+	setTimer(&h.beatTimer, d, h.heartbeat)
 }
 
 // heartbeat runs on the heartbeat timer.

@@ -195,11 +195,7 @@ func (h *hubCore) armPollLocked() {
 		return
 	}
 	h.polling = true
-	if h.pollTimer == nil {
-		h.pollTimer = time.AfterFunc(pollEvery, h.pollClients)
-	} else {
-		h.pollTimer.Reset(pollEvery)
-	}
+	setTimer(&h.pollTimer, pollEvery, h.pollClients)
 }
 
 // pollClients ends the streams whose request's context ended, and checks

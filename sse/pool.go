@@ -86,11 +86,7 @@ func (p *writerPool) armLocked() {
 		return
 	}
 	p.armed = true
-	if p.stall == nil {
-		p.stall = time.AfterFunc(stallAfter, p.checkStall)
-	} else {
-		p.stall.Reset(stallAfter)
-	}
+	setTimer(&p.stall, stallAfter, p.checkStall)
 }
 
 // checkStall runs stallAfter after clients found every worker busy. If
@@ -240,11 +236,7 @@ func (p *writerPool) armWatch(d time.Duration) {
 	if p.stopped || !p.watching.CompareAndSwap(false, true) {
 		return
 	}
-	if p.watch == nil {
-		p.watch = time.AfterFunc(d, p.checkWrites)
-	} else {
-		p.watch.Reset(d)
-	}
+	setTimer(&p.watch, d, p.checkWrites)
 }
 
 // checkWrites runs on the watchdog: it gives every write running for
@@ -329,4 +321,13 @@ func (p *writerPool) drain(c *client, b []byte, s *writeSlot) []byte {
 		conn.shutdown(fmt.Errorf("%w: server shutting down", ErrConnectionClosed))
 	}
 	return b
+}
+
+// setTimer sets *t to call f after d, making the timer the first time.
+func setTimer(t **time.Timer, d time.Duration, f func()) {
+	if *t == nil {
+		*t = time.AfterFunc(d, f)
+	} else {
+		(*t).Reset(d)
+	}
 }
