@@ -75,7 +75,7 @@ func (h *hubCore) armBeatLocked() {
 		return
 	}
 	due := h.beats[0].due
-	if h.beatTimer != nil && h.beatDue != 0 && h.beatDue <= due {
+	if h.beatDue != 0 && h.beatDue <= due {
 		return // set to fire no later
 	}
 	h.beatDue = due

@@ -326,12 +326,16 @@ func waitEnd(c *Conn, r *http.Request) {
 // clientGone ends the stream if its request's context has ended, and
 // reports whether it did.
 func (c *Conn) clientGone() bool {
-	if c.r.Context().Err() == nil {
+	if !c.requestEnded() {
 		return false
 	}
 	c.shutdown(errClientGone)
 	return true
 }
+
+// requestEnded reports whether the request's context ended: the client
+// went away (or the handler returned).
+func (c *Conn) requestEnded() bool { return c.r.Context().Err() != nil }
 
 // watchLocked has the request's context watched by a callback once
 // someone waits on Done, unless a hub watches it: the hubs a Conn is

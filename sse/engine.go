@@ -27,9 +27,10 @@ type client struct {
 	extra     int32    // queue entries that are not live events
 	scheduled bool     // in the ready queue or being written
 	removed   bool
-	closing   bool       // shutting down: end the stream once drained
-	resuming  bool       // live events go to pending until the replay is queued
-	pending   *[]Message // live events that came while resuming
+	closing   bool // shutting down: end the stream once drained
+	// pending is set while the client resumes: the live events that came
+	// meanwhile, which finishResume queues after the replay.
+	pending *[]Message
 }
 
 // group is the clients that follow the same topics. Events are encoded
@@ -170,7 +171,7 @@ func (h *hubCore) register(conn *Conn, g *group, topics []string, filter func(*M
 		}
 		g = h.groupLocked(topics)
 	}
-	c := &client{conn: conn, hub: h, grp: g, index: len(g.clients), filter: filter, resuming: resuming}
+	c := &client{conn: conn, hub: h, grp: g, index: len(g.clients), filter: filter}
 	if !conn.watch(c) {
 		return nil, conn.Err()
 	}
@@ -205,7 +206,7 @@ func (h *hubCore) pollClients() {
 	h.polling = false
 	var gone []*Conn
 	h.eachClientLocked(func(c *client) {
-		if c.conn.r.Context().Err() != nil {
+		if c.conn.requestEnded() {
 			gone = append(gone, c.conn)
 		}
 	})
@@ -214,7 +215,7 @@ func (h *hubCore) pollClients() {
 	}
 	h.mu.Unlock()
 	for _, conn := range gone {
-		conn.shutdown(errClientGone)
+		conn.clientGone()
 	}
 }
 
@@ -401,7 +402,7 @@ func (h *hubCore) fanoutLocked(g *group, msg []byte, m *Message, wake, evict []*
 		c.mu.Lock()
 		switch {
 		case c.removed || c.closing:
-		case c.resuming:
+		case c.pending != nil: // resuming
 			*c.pending = append(*c.pending, *m)
 		case len(c.queue) >= h.cfg.queueSize && h.cfg.policy == SlowDisconnect:
 			added -= c.bytes
@@ -429,10 +430,12 @@ func (h *hubCore) fanoutLocked(g *group, msg []byte, m *Message, wake, evict []*
 }
 
 // makeRoomLocked applies a dropping policy to c's full queue and returns
-// the bytes freed; c.mu must be held. Only live events are dropped: the
-// queue's first c.extra entries are a replay (queued before any live event
-// by finishResume), which a resuming client must get whole, and retry
-// hints come only once fan-outs have stopped.
+// the bytes freed; c.mu must be held. Only live events are dropped. The
+// queue's first c.extra entries are not: extras are queued only while the
+// queue holds no live event (a replay, which finishResume queues before
+// any, and which a resuming client must get whole; a heartbeat, queued
+// only to an unscheduled, hence empty, queue), or once fan-outs have
+// stopped (retry hints).
 func (h *hubCore) makeRoomLocked(c *client) int64 {
 	live := c.queue[c.extra:]
 	n := min(1, len(live))
@@ -491,19 +494,13 @@ func (h *hubCore) overBudgetLocked(evict []*client) []*client {
 		n int64
 	}
 	var loads []load
-	each := func(g *group) {
-		for _, c := range g.clients {
-			c.mu.Lock()
-			if !c.removed && c.bytes+c.inflight > 0 {
-				loads = append(loads, load{c, c.bytes + c.inflight})
-			}
-			c.mu.Unlock()
+	h.eachClientLocked(func(c *client) {
+		c.mu.Lock()
+		if !c.removed && c.bytes+c.inflight > 0 {
+			loads = append(loads, load{c, c.bytes + c.inflight})
 		}
-	}
-	each(h.def)
-	for _, g := range h.groups {
-		each(g)
-	}
+		c.mu.Unlock()
+	})
 	slices.SortFunc(loads, func(a, b load) int { return int(b.n - a.n) })
 	total := h.queued.Load()
 	for _, l := range loads {
@@ -545,6 +542,9 @@ func (h *hubCore) retryHint() []byte {
 	}
 	return fmt.Appendf(nil, "retry: %d\n\n", d.Milliseconds())
 }
+
+// errShuttingDown ends a stream whose hub is closing once it is drained.
+var errShuttingDown = fmt.Errorf("%w: server shutting down", ErrConnectionClosed)
 
 // closeStall is how long Close waits for a write to finish while streams
 // are left to drain: the writers left are taken to be blocked on clients
@@ -604,25 +604,19 @@ func (h *hubCore) drain(hint bool) <-chan struct{} {
 		h.drained = make(chan struct{})
 		n := h.nclients
 		var wake []*client
-		each := func(g *group) {
-			for _, c := range g.clients {
-				c.mu.Lock()
-				c.closing = true
-				switch {
-				case hint:
-					if h.queueExtraLocked(c, h.retryHint()) {
-						wake = append(wake, c)
-					}
-				case !c.scheduled && len(c.queue) == 0 && !c.removed:
-					idle = append(idle, c)
+		h.eachClientLocked(func(c *client) {
+			c.mu.Lock()
+			c.closing = true
+			switch {
+			case hint:
+				if h.queueExtraLocked(c, h.retryHint()) {
+					wake = append(wake, c)
 				}
-				c.mu.Unlock()
+			case !c.scheduled && len(c.queue) == 0 && !c.removed:
+				idle = append(idle, c)
 			}
-		}
-		each(h.def)
-		for _, g := range h.groups {
-			each(g)
-		}
+			c.mu.Unlock()
+		})
 		h.pool.push(wake)
 		if n == 0 {
 			close(h.drained)
@@ -633,7 +627,7 @@ func (h *hubCore) drain(hint bool) <-chan struct{} {
 	drained := h.drained
 	h.mu.Unlock()
 	for _, c := range idle {
-		c.conn.shutdown(fmt.Errorf("%w: server shutting down", ErrConnectionClosed))
+		c.conn.shutdown(errShuttingDown)
 	}
 	return drained
 }

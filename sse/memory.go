@@ -132,6 +132,21 @@ func (b *MemoryBroker) topic(ctx context.Context, name string) (*memTopic, error
 	return t, nil
 }
 
+// lockTopic returns the topic named name, creating it, with its lock
+// held, or an error (the broker closed meanwhile, say) and no lock.
+func (b *MemoryBroker) lockTopic(ctx context.Context, name string) (*memTopic, error) {
+	t, err := b.topic(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	t.mu.Lock()
+	if b.closed.Load() {
+		t.mu.Unlock()
+		return nil, ErrBrokerClosed
+	}
+	return t, nil
+}
+
 // maybeSweep drops the expired events of every topic when the last sweep
 // is more than a quarter of MaxAge (and a second) ago, so that topics
 // nobody uses any more do not keep their history.
@@ -169,15 +184,11 @@ func (b *MemoryBroker) Publish(ctx context.Context, topic string, ev *Event) (Me
 	if err := ev.Validate(); err != nil {
 		return Message{}, err
 	}
-	t, err := b.topic(ctx, topic)
+	t, err := b.lockTopic(ctx, topic)
 	if err != nil {
 		return Message{}, err
 	}
-	t.mu.Lock()
 	defer t.mu.Unlock()
-	if b.closed.Load() {
-		return Message{}, ErrBrokerClosed
-	}
 	m := memMsg{Message: Message{Topic: topic, Seq: t.head.Seq + 1, Event: *ev, Time: time.Now()}}
 	if m.Event.ID == "" {
 		m.gid = b.nextID.Add(1)
@@ -274,15 +285,11 @@ func (b *MemoryBroker) Head(ctx context.Context, topic string) (Position, error)
 
 // History returns the events after afterID; see [Broker.History].
 func (b *MemoryBroker) History(ctx context.Context, topic, afterID string) (History, error) {
-	t, err := b.topic(ctx, topic)
+	t, err := b.lockTopic(ctx, topic)
 	if err != nil {
 		return History{}, err
 	}
-	t.mu.Lock()
 	defer t.mu.Unlock()
-	if b.closed.Load() {
-		return History{}, ErrBrokerClosed
-	}
 	t.prune(b.limits, time.Now())
 	h := History{Head: t.head}
 	r := t.retained()
@@ -313,15 +320,11 @@ func (b *MemoryBroker) History(ctx context.Context, topic, afterID string) (Hist
 // Subscribe feeds fn the events after the position; see
 // [Broker.Subscribe].
 func (b *MemoryBroker) Subscribe(ctx context.Context, topic string, after uint64, fn func(Message)) (Subscription, error) {
-	t, err := b.topic(ctx, topic)
+	t, err := b.lockTopic(ctx, topic)
 	if err != nil {
 		return nil, err
 	}
-	t.mu.Lock()
 	defer t.mu.Unlock()
-	if b.closed.Load() {
-		return nil, ErrBrokerClosed
-	}
 	t.prune(b.limits, time.Now())
 	if after < t.head.Seq && after+1 < t.oldestSeq() {
 		return nil, fmt.Errorf("%w: topic %q retains events from seq %d, asked after %d", ErrGap, topic, t.oldestSeq(), after)

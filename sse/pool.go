@@ -1,7 +1,6 @@
 package sse
 
 import (
-	"fmt"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -205,8 +204,16 @@ type writeSlot struct {
 }
 
 // write writes p to conn, whose write lock the caller holds, under the
-// watchdog.
+// watchdog, and records the progress for Close (see hubCore.close).
 func (s *writeSlot) write(conn *Conn, p []byte) error {
+	err := s.watched(conn, p)
+	if err == nil {
+		s.pool.hub.lastWrite.Store(conn.last.Load())
+	}
+	return err
+}
+
+func (s *writeSlot) watched(conn *Conn, p []byte) error {
 	if !conn.deadlines {
 		return conn.writeOut(p, false)
 	}
@@ -288,7 +295,6 @@ func (p *writerPool) drain(c *client, b []byte, s *writeSlot) []byte {
 				if err = s.write(conn, b); err != nil {
 					break
 				}
-				h.lastWrite.Store(conn.last.Load())
 				b = b[:0]
 			}
 			b = append(b, msg...)
@@ -299,7 +305,6 @@ func (p *writerPool) drain(c *client, b []byte, s *writeSlot) []byte {
 		}
 		if err == nil {
 			h.delivered.Add(uint64(max(0, len(q)-int(extra))))
-			h.lastWrite.Store(conn.last.Load())
 		}
 	}
 	conn.unlockWrite()
@@ -318,7 +323,7 @@ func (p *writerPool) drain(c *client, b []byte, s *writeSlot) []byte {
 		p.pushOne(c)
 	}
 	if finished {
-		conn.shutdown(fmt.Errorf("%w: server shutting down", ErrConnectionClosed))
+		conn.shutdown(errShuttingDown)
 	}
 	return b
 }

@@ -545,7 +545,7 @@ func (h *hubCore) finishResume(c *client, topics, ids []string, hists []History)
 	if c.pending != nil {
 		pending = *c.pending
 	}
-	c.pending, c.resuming = nil, false
+	c.pending = nil
 	if c.removed || c.closing {
 		c.mu.Unlock()
 		h.mu.Unlock()
