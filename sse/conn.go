@@ -413,19 +413,23 @@ func (c *Conn) write(p []byte) error {
 	return c.writeLocked(p)
 }
 
-func (c *Conn) writeLocked(p []byte) error { return c.writeOut(p, c.deadlines) }
+func (c *Conn) writeLocked(p []byte) error { return c.writeOut(p, c.deadlines, 0) }
 
 // writeOut writes p and flushes it, under a write deadline set before and
 // cleared after when deadline is set (a hub's writers set one only for
-// writes that take long; see writeSlot), and records the time. A failed
-// write ends the stream.
-func (c *Conn) writeOut(p []byte, deadline bool) error {
+// writes that take long; see writeSlot), and records start, when the
+// write began in Unix nanoseconds (0: now), as the stream's last write.
+// A failed write ends the stream.
+func (c *Conn) writeOut(p []byte, deadline bool, start int64) error {
 	if c.closed.Load() || c.clientGone() {
 		return c.Err()
 	}
+	if start == 0 {
+		start = time.Now().UnixNano()
+	}
 	c.writing.Store(true)
 	if deadline {
-		_ = c.rc().SetWriteDeadline(time.Now().Add(c.timeout))
+		_ = c.rc().SetWriteDeadline(time.Unix(0, start).Add(c.timeout))
 	}
 	// shutdown sets closed before it reads writing: either it sees this
 	// write and cuts it short, or this check sees the close.
@@ -444,7 +448,7 @@ func (c *Conn) writeOut(p []byte, deadline bool) error {
 	if err != nil {
 		return c.fail(err)
 	}
-	c.last.Store(time.Now().UnixNano())
+	c.last.Store(start)
 	return nil
 }
 

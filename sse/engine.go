@@ -68,7 +68,8 @@ type hubCore struct {
 	closed    bool
 	draining  bool
 	drained   chan struct{} // closed when draining and no client is left
-	lastWrite atomic.Int64  // when a writer last wrote, in Unix nanoseconds
+	closing   atomic.Bool   // close is waiting for the queues to be written
+	lastWrite atomic.Int64  // when a writer last wrote while closing, in Unix nanoseconds
 
 	beats     beats       // heartbeat schedule; see beat.go
 	beatTimer *time.Timer // fires for beats[0]
@@ -569,6 +570,7 @@ func (h *hubCore) shutdown(ctx context.Context) error {
 // Hub.Close. It does not wait for writes that make no progress.
 func (h *hubCore) close() error {
 	h.lastWrite.Store(time.Now().UnixNano())
+	h.closing.Store(true)
 	drained := h.drain(false)
 	timer := time.NewTimer(closeStall)
 	defer timer.Stop()

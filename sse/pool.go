@@ -27,9 +27,10 @@ type writerPool struct {
 	ready    []*client
 	head     int
 	workers  int
-	busy     int       // workers draining a client
-	stuck    int       // busy workers taken to be blocked; see checkStall
-	lastDone time.Time // when a worker last finished a drain
+	busy     int    // workers draining a client
+	stuck    int    // busy workers taken to be blocked; see checkStall
+	drains   uint64 // drains finished so far
+	armDrain uint64 // drains when the stall check was set
 	stall    *time.Timer
 	armed    bool // stall is set to fire
 	stopped  bool // the hub closed: arm no more
@@ -85,6 +86,7 @@ func (p *writerPool) armLocked() {
 		return
 	}
 	p.armed = true
+	p.armDrain = p.drains
 	setTimer(&p.stall, stallAfter, p.checkStall)
 }
 
@@ -102,7 +104,7 @@ func (p *writerPool) checkStall() {
 		p.mu.Unlock()
 		return
 	}
-	if time.Since(p.lastDone) < stallAfter {
+	if p.drains != p.armDrain { // progress since the check was set
 		p.armLocked()
 		p.mu.Unlock()
 		return
@@ -115,9 +117,18 @@ func (p *writerPool) checkStall() {
 	p.startLocked(n)
 }
 
-func (p *writerPool) pop() *client {
+// next takes the next client to drain, first marking the worker's last
+// drain finished when it had one; it returns nil, and retires the worker,
+// when no client is waiting. One lock serves both, since every drain but
+// the last is followed by another.
+func (p *writerPool) next(finished bool) *client {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if finished {
+		p.busy--
+		p.stuck = min(p.stuck, p.busy)
+		p.drains++
+	}
 	if p.head == len(p.ready) {
 		p.workers--
 		p.ready, p.head = p.ready[:0], 0
@@ -133,16 +144,6 @@ func (p *writerPool) pop() *client {
 	return c
 }
 
-// done marks a worker idle again after a drain.
-func (p *writerPool) done() {
-	now := time.Now()
-	p.mu.Lock()
-	p.busy--
-	p.stuck = min(p.stuck, p.busy)
-	p.lastDone = now
-	p.mu.Unlock()
-}
-
 func (p *writerPool) work() {
 	defer p.wg.Done()
 	s := &writeSlot{pool: p}
@@ -155,13 +156,8 @@ func (p *writerPool) work() {
 		p.mu.Unlock()
 	}()
 	var b []byte
-	for {
-		c := p.pop()
-		if c == nil {
-			return
-		}
+	for c := p.next(false); c != nil; c = p.next(true) {
 		b = p.drain(c, b[:0], s)
-		p.done()
 		if cap(b) > 4*maxWrite {
 			b = nil
 		}
@@ -207,23 +203,24 @@ type writeSlot struct {
 // watchdog, and records the progress for Close (see hubCore.close).
 func (s *writeSlot) write(conn *Conn, p []byte) error {
 	err := s.watched(conn, p)
-	if err == nil {
-		s.pool.hub.lastWrite.Store(conn.last.Load())
+	if err == nil && s.pool.hub.closing.Load() {
+		s.pool.hub.lastWrite.Store(time.Now().UnixNano())
 	}
 	return err
 }
 
 func (s *writeSlot) watched(conn *Conn, p []byte) error {
 	if !conn.deadlines {
-		return conn.writeOut(p, false)
+		return conn.writeOut(p, false, 0)
 	}
+	start := time.Now()
 	s.mu.Lock()
-	s.conn, s.start, s.dl = conn, time.Now(), false
+	s.conn, s.start, s.dl = conn, start, false
 	s.mu.Unlock()
 	if !s.pool.watching.Load() {
 		s.pool.armWatch(watchAfter)
 	}
-	err := conn.writeOut(p, false)
+	err := conn.writeOut(p, false, start.UnixNano())
 	s.mu.Lock()
 	dl := s.dl
 	s.conn, s.dl = nil, false
