@@ -36,7 +36,8 @@ type writerPool struct {
 	stopped  bool // the hub closed: arm no more
 	wg       sync.WaitGroup
 
-	slots    []*writeSlot // one per worker, for the watchdog
+	slots    []*writeSlot // every slot made, for the watchdog; a worker uses one
+	idle     []*writeSlot // slots no worker uses, for the next to start
 	watch    *time.Timer  // the watchdog; see writeSlot
 	watching atomic.Bool  // watch is set to fire
 }
@@ -146,23 +147,32 @@ func (p *writerPool) next(finished bool) *client {
 
 func (p *writerPool) work() {
 	defer p.wg.Done()
-	s := &writeSlot{pool: p}
 	p.mu.Lock()
-	p.slots = append(p.slots, s)
+	var s *writeSlot
+	if n := len(p.idle); n > 0 {
+		s = p.idle[n-1]
+		p.idle = p.idle[:n-1]
+	} else {
+		s = &writeSlot{pool: p}
+		p.slots = append(p.slots, s)
+	}
 	p.mu.Unlock()
-	defer func() {
-		p.mu.Lock()
-		p.slots = slices.DeleteFunc(p.slots, func(x *writeSlot) bool { return x == s })
-		p.mu.Unlock()
-	}()
-	var b []byte
 	for c := p.next(false); c != nil; c = p.next(true) {
-		b = p.drain(c, b[:0], s)
-		if cap(b) > 4*maxWrite {
-			b = nil
+		s.buf = p.drain(c, s.buf[:0], s)
+		if cap(s.buf) > keepBuf {
+			s.buf = nil
 		}
 	}
+	p.mu.Lock()
+	if len(p.idle) >= p.base {
+		s.buf = nil // only base idle slots keep one, as after a stall there may be many
+	}
+	p.idle = append(p.idle, s)
+	p.mu.Unlock()
 }
+
+// keepBuf is the largest write buffer a slot keeps between drains.
+const keepBuf = 16 << 10
 
 // wait stops the stall checks and waits for the workers to exit.
 func (p *writerPool) wait() {
@@ -197,6 +207,8 @@ type writeSlot struct {
 	conn  *Conn // nil between writes
 	start time.Time
 	dl    bool // the watchdog set conn's deadline for this write
+
+	buf []byte // scratch for the writes of the worker using the slot
 }
 
 // write writes p to conn, whose write lock the caller holds, under the
