@@ -147,8 +147,17 @@ type result struct {
 	foreign float64 // cores other processes used meanwhile
 
 	tput    measurement
-	latency map[int]measurement
+	latency map[int]measurement // by rate: what the table shows (with rounds, the medians)
+	rounds  []latencyRound      // every latency round, in run order; round 1 is measureOne's
 	profile string
+}
+
+// latencyRound is one round of latency runs of one implementation at one
+// client count, in its own server process.
+type latencyRound struct {
+	latency map[int]measurement // by rate
+	foreign float64             // cores other processes used meanwhile
+	err     error               // setting up failed; every rate has it too
 }
 
 // measurement is one throughput or latency run.
@@ -165,6 +174,7 @@ type measurement struct {
 	stalled     bool
 	serverCPU   time.Duration // CPU the server process used during the run
 	clientCPU   time.Duration // CPU this (client) process used during the run
+	medianOf    int           // > 0: medians over this many latency rounds, counts summed
 }
 
 func (m measurement) ok() bool { return m.err == nil && m.rr.clients > 0 }
@@ -200,20 +210,9 @@ func drive(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 	}
 	start := time.Now()
 	cpuStart := takeCPUSnapshot()
-	var results []*result
-	for i, n := range cfg.clients {
-		for _, impl := range impls {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			if cfg.waitIdle > 0 {
-				waitIdle(ctx, cfg.waitIdle, logf)
-			}
-			snap := takeCPUSnapshot()
-			r := measureOne(ctx, cfg, impl, n, cfg.events[i], logf)
-			r.foreign, _ = foreignLoad(snap, takeCPUSnapshot())
-			results = append(results, r)
-		}
+	results, err := measureAll(ctx, cfg, impls, logf)
+	if err != nil {
+		return err
 	}
 	foreign, _ := foreignLoad(cpuStart, takeCPUSnapshot())
 	writeReport(stdout, cfg, impls, results, time.Since(start), foreign)
@@ -222,18 +221,175 @@ func drive(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 			return fmt.Errorf("%s with %d clients: %w", r.impl, r.clients, r.err)
 		}
 	}
+	for _, r := range results {
+		for k, rd := range r.rounds {
+			if rd.err != nil {
+				return fmt.Errorf("%s with %d clients, latency round %d: %w", r.impl, r.clients, k+1, rd.err)
+			}
+		}
+	}
 	return nil
+}
+
+// measureAll measures every implementation at every client count, all
+// rounds of one client count before the next, and returns one result per
+// implementation and client count, in the order of cfg.clients and
+// impls. It stops with ctx's error when ctx is cancelled.
+func measureAll(ctx context.Context, cfg *config, impls []string, logf func(string, ...any)) ([]*result, error) {
+	var results []*result
+	for i, n := range cfg.clients {
+		rs, err := measureRounds(ctx, cfg, impls, n, cfg.events[i], logf)
+		if err != nil {
+			return nil, err
+		}
+		results = append(results, rs...)
+	}
+	return results, nil
+}
+
+// measureRounds runs every round at n clients: round 1 is measureOne for
+// each implementation; rounds 2..cfg.rounds measure latency only. Within
+// a round the implementations run in roundOrder, so slow drifts of the
+// machine hit each alike. With more than one round, each result's
+// latency is set to the medians over its rounds.
+func measureRounds(ctx context.Context, cfg *config, impls []string, n, m int, logf func(string, ...any)) ([]*result, error) {
+	byImpl := make(map[string]*result, len(impls))
+	for _, impl := range roundOrder(impls, 0) {
+		if err := beforeMeasurement(ctx, cfg, logf); err != nil {
+			return nil, err
+		}
+		snap := takeCPUSnapshot()
+		r := measureOne(ctx, cfg, impl, n, m, logf)
+		r.foreign, _ = foreignLoad(snap, takeCPUSnapshot())
+		r.rounds = []latencyRound{firstRound(r, cfg.rates)}
+		byImpl[impl] = r
+	}
+	rounds := cfg.rounds
+	if len(cfg.rates) == 0 {
+		rounds = 1 // nothing to repeat
+	}
+	for k := 1; k < rounds; k++ {
+		for _, impl := range roundOrder(impls, k) {
+			if err := beforeMeasurement(ctx, cfg, logf); err != nil {
+				return nil, err
+			}
+			r := byImpl[impl]
+			r.rounds = append(r.rounds, measureRound(ctx, cfg, impl, n, k, logf))
+		}
+	}
+	out := make([]*result, 0, len(impls))
+	for _, impl := range impls {
+		r := byImpl[impl]
+		if rounds > 1 {
+			r.summarize(cfg.rates)
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// roundOrder is the order the implementations run in round k (0-based):
+// impls rotated to start at index k mod len(impls), so that none always
+// goes first.
+func roundOrder(impls []string, k int) []string {
+	if len(impls) == 0 {
+		return nil
+	}
+	i := k % len(impls)
+	return append(slices.Clone(impls[i:]), impls[:i]...)
+}
+
+// beforeMeasurement returns ctx's error if it is cancelled, and otherwise
+// waits for other processes to go idle if -wait-idle asks for it.
+func beforeMeasurement(ctx context.Context, cfg *config, logf func(string, ...any)) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	if cfg.waitIdle > 0 {
+		waitIdle(ctx, cfg.waitIdle, logf)
+	}
+	return nil
+}
+
+// firstRound is round 1 of r, the latency runs measureOne made; if
+// setting up failed, every rate has that error.
+func firstRound(r *result, rates []int) latencyRound {
+	rd := latencyRound{latency: r.latency}
+	if r.err != nil {
+		rd = failedRound(r.err, rates)
+	}
+	rd.foreign = r.foreign
+	return rd
+}
+
+// failedRound is a round whose setup failed with err.
+func failedRound(err error, rates []int) latencyRound {
+	rd := latencyRound{latency: make(map[int]measurement, len(rates)), err: err}
+	for _, rate := range rates {
+		rd.latency[rate] = measurement{err: err}
+	}
+	return rd
+}
+
+// measureRound is latency round k (0-based, k > 0) of impl at n clients:
+// a fresh server process, n freshly connected and settled clients, and a
+// latency run at every rate; no memory or throughput run.
+func measureRound(ctx context.Context, cfg *config, impl string, n, k int, logf func(string, ...any)) latencyRound {
+	snap := takeCPUSnapshot()
+	rd := roundRuns(ctx, cfg, impl, n, k, logf)
+	rd.foreign, _ = foreignLoad(snap, takeCPUSnapshot())
+	return rd
+}
+
+// roundRuns sets up and runs the latency runs of measureRound.
+func roundRuns(ctx context.Context, cfg *config, impl string, n, k int, logf func(string, ...any)) latencyRound {
+	s, err := openServer(ctx, cfg, impl)
+	if err != nil {
+		logf("%-7s n=%-6d round %d: %v", impl, n, k+1, err)
+		return failedRound(err, cfg.rates)
+	}
+	defer s.stop()
+	p, err := connectClients(ctx, cfg, s, n)
+	if err != nil {
+		logf("%-7s n=%-6d round %d: %v", impl, n, k+1, err)
+		return failedRound(err, cfg.rates)
+	}
+	defer p.close()
+	return latencyRound{latency: measureLatency(ctx, cfg, s, p, impl, n, k, logf)}
+}
+
+// openServer starts a server process for impl, or returns -target.
+func openServer(ctx context.Context, cfg *config, impl string) (*server, error) {
+	if cfg.target != "" {
+		return &server{impl: impl, addr: cfg.target, hc: &http.Client{}}, nil
+	}
+	return startServer(ctx, impl, cfg.host, os.Stderr)
+}
+
+// connectClients connects n clients to s and settles them; on error it
+// closes whatever it connected.
+func connectClients(ctx context.Context, cfg *config, s *server, n int) (*pool, error) {
+	p := newPool(s.addr, n)
+	cctx, cancel := context.WithTimeout(ctx, cfg.timeout)
+	err := p.connect(cctx)
+	cancel()
+	if err != nil {
+		p.close()
+		return nil, fmt.Errorf("connecting %d clients: %w", n, err)
+	}
+	if err := settle(ctx, s, p, cfg); err != nil {
+		p.close()
+		return nil, err
+	}
+	return p, nil
 }
 
 // measureOne measures memory, throughput and latency for one
 // implementation at n clients, in a fresh server process.
 func measureOne(ctx context.Context, cfg *config, impl string, n, m int, logf func(string, ...any)) *result {
 	r := &result{impl: impl, clients: n, events: m, latency: map[int]measurement{}}
-	var s *server
-	var err error
-	if cfg.target != "" {
-		s = &server{impl: impl, addr: cfg.target, hc: &http.Client{}}
-	} else if s, err = startServer(ctx, impl, cfg.host, os.Stderr); err != nil {
+	s, err := openServer(ctx, cfg, impl)
+	if err != nil {
 		r.err = err
 		return r
 	}
@@ -244,19 +400,12 @@ func measureOne(ctx context.Context, cfg *config, impl string, n, m int, logf fu
 		r.err = err
 		return r
 	}
-	p := newPool(s.addr, n)
-	defer p.close()
-	cctx, cancel := context.WithTimeout(ctx, cfg.timeout)
-	err = p.connect(cctx)
-	cancel()
+	p, err := connectClients(ctx, cfg, s, n)
 	if err != nil {
-		r.err = fmt.Errorf("connecting %d clients: %w", n, err)
-		return r
-	}
-	if err := settle(ctx, s, p, cfg); err != nil {
 		r.err = err
 		return r
 	}
+	defer p.close()
 
 	// Memory: idle connections, after a GC.
 	loaded, err := s.stats(ctx, true)
@@ -278,22 +427,103 @@ func measureOne(ctx context.Context, cfg *config, impl string, n, m int, logf fu
 	r.tput = runScenario(ctx, cfg, s, p, m, 0, r.profile)
 	logf("%-7s n=%-6d throughput: %s", impl, n, describe(r.tput))
 
-	// Latency at each rate.
+	r.latency = measureLatency(ctx, cfg, s, p, impl, n, 0, logf)
+	return r
+}
+
+// measureLatency makes the latency run at each rate of round k (0-based)
+// and returns them by rate.
+func measureLatency(ctx context.Context, cfg *config, s *server, p *pool, impl string, n, k int, logf func(string, ...any)) map[int]measurement {
+	out := make(map[int]measurement, len(cfg.rates))
+	round := ""
+	if k > 0 {
+		round = fmt.Sprintf(" round %d", k+1)
+	}
 	for _, rate := range cfg.rates {
 		if err := reconnect(ctx, s, p, cfg); err != nil {
-			r.latency[rate] = measurement{err: err}
+			out[rate] = measurement{err: err}
 			continue
 		}
 		events := max(1, int(float64(rate)*cfg.latencyDur.Seconds()))
 		profile := ""
 		if cfg.cpuProfDir != "" {
-			profile = filepath.Join(cfg.cpuProfDir, fmt.Sprintf("cpu-%s-%d-rate%d.prof", impl, n, rate))
+			name := fmt.Sprintf("cpu-%s-%d-rate%d", impl, n, rate)
+			if k > 0 {
+				name += fmt.Sprintf("-round%d", k+1)
+			}
+			profile = filepath.Join(cfg.cpuProfDir, name+".prof")
 		}
 		lm := runScenario(ctx, cfg, s, p, events, rate, profile)
-		r.latency[rate] = lm
-		logf("%-7s n=%-6d latency @%d/s: %s", impl, n, rate, describe(lm))
+		out[rate] = lm
+		logf("%-7s n=%-6d%s latency @%d/s: %s", impl, n, round, rate, describe(lm))
 	}
-	return r
+	return out
+}
+
+// summarize sets r.latency, the values the table shows, to the medians
+// over r.rounds at each rate.
+func (r *result) summarize(rates []int) {
+	r.latency = make(map[int]measurement, len(rates))
+	for _, rate := range rates {
+		runs := make([]measurement, 0, len(r.rounds))
+		for _, rd := range r.rounds {
+			runs = append(runs, rd.latency[rate])
+		}
+		r.latency[rate] = combineRounds(runs)
+	}
+}
+
+// delivered reports whether m is a latency run that delivered events, one
+// a median is taken over.
+func delivered(m measurement) bool { return m.ok() && m.rr.delivered > 0 }
+
+// combineRounds merges the latency runs of one rate over several rounds:
+// p50, p99 and max are each the median over the rounds that delivered;
+// deliveries, losses, drops and publish errors are summed over those
+// rounds. With no such round it returns the first round's run, so the
+// table shows its error as it would for one round.
+func combineRounds(runs []measurement) measurement {
+	var out measurement
+	var p50s, p99s, maxs []time.Duration
+	for _, m := range runs {
+		if !delivered(m) {
+			continue
+		}
+		p50s, p99s, maxs = append(p50s, m.p50), append(p99s, m.p99), append(maxs, m.max)
+		out.rr.clients = max(out.rr.clients, m.rr.clients)
+		out.rr.delivered += m.rr.delivered
+		out.rr.lost += m.rr.lost
+		out.rr.dups += m.rr.dups
+		out.rr.dropped += m.rr.dropped
+		out.publishErrs += m.publishErrs
+		if out.publishErr == "" {
+			out.publishErr = m.publishErr
+		}
+		out.stalled = out.stalled || m.stalled
+	}
+	if len(p99s) == 0 {
+		if len(runs) == 0 {
+			return measurement{err: errors.New("no latency round")}
+		}
+		return runs[0]
+	}
+	out.p50, out.p99, out.max = median(p50s), median(p99s), median(maxs)
+	out.medianOf = len(p99s)
+	return out
+}
+
+// median returns the middle value of ds, or the mean of the two middle
+// values when there is an even number of them. It sorts ds.
+func median(ds []time.Duration) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	slices.Sort(ds)
+	h := len(ds) / 2
+	if len(ds)%2 == 1 {
+		return ds[h]
+	}
+	return (ds[h-1] + ds[h]) / 2
 }
 
 // reconnect re-dials clients a server dropped, so every scenario starts

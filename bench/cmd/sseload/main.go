@@ -63,6 +63,7 @@ const (
 	maxSize      = 16 << 10
 	maxDuration  = 60 * time.Second
 	maxTimeout   = 5 * time.Minute
+	maxRounds    = 20
 	quickClients = "100,1000"
 	fullClients  = "100,1000,10000"
 )
@@ -96,6 +97,7 @@ type config struct {
 	cpuProfDir string
 	quick      bool
 	waitIdle   time.Duration // wait this long at most for other load to stop
+	rounds     int           // latency rounds per client count; 1: latency once, with the rest
 
 	// server mode
 	serve  string
@@ -149,6 +151,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		host       = fs.String("host", "127.0.0.1", "loopback address the started servers listen on")
 		cpuProfDir = fs.String("cpuprofile-dir", "", "write a server CPU profile of every throughput and latency run into this directory")
 		waitIdle   = fs.Duration("wait-idle", 0, "before each measurement, wait up to this long for other processes to go idle (0: don't wait)")
+		rounds     = fs.Int("rounds", 1, "latency rounds per client count, 1.."+strconv.Itoa(maxRounds)+": round 1 measures everything; rounds 2..N measure latency only, each implementation in a fresh server, in an order that rotates every round; the table shows the median")
 		quick      = fs.Bool("quick", false, "smoke test: small counts, short latency runs (under a minute)")
 		serveImpl  = fs.String("serve", "", "serve one implementation ("+strings.Join(allImpls, ", ")+") instead of driving")
 		listen     = fs.String("listen", "127.0.0.1:0", "with -serve: loopback address to listen on")
@@ -160,7 +163,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
 	cfg := &config{size: *size, timeout: *timeout, target: *target, host: *host,
-		cpuProfDir: *cpuProfDir, quick: *quick, waitIdle: *waitIdle, serve: *serveImpl, listen: *listen}
+		cpuProfDir: *cpuProfDir, quick: *quick, waitIdle: *waitIdle, rounds: *rounds, serve: *serveImpl, listen: *listen}
 
 	if cfg.serve != "" {
 		if !isImpl(cfg.serve) {
@@ -221,6 +224,9 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	}
 	if cfg.waitIdle < 0 || cfg.waitIdle > maxTimeout {
 		return nil, fmt.Errorf("-wait-idle: must be between 0 and %v, got %v", maxTimeout, cfg.waitIdle)
+	}
+	if cfg.rounds < 1 || cfg.rounds > maxRounds {
+		return nil, fmt.Errorf("-rounds: must be between 1 and %d, got %d", maxRounds, cfg.rounds)
 	}
 	if err := checkLoopbackHost(cfg.host); err != nil {
 		return nil, fmt.Errorf("-host: %w", err)

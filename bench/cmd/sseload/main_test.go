@@ -39,6 +39,10 @@ func TestFlagValidation(t *testing.T) {
 		{"huge latency duration", []string{"-latency-duration=1h"}, "-latency-duration: must be > 0"},
 		{"zero timeout", []string{"-timeout=0s"}, "-timeout: must be > 0"},
 		{"negative wait-idle", []string{"-wait-idle=-1s"}, "-wait-idle: must be between"},
+		{"zero rounds", []string{"-rounds=0"}, "-rounds: must be between 1 and 20, got 0"},
+		{"too many rounds", []string{"-rounds=21"}, "-rounds: must be between 1 and 20, got 21"},
+		{"negative rounds", []string{"-rounds=-1"}, "-rounds: must be between 1 and 20, got -1"},
+		{"rounds not a number", []string{"-rounds=x"}, `invalid value "x" for flag -rounds`},
 		{"unknown impl", []string{"-impls=gosse,nginx"}, `-impls: unknown implementation "nginx"`},
 		{"private target", []string{"-target=10.0.0.1:8080"}, "-target: 10.0.0.1 is not a loopback address"},
 		{"public target", []string{"-target=93.184.216.34:80"}, "is not a loopback address"},
@@ -101,6 +105,28 @@ func TestFlagDefaults(t *testing.T) {
 				t.Errorf("latency duration: got %v, want %v", cfg.latencyDur, tt.wantDur)
 			}
 		})
+	}
+}
+
+func TestRoundsFlag(t *testing.T) {
+	tests := []struct {
+		args []string
+		want int
+	}{
+		{nil, 1},
+		{[]string{"-rounds=1"}, 1},
+		{[]string{"-rounds=5"}, 5},
+		{[]string{"-rounds", "20"}, 20},
+	}
+	for _, tt := range tests {
+		cfg, err := parseFlags(tt.args, &bytes.Buffer{})
+		if err != nil {
+			t.Errorf("parseFlags(%q): %v", tt.args, err)
+			continue
+		}
+		if cfg.rounds != tt.want {
+			t.Errorf("parseFlags(%q): got %d rounds, want %d", tt.args, cfg.rounds, tt.want)
+		}
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"runtime"
 	"strings"
@@ -18,7 +19,11 @@ func writeReport(w io.Writer, cfg *config, impls []string, results []*result, to
 	fmt.Fprintf(w, "- date: %s\n", time.Now().UTC().Format("2006-01-02 15:04 MST"))
 	fmt.Fprintf(w, "- machine: %d cores (%s), %s, %s/%s\n", runtime.NumCPU(), cpuModel(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
 	fmt.Fprintf(w, "- command: `sseload %s`\n", strings.Join(os.Args[1:], " "))
-	fmt.Fprintf(w, "- event data: %d bytes; latency runs: %v each; run took %v\n", cfg.size, cfg.latencyDur, took.Round(time.Second))
+	runs := fmt.Sprintf("%v each", cfg.latencyDur)
+	if cfg.rounds > 1 && len(cfg.rates) > 0 {
+		runs += fmt.Sprintf(", %d rounds interleaved", cfg.rounds)
+	}
+	fmt.Fprintf(w, "- event data: %d bytes; latency runs: %s; run took %v\n", cfg.size, runs, took.Round(time.Second))
 	fmt.Fprintf(w, "- other processes on the machine used %.2f cores on average during the run\n", foreign)
 	fmt.Fprintf(w, "- servers run in a child process each, clients in the driver process, over 127.0.0.1\n")
 	for _, impl := range impls {
@@ -55,9 +60,10 @@ func writeReport(w io.Writer, cfg *config, impls []string, results []*result, to
 	fmt.Fprintln(w)
 
 	type row struct {
-		name   string
-		higher bool // higher is better
-		cell   func(r *result) (string, float64, bool)
+		name    string
+		higher  bool // higher is better
+		latency bool // a latency row: with rounds, shown even if round 1 failed
+		cell    func(r *result) (string, float64, bool)
 	}
 	rows := []row{{
 		name:   "throughput, deliveries/s (lost) ↑",
@@ -72,7 +78,8 @@ func writeReport(w io.Writer, cfg *config, impls []string, results []*result, to
 	}}
 	for _, rate := range cfg.rates {
 		rows = append(rows, row{
-			name: fmt.Sprintf("latency @ %d ev/s, p50 / p99 / max (lost) ↓", rate),
+			name:    fmt.Sprintf("latency @ %d ev/s, p50 / p99 / max (lost) ↓", rate),
+			latency: true,
 			cell: func(r *result) (string, float64, bool) {
 				m, ok := r.latency[rate]
 				if !ok || !m.ok() {
@@ -81,8 +88,7 @@ func writeReport(w io.Writer, cfg *config, impls []string, results []*result, to
 				if m.rr.delivered == 0 {
 					return fmt.Sprintf("nothing delivered (%s lost)", count(m.rr.lost)), 0, false
 				}
-				return fmt.Sprintf("%s / %s / %s ms (%s lost)", ms(m.p50), ms(m.p99), ms(m.max), count(m.rr.lost)),
-					float64(m.p99), true
+				return latencyCell(m), float64(m.p99), true
 			},
 		})
 	}
@@ -115,7 +121,7 @@ func writeReport(w io.Writer, cfg *config, impls []string, results []*result, to
 					fmt.Fprintf(w, " – |")
 					continue
 				}
-				if r.err != nil {
+				if r.err != nil && !(rw.latency && cfg.rounds > 1) {
 					fmt.Fprintf(w, " %s |", errCell(r.err))
 					continue
 				}
@@ -175,7 +181,11 @@ func writeReport(w io.Writer, cfg *config, impls []string, results []*result, to
 		}
 		for _, rate := range cfg.rates {
 			if m := r.latency[rate]; m.rr.dropped > 0 || m.publishErrs > 0 {
-				notes = append(notes, fmt.Sprintf("%s, %d clients, %d ev/s: %d clients disconnected, %d publish errors", implTitle[r.impl], r.clients, rate, m.rr.dropped, m.publishErrs))
+				line := fmt.Sprintf("%s, %d clients, %d ev/s: %d clients disconnected, %d publish errors", implTitle[r.impl], r.clients, rate, m.rr.dropped, m.publishErrs)
+				if m.medianOf > 0 {
+					line += fmt.Sprintf(" (over %d rounds)", m.medianOf)
+				}
+				notes = append(notes, line)
 			}
 		}
 		if r.profile != "" {
@@ -190,12 +200,146 @@ func writeReport(w io.Writer, cfg *config, impls []string, results []*result, to
 		}
 	}
 	fmt.Fprintln(w, ".")
+	for _, r := range results {
+		notes = append(notes, roundNotes(r)...)
+	}
+	if cfg.rounds > 1 && len(cfg.rates) > 0 {
+		writeRounds(w, cfg, impls, byKey, ratio)
+		if len(notes) > 0 {
+			fmt.Fprintf(w, "\n### Notes\n")
+		}
+	}
 	if len(notes) > 0 {
 		fmt.Fprintln(w)
 		for _, n := range notes {
 			fmt.Fprintf(w, "- %s\n", n)
 		}
 	}
+}
+
+// latencyCell is a latency run's table cell: p50 / p99 / max and losses,
+// and over how many rounds the medians were taken.
+func latencyCell(m measurement) string {
+	if m.medianOf > 0 {
+		return fmt.Sprintf("%s / %s / %s ms (%s lost; median of %d)", ms(m.p50), ms(m.p99), ms(m.max), count(m.rr.lost), m.medianOf)
+	}
+	return fmt.Sprintf("%s / %s / %s ms (%s lost)", ms(m.p50), ms(m.p99), ms(m.max), count(m.rr.lost))
+}
+
+// roundNotes flags the latency rounds after the first that ran while
+// other processes were busy (round 1's load is in r.foreign).
+func roundNotes(r *result) []string {
+	var notes []string
+	for k := 1; k < len(r.rounds); k++ {
+		if f := r.rounds[k].foreign; f >= 0.2 {
+			notes = append(notes, fmt.Sprintf("%s, %d clients, latency round %d: **other processes used %.1f cores meanwhile: skewed**",
+				implTitle[r.impl], r.clients, k+1, f))
+		}
+	}
+	return notes
+}
+
+// writeRounds prints, for each client count and rate, every
+// implementation's p99 in each latency round in run order, and, if ratio,
+// ours ÷ the best peer of each round.
+func writeRounds(w io.Writer, cfg *config, impls []string, byKey map[string]*result, ratio bool) {
+	fmt.Fprintf(w, "\n### Latency p99 per round\n\n")
+	fmt.Fprintln(w, "p99 in ms of every latency round, in run order. Round 1 ran with the memory and throughput runs;")
+	fmt.Fprintln(w, "each later round measured latency only, every implementation in a fresh server with fresh clients,")
+	fmt.Fprintln(w, "in an order that rotates from round to round. The table shows the median over the rounds.")
+	for _, n := range cfg.clients {
+		var rs []*result
+		for _, impl := range impls {
+			if r := byKey[fmt.Sprintf("%s/%d", impl, n)]; r != nil {
+				rs = append(rs, r)
+			}
+		}
+		if len(rs) == 0 {
+			continue
+		}
+		for _, rate := range cfg.rates {
+			fmt.Fprintf(w, "\n**%d clients, %d ev/s**\n\n", n, rate)
+			for _, r := range rs {
+				var cells []string
+				for _, rd := range r.rounds {
+					cells = append(cells, roundCell(rd.latency[rate]))
+				}
+				fmt.Fprintf(w, "- %s: %s\n", implTitle[r.impl], strings.Join(cells, ", "))
+			}
+			if ratio {
+				fmt.Fprintf(w, "- ours ÷ best peer per round: %s\n", ratioLine(roundRatios(rs, rate)))
+			}
+		}
+	}
+}
+
+// roundCell is one round's entry in the per-round list: its p99 in ms,
+// or why it has none.
+func roundCell(m measurement) string {
+	switch {
+	case !m.ok():
+		return errCell(m.err)
+	case m.rr.delivered == 0:
+		return "nothing delivered"
+	}
+	return ms(m.p99)
+}
+
+// roundRatios returns, for each round, ours ÷ the lowest p99 among the
+// peers in that round, or NaN where ours or every peer has none.
+func roundRatios(rs []*result, rate int) []float64 {
+	rounds := 0
+	for _, r := range rs {
+		rounds = max(rounds, len(r.rounds))
+	}
+	out := make([]float64, rounds)
+	for k := range out {
+		var ours, best time.Duration
+		for _, r := range rs {
+			if k >= len(r.rounds) || !delivered(r.rounds[k].latency[rate]) {
+				continue
+			}
+			p99 := r.rounds[k].latency[rate].p99
+			switch {
+			case r.impl == implStream:
+				ours = p99
+			case isOurs(r.impl):
+				// another of ours: shown, not compared
+			case best == 0 || p99 < best:
+				best = p99
+			}
+		}
+		out[k] = math.NaN()
+		if ours > 0 && best > 0 {
+			out[k] = float64(ours) / float64(best)
+		}
+	}
+	return out
+}
+
+// ratioLine formats per-round ratios, how many rounds ours was no worse
+// in (a ratio of at most 1.00 as printed) and their mean.
+func ratioLine(ratios []float64) string {
+	cells := make([]string, len(ratios))
+	var compared, noWorse int
+	var sum float64
+	for k, v := range ratios {
+		if math.IsNaN(v) {
+			cells[k] = "–"
+			continue
+		}
+		cells[k] = fmt.Sprintf("%.2f", v)
+		compared++
+		sum += v
+		if math.Round(v*100) <= 100 {
+			noWorse++
+		}
+	}
+	line := strings.Join(cells, ", ")
+	if compared == 0 {
+		return line + " (no round to compare)"
+	}
+	return fmt.Sprintf("%s (no worse in %d of %d), mean %.2f", line, noWorse, compared, sum/float64(compared))
 }
 
 func errCell(err error) string {

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -52,6 +53,67 @@ func TestTinyRunAllImpls(t *testing.T) {
 	}
 	if strings.Contains(table, "error") {
 		t.Errorf("report has an error cell:\n%s", table)
+	}
+}
+
+// TestTinyRounds drives two rounds of two implementations end to end
+// through measureAll, as a real run does, and checks that every round
+// delivered every event to every client, that round 2 ran in rotated
+// order and that the report shows medians and the per-round section.
+func TestTinyRounds(t *testing.T) {
+	const clients, events, rate = 20, 100, 40
+	cfg, err := parseFlags([]string{"-impls=stream,r3labs", "-rounds=2", fmt.Sprintf("-clients=%d", clients),
+		fmt.Sprintf("-events=%d", events), fmt.Sprintf("-rates=%d", rate), "-latency-duration=500ms", "-timeout=60s"}, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var order []string // implementations in the order their latency runs ended
+	logf := func(format string, a ...any) {
+		t.Logf(format, a...)
+		if line := fmt.Sprintf(format, a...); strings.Contains(line, " latency @") {
+			order = append(order, strings.Fields(line)[0])
+		}
+	}
+	results, err := measureAll(t.Context(), cfg, cfg.impls, logf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{implStream, implR3labs, implR3labs, implStream}; !slices.Equal(order, want) {
+		t.Errorf("latency run order: got %v, want %v", order, want)
+	}
+	if len(results) != 2 {
+		t.Fatalf("got %d results, want 2", len(results))
+	}
+	for _, r := range results {
+		if r.err != nil {
+			t.Fatalf("%s: %v", r.impl, r.err)
+		}
+		checkRun(t, r.impl+" throughput", r.tput, clients, events)
+		if len(r.rounds) != 2 {
+			t.Fatalf("%s: got %d rounds, want 2", r.impl, len(r.rounds))
+		}
+		for k, rd := range r.rounds {
+			if rd.err != nil {
+				t.Errorf("%s round %d: %v", r.impl, k+1, rd.err)
+			}
+			checkRun(t, fmt.Sprintf("%s round %d latency", r.impl, k+1), rd.latency[rate], clients, rate/2)
+		}
+		if m := r.latency[rate]; m.medianOf != 2 || m.rr.delivered != 2*clients*rate/2 || m.rr.lost != 0 {
+			t.Errorf("%s: table value is a median of %d rounds with %d delivered and %d lost; want 2 rounds, %d delivered, none lost",
+				r.impl, m.medianOf, m.rr.delivered, m.rr.lost, 2*clients*rate/2)
+		}
+	}
+	var out bytes.Buffer
+	writeReport(&out, cfg, cfg.impls, results, time.Second, 0)
+	report := out.String()
+	for _, want := range []string{"lost; median of 2) |", "latency runs: 500ms each, 2 rounds interleaved;",
+		"### Latency p99 per round", "**20 clients, 40 ev/s**", "- ours ÷ best peer per round: "} {
+		if !strings.Contains(report, want) {
+			t.Errorf("report lacks %q:\n%s", want, report)
+		}
+	}
+	if strings.Contains(report, "error") {
+		t.Errorf("report has an error:\n%s", report)
 	}
 }
 
