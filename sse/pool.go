@@ -1,6 +1,7 @@
 package sse
 
 import (
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -157,10 +158,14 @@ func (p *writerPool) work() {
 		p.slots = append(p.slots, s)
 	}
 	p.mu.Unlock()
+	drains := 0
 	for c := p.next(false); c != nil; c = p.next(true) {
 		s.buf = p.drain(c, s.buf[:0], s)
 		if cap(s.buf) > keepBuf {
 			s.buf = nil
+		}
+		if drains++; drains%yieldEvery == 0 {
+			runtime.Gosched()
 		}
 	}
 	p.mu.Lock()
@@ -170,6 +175,16 @@ func (p *writerPool) work() {
 	p.idle = append(p.idle, s)
 	p.mu.Unlock()
 }
+
+// yieldEvery is how many drains a worker makes between yields to the
+// scheduler. A worker busy with a long fan-out never blocks, so without
+// them the runtime's monitor finds the same goroutine running for 10 ms,
+// preempts it, takes its P away when that lands in a write (a handoff to
+// another thread) and, having done so, keeps polling every 20 µs. At
+// 10 000 clients and 10 events/s on two cores, the monitor took 6.2 % of
+// the server's CPU (perf); with a yield every 32 drains, 2.2 %, and the
+// yields 0.4 %.
+const yieldEvery = 32
 
 // keepBuf is the largest write buffer a slot keeps between drains.
 const keepBuf = 16 << 10
