@@ -77,8 +77,9 @@ type UpgradeOptions struct {
 // that nothing touches the ResponseWriter afterwards.
 type Conn struct {
 	w         http.ResponseWriter
-	r         *http.Request // its context is watched; see watchLocked
-	timeout   time.Duration // write timeout; 0 means none
+	r         *http.Request
+	rctx      context.Context // r's context, watched (see watchLocked) and checked before each write
+	timeout   time.Duration   // write timeout; 0 means none
 	last      atomic.Int64
 	writing   atomic.Bool // a write is in progress
 	closed    atomic.Bool
@@ -88,10 +89,8 @@ type Conn struct {
 
 	mu      sync.Mutex // guards the fields below
 	cause   error
-	watcher closeWatcher    // told when the Conn ends (a hub); see watch
-	more    *[]closeWatcher // watchers after the first, rarely any
-	stop    func() bool     // stops watching the contexts
-	beat    *ownBeat        // the Conn's own heartbeat; nil once it ended
+	watcher closeWatcher // told when the Conn ends (a hub); see watch
+	ext     *connExt     // what few streams need; nil until one does
 
 	// The write lock, which serialises writes. Waiting for it is a
 	// channel receive, so that it is durably blocking in a
@@ -103,6 +102,22 @@ type Conn struct {
 	wake     chan struct{} // closed when the write lock is released; nil when nobody waits
 
 	done chan struct{}
+}
+
+// connExt holds the state of a Conn that most streams never need, so
+// that a Conn stays small enough to keep its request's context at hand.
+type connExt struct {
+	more []closeWatcher // watchers after the first
+	stop func() bool    // stops watching the contexts
+	beat *ownBeat       // the Conn's own heartbeat; nil once it ended
+}
+
+// extLocked returns c.ext, making it first; c.mu must be held.
+func (c *Conn) extLocked() *connExt {
+	if c.ext == nil {
+		c.ext = new(connExt)
+	}
+	return c.ext
 }
 
 // closeWatcher is told when a Conn ends; hubs use it to drop the Conn.
@@ -192,6 +207,7 @@ func (t *openTask) run() {
 	c := &Conn{
 		w:       w,
 		r:       r,
+		rctx:    r.Context(),
 		timeout: durationOr(opts.WriteTimeout, DefaultWriteTimeout),
 		beats:   opts.Heartbeat > 0,
 		done:    make(chan struct{}),
@@ -206,9 +222,9 @@ func (t *openTask) run() {
 	// Watch the contexts without a goroutine of our own: the Upgrade
 	// context, when it is another, with a callback now; the request's
 	// once someone waits on Done (see watchLocked).
-	if ctx != r.Context() {
+	if ctx != c.rctx {
 		c.mu.Lock()
-		c.stop = context.AfterFunc(ctx, func() {
+		c.extLocked().stop = context.AfterFunc(ctx, func() {
 			c.shutdown(fmt.Errorf("%w: %w", ErrConnectionClosed, context.Cause(ctx)))
 		})
 		c.mu.Unlock()
@@ -236,8 +252,9 @@ func (t *openTask) run() {
 	if c.beats {
 		c.mu.Lock()
 		if c.cause == nil {
-			c.beat = &ownBeat{every: opts.Heartbeat}
-			c.beat.timer = time.AfterFunc(opts.Heartbeat, c.heartbeat)
+			b := &ownBeat{every: opts.Heartbeat}
+			b.timer = time.AfterFunc(opts.Heartbeat, c.heartbeat)
+			c.extLocked().beat = b
 		}
 		c.mu.Unlock()
 	}
@@ -335,7 +352,7 @@ func (c *Conn) clientGone() bool {
 
 // requestEnded reports whether the request's context ended: the client
 // went away (or the handler returned).
-func (c *Conn) requestEnded() bool { return c.r.Context().Err() != nil }
+func (c *Conn) requestEnded() bool { return c.rctx.Err() != nil }
 
 // watchLocked has the request's context watched by a callback once
 // someone waits on Done, unless a hub watches it: the hubs a Conn is
@@ -348,14 +365,15 @@ func (c *Conn) watchLocked() {
 		return
 	}
 	c.watching = true
-	stopReq := context.AfterFunc(c.r.Context(), func() { c.shutdown(errClientGone) })
-	if stopCtx := c.stop; stopCtx != nil {
-		c.stop = func() bool {
+	stopReq := context.AfterFunc(c.rctx, func() { c.shutdown(errClientGone) })
+	x := c.extLocked()
+	if stopCtx := x.stop; stopCtx != nil {
+		x.stop = func() bool {
 			req, ctx := stopReq(), stopCtx() // both, always
 			return req && ctx
 		}
 	} else {
-		c.stop = stopReq
+		x.stop = stopReq
 	}
 }
 
@@ -482,11 +500,13 @@ func (c *Conn) shutdown(cause error) {
 	c.cause = cause
 	c.closed.Store(true)
 	watchers := []closeWatcher{c.watcher}
-	if c.more != nil {
-		watchers = append(watchers, *c.more...)
+	var stop func() bool
+	var beat *ownBeat
+	if x := c.ext; x != nil {
+		watchers = append(watchers, x.more...)
+		stop, beat = x.stop, x.beat
 	}
-	stop, beat := c.stop, c.beat
-	c.watcher, c.more, c.stop, c.beat = nil, nil, nil, nil
+	c.watcher, c.ext = nil, nil
 	c.mu.Unlock()
 
 	if c.writing.Load() && c.deadlines {
@@ -566,10 +586,9 @@ func (c *Conn) watch(w closeWatcher) bool {
 	switch {
 	case c.watcher == nil:
 		c.watcher = w // the usual case: one hub, no allocation
-	case c.more == nil:
-		c.more = &[]closeWatcher{w}
 	default:
-		*c.more = append(*c.more, w)
+		x := c.extLocked()
+		x.more = append(x.more, w)
 	}
 	return true
 }
@@ -582,8 +601,8 @@ func (c *Conn) clientOf(h *hubCore) *client {
 	if x, ok := c.watcher.(*client); ok && x.hub == h {
 		return x
 	}
-	if c.more != nil {
-		for _, w := range *c.more {
+	if c.ext != nil {
+		for _, w := range c.ext.more {
 			if x, ok := w.(*client); ok && x.hub == h {
 				return x
 			}
@@ -596,14 +615,15 @@ func (c *Conn) clientOf(h *hubCore) *client {
 func (c *Conn) unwatch(w closeWatcher) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	x := c.ext
 	if c.watcher == w {
 		c.watcher = nil
-		if c.more != nil && len(*c.more) > 0 {
-			c.watcher = (*c.more)[0]
-			*c.more = slices.Delete(*c.more, 0, 1)
+		if x != nil && len(x.more) > 0 {
+			c.watcher = x.more[0]
+			x.more = slices.Delete(x.more, 0, 1)
 		}
-	} else if c.more != nil {
-		*c.more = slices.DeleteFunc(*c.more, func(x closeWatcher) bool { return x == w })
+	} else if x != nil {
+		x.more = slices.DeleteFunc(x.more, func(m closeWatcher) bool { return m == w })
 	}
 	c.watchLocked() // no hub left to watch the request's context
 }
@@ -618,7 +638,10 @@ type ownBeat struct {
 // was written for a whole interval and sets the timer for the next check.
 func (c *Conn) heartbeat() {
 	c.mu.Lock()
-	b := c.beat
+	var b *ownBeat
+	if c.ext != nil {
+		b = c.ext.beat
+	}
 	c.mu.Unlock()
 	if b == nil {
 		return
@@ -632,8 +655,8 @@ func (c *Conn) heartbeat() {
 		next = b.every
 	}
 	c.mu.Lock()
-	if c.beat != nil {
-		c.beat.timer.Reset(next)
+	if c.ext != nil && c.ext.beat != nil {
+		c.ext.beat.timer.Reset(next)
 	}
 	c.mu.Unlock()
 }
