@@ -161,7 +161,7 @@ func (p *writerPool) work() {
 	drains := 0
 	for c := p.next(false); c != nil; c = p.next(true) {
 		s.buf = p.drain(c, s.buf[:0], s)
-		if cap(s.buf) > keepBuf {
+		if cap(s.buf) > 4*maxWrite {
 			s.buf = nil
 		}
 		if drains++; drains%yieldEvery == 0 {
@@ -169,8 +169,10 @@ func (p *writerPool) work() {
 		}
 	}
 	p.mu.Lock()
-	if len(p.idle) >= p.base {
-		s.buf = nil // only base idle slots keep one, as after a stall there may be many
+	if len(p.idle) >= p.base || cap(s.buf) > keepBuf {
+		// Idle slots keep small buffers only, and only base of them:
+		// after a stall there may be many.
+		s.buf = nil
 	}
 	p.idle = append(p.idle, s)
 	p.mu.Unlock()
@@ -186,7 +188,7 @@ func (p *writerPool) work() {
 // yields 0.4 %.
 const yieldEvery = 32
 
-// keepBuf is the largest write buffer a slot keeps between drains.
+// keepBuf is the largest write buffer an idle slot keeps.
 const keepBuf = 16 << 10
 
 // wait stops the stall checks and waits for the workers to exit.
