@@ -330,12 +330,13 @@ func (c *Conn) Err() error {
 // errClientGone ends a stream whose request's context ended.
 var errClientGone = fmt.Errorf("%w: client went away", ErrConnectionClosed)
 
-// waitEnd waits until c ends, or until r's context does, which ends c at
-// once: a hub's own handlers wait this way rather than for its poll.
-func waitEnd(c *Conn, r *http.Request) {
+// waitEnd waits until c ends, or until its request's context does, which
+// ends c at once: a hub's own handlers wait this way rather than for its
+// poll.
+func waitEnd(c *Conn) {
 	select {
 	case <-c.Done():
-	case <-r.Context().Done():
+	case <-c.rctx.Done():
 		c.shutdown(errClientGone)
 	}
 }

@@ -299,7 +299,7 @@ func (h *Hub[T]) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	defer conn.Close()
 	defer h.core.unregister(conn)
-	waitEnd(conn, r)
+	waitEnd(conn)
 }
 
 // upgradeOK answers the request when upgrade failed and reports whether

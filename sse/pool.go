@@ -160,7 +160,7 @@ func (p *writerPool) work() {
 	p.mu.Unlock()
 	drains := 0
 	for c := p.next(false); c != nil; c = p.next(true) {
-		s.buf = p.drain(c, s.buf[:0], s)
+		p.drain(c, s)
 		if cap(s.buf) > 4*maxWrite {
 			s.buf = nil
 		}
@@ -301,10 +301,11 @@ func (p *writerPool) checkWrites() {
 	}
 }
 
-// drain writes everything queued for c in as few writes as it can, through
-// s, using b as scratch, and returns b for reuse.
-func (p *writerPool) drain(c *client, b []byte, s *writeSlot) []byte {
+// drain writes everything queued for c in as few writes as it can,
+// through s, gathering them in s.buf.
+func (p *writerPool) drain(c *client, s *writeSlot) {
 	h := p.hub
+	b := s.buf[:0]
 	conn := c.conn
 	conn.lockWrite()
 	c.mu.Lock()
@@ -334,6 +335,7 @@ func (p *writerPool) drain(c *client, b []byte, s *writeSlot) []byte {
 		}
 	}
 	conn.unlockWrite()
+	s.buf = b
 	clear(q)
 	h.queued.Add(-n)
 
@@ -351,7 +353,6 @@ func (p *writerPool) drain(c *client, b []byte, s *writeSlot) []byte {
 	if finished {
 		conn.shutdown(errShuttingDown)
 	}
-	return b
 }
 
 // setTimer sets *t to call f after d, making the timer the first time.

@@ -314,7 +314,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	waitEnd(conn, r)
+	waitEnd(conn)
 }
 
 // resumeTask replays history to a resuming client; see offstack.

@@ -61,13 +61,25 @@ func roundsFixture() (*config, []*result) {
 	return cfg, results
 }
 
-func TestReportRounds(t *testing.T) {
-	cfg, results := roundsFixture()
+// reportWithLines writes the report of results, checks that it has every
+// line of want, and returns it with its lines.
+func reportWithLines(t *testing.T, cfg *config, results []*result, want ...string) (string, []string) {
+	t.Helper()
 	var out bytes.Buffer
 	writeReport(&out, cfg, defaultImpls, results, time.Minute, 0)
 	report := out.String()
 	lines := strings.Split(report, "\n")
-	for _, want := range []string{
+	for _, w := range want {
+		if !slices.Contains(lines, w) {
+			t.Errorf("report lacks the line %q:\n%s", w, report)
+		}
+	}
+	return report, lines
+}
+
+func TestReportRounds(t *testing.T) {
+	cfg, results := roundsFixture()
+	report, _ := reportWithLines(t, cfg, results,
 		"- event data: 64 bytes; latency runs: 5s each, 3 rounds interleaved; run took 1m0s",
 		"| throughput, deliveries/s (lost) ↑ | 1000 | 2.00M (0 lost) | error: start gosse server: boom | 2.00M (0 lost) | 1.00× |",
 		"| latency @ 10 ev/s, p50 / p99 / max (lost) ↓ | 1000 | 5.00 / 11.00 / 25.00 ms (3 lost; median of 3) | 7.50 / 11.50 / 15.50 ms (0 lost; median of 2) | 4.00 / 12.00 / 13.00 ms (0 lost; median of 3) | 0.96× |",
@@ -87,11 +99,7 @@ func TestReportRounds(t *testing.T) {
 		"- ours ÷ best peer per round: –, –, – (no round to compare)",
 		"### Notes",
 		"- r3labs/sse v2, 1000 clients, latency round 3: **other processes used 0.5 cores meanwhile: skewed**",
-	} {
-		if !slices.Contains(lines, want) {
-			t.Errorf("report lacks the line %q:\n%s", want, report)
-		}
-	}
+	)
 	// The per-round section comes after the table and before the notes.
 	table := strings.Index(report, "| memory per idle conn, RSS ↓ |")
 	section := strings.Index(report, "### Latency p99 per round")
@@ -108,18 +116,10 @@ func TestReportOneRound(t *testing.T) {
 		r.rounds = r.rounds[:1]
 		r.latency = r.rounds[0].latency
 	}
-	var out bytes.Buffer
-	writeReport(&out, cfg, defaultImpls, results, time.Minute, 0)
-	report := out.String()
-	lines := strings.Split(report, "\n")
-	for _, want := range []string{
+	report, lines := reportWithLines(t, cfg, results,
 		"- event data: 64 bytes; latency runs: 5s each; run took 1m0s",
 		"| latency @ 10 ev/s, p50 / p99 / max (lost) ↓ | 1000 | 5.00 / 10.00 / 20.00 ms (0 lost) | error: start gosse server: boom | 3.00 / 9.00 / 10.00 ms (0 lost) | 1.11× |",
-	} {
-		if !slices.Contains(lines, want) {
-			t.Errorf("report lacks the line %q:\n%s", want, report)
-		}
-	}
+	)
 	for _, line := range lines {
 		if strings.HasPrefix(line, "- command:") { // the test binary's flags
 			continue
