@@ -42,18 +42,25 @@ func Read(r io.Reader) iter.Seq2[Event, error] {
 // retry field (ASCII digits only) since the previous empty line, else 0;
 // use [Reader.Retry] to tell "retry: 0" from none.
 //
-// A Reader buffers its input and does not limit the length of lines or
-// events unless MaxEventSize is set. It is not safe for concurrent use.
+// A Reader buffers its input and limits the size of one event (and of
+// any line, comments included) to MaxEventSize, 16 MiB by default, so
+// that a stream without line ends cannot take all memory. A stream of
+// comments or empty lines is read in constant memory. It is not safe for
+// concurrent use.
 type Reader struct {
-	// MaxEventSize, when positive, caps the memory one event may take:
-	// the length of the line being read (field name included, line end
-	// excluded) plus the data and event type gathered so far for the
-	// event. Going over makes Next return an error matching
-	// [ErrEventTooLarge], and the Reader stops. Zero means no limit.
+	// MaxEventSize caps the memory one event may take: the length of
+	// the line being read (field name included, line end excluded) plus
+	// the data and event type gathered so far for the event. Going over
+	// makes Next return an error matching [ErrEventTooLarge], and the
+	// Reader stops; its buffer then holds about MaxEventSize bytes, and
+	// never more than twice that. Zero means DefaultMaxEventSize; a
+	// negative value means no limit.
 	MaxEventSize int
 
 	// OnComment, when set, is called with the text of each comment line:
-	// what follows the leading colon, with one leading space removed.
+	// what follows the leading colon, with one leading space removed. It
+	// is called from Next, in stream order: before Next returns the
+	// event that follows the comment.
 	OnComment func(text string)
 
 	rd      io.Reader
@@ -74,6 +81,10 @@ type Reader struct {
 	retry   int    // reconnection time in ms from the stream, or -1
 	evRetry int    // retry set since the previous dispatch, or 0
 }
+
+// DefaultMaxEventSize is the size limit of one event when
+// Reader.MaxEventSize or Client.MaxEventSize is zero.
+const DefaultMaxEventSize = 16 << 20
 
 const (
 	minBufSize  = 4 << 10
@@ -205,7 +216,12 @@ func (r *Reader) dispatch() (Event, bool) {
 func (r *Reader) processLine(line []byte) error {
 	if line[0] == ':' {
 		if r.OnComment != nil {
-			r.OnComment(string(appendUTF8(nil, trimSpace(line[1:]))))
+			text := trimSpace(line[1:])
+			if utf8.Valid(text) {
+				r.OnComment(string(text))
+			} else {
+				r.OnComment(string(appendUTF8(nil, text)))
+			}
 		}
 		return nil
 	}
@@ -247,10 +263,22 @@ func (r *Reader) processLine(line []byte) error {
 // into reads.
 func (r *Reader) checkSize(line int) error {
 	n := line + len(r.data) + len(r.typ)
-	if r.MaxEventSize <= 0 || n <= r.MaxEventSize {
+	limit := r.limit()
+	if limit < 0 || n <= limit {
 		return nil
 	}
-	return fmt.Errorf("%w: %d bytes or more exceed the limit of %d", ErrEventTooLarge, n, r.MaxEventSize)
+	return fmt.Errorf("%w: %d bytes or more exceed the limit of %d", ErrEventTooLarge, n, limit)
+}
+
+// limit returns the effective MaxEventSize, or -1 for none.
+func (r *Reader) limit() int {
+	switch {
+	case r.MaxEventSize == 0:
+		return DefaultMaxEventSize
+	case r.MaxEventSize < 0:
+		return -1
+	}
+	return r.MaxEventSize
 }
 
 // trimSpace removes one leading space.
@@ -377,7 +405,13 @@ func (r *Reader) fill() error {
 		r.w = copy(r.buf, r.buf[r.r:r.w])
 		r.r = 0
 	default:
-		r.buf = append(r.buf, make([]byte, len(r.buf))...)
+		// The buffer holds one unfinished line: double it, but only to
+		// one byte past the limit, which is enough to detect going over.
+		grow := len(r.buf)
+		if limit := r.limit(); limit >= 0 {
+			grow = max(1, min(grow, limit+1-len(r.buf)))
+		}
+		r.buf = append(r.buf, make([]byte, grow)...)
 		r.buf = r.buf[:cap(r.buf)]
 	}
 	for range maxEmpty {
