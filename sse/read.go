@@ -411,8 +411,9 @@ func (r *Reader) fill() error {
 		if limit := r.limit(); limit >= 0 {
 			grow = max(1, min(grow, limit+1-len(r.buf)))
 		}
-		r.buf = append(r.buf, make([]byte, grow)...)
-		r.buf = r.buf[:cap(r.buf)]
+		buf := make([]byte, len(r.buf)+grow)
+		copy(buf, r.buf[:r.w])
+		r.buf = buf
 	}
 	for range maxEmpty {
 		n, err := r.rd.Read(r.buf[r.w:])
