@@ -73,7 +73,9 @@ type Reader struct {
 	bomDone bool // the start of the stream has been checked for a BOM
 	skipLF  bool // the last line ended in CR: drop an LF that follows
 
-	data    []byte // data buffer
+	data    []byte // data buffer, when it holds more than one line
+	one     string // the data buffer while it holds one line: its value
+	hasOne  bool   // the data buffer is one, followed by an LF
 	typ     []byte // event type buffer
 	typStr  string // last dispatched non-empty type, reused to save allocations
 	idBuf   string // last event ID buffer
@@ -184,7 +186,7 @@ func (r *Reader) setLastEventID(id string) {
 // dispatch runs the standard's dispatch steps at an empty line.
 func (r *Reader) dispatch() (Event, bool) {
 	r.lastID = r.idBuf
-	if len(r.data) == 0 {
+	if len(r.data) == 0 && !r.hasOne {
 		r.typ = r.typ[:0]
 		r.evRetry = 0
 		return Event{}, false
@@ -199,17 +201,52 @@ func (r *Reader) dispatch() (Event, bool) {
 	ev := Event{
 		Type:  typ,
 		ID:    r.lastID,
-		Data:  string(r.data[:len(r.data)-1]),
 		Retry: r.evRetry,
 	}
-	if cap(r.data) > keepBufSize {
-		r.data = nil
+	if r.hasOne {
+		// The usual event of one data line costs no copy but its
+		// string.
+		ev.Data = r.one
+		r.one, r.hasOne = "", false
 	} else {
-		r.data = r.data[:0]
+		ev.Data = string(r.data[:len(r.data)-1])
+		if cap(r.data) > keepBufSize {
+			r.data = nil
+		} else {
+			r.data = r.data[:0]
+		}
 	}
 	r.typ = r.typ[:0]
 	r.evRetry = 0
 	return ev, true
+}
+
+// appendData appends a data field's value and an LF to the data buffer.
+func (r *Reader) appendData(value []byte) {
+	switch {
+	case len(r.data) == 0 && !r.hasOne:
+		if utf8.Valid(value) {
+			r.one = string(value)
+		} else {
+			r.one = string(appendUTF8(nil, value))
+		}
+		r.hasOne = true
+		return
+	case r.hasOne:
+		r.data = append(r.data[:0], r.one...)
+		r.data = append(r.data, '\n')
+		r.one, r.hasOne = "", false
+	}
+	r.data = appendUTF8(r.data, value)
+	r.data = append(r.data, '\n')
+}
+
+// dataLen returns the length of the data buffer.
+func (r *Reader) dataLen() int {
+	if r.hasOne {
+		return len(r.one) + 1
+	}
+	return len(r.data)
 }
 
 // processLine interprets a non-empty line.
@@ -235,8 +272,7 @@ func (r *Reader) processLine(line []byte) error {
 	case "event":
 		r.typ = appendUTF8(r.typ[:0], value)
 	case "data":
-		r.data = appendUTF8(r.data, value)
-		r.data = append(r.data, '\n')
+		r.appendData(value)
 	case "id":
 		if bytes.IndexByte(value, 0) >= 0 {
 			return nil
@@ -262,7 +298,7 @@ func (r *Reader) processLine(line []byte) error {
 // interpreted, so the outcome does not depend on how the input is split
 // into reads.
 func (r *Reader) checkSize(line int) error {
-	n := line + len(r.data) + len(r.typ)
+	n := line + r.dataLen() + len(r.typ)
 	limit := r.limit()
 	if limit < 0 || n <= limit {
 		return nil
