@@ -730,3 +730,40 @@ func TestClientHTTP2SharesConnection(t *testing.T) {
 		}
 	}
 }
+
+// TestClientErrorBodyStalls checks that a refused response whose body
+// never ends still ends the subscription, a second later, with what
+// arrived of the body.
+func TestClientErrorBodyStalls(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		tr := newPipeTransport()
+		c := &sse.Client{HTTPClient: &http.Client{Transport: tr}}
+		results := subscribe(t.Context(), c)
+		conn := <-tr.conns
+		pr, pw := io.Pipe()
+		defer pw.Close()
+		ctx := conn.req.Context()
+		stop := context.AfterFunc(ctx, func() { pw.CloseWithError(ctx.Err()) })
+		conn.res <- func() (*http.Response, error) {
+			return &http.Response{
+				StatusCode: http.StatusUnauthorized,
+				Header:     http.Header{"Content-Type": {"text/plain"}},
+				Body:       &pipeBody{pr, stop},
+				Request:    conn.req,
+			}, nil
+		}
+		start := time.Now()
+		io.WriteString(pw, "token expired")
+		r := <-results
+		if d := time.Since(start); d != time.Second {
+			t.Errorf("ended after %v, want 1s", d)
+		}
+		var re *sse.ResponseError
+		if err, ok := r.(error); !ok || !errors.As(err, &re) || re.StatusCode != http.StatusUnauthorized || re.Body != "token expired" {
+			t.Errorf("result %v, want a ResponseError 401 with body %q", r, "token expired")
+		}
+		if _, more := <-results; more {
+			t.Error("results after the error")
+		}
+	})
+}
