@@ -226,6 +226,26 @@ func TestClientMaxEventSizeNegative(t *testing.T) {
 	}
 }
 
+// onlyEvents reads results to the end, failing on anything but events.
+func onlyEvents(t *testing.T, results <-chan any) {
+	t.Helper()
+	for r := range results {
+		if _, ok := r.(sse.Event); !ok {
+			t.Errorf("unexpected result %v", r)
+		}
+	}
+}
+
+// want returns the reconnections, failing unless there are n.
+func (l *reconnectLog) want(t *testing.T, n int) []reconnectEntry {
+	t.Helper()
+	e := l.get()
+	if len(e) != n {
+		t.Fatalf("%d reconnections, want %d", len(e), n)
+	}
+	return e
+}
+
 // TestClientRestart forces reconnections while connected, while waiting
 // for a response and while waiting to reconnect: each reconnects at once
 // with the last event ID and a fresh OnConnect, without OnReconnect or an
@@ -447,17 +467,9 @@ func TestClientRetryFloor(t *testing.T) {
 				w := (<-tr.conns).open()
 				io.WriteString(w, "retry: "+tt.retry+"\ndata: x\n\n")
 				w.Close()
-				conn := <-tr.conns
-				conn.status(http.StatusNoContent)
-				for r := range results {
-					if _, ok := r.(sse.Event); !ok {
-						t.Errorf("unexpected result %v", r)
-					}
-				}
-				e := log.get()
-				if len(e) != 1 {
-					t.Fatalf("%d reconnections, want 1", len(e))
-				}
+				(<-tr.conns).status(http.StatusNoContent)
+				onlyEvents(t, results)
+				e := log.want(t, 1)
 				checkDelay(t, 0, e[0].delay, tt.want)
 			})
 		})
@@ -586,15 +598,8 @@ func TestClientUnsendableIDReported(t *testing.T) {
 		io.WriteString(w, "id: ok\ndata: y\n\n")
 		w.Close()
 		(<-tr.conns).status(http.StatusNoContent)
-		for r := range results {
-			if _, ok := r.(sse.Event); !ok {
-				t.Errorf("unexpected result %v", r)
-			}
-		}
-		e := log.get()
-		if len(e) != 3 {
-			t.Fatalf("%d reconnections, want 3", len(e))
-		}
+		onlyEvents(t, results)
+		e := log.want(t, 3)
 		if !errors.Is(e[0].err, sse.ErrInvalidLastEventID) || !errors.Is(e[0].err, io.EOF) {
 			t.Errorf("first cause %v, want EOF and ErrInvalidLastEventID", e[0].err)
 		}
@@ -739,19 +744,8 @@ func TestClientErrorBodyStalls(t *testing.T) {
 		tr := newPipeTransport()
 		c := &sse.Client{HTTPClient: &http.Client{Transport: tr}}
 		results := subscribe(t.Context(), c)
-		conn := <-tr.conns
-		pr, pw := io.Pipe()
+		pw := (<-tr.conns).respond(http.StatusUnauthorized, "text/plain")
 		defer pw.Close()
-		ctx := conn.req.Context()
-		stop := context.AfterFunc(ctx, func() { pw.CloseWithError(ctx.Err()) })
-		conn.res <- func() (*http.Response, error) {
-			return &http.Response{
-				StatusCode: http.StatusUnauthorized,
-				Header:     http.Header{"Content-Type": {"text/plain"}},
-				Body:       &pipeBody{pr, stop},
-				Request:    conn.req,
-			}, nil
-		}
 		start := time.Now()
 		io.WriteString(pw, "token expired")
 		r := <-results

@@ -555,13 +555,19 @@ func (p *pipeTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 
 // open answers with an event stream and returns its writer.
 func (c *pipeConn) open() *io.PipeWriter {
+	return c.respond(http.StatusOK, "text/event-stream")
+}
+
+// respond answers with the status and content type, and returns the
+// writer of the body.
+func (c *pipeConn) respond(code int, contentType string) *io.PipeWriter {
 	pr, pw := io.Pipe()
 	ctx := c.req.Context()
 	stop := context.AfterFunc(ctx, func() { pw.CloseWithError(ctx.Err()) })
 	c.res <- func() (*http.Response, error) {
 		return &http.Response{
-			StatusCode: http.StatusOK,
-			Header:     http.Header{"Content-Type": {"text/event-stream"}},
+			StatusCode: code,
+			Header:     http.Header{"Content-Type": {contentType}},
 			Body:       &pipeBody{pr, stop},
 			Request:    c.req,
 		}, nil

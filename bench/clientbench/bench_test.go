@@ -39,6 +39,19 @@ func check(b *testing.B, rec *Recording, res Result, err error) {
 	}
 }
 
+// benchClient measures c receiving the recording from url.
+func benchClient(b *testing.B, rec *Recording, c Client, hc *http.Client, url string) {
+	b.SetBytes(int64(len(rec.Stream)))
+	var ms runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&ms)
+	for b.Loop() {
+		res, err := c.Subscribe(b.Context(), hc, url, rec.Events, nil)
+		check(b, rec, res, err)
+	}
+	perEvent(b, rec.Events, ms)
+}
+
 func BenchmarkParse(b *testing.B) {
 	for _, rec := range recordings {
 		for _, p := range Parsers {
@@ -65,15 +78,7 @@ func BenchmarkClient(b *testing.B) {
 				continue // same as stream here
 			}
 			b.Run(fmt.Sprintf("size=%s/impl=%s", rec.Name, c.Name), func(b *testing.B) {
-				b.SetBytes(int64(len(rec.Stream)))
-				var ms runtime.MemStats
-				runtime.GC()
-				runtime.ReadMemStats(&ms)
-				for b.Loop() {
-					res, err := c.Subscribe(b.Context(), hc, "http://recording.test/events", rec.Events, nil)
-					check(b, rec, res, err)
-				}
-				perEvent(b, rec.Events, ms)
+				benchClient(b, rec, c, hc, "http://recording.test/events")
 			})
 		}
 	}

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"runtime"
 	"testing"
 )
 
@@ -30,15 +29,7 @@ func BenchmarkClientLoopback(b *testing.B) {
 				continue
 			}
 			b.Run(fmt.Sprintf("size=%s/impl=%s", rec.Name, c.Name), func(b *testing.B) {
-				b.SetBytes(int64(len(rec.Stream)))
-				var ms runtime.MemStats
-				runtime.GC()
-				runtime.ReadMemStats(&ms)
-				for b.Loop() {
-					res, err := c.Subscribe(b.Context(), srv.Client(), srv.URL, rec.Events, nil)
-					check(b, rec, res, err)
-				}
-				perEvent(b, rec.Events, ms)
+				benchClient(b, rec, c, srv.Client(), srv.URL)
 			})
 		}
 		srv.Close()
