@@ -197,15 +197,19 @@ type Client struct {
 // are not affected.
 //
 // Restart may be called from any goroutine, including the loop body and
-// the hooks; it does not wait for the reconnections.
+// the hooks; it does not wait for the reconnections. To restart one
+// stream alone, run it on a Client of its own: Clients that share an
+// HTTPClient share its connections.
 func (c *Client) Restart() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for s := range c.streams {
 		if s.cancel != nil {
 			s.cancel(errRestart)
-			continue
 		}
+		// The kick also covers a connection that ended on its own just
+		// before: its stream is about to wait. The next connection
+		// forgets it.
 		select {
 		case s.kick <- struct{}{}:
 		default:

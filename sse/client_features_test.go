@@ -761,3 +761,30 @@ func TestClientErrorBodyStalls(t *testing.T) {
 		}
 	})
 }
+
+// TestClientRestartOnce checks that a Restart is used up by the
+// reconnection it causes: the next end of a connection waits as usual.
+func TestClientRestartOnce(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		tr := newPipeTransport()
+		var log reconnectLog
+		c := &sse.Client{HTTPClient: &http.Client{Transport: tr}, OnReconnect: log.add}
+		results := subscribe(t.Context(), c)
+		w := (<-tr.conns).open()
+		io.WriteString(w, "data: a\n\n")
+		<-results
+		c.Restart()
+		conn := <-tr.conns
+		w = conn.open()
+		io.WriteString(w, "data: b\n\n")
+		<-results
+		w.Close()
+		next := <-tr.conns
+		e := log.want(t, 1)
+		if waited := next.at.Sub(conn.at); waited != e[0].delay || waited < 3*time.Second {
+			t.Errorf("reconnected after %v, want the reported delay %v of at least 3s", waited, e[0].delay)
+		}
+		next.status(http.StatusNoContent)
+		onlyEvents(t, results)
+	})
+}
