@@ -154,6 +154,9 @@ type Client struct {
 	// comment.
 	OnComment func(text string)
 
+	// mu guards streams and the cancel field of each. It is the only
+	// lock of a Client and its streams, held briefly and never while
+	// calling the caller's code.
 	mu      sync.Mutex
 	streams map[*stream]struct{} // running streams, for Restart
 }
