@@ -52,9 +52,9 @@ type Reader struct {
 	// the line being read (field name included, line end excluded) plus
 	// the data and event type gathered so far for the event. Going over
 	// makes Next return an error matching [ErrEventTooLarge], and the
-	// Reader stops; its buffer then holds about MaxEventSize bytes, and
-	// never more than twice that. Zero means DefaultMaxEventSize; a
-	// negative value means no limit.
+	// Reader stops; its input buffer never grows past one byte more than
+	// MaxEventSize. Zero means DefaultMaxEventSize; a negative value
+	// means no limit.
 	MaxEventSize int
 
 	// OnComment, when set, is called with the text of each comment line:
@@ -443,11 +443,11 @@ func (r *Reader) fill() error {
 	default:
 		// The buffer holds one unfinished line: double it, but only to
 		// one byte past the limit, which is enough to detect going over.
-		grow := len(r.buf)
-		if limit := r.limit(); limit >= 0 {
-			grow = max(1, min(grow, limit+1-len(r.buf)))
+		size := 2 * len(r.buf)
+		if limit := r.limit(); limit >= 0 && size >= limit {
+			size = max(len(r.buf)+1, limit+1)
 		}
-		buf := make([]byte, len(r.buf)+grow)
+		buf := make([]byte, size)
 		copy(buf, r.buf[:r.w])
 		r.buf = buf
 	}
