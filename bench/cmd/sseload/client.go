@@ -56,6 +56,8 @@ type client struct {
 	got     int
 	dups    int
 	stray   int
+	late    int   // events that arrived after one with a higher sequence number
+	lastSeq int64 // highest sequence number seen in this run
 	doneAt  int64 // unix ns when got reached spec.events
 	lastAt  int64 // unix ns of the last measured event
 	lats    []int64
@@ -176,7 +178,8 @@ func (c *client) reset(spec *runSpec) {
 	} else {
 		c.bits = make([]uint64, words)
 	}
-	c.got, c.dups, c.stray, c.doneAt, c.lastAt = 0, 0, 0, 0, 0
+	c.got, c.dups, c.stray, c.late, c.doneAt, c.lastAt = 0, 0, 0, 0, 0, 0
+	c.lastSeq = -1
 	c.lats = c.lats[:0]
 	if spec.latency && cap(c.lats) < spec.events {
 		c.lats = make([]int64, 0, spec.events)
@@ -408,6 +411,10 @@ func (c *client) event() {
 		c.dups++
 		return
 	}
+	if seq < c.lastSeq {
+		c.late++
+	}
+	c.lastSeq = max(c.lastSeq, seq)
 	c.bits[w] |= bit
 	c.got++
 	c.lastAt = c.now
@@ -427,6 +434,8 @@ type runResult struct {
 	lost      int64
 	dups      int64
 	stray     int64
+	late      int64 // events that arrived out of order
+	complete  int   // counted clients with every event, in order, once
 	dropped   int   // clients disconnected during the run
 	lastAt    int64 // unix ns of the last delivery
 	lats      []int64
@@ -450,6 +459,10 @@ func (p *pool) collect(spec *runSpec, counted []bool) runResult {
 			r.clients++
 			if c.spec == spec {
 				r.lost += int64(spec.events - c.got)
+				r.late += int64(c.late)
+				if c.got == spec.events && c.dups == 0 && c.late == 0 {
+					r.complete++
+				}
 			} else {
 				r.lost += int64(spec.events)
 			}
