@@ -222,6 +222,12 @@ func drive(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 	}
 	foreign, _ := foreignLoad(cpuStart, takeCPUSnapshot())
 	writeReport(stdout, cfg, impls, results, time.Since(start), foreign)
+	if cfg.plotDir != "" {
+		charts, order := fanoutCharts(cfg, impls, results)
+		if err := writePlots(cfg.plotDir, charts, order, logf); err != nil {
+			return err
+		}
+	}
 	for _, r := range results {
 		if r.err != nil {
 			return fmt.Errorf("%s with %d clients: %w", r.impl, r.clients, r.err)

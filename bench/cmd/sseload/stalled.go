@@ -712,6 +712,12 @@ func driveStalled(ctx context.Context, cfg *config, stdout io.Writer, logf func(
 	foreign, _ := foreignLoad(cpuStart, takeCPUSnapshot())
 	logf("sseload: done, %s", describeTook(prog))
 	writeStalledReport(stdout, cfg, results, time.Since(prog.start), foreign)
+	if cfg.plotDir != "" {
+		charts, order := stalledCharts(cfg, results)
+		if err := writePlots(cfg.plotDir, charts, order, logf); err != nil {
+			return err
+		}
+	}
 	for _, res := range results {
 		for _, r := range append([]*stalledRun{res.baseline}, res.runs...) {
 			if r.err != nil {
