@@ -54,6 +54,15 @@ func TestTinyRunAllImpls(t *testing.T) {
 	if strings.Contains(table, "error") {
 		t.Errorf("report has an error cell:\n%s", table)
 	}
+	charts, order := fanoutCharts(cfg, allImpls, results)
+	for _, name := range order {
+		s := parseSVG(t, charts[name])
+		for _, impl := range allImpls {
+			if name == "throughput.svg" && s.series[implTitle[impl]] != 1 {
+				t.Errorf("%s: series %q has %d lines, want 1", name, implTitle[impl], s.series[implTitle[impl]])
+			}
+		}
+	}
 }
 
 // TestTinyRounds drives two rounds of two implementations end to end
