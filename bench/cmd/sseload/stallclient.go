@@ -37,6 +37,8 @@ const (
 type stallClientRecord struct {
 	ID       int    `json:"id"`
 	ClosedNS int64  `json:"closed_ns,omitempty"` // unix ns when it left ESTABLISHED; 0: never
+	FullNS   int64  `json:"full_ns,omitempty"`   // unix ns the last bytes arrived: from then on the socket was full
+	Queued   int    `json:"queued"`              // bytes in its receive queue when reported
 	State    string `json:"state"`               // TCP state when reported
 }
 
@@ -46,9 +48,9 @@ func stalledPath(id int) string { return eventsPath + "&role=stalled&id=" + strc
 
 // stallConn is one stalled client connection in a child process.
 type stallConn struct {
-	id       int
-	conn     *net.TCPConn
-	closedNS int64 // set by the watcher
+	id   int
+	conn *net.TCPConn
+	seen watched // set by the watcher
 }
 
 // runStallClients is the child process: it connects cfg.stallClients
@@ -79,7 +81,7 @@ func runStallClients(ctx context.Context, cfg *config, stdin io.Reader, stdout i
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c.closedNS = watchClose(c.conn) // read after wg.Wait
+			c.seen = watchClose(c.conn) // read after wg.Wait
 		}()
 	}
 	fmt.Fprintf(stdout, "%s%d\n", stallReadyLine, len(conns))
@@ -101,7 +103,8 @@ func runStallClients(ctx context.Context, cfg *config, stdin io.Reader, stdout i
 	wg.Wait()
 	recs := make([]stallClientRecord, len(conns))
 	for i, c := range conns {
-		recs[i] = stallClientRecord{ID: c.id, ClosedNS: c.closedNS, State: connState(c.conn)}
+		recs[i] = stallClientRecord{ID: c.id, ClosedNS: c.seen.closedNS, FullNS: c.seen.lastDataNS}
+		recs[i].State, recs[i].Queued = connState(c.conn)
 	}
 	b, err := json.Marshal(recs)
 	if err != nil {
@@ -158,39 +161,54 @@ func dialStalled(ctx context.Context, addr string, rcvbuf int, conns []*stallCon
 	return <-errc // nil when no dial failed
 }
 
+// watched is what watchClose saw of a connection.
+type watched struct {
+	closedNS   int64 // unix ns it left ESTABLISHED; 0: never
+	lastDataNS int64 // unix ns its receive queue last grew; 0: never
+}
+
 // watchClose waits, without reading, until conn's TCP state leaves
-// ESTABLISHED, and returns when it saw that (unix ns), or 0 if conn's
-// read deadline passed first.
-func watchClose(conn *net.TCPConn) int64 {
+// ESTABLISHED or conn's read deadline passes. Each time the netpoller
+// reports the socket readable it looks at the state and at the bytes
+// queued: the last time they grew is when the socket filled up, since
+// nothing is read.
+func watchClose(conn *net.TCPConn) watched {
+	var w watched
 	rc, err := conn.SyscallConn()
 	if err != nil {
-		return 0
+		return w
 	}
-	var closed int64
+	queued := 0
 	err = rc.Read(func(fd uintptr) bool {
+		now := time.Now().UnixNano()
+		if q, ok := recvQueued(fd); ok && q > queued {
+			queued, w.lastDataNS = q, now
+		}
 		if st, ok := tcpState(fd); ok && st != tcpEstablished {
-			closed = time.Now().UnixNano()
+			w.closedNS = now
 			return true
 		}
 		return false // wait for the next readiness: more data, a FIN or a reset
 	})
-	if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
-		return time.Now().UnixNano() // the descriptor failed: the connection is gone
+	if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) && w.closedNS == 0 {
+		w.closedNS = time.Now().UnixNano() // the descriptor failed: the connection is gone
 	}
-	return closed
+	return w
 }
 
-// connState names conn's TCP state now.
-func connState(conn *net.TCPConn) string {
+// connState names conn's TCP state now and counts the bytes queued in
+// its receive buffer.
+func connState(conn *net.TCPConn) (string, int) {
 	rc, err := conn.SyscallConn()
 	if err != nil {
-		return "unknown"
+		return "unknown", 0
 	}
-	name := "unknown"
+	name, queued := "unknown", 0
 	_ = rc.Control(func(fd uintptr) {
 		if st, ok := tcpState(fd); ok {
 			name = tcpStateName(st)
 		}
+		queued, _ = recvQueued(fd)
 	})
-	return name
+	return name, queued
 }

@@ -227,7 +227,10 @@ type stalledRun struct {
 
 	connected int // stalled streams the server was serving when publishing began
 
+	full       []time.Duration // a stalled socket's last bytes arrived (it was full) − publish start
+	queued     []int           // bytes in each stalled socket's receive queue at the end
 	ended      []time.Duration // server ended a stalled stream: handler return − publish start
+	endedFull  []time.Duration // server ended a stalled stream − its socket was full
 	sawClose   []time.Duration // a stalled client saw its connection end − publish start
 	afterEnd   []time.Duration // saw close − server ended it, for streams the server ended
 	est1, est5 int             // ended streams still ESTABLISHED for the client 1 s / 5 s after the end
@@ -409,9 +412,16 @@ func (r *stalledRun) summarizeStalls(ends []stallServerRecord, clients []stallCl
 		if c.ClosedNS > 0 {
 			r.sawClose = append(r.sawClose, time.Duration(c.ClosedNS-t0.UnixNano()))
 		}
+		if c.FullNS > 0 {
+			r.full = append(r.full, time.Duration(c.FullNS-t0.UnixNano()))
+		}
+		r.queued = append(r.queued, c.Queued)
 		end, ok := endOf[c.ID]
 		if !ok {
 			continue
+		}
+		if c.FullNS > 0 {
+			r.endedFull = append(r.endedFull, time.Duration(end-c.FullNS))
 		}
 		if c.ClosedNS > 0 {
 			r.afterEnd = append(r.afterEnd, time.Duration(c.ClosedNS-end))
@@ -430,9 +440,10 @@ func (r *stalledRun) summarizeStalls(ends []stallServerRecord, clients []stallCl
 			}
 		}
 	}
-	for _, ds := range [][]time.Duration{r.ended, r.sawClose, r.afterEnd} {
+	for _, ds := range [][]time.Duration{r.full, r.ended, r.endedFull, r.sawClose, r.afterEnd} {
 		slices.Sort(ds)
 	}
+	slices.Sort(r.queued)
 }
 
 // sample polls the server's memory and goroutines until ctx ends.
@@ -532,6 +543,8 @@ func (r *stalledRun) summary() string {
 	return b.String()
 }
 
+func kib(b int) string { return fmt.Sprintf("%.1f KiB", float64(b)/(1<<10)) }
+
 func mib(b uint64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
 
 // writeStalledReport prints the stalled scenario's report: one table per
@@ -579,10 +592,11 @@ func writeStalledReport(w io.Writer, cfg *config, results []*stalledResult, took
 		}
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "Times of the stalled clients count from the start of publishing; a stalled socket fills within")
-	fmt.Fprintln(w, "milliseconds of it with small buffers. \"Ended\" is when the server's handler for the stream")
-	fmt.Fprintln(w, "returned; \"saw the end\" is when the client's socket left ESTABLISHED (a FIN or a reset arrived),")
-	fmt.Fprintln(w, "observed without reading. A FIN queued behind unsent data cannot reach a client that does not read.")
+	fmt.Fprintln(w, "Times of the stalled clients count from the start of publishing. \"Full\" is when the last bytes")
+	fmt.Fprintln(w, "arrived in a stalled socket (it is never read, so its receive buffer then held all it could);")
+	fmt.Fprintln(w, "\"ended\" is when the server's handler for the stream returned; \"saw the end\" is when the client's")
+	fmt.Fprintln(w, "socket left ESTABLISHED (a FIN or a reset arrived), observed without reading. A FIN queued behind")
+	fmt.Fprintln(w, "unsent data cannot reach a client that does not read: such a connection stays established.")
 	var notes []string
 	for _, res := range results {
 		for _, r := range append([]*stalledRun{res.baseline}, res.runs...) {
@@ -649,8 +663,26 @@ var stalledRows = []stalledRow{
 	{name: "stalled streams served when publishing began", cell: func(r, _ *stalledRun, _ *config) string {
 		return fmt.Sprintf("%d/%d", r.connected, r.stalled)
 	}},
+	{name: "stalled sockets full: last bytes arrived (after: p50 / max)", cell: func(r, _ *stalledRun, _ *config) string {
+		if r.clientErr != "" {
+			return "no report"
+		}
+		return countAndTimes(len(r.full), r.stalled, r.full)
+	}},
+	{name: "bytes left unread in a stalled socket at the end: p50 / max", cell: func(r, _ *stalledRun, _ *config) string {
+		if len(r.queued) == 0 {
+			return "no report"
+		}
+		return fmt.Sprintf("%s / %s", kib(r.queued[(len(r.queued)-1)/2]), kib(r.queued[len(r.queued)-1]))
+	}},
 	{name: "stalled streams ended by the server (after: p50 / max)", cell: func(r, _ *stalledRun, _ *config) string {
 		return countAndTimes(len(r.ended), r.stalled, r.ended)
+	}},
+	{name: "… counted from when their socket was full: p50 / max", cell: func(r, _ *stalledRun, _ *config) string {
+		if len(r.endedFull) == 0 {
+			return "–"
+		}
+		return fmt.Sprintf("%s / %s", roundDur(r.endedFull[(len(r.endedFull)-1)/2]), roundDur(r.endedFull[len(r.endedFull)-1]))
 	}},
 	{name: "server's counts: slow / budget disconnects", cell: func(r, _ *stalledRun, _ *config) string {
 		slow, budget := r.disconnects()

@@ -126,6 +126,12 @@ func TestStallClientsReport(t *testing.T) {
 		if r.ID != i {
 			t.Errorf("%s: got id %d, want %d", tt.name, r.ID, i)
 		}
+		if tt.act == finBehindData && (r.FullNS == 0 || r.Queued == 0) {
+			t.Errorf("%s: got full at %d with %d bytes queued; want a time and bytes", tt.name, r.FullNS, r.Queued)
+		}
+		if tt.act == keepOpen && (r.FullNS != 0 || r.Queued != 0) {
+			t.Errorf("%s: got full at %d with %d bytes queued; want neither (nothing was sent)", tt.name, r.FullNS, r.Queued)
+		}
 		if seen := r.ClosedNS > 0; seen != tt.wantSeen || r.State != tt.wantState {
 			t.Errorf("%s: got seen %v, state %s; want seen %v, state %s", tt.name, seen, r.State, tt.wantSeen, tt.wantState)
 		}
@@ -190,8 +196,8 @@ func TestStalledScenarioTiny(t *testing.T) {
 		if r.stalled != stalled || r.connected != stalled {
 			t.Errorf("%s: got %d stalled, %d served when publishing began; want %d, %d", res.impl, r.stalled, r.connected, stalled, stalled)
 		}
-		if r.clientErr != "" {
-			t.Errorf("%s: stalled clients: %s", res.impl, r.clientErr)
+		if r.clientErr != "" || len(r.queued) != stalled {
+			t.Errorf("%s: got %d stalled clients' records (%s), want %d", res.impl, len(r.queued), r.clientErr, stalled)
 		}
 		if len(r.sawClose) > len(r.ended) || r.obs1 > len(r.ended) || r.est1 > r.obs1 || r.est5 > r.obs5 {
 			t.Errorf("%s: got %d ended, %d saw the end, %d/%d and %d/%d still established; inconsistent",
@@ -276,11 +282,11 @@ func TestSummarizeStalls(t *testing.T) {
 		{ID: 4, StartNS: at(-time.Second), EndNS: at(10 * time.Second)}, // ended too late to observe
 	}
 	clients := []stallClientRecord{
-		{ID: 0, ClosedNS: at(2500 * time.Millisecond), State: "CLOSE"},
-		{ID: 1, ClosedNS: at(5 * time.Second), State: "CLOSE-WAIT"},
+		{ID: 0, ClosedNS: at(2500 * time.Millisecond), FullNS: at(100 * time.Millisecond), Queued: 8000, State: "CLOSE"},
+		{ID: 1, ClosedNS: at(5 * time.Second), FullNS: at(200 * time.Millisecond), Queued: 7000, State: "CLOSE-WAIT"},
 		{ID: 2, State: "ESTAB"},
-		{ID: 3, State: "ESTAB"},
-		{ID: 4, State: "ESTAB"},
+		{ID: 3, FullNS: at(-time.Second), Queued: 300, State: "ESTAB"},
+		{ID: 4, FullNS: at(50 * time.Millisecond), Queued: 9000, State: "ESTAB"},
 	}
 	var r stalledRun
 	r.summarizeStalls(ends, clients, t0, t0.Add(9*time.Second+500*time.Millisecond))
@@ -293,6 +299,15 @@ func TestSummarizeStalls(t *testing.T) {
 	}
 	if got, want := s(r.afterEnd), "[500ms 2s]"; got != want {
 		t.Errorf("after end: got %s, want %s", got, want)
+	}
+	if got, want := s(r.full), "[-1s 50ms 100ms 200ms]"; got != want {
+		t.Errorf("full: got %s, want %s", got, want)
+	}
+	if got, want := s(r.endedFull), "[1.9s 2.8s 9.95s]"; got != want {
+		t.Errorf("ended after full: got %s, want %s", got, want)
+	}
+	if got, want := fmt.Sprint(r.queued), "[0 300 7000 8000 9000]"; got != want {
+		t.Errorf("queued: got %s, want %s", got, want)
 	}
 	// 1 s after the end: ids 0, 1, 2 observed; 1 and 2 still established.
 	// 5 s after: ids 0, 1, 2 observed (ends at 2, 3, 4 s, reported at 9.5 s); 2 still established.

@@ -38,3 +38,9 @@ func tcpStateName(st uint8) string {
 	}
 	return "state " + strconv.Itoa(int(st))
 }
+
+// recvQueued returns the bytes waiting in socket fd's receive queue.
+func recvQueued(fd uintptr) (int, bool) {
+	n, err := unix.IoctlGetInt(int(fd), unix.SIOCINQ)
+	return n, err == nil
+}

@@ -11,3 +11,6 @@ func tcpState(fd uintptr) (uint8, bool) { return 0, false }
 
 // tcpStateName names a TCP state.
 func tcpStateName(st uint8) string { return "unknown" }
+
+// recvQueued is not available here.
+func recvQueued(fd uintptr) (int, bool) { return 0, false }
