@@ -86,34 +86,39 @@ func newPool(addr string, n int) *pool {
 
 // connect dials every client that is not connected, a few at a time.
 func (p *pool) connect(ctx context.Context) error {
-	sem := make(chan struct{}, dialers)
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var firstErr error
+	var todo []*client
 	for _, c := range p.clients {
-		if c.alive.Load() {
-			continue
+		if !c.alive.Load() {
+			todo = append(todo, c)
 		}
+	}
+	return dialAll(ctx, len(todo), func(i int) error { return todo[i].dial(ctx) })
+}
+
+// dialAll calls dial(0) … dial(n-1), dialers at a time, and returns the
+// first error, or ctx's if it ends before every call started.
+func dialAll(ctx context.Context, n int, dial func(i int) error) error {
+	sem := make(chan struct{}, dialers)
+	errc := make(chan error, n)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for i := range n {
 		select {
 		case sem <- struct{}{}:
 		case <-ctx.Done():
-			wg.Wait()
 			return ctx.Err()
 		}
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			if err := c.dial(ctx); err != nil {
-				mu.Lock()
-				if firstErr == nil {
-					firstErr = err
-				}
-				mu.Unlock()
+			if err := dial(i); err != nil {
+				errc <- err
 			}
 		}()
 	}
 	wg.Wait()
-	return firstErr
+	close(errc)
+	return <-errc // nil when every dial succeeded
 }
 
 func (c *client) dial(ctx context.Context) error {

@@ -131,34 +131,19 @@ func dialStalled(ctx context.Context, addr string, rcvbuf int, conns []*stallCon
 			return serr
 		}
 	}
-	sem := make(chan struct{}, dialers)
-	errc := make(chan error, len(conns))
-	var wg sync.WaitGroup
-	for _, c := range conns {
-		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
-			wg.Wait()
-			return ctx.Err()
+	return dialAll(ctx, len(conns), func(i int) error {
+		c := conns[i]
+		conn, err := d.DialContext(ctx, "tcp", addr)
+		if err != nil {
+			return fmt.Errorf("dial %s: %w", addr, err)
 		}
-		wg.Add(1)
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			conn, err := d.DialContext(ctx, "tcp", addr)
-			if err != nil {
-				errc <- fmt.Errorf("dial %s: %w", addr, err)
-				return
-			}
-			c.conn = conn.(*net.TCPConn)
-			req := "GET " + stalledPath(c.id) + " HTTP/1.1\r\nHost: " + addr + "\r\nAccept: text/event-stream\r\n\r\n"
-			if _, err := io.WriteString(conn, req); err != nil {
-				errc <- fmt.Errorf("write request: %w", err)
-			}
-		}()
-	}
-	wg.Wait()
-	close(errc)
-	return <-errc // nil when no dial failed
+		c.conn = conn.(*net.TCPConn)
+		req := "GET " + stalledPath(c.id) + " HTTP/1.1\r\nHost: " + addr + "\r\nAccept: text/event-stream\r\n\r\n"
+		if _, err := io.WriteString(conn, req); err != nil {
+			return fmt.Errorf("write request: %w", err)
+		}
+		return nil
+	})
 }
 
 // watched is what watchClose saw of a connection.
