@@ -340,15 +340,19 @@ func stalledOnce(ctx context.Context, cfg *config, impl string, n int, logf func
 	events := max(1, int(float64(cfg.stallRate)*cfg.stallDur.Seconds()))
 	rcfg := *cfg
 	rcfg.size = cfg.stallSize
-	rcfg.timeout = cfg.stallDur + max(5*time.Second, cfg.stallDur)
+	rcfg.timeout = cfg.stallDur + stallGrace(cfg)
 	r.healthy = runScenario(ctx, &rcfg, s, p, events, cfg.stallRate, "")
 	r.maxCall, r.blocked = r.healthy.maxCall, r.healthy.callBlocked
 	r.complete = r.healthy.rr.complete
 	published := time.Now()
 
 	// Give the streams the server ended time to show whether their
-	// connections close: until 5 s after the last end, at least 1 s and
-	// at most 12 s after the run.
+	// connections close: until 5 s after the last end (1 s with -quick),
+	// at least 1 s and at most 12 s after the run.
+	watchEnd := 5*time.Second + 200*time.Millisecond
+	if cfg.quick {
+		watchEnd = time.Second + 200*time.Millisecond
+	}
 	var ends []stallServerRecord
 	for n > 0 {
 		recs, err := stalledRecords(ctx, s)
@@ -360,7 +364,7 @@ func stalledOnce(ctx context.Context, cfg *config, impl string, n int, logf func
 		until := published.Add(time.Second)
 		for _, e := range recs {
 			if e.EndNS > 0 {
-				until = later(until, time.Unix(0, e.EndNS).Add(5*time.Second+200*time.Millisecond))
+				until = later(until, time.Unix(0, e.EndNS).Add(watchEnd))
 			}
 		}
 		until = earlier(until, published.Add(12*time.Second))
@@ -395,6 +399,16 @@ func stalledOnce(ctx context.Context, cfg *config, impl string, n int, logf func
 	}
 	r.summarizeStalls(ends, clients, time.Unix(0, r.healthy.startNS), reported)
 	return r
+}
+
+// stallGrace is how long a run may last after publishing should have
+// ended, for the healthy clients to catch up or a blocked publisher to
+// return: as long as publishing (at least 5 s), or 2 s with -quick.
+func stallGrace(cfg *config) time.Duration {
+	if cfg.quick {
+		return 2 * time.Second
+	}
+	return max(5*time.Second, cfg.stallDur)
 }
 
 // summarizeStalls derives the stalled clients' figures from the server's
