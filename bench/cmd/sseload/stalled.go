@@ -245,7 +245,6 @@ type stalledRun struct {
 	goroutinesPeak int
 	goroutinesEnd  int // at the end of the observation
 
-	took    time.Duration
 	foreign float64
 }
 
@@ -270,9 +269,7 @@ func measureStalled(ctx context.Context, cfg *config, impls []string, prog *prog
 			}
 			prog.step(logf, fmt.Sprintf("%s, %d stalled + %d healthy clients", impl, n, cfg.healthy))
 			snap := takeCPUSnapshot()
-			start := time.Now()
 			r := stalledOnce(ctx, cfg, impl, n, logf)
-			r.took = time.Since(start)
 			r.foreign, _ = foreignLoad(snap, takeCPUSnapshot())
 			logf("%-13s stalled=%-6d %s", impl, n, r.summary())
 			if i == 0 {
@@ -568,7 +565,7 @@ func writeStalledReport(w io.Writer, cfg *config, results []*stalledResult, took
 	writeEnv(w, took, foreign)
 	rcv := "default receive buffers"
 	if cfg.rcvbuf > 0 {
-		rcv = fmt.Sprintf("SO_RCVBUF %d bytes set before connecting (Linux doubles it)", cfg.rcvbuf)
+		rcv = fmt.Sprintf("SO_RCVBUF %d bytes, set before connecting; Linux doubles it", cfg.rcvbuf)
 	}
 	fmt.Fprintf(w, "- %d healthy clients read everything; stalled clients send their request and never read (%s), held by child processes of %d at most\n",
 		cfg.healthy, rcv, stallPerProcess)
