@@ -257,22 +257,30 @@ func (b *tab) live() {
 	b.wait("the stream to open", `document.getElementById('status').dataset.state === 'live'`)
 }
 
-func TestQuickstartPage(t *testing.T) {
-	ex := startExample(t, "quickstart", "-every", "100ms")
+// atEachViewport runs check in a subtest per viewport, on the page of
+// the example ex named name, once its stream is open.
+func atEachViewport(t *testing.T, ex *example, name string, check func(b *tab)) {
 	for _, vp := range viewports {
 		t.Run(vp.name, func(t *testing.T) {
-			b := openTab(t, ex.url+"/", "quickstart-"+vp.name, vp.width, vp.height)
+			b := openTab(t, ex.url+"/", name+"-"+vp.name, vp.width, vp.height)
 			b.live()
-			b.wait("three pings", `+document.getElementById('count').textContent >= 3`)
-			if got := b.text(`document.querySelector('#log li .mono').textContent`); got != "ping" {
-				b.errorf("newest event: got %q, want %q", got, "ping")
-			}
-			if got := b.text(`document.getElementById('status').textContent`); got != "live" {
-				b.errorf("status: got %q, want %q", got, "live")
-			}
-			b.screenshot("live")
+			check(b)
 		})
 	}
+}
+
+func TestQuickstartPage(t *testing.T) {
+	ex := startExample(t, "quickstart", "-every", "100ms")
+	atEachViewport(t, ex, "quickstart", func(b *tab) {
+		b.wait("three pings", `+document.getElementById('count').textContent >= 3`)
+		if got := b.text(`document.querySelector('#log li .mono').textContent`); got != "ping" {
+			b.errorf("newest event: got %q, want %q", got, "ping")
+		}
+		if got := b.text(`document.getElementById('status').textContent`); got != "live" {
+			b.errorf("status: got %q, want %q", got, "live")
+		}
+		b.screenshot("live")
+	})
 	// The server shuts down: the stream ends with a retry hint, and the
 	// page shows that it is reconnecting.
 	last := openTab(t, ex.url+"/", "quickstart-desktop", 1200, 800)
@@ -316,34 +324,30 @@ func TestChatPage(t *testing.T) {
 
 func TestDashboardPage(t *testing.T) {
 	ex := startExample(t, "dashboard", "-every", "50ms")
-	for _, vp := range viewports {
-		t.Run(vp.name, func(t *testing.T) {
-			b := openTab(t, ex.url+"/", "dashboard-"+vp.name, vp.width, vp.height)
-			b.live()
-			// A line of at least 20 points in each chart.
-			for _, chart := range []string{"heap", "goroutines", "clients"} {
-				b.wait(chart+" chart", fmt.Sprintf(`(document.querySelector('#chart-%s .line').getAttribute('d') || '').split('L').length >= 20`, chart))
+	atEachViewport(t, ex, "dashboard", func(b *tab) {
+		// A line of at least 20 points in each chart.
+		for _, chart := range []string{"heap", "goroutines", "clients"} {
+			b.wait(chart+" chart", fmt.Sprintf(`(document.querySelector('#chart-%s .line').getAttribute('d') || '').split('L').length >= 20`, chart))
+		}
+		heap := b.text(`document.querySelector('#chart-heap .figure').textContent`)
+		if v, err := strconv.ParseFloat(strings.TrimSuffix(heap, "MiB"), 64); err != nil || v <= 0 || v > 1024 {
+			b.errorf("heap figure: got %q, want a number of MiB", heap)
+		}
+		if got := b.text(`document.querySelector('#chart-heap .top').textContent`); !strings.HasSuffix(got, " MiB") {
+			b.errorf("heap scale: got %q, want MiB", got)
+		}
+		// This tab's own stream is counted.
+		if got := b.text(`document.querySelector('#chart-clients .figure').textContent`); got == "" || got == "0" || got == "–" {
+			b.errorf("clients figure: got %q, want at least 1", got)
+		}
+		latest := b.text(`document.getElementById('latest').innerText`)
+		for _, w := range []string{"Heap in use", "MiB", "Goroutines", "Garbage collections"} {
+			if !strings.Contains(latest, w) {
+				b.errorf("latest sample lacks %q:\n%s", w, latest)
 			}
-			heap := b.text(`document.querySelector('#chart-heap .figure').textContent`)
-			if v, err := strconv.ParseFloat(strings.TrimSuffix(heap, "MiB"), 64); err != nil || v <= 0 || v > 1024 {
-				b.errorf("heap figure: got %q, want a number of MiB", heap)
-			}
-			if got := b.text(`document.querySelector('#chart-heap .top').textContent`); !strings.HasSuffix(got, " MiB") {
-				b.errorf("heap scale: got %q, want MiB", got)
-			}
-			// This tab's own stream is counted.
-			if got := b.text(`document.querySelector('#chart-clients .figure').textContent`); got == "" || got == "0" || got == "–" {
-				b.errorf("clients figure: got %q, want at least 1", got)
-			}
-			latest := b.text(`document.getElementById('latest').innerText`)
-			for _, w := range []string{"Heap in use", "MiB", "Goroutines", "Garbage collections"} {
-				if !strings.Contains(latest, w) {
-					b.errorf("latest sample lacks %q:\n%s", w, latest)
-				}
-			}
-			b.screenshot("charts")
-		})
-	}
+		}
+		b.screenshot("charts")
+	})
 }
 
 // TestReplayPage goes offline and back: the page resumes from the last ID
