@@ -1,12 +1,13 @@
 module github.com/coregx/stream/bench
 
-go 1.26
+go 1.26.0
 
 require (
 	github.com/coregx/stream v0.0.0
 	github.com/launchdarkly/eventsource v1.11.0
 	github.com/r3labs/sse/v2 v2.10.0
 	github.com/tmaxmax/go-sse v0.12.0
+	golang.org/x/sys v0.50.0
 	gopkg.in/cenkalti/backoff.v1 v1.1.0
 )
 

@@ -56,6 +56,8 @@ type client struct {
 	got     int
 	dups    int
 	stray   int
+	late    int   // events that arrived after one with a higher sequence number
+	lastSeq int64 // highest sequence number seen in this run
 	doneAt  int64 // unix ns when got reached spec.events
 	lastAt  int64 // unix ns of the last measured event
 	lats    []int64
@@ -84,34 +86,39 @@ func newPool(addr string, n int) *pool {
 
 // connect dials every client that is not connected, a few at a time.
 func (p *pool) connect(ctx context.Context) error {
-	sem := make(chan struct{}, dialers)
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var firstErr error
+	var todo []*client
 	for _, c := range p.clients {
-		if c.alive.Load() {
-			continue
+		if !c.alive.Load() {
+			todo = append(todo, c)
 		}
+	}
+	return dialAll(ctx, len(todo), func(i int) error { return todo[i].dial(ctx) })
+}
+
+// dialAll calls dial(0) … dial(n-1), dialers at a time, and returns the
+// first error, or ctx's if it ends before every call started.
+func dialAll(ctx context.Context, n int, dial func(i int) error) error {
+	sem := make(chan struct{}, dialers)
+	errc := make(chan error, n)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for i := range n {
 		select {
 		case sem <- struct{}{}:
 		case <-ctx.Done():
-			wg.Wait()
 			return ctx.Err()
 		}
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			if err := c.dial(ctx); err != nil {
-				mu.Lock()
-				if firstErr == nil {
-					firstErr = err
-				}
-				mu.Unlock()
+			if err := dial(i); err != nil {
+				errc <- err
 			}
 		}()
 	}
 	wg.Wait()
-	return firstErr
+	close(errc)
+	return <-errc // nil when every dial succeeded
 }
 
 func (c *client) dial(ctx context.Context) error {
@@ -176,7 +183,8 @@ func (c *client) reset(spec *runSpec) {
 	} else {
 		c.bits = make([]uint64, words)
 	}
-	c.got, c.dups, c.stray, c.doneAt, c.lastAt = 0, 0, 0, 0, 0
+	c.got, c.dups, c.stray, c.late, c.doneAt, c.lastAt = 0, 0, 0, 0, 0, 0
+	c.lastSeq = -1
 	c.lats = c.lats[:0]
 	if spec.latency && cap(c.lats) < spec.events {
 		c.lats = make([]int64, 0, spec.events)
@@ -408,6 +416,10 @@ func (c *client) event() {
 		c.dups++
 		return
 	}
+	if seq < c.lastSeq {
+		c.late++
+	}
+	c.lastSeq = max(c.lastSeq, seq)
 	c.bits[w] |= bit
 	c.got++
 	c.lastAt = c.now
@@ -427,6 +439,8 @@ type runResult struct {
 	lost      int64
 	dups      int64
 	stray     int64
+	late      int64 // events that arrived out of order
+	complete  int   // counted clients with every event, in order, once
 	dropped   int   // clients disconnected during the run
 	lastAt    int64 // unix ns of the last delivery
 	lats      []int64
@@ -450,6 +464,10 @@ func (p *pool) collect(spec *runSpec, counted []bool) runResult {
 			r.clients++
 			if c.spec == spec {
 				r.lost += int64(spec.events - c.got)
+				r.late += int64(c.late)
+				if c.got == spec.events && c.dups == 0 && c.late == 0 {
+					r.complete++
+				}
 			} else {
 				r.lost += int64(spec.events)
 			}

@@ -175,6 +175,9 @@ type measurement struct {
 	serverCPU   time.Duration // CPU the server process used during the run
 	clientCPU   time.Duration // CPU this (client) process used during the run
 	medianOf    int           // > 0: medians over this many latency rounds, counts summed
+	startNS     int64         // unix ns the publish request was sent
+	maxCall     time.Duration // the slowest publish call
+	callBlocked bool          // a publish call was still running when the run ended
 }
 
 func (m measurement) ok() bool { return m.err == nil && m.rr.clients > 0 }
@@ -183,6 +186,9 @@ func (m measurement) ok() bool { return m.err == nil && m.rr.clients > 0 }
 // prints the report.
 func drive(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 	logf := func(format string, a ...any) { fmt.Fprintf(stderr, format+"\n", a...) }
+	if cfg.scenario == scenarioStalled {
+		return driveStalled(ctx, cfg, stdout, logf)
+	}
 	impls := cfg.impls
 	if cfg.target != "" {
 		s := &server{addr: cfg.target, hc: &http.Client{}}
@@ -216,6 +222,12 @@ func drive(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 	}
 	foreign, _ := foreignLoad(cpuStart, takeCPUSnapshot())
 	writeReport(stdout, cfg, impls, results, time.Since(start), foreign)
+	if cfg.plotDir != "" {
+		charts, order := fanoutCharts(cfg, impls, results)
+		if err := writePlots(cfg.plotDir, charts, order, logf); err != nil {
+			return err
+		}
+	}
 	for _, r := range results {
 		if r.err != nil {
 			return fmt.Errorf("%s with %d clients: %w", r.impl, r.clients, r.err)
@@ -237,8 +249,9 @@ func drive(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 // impls. It stops with ctx's error when ctx is cancelled.
 func measureAll(ctx context.Context, cfg *config, impls []string, logf func(string, ...any)) ([]*result, error) {
 	var results []*result
+	prog := newProgress(len(cfg.clients) * len(impls) * effectiveRounds(cfg))
 	for i, n := range cfg.clients {
-		rs, err := measureRounds(ctx, cfg, impls, n, cfg.events[i], logf)
+		rs, err := measureRounds(ctx, cfg, impls, n, cfg.events[i], prog, logf)
 		if err != nil {
 			return nil, err
 		}
@@ -252,27 +265,26 @@ func measureAll(ctx context.Context, cfg *config, impls []string, logf func(stri
 // a round the implementations run in roundOrder, so slow drifts of the
 // machine hit each alike. With more than one round, each result's
 // latency is set to the medians over its rounds.
-func measureRounds(ctx context.Context, cfg *config, impls []string, n, m int, logf func(string, ...any)) ([]*result, error) {
+func measureRounds(ctx context.Context, cfg *config, impls []string, n, m int, prog *progress, logf func(string, ...any)) ([]*result, error) {
 	byImpl := make(map[string]*result, len(impls))
 	for _, impl := range roundOrder(impls, 0) {
 		if err := beforeMeasurement(ctx, cfg, logf); err != nil {
 			return nil, err
 		}
+		prog.step(logf, fmt.Sprintf("%s, %d clients", impl, n))
 		snap := takeCPUSnapshot()
 		r := measureOne(ctx, cfg, impl, n, m, logf)
 		r.foreign, _ = foreignLoad(snap, takeCPUSnapshot())
 		r.rounds = []latencyRound{firstRound(r, cfg.rates)}
 		byImpl[impl] = r
 	}
-	rounds := cfg.rounds
-	if len(cfg.rates) == 0 {
-		rounds = 1 // nothing to repeat
-	}
+	rounds := effectiveRounds(cfg)
 	for k := 1; k < rounds; k++ {
 		for _, impl := range roundOrder(impls, k) {
 			if err := beforeMeasurement(ctx, cfg, logf); err != nil {
 				return nil, err
 			}
+			prog.step(logf, fmt.Sprintf("%s, %d clients, latency round %d", impl, n, k+1))
 			r := byImpl[impl]
 			r.rounds = append(r.rounds, measureRound(ctx, cfg, impl, n, k, logf))
 		}
@@ -286,6 +298,15 @@ func measureRounds(ctx context.Context, cfg *config, impls []string, n, m int, l
 		out = append(out, r)
 	}
 	return out, nil
+}
+
+// effectiveRounds is the number of rounds per client count: cfg.rounds,
+// or 1 when there is no latency run to repeat.
+func effectiveRounds(cfg *config) int {
+	if len(cfg.rates) == 0 {
+		return 1
+	}
+	return cfg.rounds
 }
 
 // roundOrder is the order the implementations run in round k (0-based):
@@ -655,8 +676,16 @@ wait:
 		pub = &d
 	}
 	// The run's context may be past its deadline: ask with a fresh one.
-	if after, err := s.stats(context.WithoutCancel(ctx), false); err == nil && before.CPUNS > 0 {
-		out.serverCPU = time.Duration(after.CPUNS - before.CPUNS)
+	out.startNS, out.maxCall = t0.UnixNano(), time.Duration(pub.res.MaxCallNS)
+	if after, err := s.stats(context.WithoutCancel(ctx), false); err == nil {
+		if before.CPUNS > 0 {
+			out.serverCPU = time.Duration(after.CPUNS - before.CPUNS)
+		}
+		if pub.err != nil && after.InCallSinceNS > 0 {
+			// The publish request was abandoned with a call still running.
+			out.callBlocked = true
+			out.maxCall = max(out.maxCall, time.Since(time.Unix(0, after.InCallSinceNS)))
+		}
 	}
 	out.clientCPU = time.Duration(cpuTime() - cpu0)
 	out.rr = p.collect(spec, counted)
@@ -690,7 +719,7 @@ func describe(m measurement) string {
 	}
 	var b strings.Builder
 	if m.rr.lats == nil && m.p50 > 0 {
-		fmt.Fprintf(&b, "p50 %v p99 %v max %v, ", m.p50, m.p99, m.max)
+		fmt.Fprintf(&b, "p50 %s p99 %s max %s, ", roundDur(m.p50), roundDur(m.p99), roundDur(m.max))
 	}
 	fmt.Fprintf(&b, "%d deliveries in %.2fs = %s/s, %d lost, %d duplicates, %d clients dropped",
 		m.rr.delivered, m.seconds, si(m.perSec), m.rr.lost, m.rr.dups, m.rr.dropped)

@@ -44,7 +44,7 @@ func TestTinyRunAllImpls(t *testing.T) {
 	var out bytes.Buffer
 	writeReport(&out, cfg, allImpls, results, time.Second, 0)
 	table := out.String()
-	for _, want := range []string{"| coregx/stream Hub | tmaxmax/go-sse | r3labs/sse v2 | coregx/stream Hub.ServeHTTP | ours ÷ best peer |",
+	for _, want := range []string{"| coregx/stream Hub | tmaxmax/go-sse | r3labs/sse v2 | coregx/stream Hub.ServeHTTP | coregx/stream Server | ours ÷ best peer |",
 		"| throughput, deliveries/s (lost) ↑ | 20 |", "| latency @ 40 ev/s, p50 / p99 / max (lost) ↓ | 20 |",
 		"| memory per idle conn, heap+stack ↓ | 20 |"} {
 		if !strings.Contains(table, want) {
@@ -53,6 +53,15 @@ func TestTinyRunAllImpls(t *testing.T) {
 	}
 	if strings.Contains(table, "error") {
 		t.Errorf("report has an error cell:\n%s", table)
+	}
+	charts, order := fanoutCharts(cfg, allImpls, results)
+	for _, name := range order {
+		s := parseSVG(t, charts[name])
+		for _, impl := range allImpls {
+			if name == "throughput.svg" && s.series[implTitle[impl]] != 1 {
+				t.Errorf("%s: series %q has %d lines, want 1", name, implTitle[impl], s.series[implTitle[impl]])
+			}
+		}
 	}
 }
 
