@@ -1,0 +1,753 @@
+// Package redisbroker is an [sse.Broker] on Redis streams, so that
+// several [sse.Server] processes share topics and a client resumes on
+// any of them with its Last-Event-ID.
+//
+// Each topic is one Redis stream (key Prefix + "s:" + the escaped topic
+// name) with a small companion hash. Publish adds an entry with XADD and
+// trims the stream to the history limits in the same script, so that
+// every node sees the same history. Event IDs the broker assigns are the
+// entry's stream ID followed by a tag of the broker's prefix and topic
+// ("1732960000000-0.5f1c2a9e"): any node recognises them, and an ID of
+// another topic or broker is a gap. Positions (Seq) are the stream IDs
+// as numbers, the same on every node.
+//
+// Live delivery uses one connection per Broker, whatever the number of
+// topics and subscribers: a single blocking XREAD follows every topic
+// that has a subscriber; other commands share the client's pool.
+//
+// When Redis cannot be reached, Publish, History and Subscribe return
+// errors matching [sse.ErrBrokerUnavailable] and the subscriptions end
+// with one (a [sse.Server] then refuses new streams with 503 and a
+// Retry-After header, and its clients resume from their Last-Event-ID
+// once Redis is back). The client's pool reconnects by itself; the
+// reader waits with backoff between attempts. A Redis restarted empty
+// knows none of the old IDs: resuming clients get a gap event.
+//
+// A stream expires as a whole once its newest event is older than
+// MaxAge, so topics that are no longer used leave nothing in Redis.
+package redisbroker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coregx/stream/sse"
+	"github.com/redis/go-redis/v9"
+)
+
+// Options configures a [Broker]. The zero value gives the defaults.
+type Options struct {
+	// Prefix starts every key the broker uses. Brokers with different
+	// prefixes on one Redis are independent. Empty means "sse:".
+	Prefix string
+
+	// Limits bounds each topic's history, as for [sse.MemoryBroker]:
+	// zero fields mean 1000 events, 1 MiB and one hour; negative ones
+	// remove the bound. An event larger than MaxBytes (counting an
+	// assigned ID as 32 bytes) is refused with [sse.ErrEventTooLarge].
+	Limits sse.HistoryLimits
+
+	// Logger, when set, receives a record when the reader loses Redis
+	// and when it reads again.
+	Logger *slog.Logger
+}
+
+// Broker is an [sse.Broker] on Redis streams. Make one with [New].
+type Broker struct {
+	rdb    *redis.Client
+	prefix string
+	limits sse.HistoryLimits
+	log    *slog.Logger
+	ctx    context.Context
+	cancel context.CancelFunc
+	done   chan struct{} // closed when the reader has returned
+
+	// mu guards what follows; a sub's mu is taken after it, never
+	// before.
+	mu       sync.Mutex
+	cond     *sync.Cond // signalled when topics change or the broker closes
+	topics   map[string]*topic
+	gen      uint64 // bumped when topics change
+	seen     uint64 // the gen of the reader's current XREAD
+	readerID int64  // the client ID of the reader's connection; 0 if none
+	closed   bool
+}
+
+type topic struct {
+	name string
+	key  string
+	subs []*sub
+}
+
+type sub struct {
+	b     *Broker
+	t     *topic
+	after sse.Position
+	fn    func(sse.Message)
+	stop  func() bool
+	done  chan struct{}
+
+	mu     sync.Mutex    // held while fn runs
+	cursor atomic.Uint64 // Seq of the last event fed; stored under mu
+	err    error         // set once, under mu and b.mu
+}
+
+// New returns a Broker that keeps its topics in the Redis server rdb
+// points at. The Broker does not close rdb. Live delivery keeps one of
+// rdb's connections blocked while any topic is followed: size rdb's pool
+// for it.
+func New(rdb *redis.Client, opts *Options) *Broker {
+	if opts == nil {
+		opts = &Options{}
+	}
+	l := opts.Limits
+	if l.MaxEvents == 0 {
+		l.MaxEvents = 1000
+	}
+	if l.MaxBytes == 0 {
+		l.MaxBytes = 1 << 20
+	}
+	if l.MaxAge == 0 {
+		l.MaxAge = time.Hour
+	}
+	b := &Broker{rdb: rdb, prefix: opts.Prefix, limits: l, log: opts.Logger, topics: make(map[string]*topic), done: make(chan struct{})}
+	if b.prefix == "" {
+		b.prefix = "sse:"
+	}
+	b.cond = sync.NewCond(&b.mu)
+	b.ctx, b.cancel = context.WithCancel(context.Background())
+	go b.read()
+	return b
+}
+
+// tagLen is the length of the tag of an assigned ID.
+const tagLen = 8
+
+// assignedMax is what an assigned ID counts for in the size of an event
+// checked before it is stored.
+const assignedMax = 32
+
+func (b *Broker) newTopic(name string) *topic {
+	return &topic{name: name, key: b.prefix + "s:" + Escape(name)}
+}
+
+// newEra returns a random era tag.
+func newEra() string { return fmt.Sprintf("%08x", rand.Uint32()) }
+
+func (t *topic) hkey(b *Broker) string {
+	return b.prefix + "h:" + strings.TrimPrefix(t.key, b.prefix+"s:")
+}
+
+func (b *Broker) limitArgs(t *topic) []any {
+	return []any{b.limits.MaxEvents, b.limits.MaxBytes, ms(b.limits.MaxAge), tagLen}
+}
+
+// ms returns d in milliseconds, -1 for a negative d.
+func ms(d time.Duration) int64 {
+	if d < 0 {
+		return -1
+	}
+	return max(d.Milliseconds(), 1)
+}
+
+// Escape returns topic as it appears in Redis keys: bytes other than
+// ASCII letters, digits and "-_.~/:@" as %XX. It is reversible by
+// url.PathUnescape, and keeps glob characters and hash tags out of keys.
+func Escape(topic string) string {
+	var sb strings.Builder
+	for i := 0; i < len(topic); i++ {
+		c := topic[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', strings.IndexByte("-_.~/:@", c) >= 0:
+			sb.WriteByte(c)
+		default:
+			fmt.Fprintf(&sb, "%%%02X", c)
+		}
+	}
+	return sb.String()
+}
+
+// Stream IDs "ms-n" are Seq ms<<seqBits | n.
+const seqBits = 22
+
+func seqOf(id string) (uint64, bool) {
+	a, b, ok := strings.Cut(id, "-")
+	if !ok {
+		return 0, false
+	}
+	msPart, err1 := strconv.ParseUint(a, 10, 64)
+	n, err2 := strconv.ParseUint(b, 10, 64)
+	if err1 != nil || err2 != nil || n >= 1<<seqBits || msPart >= 1<<(64-seqBits) || strconv.FormatUint(msPart, 10) != a || strconv.FormatUint(n, 10) != b {
+		return 0, false
+	}
+	return msPart<<seqBits | n, true
+}
+
+func idOf(seq uint64) string {
+	return strconv.FormatUint(seq>>seqBits, 10) + "-" + strconv.FormatUint(seq&(1<<seqBits-1), 10)
+}
+
+// assigned returns the ID the broker gives the entry sid of era.
+func assigned(sid, era string) string { return sid + "." + era }
+
+// parseAssigned returns the stream ID and era of an ID of the form the
+// broker assigns.
+func parseAssigned(id string) (sid, era string, ok bool) {
+	sid, era, ok = strings.Cut(id, ".")
+	if !ok || len(era) != tagLen {
+		return "", "", false
+	}
+	if _, ok := seqOf(sid); !ok {
+		return "", "", false
+	}
+	return sid, era, true
+}
+
+// unavailable wraps an error of the client: one that is not a reply of
+// Redis nor the context's is an outage.
+func unavailable(ctx context.Context, err error) error {
+	if err == nil {
+		return nil
+	}
+	var re redis.Error
+	if ctx.Err() != nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) || errors.As(err, &re) && !errors.Is(err, redis.ErrClosed) {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return fmt.Errorf("redisbroker: %w", err)
+	}
+	return fmt.Errorf("%w: redis: %w", sse.ErrBrokerUnavailable, err)
+}
+
+func (b *Broker) isClosed() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.closed
+}
+
+type wireMeta struct {
+	Topics  []string `json:"t,omitempty"`
+	Private bool     `json:"p,omitempty"`
+}
+
+// Publish stores ev in topic; see [sse.Broker.Publish].
+func (b *Broker) Publish(ctx context.Context, topicName string, ev *sse.Event, meta *sse.Meta) (sse.Message, error) {
+	if ev == nil {
+		return sse.Message{}, fmt.Errorf("%w: nil *Event", sse.ErrInvalidEvent)
+	}
+	if err := ev.Validate(); err != nil {
+		return sse.Message{}, err
+	}
+	if b.isClosed() {
+		return sse.Message{}, sse.ErrBrokerClosed
+	}
+	if err := ctx.Err(); err != nil {
+		return sse.Message{}, err
+	}
+	t := b.newTopic(topicName)
+	fields := []any{"d", ev.Data}
+	size := len(ev.Data) + len(ev.Type)
+	if ev.Type != "" {
+		fields = append(fields, "t", ev.Type)
+	}
+	if ev.ID != "" {
+		fields = append(fields, "i", ev.ID)
+		size += len(ev.ID)
+	}
+	if ev.Retry != 0 {
+		fields = append(fields, "r", strconv.Itoa(ev.Retry))
+	}
+	var stored *sse.Meta
+	if meta != nil {
+		m, _ := json.Marshal(wireMeta{Topics: meta.Topics, Private: meta.Private})
+		fields = append(fields, "m", string(m))
+		size += len(m)
+		stored = &sse.Meta{Topics: append([]string(nil), meta.Topics...), Private: meta.Private}
+	}
+	check := size
+	if ev.ID == "" {
+		check += assignedMax
+	}
+	if b.limits.MaxBytes >= 0 && int64(check) > b.limits.MaxBytes {
+		return sse.Message{}, fmt.Errorf("%w: %d bytes, a topic holds %d", sse.ErrEventTooLarge, check, b.limits.MaxBytes)
+	}
+	ttl := int64(-1)
+	if b.limits.MaxAge >= 0 {
+		ttl = ms(b.limits.MaxAge) + 1000
+	}
+	args := append(b.limitArgs(t), newEra(), ttl, "n", size)
+	args = append(args, fields...)
+	res, err := publishScript.Run(ctx, b.rdb, []string{t.key, t.hkey(b)}, args...).StringSlice()
+	if err != nil {
+		return sse.Message{}, unavailable(ctx, err)
+	}
+	if len(res) != 2 {
+		return sse.Message{}, fmt.Errorf("redisbroker: unexpected reply %q", res)
+	}
+	sid, era := res[0], res[1]
+	seq, ok := seqOf(sid)
+	if !ok {
+		return sse.Message{}, fmt.Errorf("redisbroker: stream ID %q out of range", sid)
+	}
+	m := sse.Message{Topic: topicName, Seq: seq, Event: *ev, Time: time.UnixMilli(int64(seq >> seqBits)), Meta: stored}
+	if m.Event.ID == "" {
+		m.Event.ID = assigned(sid, era)
+	}
+	return m, nil
+}
+
+// look is the answer of lookScript.
+type look struct {
+	exists      bool
+	last        string // last generated stream ID
+	maxDel, pid string // newest deleted stream ID, its publisher ID
+	found       string
+	era         string
+	list        []redis.XMessage
+	head, first []redis.XMessage
+}
+
+func (b *Broker) look(ctx context.Context, t *topic, sid, era, own string, list bool) (look, error) {
+	args := append(b.limitArgs(t), sid, era, own, map[bool]string{true: "1", false: "0"}[list])
+	v, err := lookScript.Run(ctx, b.rdb, []string{t.key, t.hkey(b)}, args...).Slice()
+	if err != nil {
+		return look{}, unavailable(ctx, err)
+	}
+	if len(v) == 0 {
+		return look{last: "0-0", maxDel: "0-0"}, nil
+	}
+	if len(v) != 8 {
+		return look{}, fmt.Errorf("redisbroker: unexpected reply of %d items", len(v))
+	}
+	str := func(x any) string { s, _ := x.(string); return s }
+	l := look{exists: true, last: str(v[0]), maxDel: str(v[1]), pid: str(v[2]), found: str(v[3]), era: str(v[7])}
+	for i, dst := range []*[]redis.XMessage{&l.list, &l.head, &l.first} {
+		ms, err := entries(v[4+i])
+		if err != nil {
+			return look{}, err
+		}
+		*dst = ms
+	}
+	return l, nil
+}
+
+// entries decodes entries as a script returns them.
+func entries(x any) ([]redis.XMessage, error) {
+	items, _ := x.([]any)
+	out := make([]redis.XMessage, 0, len(items))
+	for _, it := range items {
+		pair, _ := it.([]any)
+		if len(pair) != 2 {
+			return nil, errors.New("redisbroker: malformed entry")
+		}
+		id, _ := pair[0].(string)
+		kv, _ := pair[1].([]any)
+		vals := make(map[string]any, len(kv)/2)
+		for j := 0; j+1 < len(kv); j += 2 {
+			k, _ := kv[j].(string)
+			vals[k] = kv[j+1]
+		}
+		out = append(out, redis.XMessage{ID: id, Values: vals})
+	}
+	return out, nil
+}
+
+// message decodes an entry of t.
+func (t *topic) message(e redis.XMessage) (sse.Message, bool) {
+	seq, ok := seqOf(e.ID)
+	if !ok {
+		return sse.Message{}, false
+	}
+	s := func(k string) string { v, _ := e.Values[k].(string); return v }
+	m := sse.Message{Topic: t.name, Seq: seq, Time: time.UnixMilli(int64(seq >> seqBits)),
+		Event: sse.Event{Type: s("t"), ID: s("i"), Data: s("d")}}
+	if m.Event.ID == "" {
+		m.Event.ID = assigned(e.ID, s("e"))
+	}
+	if r := s("r"); r != "" {
+		m.Event.Retry, _ = strconv.Atoi(r)
+	}
+	if raw := s("m"); raw != "" {
+		var w wireMeta
+		if json.Unmarshal([]byte(raw), &w) == nil {
+			m.Meta = &sse.Meta{Topics: w.Topics, Private: w.Private}
+		}
+	}
+	return m, true
+}
+
+// position returns the position of stream ID sid in l: that of a
+// retained entry, or of the newest deleted one.
+func (t *topic) position(l look, sid string) sse.Position {
+	seq, _ := seqOf(sid)
+	if seq == 0 {
+		return sse.Position{}
+	}
+	for _, list := range [][]redis.XMessage{l.head, l.first} {
+		if len(list) == 1 && list[0].ID == sid {
+			if m, ok := t.message(list[0]); ok {
+				return m.Position()
+			}
+		}
+	}
+	if sid == l.maxDel && l.pid != "" {
+		return sse.Position{Seq: seq, ID: l.pid}
+	}
+	return sse.Position{Seq: seq, ID: assigned(sid, l.era)}
+}
+
+// History returns the events of topic after afterID; see
+// [sse.Broker.History].
+func (b *Broker) History(ctx context.Context, topicName, afterID string) (sse.History, error) {
+	if b.isClosed() {
+		return sse.History{}, sse.ErrBrokerClosed
+	}
+	t := b.newTopic(topicName)
+	sid, era, own := "", "", ""
+	if afterID != "" {
+		var ok bool
+		if sid, era, ok = parseAssigned(afterID); !ok {
+			own = afterID
+		}
+	}
+	l, err := b.look(ctx, t, sid, era, own, true)
+	if err != nil {
+		return sse.History{}, err
+	}
+	var h sse.History
+	known := afterID == "" || l.found != ""
+	h.Gap = !known || afterID == "" && l.maxDel != "0-0"
+	if known && !h.Gap {
+		h.After = t.position(l, l.found)
+	}
+	for _, e := range l.list {
+		if m, ok := t.message(e); ok {
+			h.Messages = append(h.Messages, m)
+		}
+	}
+	if len(l.first) == 1 {
+		h.Oldest = t.position(l, l.first[0].ID)
+	}
+	if len(l.head) == 1 {
+		h.Head = t.position(l, l.head[0].ID)
+	} else if l.exists {
+		h.Head = t.position(l, l.last)
+	}
+	return h, nil
+}
+
+// Subscribe feeds fn the events of topic after the position; see
+// [sse.Broker.Subscribe].
+func (b *Broker) Subscribe(ctx context.Context, topicName string, after uint64, fn func(sse.Message)) (sse.Subscription, error) {
+	if b.isClosed() {
+		return nil, sse.ErrBrokerClosed
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	t := b.newTopic(topicName)
+	sid := ""
+	if after != sse.Newest && after != 0 {
+		sid = idOf(after)
+	}
+	l, err := b.look(ctx, t, sid, "*", "", false)
+	if err != nil {
+		return nil, err
+	}
+	var start sse.Position
+	switch {
+	case after == sse.Newest:
+		start = t.position(l, l.last)
+	case after == 0:
+		if l.maxDel != "0-0" {
+			return nil, fmt.Errorf("%w: topic %q lost events from its start", sse.ErrGap, topicName)
+		}
+	case l.found == "":
+		return nil, fmt.Errorf("%w: topic %q does not hold position %s", sse.ErrGap, topicName, sid)
+	default:
+		start = t.position(l, l.found)
+	}
+	s := &sub{b: b, after: start, fn: fn, done: make(chan struct{})}
+	s.cursor.Store(start.Seq)
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return nil, sse.ErrBrokerClosed
+	}
+	tp := b.topics[topicName]
+	if tp == nil {
+		tp = t
+		b.topics[topicName] = tp
+	}
+	s.t = tp
+	tp.subs = append(tp.subs, s)
+	b.gen++
+	gen := b.gen
+	b.cond.Broadcast()
+	s.stop = context.AfterFunc(ctx, func() { s.end(context.Cause(ctx)) })
+	b.mu.Unlock()
+	b.wake(gen)
+	return s, nil
+}
+
+// wake makes the reader start an XREAD that includes the topics of gen,
+// cutting short the one it is blocked in. Without it the reader would
+// notice at its next read, within readBlock.
+func (b *Broker) wake(gen uint64) {
+	for range 50 {
+		b.mu.Lock()
+		done, id := b.seen >= gen || b.closed, b.readerID
+		b.mu.Unlock()
+		if done || id == 0 {
+			return
+		}
+		n, err := b.rdb.ClientUnblock(b.ctx, id).Result()
+		if err != nil || n == 1 {
+			return
+		}
+		time.Sleep(time.Millisecond) // the reader is between reads
+	}
+}
+
+// end ends s with err, unless it ended already.
+func (s *sub) end(err error) {
+	s.mu.Lock() // waits for a callback in progress
+	defer s.mu.Unlock()
+	s.endLocked(err)
+}
+
+// endLocked ends s with err; s.mu must be held.
+func (s *sub) endLocked(err error) {
+	b := s.b
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if s.err != nil {
+		return
+	}
+	s.err = err
+	t := s.t
+	for i, x := range t.subs {
+		if x == s {
+			t.subs = append(t.subs[:i], t.subs[i+1:]...)
+			break
+		}
+	}
+	if len(t.subs) == 0 && b.topics[t.name] == t {
+		delete(b.topics, t.name)
+		b.gen++
+	}
+	close(s.done)
+}
+
+// After returns the position the feed started after.
+func (s *sub) After() sse.Position { return s.after }
+
+// Close ends the subscription.
+func (s *sub) Close() error {
+	if s.stop != nil {
+		s.stop()
+	}
+	s.end(context.Canceled)
+	return nil
+}
+
+// Done is closed when the subscription ends.
+func (s *sub) Done() <-chan struct{} { return s.done }
+
+// Err says why the subscription ended, or nil.
+func (s *sub) Err() error {
+	s.b.mu.Lock()
+	defer s.b.mu.Unlock()
+	return s.err
+}
+
+// readBlock bounds each blocking read, so that the reader notices a
+// topic added while it was not blocked yet (see wake) and a dead
+// connection.
+const readBlock = time.Second
+
+// readCount bounds the entries one read returns per topic.
+const readCount = 512
+
+// read is the reader: one blocking XREAD over every followed topic, on
+// one connection, feeding the subscriptions in order.
+func (b *Broker) read() {
+	defer close(b.done)
+	var conn *redis.Conn
+	defer func() {
+		if conn != nil {
+			conn.Close()
+		}
+	}()
+	failures := 0
+	for {
+		b.mu.Lock()
+		for len(b.topics) == 0 && !b.closed {
+			b.cond.Wait()
+		}
+		if b.closed {
+			b.mu.Unlock()
+			return
+		}
+		b.seen = b.gen
+		var keys, ids []string
+		byKey := make(map[string]*topic, len(b.topics))
+		from := make(map[string]uint64, len(b.topics))
+		for _, t := range b.topics {
+			low := uint64(0)
+			for i, s := range t.subs {
+				if c := s.cursor.Load(); i == 0 || c < low {
+					low = c
+				}
+			}
+			keys, ids = append(keys, t.key), append(ids, idOf(low))
+			byKey[t.key], from[t.key] = t, low
+		}
+		b.mu.Unlock()
+
+		if conn == nil {
+			conn = b.rdb.Conn()
+			id, err := conn.ClientID(b.ctx).Result()
+			if err != nil {
+				conn.Close()
+				conn = nil
+				if !b.fail(&failures, err) {
+					return
+				}
+				continue
+			}
+			b.mu.Lock()
+			b.readerID = id
+			b.mu.Unlock()
+		}
+		res, err := conn.XRead(b.ctx, &redis.XReadArgs{Streams: append(keys, ids...), Count: readCount, Block: readBlock}).Result()
+		if err != nil && !errors.Is(err, redis.Nil) {
+			b.mu.Lock()
+			b.readerID = 0
+			b.mu.Unlock()
+			conn.Close()
+			conn = nil
+			if !b.fail(&failures, err) {
+				return
+			}
+			continue
+		}
+		if failures > 0 {
+			failures = 0
+			b.logf(slog.LevelInfo, "redisbroker: reading again")
+		}
+		for _, st := range res {
+			t := byKey[st.Stream]
+			for _, e := range st.Messages {
+				m, ok := t.message(e)
+				if !ok {
+					continue
+				}
+				b.mu.Lock()
+				subs := append([]*sub(nil), t.subs...)
+				b.mu.Unlock()
+				for _, s := range subs {
+					s.feed(m, from[st.Stream])
+				}
+			}
+		}
+	}
+}
+
+// feed calls the callback with m, read after Seq from, unless s ended,
+// had it already, or starts before from: a subscription that joined
+// with an older position than the read gets its events from the next
+// read, which starts from its position.
+func (s *sub) feed(m sse.Message, from uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := s.cursor.Load()
+	if s.err != nil || m.Seq <= c || c < from {
+		return
+	}
+	s.fn(m)
+	s.cursor.Store(m.Seq)
+}
+
+// fail ends every subscription after the reader lost Redis, and waits
+// before the next attempt; it reports false once the broker closed.
+func (b *Broker) fail(failures *int, err error) bool {
+	if b.ctx.Err() != nil {
+		return false
+	}
+	*failures++
+	if *failures == 1 {
+		b.logf(slog.LevelError, "redisbroker: reading failed, ending subscriptions", "err", err)
+	}
+	b.endAll(unavailable(b.ctx, err))
+	d := min(50*time.Millisecond<<min(*failures, 7), 5*time.Second)
+	d += rand.N(d / 2)
+	select {
+	case <-time.After(d):
+		return true
+	case <-b.ctx.Done():
+		return false
+	}
+}
+
+// endAll ends every subscription with err.
+func (b *Broker) endAll(err error) {
+	b.mu.Lock()
+	var subs []*sub
+	for _, t := range b.topics {
+		subs = append(subs, t.subs...)
+	}
+	b.mu.Unlock()
+	for _, s := range subs {
+		s.stop()
+		s.end(err)
+	}
+}
+
+func (b *Broker) logf(level slog.Level, msg string, args ...any) {
+	if b.log != nil {
+		b.log.Log(context.Background(), level, msg, args...)
+	}
+}
+
+// Close stops the reader and ends the subscriptions with
+// [sse.ErrBrokerClosed]; it leaves the Redis client open. Later calls
+// return [sse.ErrBrokerClosed].
+func (b *Broker) Close() error {
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return nil
+	}
+	b.closed = true
+	id := b.readerID
+	b.cond.Broadcast()
+	b.mu.Unlock()
+	b.cancel()
+	if id != 0 {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		b.rdb.ClientUnblock(ctx, id)
+		cancel()
+	}
+	<-b.done
+	var subs []*sub
+	b.mu.Lock()
+	for _, t := range b.topics {
+		subs = append(subs, t.subs...)
+	}
+	b.mu.Unlock()
+	for _, s := range subs {
+		s.stop()
+		s.end(sse.ErrBrokerClosed)
+	}
+	return nil
+}
