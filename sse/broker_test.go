@@ -162,3 +162,9 @@ func TestMemoryBrokerEventTooLarge(t *testing.T) {
 		})
 	}
 }
+
+func TestMemoryBrokerCluster(t *testing.T) {
+	b := sse.NewMemoryBroker(sse.HistoryLimits{MaxEvents: -1, MaxBytes: -1, MaxAge: -1})
+	t.Cleanup(func() { b.Close() })
+	ssetest.TestCluster(t, func(t *testing.T) sse.Broker { return b }, nil)
+}

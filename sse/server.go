@@ -500,6 +500,17 @@ func (s *Server) resume(ctx context.Context, c *client, topics []string, lastID 
 		if !known[i] {
 			h.Gap, h.After = true, Position{}
 		}
+		// A network broker feeds this node a moment after it stores:
+		// the client may have seen, on another node, events this
+		// node's live feed has yet to bring. Wait for them, or they
+		// would reach the client twice.
+		for !s.core.fedUpTo(t, h.After.Seq) {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(time.Millisecond):
+			}
+		}
 		hists[i] = h
 	}
 	s.core.finishResume(c, topics, ids, hists)
@@ -514,6 +525,14 @@ func (h *hubCore) setLive(topic string, head Position) {
 		h.heads[topic] = head
 	}
 	h.live[topic] = true
+}
+
+// fedUpTo reports whether the live feed of topic has brought the event
+// whose Seq is seq, or a later one.
+func (h *hubCore) fedUpTo(topic string, seq uint64) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.heads[topic].Seq >= seq
 }
 
 // forgetTopic drops what the engine keeps of topic once no client

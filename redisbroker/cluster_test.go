@@ -1,0 +1,25 @@
+package redisbroker_test
+
+import (
+	"flag"
+	"testing"
+
+	"github.com/coregx/stream/redisbroker"
+	"github.com/coregx/stream/sse"
+	"github.com/coregx/stream/sse/ssetest"
+)
+
+var chaosEvents = flag.Int("chaos.events", 2000, "events in the cluster chaos run (the issue's figure: 20000)")
+
+// TestCluster runs three sse.Server nodes on loopback, each with its
+// own Broker on one Redis.
+func TestCluster(t *testing.T) {
+	rdb := client(t, "")
+	p := prefix(t)
+	unbounded := sse.HistoryLimits{MaxEvents: -1, MaxBytes: -1, MaxAge: -1}
+	ssetest.TestCluster(t, func(t *testing.T) sse.Broker {
+		b := redisbroker.New(rdb, &redisbroker.Options{Prefix: p, Limits: unbounded})
+		t.Cleanup(func() { b.Close() })
+		return b
+	}, &ssetest.ClusterOptions{Events: *chaosEvents})
+}
