@@ -1,0 +1,828 @@
+// Package natsbroker is an [sse.Broker] on NATS JetStream, so that
+// several [sse.Server] processes share topics and a client resumes on
+// any of them with its Last-Event-ID.
+//
+// The broker keeps one JetStream stream (Options.Stream) with a subject
+// per topic: Options.Subject, a dot, and the topic name escaped into one
+// subject token (see [Escape]). History limits are the stream's: events
+// per subject and age natively; bytes per subject by the broker, which
+// purges a subject's oldest events after each Publish. Positions (Seq)
+// are the stream's sequence numbers, the same on every node; the IDs the
+// broker assigns are the sequence number and an era drawn from the
+// stream's creation time ("4711.5f1c2a9e"), so that an ID from another
+// topic, or from before the stream was lost, is a gap.
+//
+// Publishes to one topic are serialised by the stream itself: each one
+// names the sequence it expects to follow, and is retried when another
+// publisher came first. Live delivery uses one ordered consumer per
+// Broker, over every subject of the stream, whatever the number of
+// topics and subscribers; a subscription that starts in the past first
+// reads what it missed with direct gets.
+//
+// When NATS cannot be reached, Publish, History and Subscribe return
+// errors matching [sse.ErrBrokerUnavailable] and the subscriptions end
+// with one; the connection reconnects by itself (as nats.Conn is
+// configured to), and clients resume from their Last-Event-ID.
+package natsbroker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/coregx/stream/sse"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Options configures a [Broker]. The zero value gives the defaults.
+type Options struct {
+	// Stream is the name of the JetStream stream. Empty means "SSE".
+	Stream string
+
+	// Subject starts the subject of every topic. Empty means "sse".
+	Subject string
+
+	// Limits bounds each topic's history, as for [sse.MemoryBroker]:
+	// zero fields mean 1000 events, 1 MiB and one hour; negative ones
+	// remove the bound. An event larger than MaxBytes (counting an
+	// assigned ID as 32 bytes) is refused with [sse.ErrEventTooLarge].
+	Limits sse.HistoryLimits
+
+	// Storage is where the stream keeps its messages; the zero value is
+	// jetstream.FileStorage.
+	Storage jetstream.StorageType
+
+	// Logger, when set, receives a record when the connection is lost.
+	Logger *slog.Logger
+}
+
+// Header names of the broker's messages.
+const (
+	hdrID     = "Sse-Id"      // the publisher's ID; absent when assigned
+	hdrType   = "Sse-Type"    // the event type
+	hdrRetry  = "Sse-Retry"   // the retry, in milliseconds
+	hdrMeta   = "Sse-Meta"    // the metadata, as JSON
+	hdrPrev   = "Sse-Prev"    // the sequence of the topic's previous event
+	hdrPrevID = "Sse-Prev-Id" // the ID of the topic's previous event
+	hdrTotal  = "Sse-Total"   // bytes of the topic's events up to this one
+)
+
+// Broker is an [sse.Broker] on NATS JetStream. Make one with [New].
+type Broker struct {
+	nc      *nats.Conn
+	js      jetstream.JetStream
+	cfg     jetstream.StreamConfig
+	subject string
+	limits  sse.HistoryLimits
+	log     *slog.Logger
+	ctx     context.Context
+	cancel  context.CancelFunc
+	status  chan nats.Status
+	done    chan struct{}
+
+	// mu guards what follows; a sub's mu is taken before it, never
+	// after.
+	mu       sync.Mutex
+	stream   jetstream.Stream
+	era      string
+	subs     map[string][]*sub // by subject
+	consumer jetstream.ConsumeContext
+	closed   bool
+}
+
+type sub struct {
+	b       *Broker
+	topic   string
+	subject string
+	after   sse.Position
+	fn      func(sse.Message)
+	stop    func() bool
+	done    chan struct{}
+
+	mu       sync.Mutex // held while fn runs
+	cursor   uint64
+	catching bool          // reading the past: live events wait in held
+	held     []sse.Message // live events that came while catching up
+	err      error         // set once, under mu and b.mu
+}
+
+// New returns a Broker keeping its topics in the JetStream of nc,
+// creating or updating its stream. The Broker does not close nc.
+func New(ctx context.Context, nc *nats.Conn, opts *Options) (*Broker, error) {
+	if opts == nil {
+		opts = &Options{}
+	}
+	l := opts.Limits
+	if l.MaxEvents == 0 {
+		l.MaxEvents = 1000
+	}
+	if l.MaxBytes == 0 {
+		l.MaxBytes = 1 << 20
+	}
+	if l.MaxAge == 0 {
+		l.MaxAge = time.Hour
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, err
+	}
+	b := &Broker{nc: nc, js: js, subject: opts.Subject, limits: l, log: opts.Logger, subs: make(map[string][]*sub), done: make(chan struct{})}
+	if b.subject == "" {
+		b.subject = "sse"
+	}
+	name := opts.Stream
+	if name == "" {
+		name = "SSE"
+	}
+	b.cfg = jetstream.StreamConfig{
+		Name:              name,
+		Subjects:          []string{b.subject + ".>"},
+		MaxMsgsPerSubject: -1,
+		Discard:           jetstream.DiscardOld,
+		AllowDirect:       true,
+		Storage:           opts.Storage,
+	}
+	if l.MaxEvents > 0 {
+		b.cfg.MaxMsgsPerSubject = int64(l.MaxEvents)
+	}
+	if l.MaxAge > 0 {
+		b.cfg.MaxAge = l.MaxAge
+	}
+	if err := b.ensureStream(ctx); err != nil {
+		return nil, err
+	}
+	b.ctx, b.cancel = context.WithCancel(context.Background())
+	b.status = nc.StatusChanged(nats.DISCONNECTED, nats.RECONNECTING, nats.CLOSED)
+	go b.watch()
+	return b, nil
+}
+
+// ensureStream creates or updates the stream and learns its era.
+func (b *Broker) ensureStream(ctx context.Context) error {
+	s, err := b.js.CreateOrUpdateStream(ctx, b.cfg)
+	if err != nil {
+		return unavailable(ctx, err)
+	}
+	h := fnv.New32a()
+	fmt.Fprint(h, s.CachedInfo().Created.UnixNano())
+	b.mu.Lock()
+	b.stream, b.era = s, fmt.Sprintf("%08x", h.Sum32())
+	b.mu.Unlock()
+	return nil
+}
+
+// watch ends every subscription when the connection is lost.
+func (b *Broker) watch() {
+	defer close(b.done)
+	for {
+		select {
+		case <-b.ctx.Done():
+			return
+		case st := <-b.status:
+			b.logf(slog.LevelError, "natsbroker: connection lost, ending subscriptions", "status", st.String())
+			b.endAll(fmt.Errorf("%w: nats: connection %s", sse.ErrBrokerUnavailable, strings.ToLower(st.String())))
+		}
+	}
+}
+
+func (b *Broker) logf(level slog.Level, msg string, args ...any) {
+	if b.log != nil {
+		b.log.Log(context.Background(), level, msg, args...)
+	}
+}
+
+// Escape returns topic as one token of a NATS subject: ASCII letters,
+// digits, "-" and "_" as they are, every other byte as "~XX", and the
+// empty topic as "~". [Unescape] reverses it.
+func Escape(topic string) string {
+	if topic == "" {
+		return "~"
+	}
+	var sb strings.Builder
+	for i := 0; i < len(topic); i++ {
+		c := topic[i]
+		if 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_' {
+			sb.WriteByte(c)
+		} else {
+			fmt.Fprintf(&sb, "~%02X", c)
+		}
+	}
+	return sb.String()
+}
+
+// Unescape returns the topic of a token made by [Escape].
+func Unescape(token string) (string, error) {
+	if token == "~" {
+		return "", nil
+	}
+	var sb strings.Builder
+	for i := 0; i < len(token); i++ {
+		c := token[i]
+		if c != '~' {
+			sb.WriteByte(c)
+			continue
+		}
+		if i+2 >= len(token) {
+			return "", fmt.Errorf("natsbroker: truncated escape in %q", token)
+		}
+		n, err := strconv.ParseUint(token[i+1:i+3], 16, 8)
+		if err != nil {
+			return "", fmt.Errorf("natsbroker: bad escape in %q", token)
+		}
+		sb.WriteByte(byte(n))
+		i += 2
+	}
+	return sb.String(), nil
+}
+
+func (b *Broker) subjectOf(topic string) string { return b.subject + "." + Escape(topic) }
+
+// unavailable turns a failure to reach NATS into an error matching
+// [sse.ErrBrokerUnavailable].
+func unavailable(ctx context.Context, err error) error {
+	if err == nil {
+		return nil
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	var api *jetstream.APIError
+	if errors.As(err, &api) && !errors.Is(err, jetstream.ErrStreamNotFound) {
+		return fmt.Errorf("natsbroker: %w", err)
+	}
+	if errors.Is(err, nats.ErrMaxPayload) {
+		return fmt.Errorf("%w: %w", sse.ErrEventTooLarge, err)
+	}
+	return fmt.Errorf("%w: nats: %w", sse.ErrBrokerUnavailable, err)
+}
+
+func (b *Broker) state() (jetstream.Stream, string, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return nil, "", sse.ErrBrokerClosed
+	}
+	if !b.nc.IsConnected() {
+		return nil, "", fmt.Errorf("%w: nats: not connected", sse.ErrBrokerUnavailable)
+	}
+	return b.stream, b.era, nil
+}
+
+type wireMeta struct {
+	Topics  []string `json:"t,omitempty"`
+	Private bool     `json:"p,omitempty"`
+}
+
+// assignedMax is what an assigned ID counts for in the size of an event
+// checked before it is stored.
+const assignedMax = 32
+
+// maxTries bounds the attempts of a Publish racing other publishers.
+const maxTries = 1000
+
+// Publish stores ev in topic; see [sse.Broker.Publish].
+func (b *Broker) Publish(ctx context.Context, topic string, ev *sse.Event, meta *sse.Meta) (sse.Message, error) {
+	if ev == nil {
+		return sse.Message{}, fmt.Errorf("%w: nil *Event", sse.ErrInvalidEvent)
+	}
+	if err := ev.Validate(); err != nil {
+		return sse.Message{}, err
+	}
+	if err := ctx.Err(); err != nil {
+		return sse.Message{}, err
+	}
+	subj := b.subjectOf(topic)
+	hdr := nats.Header{}
+	size := len(ev.Type) + len(ev.ID) + len(ev.Data)
+	if ev.ID != "" {
+		hdr.Set(hdrID, ev.ID)
+	}
+	if ev.Type != "" {
+		hdr.Set(hdrType, ev.Type)
+	}
+	if ev.Retry != 0 {
+		hdr.Set(hdrRetry, strconv.Itoa(ev.Retry))
+	}
+	var stored *sse.Meta
+	if meta != nil {
+		m, _ := json.Marshal(wireMeta{Topics: meta.Topics, Private: meta.Private})
+		hdr.Set(hdrMeta, string(m))
+		size += len(m)
+		stored = &sse.Meta{Topics: append([]string(nil), meta.Topics...), Private: meta.Private}
+	}
+	check := size
+	if ev.ID == "" {
+		check += assignedMax
+	}
+	if b.limits.MaxBytes >= 0 && int64(check) > b.limits.MaxBytes {
+		return sse.Message{}, fmt.Errorf("%w: %d bytes, a topic holds %d", sse.ErrEventTooLarge, check, b.limits.MaxBytes)
+	}
+	for try := 0; ; try++ {
+		s, era, err := b.state()
+		if err != nil {
+			return sse.Message{}, err
+		}
+		prev, prevTotal, prevID := uint64(0), int64(0), ""
+		last, err := s.GetLastMsgForSubject(ctx, subj)
+		switch {
+		case errors.Is(err, jetstream.ErrMsgNotFound):
+		case (errors.Is(err, jetstream.ErrStreamNotFound) || errors.Is(err, nats.ErrNoResponders)) && try < 3:
+			// The stream is gone (the server lost its store): make it again.
+			if err := b.ensureStream(ctx); err != nil {
+				return sse.Message{}, err
+			}
+			continue
+		case err != nil:
+			return sse.Message{}, unavailable(ctx, err)
+		default:
+			prev = last.Sequence
+			prevTotal, _ = strconv.ParseInt(last.Header.Get(hdrTotal), 10, 64)
+			prevID = b.eventID(last, era)
+		}
+		msg := &nats.Msg{Subject: subj, Data: []byte(ev.Data), Header: nats.Header{}}
+		for k, v := range hdr {
+			msg.Header[k] = v
+		}
+		msg.Header.Set(hdrPrev, strconv.FormatUint(prev, 10))
+		if prevID != "" {
+			msg.Header.Set(hdrPrevID, prevID)
+		}
+		// The total counts the assigned ID as its most: it is not known
+		// before the stream gives the sequence.
+		msg.Header.Set(hdrTotal, strconv.FormatInt(prevTotal+int64(check), 10))
+		ack, err := b.js.PublishMsg(ctx, msg, jetstream.WithExpectLastSequencePerSubject(prev), jetstream.WithExpectStream(b.cfg.Name))
+		var api *jetstream.APIError
+		if errors.As(err, &api) && (api.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence || api.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant) && try < maxTries {
+			continue // another publisher came first
+		}
+		if err != nil {
+			return sse.Message{}, unavailable(ctx, err)
+		}
+		m := sse.Message{Topic: topic, Seq: ack.Sequence, Event: *ev, Time: time.Now(), Meta: stored}
+		if m.Event.ID == "" {
+			m.Event.ID = assignedID(ack.Sequence, era)
+		}
+		if b.limits.MaxBytes >= 0 {
+			if err := b.trimBytes(ctx, s, subj, prevTotal+int64(check)); err != nil {
+				return m, err
+			}
+		}
+		return m, nil
+	}
+}
+
+// trimBytes purges the oldest events of subj while its retained bytes
+// exceed MaxBytes; total is the running total of its newest event.
+func (b *Broker) trimBytes(ctx context.Context, s jetstream.Stream, subj string, total int64) error {
+	var purgeBelow uint64
+	for seq := uint64(1); ; {
+		m, err := s.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(subj))
+		if err != nil {
+			return unavailable(ctx, err)
+		}
+		t, _ := strconv.ParseInt(m.Header.Get(hdrTotal), 10, 64)
+		// Events after m hold total-t bytes; with m, more.
+		before := t - int64(size(m))
+		if total-before <= b.limits.MaxBytes {
+			purgeBelow = m.Sequence
+			break
+		}
+		seq = m.Sequence + 1
+	}
+	if purgeBelow <= 1 {
+		return nil
+	}
+	if err := s.Purge(ctx, jetstream.WithPurgeSubject(subj), jetstream.WithPurgeSequence(purgeBelow)); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+		return unavailable(ctx, err)
+	}
+	return nil
+}
+
+// size returns the bytes m counts for, as Publish counted them.
+func size(m *jetstream.RawStreamMsg) int {
+	n := len(m.Header.Get(hdrType)) + len(m.Data) + len(m.Header.Get(hdrMeta))
+	if id := m.Header.Get(hdrID); id != "" {
+		return n + len(id)
+	}
+	return n + assignedMax
+}
+
+func assignedID(seq uint64, era string) string { return strconv.FormatUint(seq, 10) + "." + era }
+
+// parseAssigned returns the sequence in an ID of the form the broker
+// assigns, if it is of era.
+func parseAssigned(id, era string) (uint64, bool) {
+	n, e, ok := strings.Cut(id, ".")
+	if !ok || e != era {
+		return 0, false
+	}
+	seq, err := strconv.ParseUint(n, 10, 64)
+	if err != nil || seq == 0 || strconv.FormatUint(seq, 10) != n {
+		return 0, false
+	}
+	return seq, true
+}
+
+func (b *Broker) eventID(m *jetstream.RawStreamMsg, era string) string {
+	if id := m.Header.Get(hdrID); id != "" {
+		return id
+	}
+	return assignedID(m.Sequence, era)
+}
+
+// message decodes a stored message of topic.
+func (b *Broker) message(topic string, seq uint64, hdr nats.Header, data []byte, t time.Time, era string) sse.Message {
+	m := sse.Message{Topic: topic, Seq: seq, Time: t, Event: sse.Event{Type: hdr.Get(hdrType), ID: hdr.Get(hdrID), Data: string(data)}}
+	if m.Event.ID == "" {
+		m.Event.ID = assignedID(seq, era)
+	}
+	if r := hdr.Get(hdrRetry); r != "" {
+		m.Event.Retry, _ = strconv.Atoi(r)
+	}
+	if raw := hdr.Get(hdrMeta); raw != "" {
+		var w wireMeta
+		if json.Unmarshal([]byte(raw), &w) == nil {
+			m.Meta = &sse.Meta{Topics: w.Topics, Private: w.Private}
+		}
+	}
+	return m
+}
+
+func (b *Broker) raw(topic string, m *jetstream.RawStreamMsg, era string) sse.Message {
+	return b.message(topic, m.Sequence, m.Header, m.Data, m.Time, era)
+}
+
+// position returns the position of a stored message of topic.
+func (b *Broker) position(topic string, m *jetstream.RawStreamMsg, era string) sse.Position {
+	msg := b.raw(topic, m, era)
+	return msg.Position()
+}
+
+// prevOf returns the position before m in its topic, from its headers.
+func prevOf(m *jetstream.RawStreamMsg) sse.Position {
+	seq, _ := strconv.ParseUint(m.Header.Get(hdrPrev), 10, 64)
+	if seq == 0 {
+		return sse.Position{}
+	}
+	return sse.Position{Seq: seq, ID: m.Header.Get(hdrPrevID)}
+}
+
+// list returns the retained messages of subj from seq on, up to last.
+func (b *Broker) list(ctx context.Context, s jetstream.Stream, subj string, from, last uint64) ([]*jetstream.RawStreamMsg, error) {
+	var out []*jetstream.RawStreamMsg
+	for seq := max(from, 1); seq <= last; {
+		m, err := s.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(subj))
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			break
+		}
+		if err != nil {
+			return nil, unavailable(ctx, err)
+		}
+		if m.Sequence > last {
+			break
+		}
+		out = append(out, m)
+		seq = m.Sequence + 1
+	}
+	return out, nil
+}
+
+// edges returns the newest and oldest retained messages of subj; nil
+// when it has none.
+func (b *Broker) edges(ctx context.Context, s jetstream.Stream, subj string) (last, first *jetstream.RawStreamMsg, err error) {
+	last, err = s.GetLastMsgForSubject(ctx, subj)
+	if errors.Is(err, jetstream.ErrMsgNotFound) || errors.Is(err, jetstream.ErrStreamNotFound) {
+		return nil, nil, nil
+	}
+	if errors.Is(err, nats.ErrNoResponders) {
+		// No stream answers: the server lost it. It holds nothing; the
+		// next Publish makes it again.
+		if _, err := b.js.Stream(ctx, b.cfg.Name); errors.Is(err, jetstream.ErrStreamNotFound) {
+			return nil, nil, nil
+		}
+	}
+	if err != nil {
+		return nil, nil, unavailable(ctx, err)
+	}
+	first, err = s.GetMsg(ctx, 1, jetstream.WithGetMsgSubject(subj))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return nil, nil, nil // expired meanwhile
+	}
+	if err != nil {
+		return nil, nil, unavailable(ctx, err)
+	}
+	return last, first, nil
+}
+
+// History returns the events of topic after afterID; see
+// [sse.Broker.History].
+func (b *Broker) History(ctx context.Context, topic, afterID string) (sse.History, error) {
+	s, era, err := b.state()
+	if err != nil {
+		return sse.History{}, err
+	}
+	subj := b.subjectOf(topic)
+	last, first, err := b.edges(ctx, s, subj)
+	if err != nil || last == nil {
+		return sse.History{Gap: afterID != ""}, err
+	}
+	h := sse.History{Head: b.position(topic, last, era), Oldest: b.position(topic, first, era)}
+	pruned := prevOf(first)
+	from, known := uint64(0), false
+	switch seq, ok := parseAssigned(afterID, era); {
+	case afterID == "":
+		known = true
+	case afterID == pruned.ID && pruned.Seq != 0:
+		h.After, known = pruned, true
+	case ok && seq >= first.Sequence && seq <= last.Sequence:
+		m, err := s.GetMsg(ctx, seq)
+		if err == nil && m.Subject == subj {
+			h.After, known, from = b.position(topic, m, era), true, seq+1
+		}
+	}
+	if !known && !isAssigned(afterID, era) {
+		// A publisher's ID: look for it among the retained events.
+		all, err := b.list(ctx, s, subj, first.Sequence, last.Sequence)
+		if err != nil {
+			return sse.History{}, err
+		}
+		for i := len(all) - 1; i >= 0; i-- {
+			if all[i].Header.Get(hdrID) == afterID {
+				h.After, known, from = b.position(topic, all[i], era), true, all[i].Sequence+1
+				break
+			}
+		}
+	}
+	h.Gap = !known || afterID == "" && pruned.Seq != 0
+	if h.Gap {
+		h.After, from = sse.Position{}, 0
+	}
+	if from == 0 {
+		from = first.Sequence
+	}
+	msgs, err := b.list(ctx, s, subj, from, last.Sequence)
+	if err != nil {
+		return sse.History{}, err
+	}
+	for _, m := range msgs {
+		h.Messages = append(h.Messages, b.raw(topic, m, era))
+	}
+	return h, nil
+}
+
+// isAssigned reports whether id has the form of an ID assigned in era.
+func isAssigned(id, era string) bool { _, ok := parseAssigned(id, era); return ok }
+
+// Subscribe feeds fn the events of topic after the position; see
+// [sse.Broker.Subscribe].
+func (b *Broker) Subscribe(ctx context.Context, topic string, after uint64, fn func(sse.Message)) (sse.Subscription, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	s, era, err := b.state()
+	if err != nil {
+		return nil, err
+	}
+	if err := b.startConsumer(ctx, s); err != nil {
+		return nil, err
+	}
+	subj := b.subjectOf(topic)
+	// Registered first, so that nothing published from now on is missed:
+	// the live events wait while the past is read.
+	sb := &sub{b: b, topic: topic, subject: subj, fn: fn, done: make(chan struct{}), catching: true}
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return nil, sse.ErrBrokerClosed
+	}
+	b.subs[subj] = append(b.subs[subj], sb)
+	sb.stop = context.AfterFunc(ctx, func() { sb.end(context.Cause(ctx)) })
+	b.mu.Unlock()
+	past, err := b.start(ctx, s, era, sb, after)
+	if err != nil {
+		sb.stop()
+		sb.end(err)
+		return nil, err
+	}
+	sb.mu.Lock()
+	defer sb.mu.Unlock()
+	if sb.err != nil {
+		return sb, nil // ended meanwhile: Done and Err say so
+	}
+	for _, m := range append(past, sb.held...) {
+		if m.Seq > sb.cursor {
+			sb.fn(m)
+			sb.cursor = m.Seq
+		}
+	}
+	sb.held, sb.catching = nil, false
+	return sb, nil
+}
+
+// start finds where sb starts and the retained events after it.
+func (b *Broker) start(ctx context.Context, s jetstream.Stream, era string, sb *sub, after uint64) ([]sse.Message, error) {
+	last, first, err := b.edges(ctx, s, sb.subject)
+	if err != nil {
+		return nil, err
+	}
+	gap := func() error {
+		return fmt.Errorf("%w: topic %q does not hold position %d", sse.ErrGap, sb.topic, after)
+	}
+	if last == nil {
+		if after != 0 && after != sse.Newest {
+			return nil, gap()
+		}
+		return nil, nil
+	}
+	pruned := prevOf(first)
+	switch {
+	case after == sse.Newest:
+		sb.after = b.position(sb.topic, last, era)
+		sb.cursor = last.Sequence
+		return nil, nil
+	case after == 0:
+		if pruned.Seq != 0 {
+			return nil, gap()
+		}
+	case after == pruned.Seq:
+		sb.after = pruned
+	case after < first.Sequence || after > last.Sequence:
+		return nil, gap()
+	default:
+		m, err := s.GetMsg(ctx, after)
+		if err != nil || m.Subject != sb.subject {
+			return nil, gap()
+		}
+		sb.after = b.position(sb.topic, m, era)
+	}
+	sb.cursor = sb.after.Seq
+	msgs, err := b.list(ctx, s, sb.subject, after+1, last.Sequence)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]sse.Message, 0, len(msgs))
+	for _, m := range msgs {
+		out = append(out, b.raw(sb.topic, m, era))
+	}
+	return out, nil
+}
+
+// startConsumer starts the broker's one ordered consumer, if it is not
+// running, from the stream's next sequence.
+func (b *Broker) startConsumer(ctx context.Context, s jetstream.Stream) error {
+	b.mu.Lock()
+	running := b.consumer != nil
+	b.mu.Unlock()
+	if running {
+		return nil
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		return unavailable(ctx, err)
+	}
+	c, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{b.subject + ".>"},
+		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:    info.State.LastSeq + 1,
+	})
+	if err != nil {
+		return unavailable(ctx, err)
+	}
+	cc, err := c.Consume(b.dispatch)
+	if err != nil {
+		return unavailable(ctx, err)
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.consumer != nil || b.closed {
+		cc.Stop() // another Subscribe won, or Close
+		return nil
+	}
+	b.consumer = cc
+	return nil
+}
+
+// dispatch feeds a live message to the subscriptions of its subject.
+func (b *Broker) dispatch(msg jetstream.Msg) {
+	md, err := msg.Metadata()
+	if err != nil {
+		return
+	}
+	b.mu.Lock()
+	subs := append([]*sub(nil), b.subs[msg.Subject()]...)
+	era := b.era
+	b.mu.Unlock()
+	if len(subs) == 0 {
+		return
+	}
+	m := b.message(subs[0].topic, md.Sequence.Stream, msg.Headers(), msg.Data(), md.Timestamp, era)
+	for _, s := range subs {
+		s.feed(m)
+	}
+}
+
+// feed hands m to s: held while s reads the past, else to the callback
+// unless s ended or had it already.
+func (s *sub) feed(m sse.Message) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case s.err != nil:
+	case s.catching:
+		s.held = append(s.held, m)
+	case m.Seq > s.cursor:
+		s.fn(m)
+		s.cursor = m.Seq
+	}
+}
+
+// end ends s with err, unless it ended already.
+func (s *sub) end(err error) {
+	s.mu.Lock() // waits for a callback in progress
+	defer s.mu.Unlock()
+	b := s.b
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if s.err != nil {
+		return
+	}
+	s.err = err
+	list := b.subs[s.subject]
+	for i, x := range list {
+		if x == s {
+			list = append(list[:i], list[i+1:]...)
+			break
+		}
+	}
+	if len(list) == 0 {
+		delete(b.subs, s.subject)
+	} else {
+		b.subs[s.subject] = list
+	}
+	s.held = nil
+	close(s.done)
+}
+
+// After returns the position the feed started after.
+func (s *sub) After() sse.Position { return s.after }
+
+// Close ends the subscription.
+func (s *sub) Close() error {
+	s.stop()
+	s.end(context.Canceled)
+	return nil
+}
+
+// Done is closed when the subscription ends.
+func (s *sub) Done() <-chan struct{} { return s.done }
+
+// Err says why the subscription ended, or nil.
+func (s *sub) Err() error {
+	s.b.mu.Lock()
+	defer s.b.mu.Unlock()
+	return s.err
+}
+
+// endAll ends every subscription with err.
+func (b *Broker) endAll(err error) {
+	b.mu.Lock()
+	var subs []*sub
+	for _, list := range b.subs {
+		subs = append(subs, list...)
+	}
+	b.mu.Unlock()
+	for _, s := range subs {
+		s.stop()
+		s.end(err)
+	}
+}
+
+// Close stops the consumer and ends the subscriptions with
+// [sse.ErrBrokerClosed]; it leaves the connection open. Later calls
+// return [sse.ErrBrokerClosed].
+func (b *Broker) Close() error {
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return nil
+	}
+	b.closed = true
+	cc := b.consumer
+	b.mu.Unlock()
+	if cc != nil {
+		cc.Stop()
+		<-cc.Closed()
+	}
+	b.cancel()
+	<-b.done
+	b.endAll(sse.ErrBrokerClosed)
+	return nil
+}
