@@ -37,14 +37,17 @@ type Position struct {
 // reader on any node can filter events after a replay as it would live.
 // Brokers store it as given and never read it. It is meant to be small:
 // it counts towards the event's size in every limit.
+//
+// Its JSON form, short for brokers that store it as text, is
+// {"t":[...],"p":true}.
 type Meta struct {
 	// Topics lists topics the event belongs to besides the one it is
 	// stored in (a Mercure update's other topics, say), in the
 	// publisher's order.
-	Topics []string
+	Topics []string `json:"t,omitempty"`
 
 	// Private marks an event that only authorised readers may receive.
-	Private bool
+	Private bool `json:"p,omitempty"`
 }
 
 // size returns the bytes m counts for in history limits.
