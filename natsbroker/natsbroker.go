@@ -172,6 +172,16 @@ func (b *Broker) watch() {
 		case st := <-b.status:
 			b.logf(slog.LevelError, "natsbroker: connection lost, ending subscriptions", "status", st.String())
 			b.endAll(fmt.Errorf("%w: nats: connection %s", sse.ErrBrokerUnavailable, strings.ToLower(st.String())))
+			// With nobody subscribed, the consumer starts afresh with
+			// the next subscription: the server may come back without
+			// the stream.
+			b.mu.Lock()
+			cc := b.consumer
+			b.consumer = nil
+			b.mu.Unlock()
+			if cc != nil {
+				cc.Stop()
+			}
 		}
 	}
 }

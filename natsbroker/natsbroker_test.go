@@ -192,6 +192,11 @@ func TestRestartedEmpty(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	before, err := b.Subscribe(ctx, "t", sse.Newest, func(sse.Message) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer before.Close()
 	s.Shutdown()
 	s.WaitForShutdown()
 	embedded(t, t.TempDir(), port)
@@ -213,6 +218,25 @@ func TestRestartedEmpty(t *testing.T) {
 	h, err = b.History(ctx, "t", old.Event.ID)
 	if err != nil || !h.Gap || len(h.Messages) != 1 || h.Messages[0].Seq != m.Seq {
 		t.Errorf("History(ID before the loss), one event since: got %+v, %v, want a gap and that event", h, err)
+	}
+	// Live delivery works on the new stream.
+	got := make(chan sse.Message, 1)
+	sub, err := b.Subscribe(ctx, "t", sse.Newest, func(m sse.Message) { got <- m })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	live, err := b.Publish(ctx, "t", sse.NewEvent("live"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case m := <-got:
+		if m.Seq != live.Seq || m.Event.Data != "live" {
+			t.Errorf("live event: got %+v, want %+v", m, live)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no live event 10s after publishing on the new stream")
 	}
 }
 
