@@ -1,6 +1,7 @@
 package natsbroker_test
 
 import (
+	"context"
 	"crypto/rand"
 	"errors"
 	"flag"
@@ -255,4 +256,32 @@ func TestCluster(t *testing.T) {
 		t.Cleanup(func() { b.Close() })
 		return b
 	}, &ssetest.ClusterOptions{Events: *chaosEvents})
+}
+
+// BenchmarkCluster is ssetest.BenchmarkCluster: three nodes, each with
+// its own connection and Broker on one embedded NATS, 100 clients each,
+// 1000 events/s on A.
+func BenchmarkCluster(b *testing.B) {
+	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: b.TempDir(), NoLog: true, NoSigs: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	go s.Start()
+	if !s.ReadyForConnections(10 * time.Second) {
+		b.Fatal("embedded NATS server not ready after 10s")
+	}
+	b.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
+	stream, subject := names()
+	ssetest.BenchmarkCluster(b, func(tb testing.TB) sse.Broker {
+		nc, err := nats.Connect(s.ClientURL())
+		if err != nil {
+			tb.Fatal(err)
+		}
+		br, err := natsbroker.New(context.Background(), nc, &natsbroker.Options{Stream: stream, Subject: subject, Storage: jetstream.MemoryStorage})
+		if err != nil {
+			tb.Fatal(err)
+		}
+		tb.Cleanup(func() { br.Close(); nc.Close() })
+		return br
+	}, 100, 1000)
 }

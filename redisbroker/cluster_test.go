@@ -23,3 +23,15 @@ func TestCluster(t *testing.T) {
 		return b
 	}, &ssetest.ClusterOptions{Events: *chaosEvents})
 }
+
+// BenchmarkCluster is ssetest.BenchmarkCluster: three nodes, each with
+// its own Broker on one Redis, 100 clients each, 1000 events/s on A.
+func BenchmarkCluster(b *testing.B) {
+	rdb := client(b, "")
+	p := prefix(b)
+	ssetest.BenchmarkCluster(b, func(tb testing.TB) sse.Broker {
+		br := redisbroker.New(rdb, &redisbroker.Options{Prefix: p})
+		tb.Cleanup(func() { br.Close() })
+		return br
+	}, 100, 1000)
+}

@@ -168,3 +168,12 @@ func TestMemoryBrokerCluster(t *testing.T) {
 	t.Cleanup(func() { b.Close() })
 	ssetest.TestCluster(t, func(t *testing.T) sse.Broker { return b }, nil)
 }
+
+// BenchmarkMemoryBrokerCluster is ssetest.BenchmarkCluster on one
+// MemoryBroker shared by three nodes: the baseline of the network
+// brokers' figures.
+func BenchmarkMemoryBrokerCluster(b *testing.B) {
+	mb := sse.NewMemoryBroker(sse.HistoryLimits{})
+	b.Cleanup(func() { mb.Close() })
+	ssetest.BenchmarkCluster(b, func(testing.TB) sse.Broker { return mb }, 100, 1000)
+}

@@ -60,7 +60,7 @@ type node struct {
 	hs   *httptest.Server
 }
 
-func startNode(t *testing.T, name string, b sse.Broker) *node {
+func startNode(t testing.TB, name string, b sse.Broker) *node {
 	srv := &sse.Server{
 		Broker:    b,
 		Heartbeat: -1,
