@@ -259,8 +259,8 @@ func TestCluster(t *testing.T) {
 }
 
 // BenchmarkCluster is ssetest.BenchmarkCluster: three nodes, each with
-// its own connection and Broker on one embedded NATS, 100 clients each,
-// 1000 events/s on A.
+// its own connection and Broker on one embedded NATS; -cluster.clients
+// and -cluster.rate size it.
 func BenchmarkCluster(b *testing.B) {
 	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: b.TempDir(), NoLog: true, NoSigs: true})
 	if err != nil {
@@ -283,5 +283,10 @@ func BenchmarkCluster(b *testing.B) {
 		}
 		tb.Cleanup(func() { br.Close(); nc.Close() })
 		return br
-	}, 100, 1000)
+	}, *benchClients, *benchRate)
 }
+
+var (
+	benchClients = flag.Int("cluster.clients", 100, "BenchmarkCluster: clients per node")
+	benchRate    = flag.Int("cluster.rate", 1000, "BenchmarkCluster: events published per second")
+)

@@ -25,7 +25,7 @@ func TestCluster(t *testing.T) {
 }
 
 // BenchmarkCluster is ssetest.BenchmarkCluster: three nodes, each with
-// its own Broker on one Redis, 100 clients each, 1000 events/s on A.
+// its own Broker on one Redis; -cluster.clients and -cluster.rate size it.
 func BenchmarkCluster(b *testing.B) {
 	rdb := client(b, "")
 	p := prefix(b)
@@ -33,5 +33,10 @@ func BenchmarkCluster(b *testing.B) {
 		br := redisbroker.New(rdb, &redisbroker.Options{Prefix: p})
 		tb.Cleanup(func() { br.Close() })
 		return br
-	}, 100, 1000)
+	}, *benchClients, *benchRate)
 }
+
+var (
+	benchClients = flag.Int("cluster.clients", 100, "BenchmarkCluster: clients per node")
+	benchRate    = flag.Int("cluster.rate", 1000, "BenchmarkCluster: events published per second")
+)

@@ -2,6 +2,7 @@ package sse_test
 
 import (
 	"errors"
+	"flag"
 	"fmt"
 	"strings"
 	"testing"
@@ -175,5 +176,10 @@ func TestMemoryBrokerCluster(t *testing.T) {
 func BenchmarkMemoryBrokerCluster(b *testing.B) {
 	mb := sse.NewMemoryBroker(sse.HistoryLimits{})
 	b.Cleanup(func() { mb.Close() })
-	ssetest.BenchmarkCluster(b, func(testing.TB) sse.Broker { return mb }, 100, 1000)
+	ssetest.BenchmarkCluster(b, func(testing.TB) sse.Broker { return mb }, *benchClients, *benchRate)
 }
+
+var (
+	benchClients = flag.Int("cluster.clients", 100, "BenchmarkCluster: clients per node")
+	benchRate    = flag.Int("cluster.rate", 1000, "BenchmarkCluster: events published per second")
+)
