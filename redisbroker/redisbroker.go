@@ -198,15 +198,25 @@ func parseAssigned(id string) (sid, era string, ok bool) {
 }
 
 // unavailable wraps an error of the client: one that is not a reply of
-// Redis nor the context's is an outage.
+// Redis nor the context's is an outage, and so are the replies of a
+// Redis that cannot serve yet (loading its data, busy with a script,
+// without its master).
 func unavailable(ctx context.Context, err error) error {
 	if err == nil {
 		return nil
 	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
 	var re redis.Error
-	if ctx.Err() != nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) || errors.As(err, &re) && !errors.Is(err, redis.ErrClosed) {
-		if ctx.Err() != nil {
-			return ctx.Err()
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("redisbroker: %w", err)
+	}
+	if errors.As(err, &re) && !errors.Is(err, redis.ErrClosed) {
+		for _, p := range []string{"LOADING", "BUSY", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN", "READONLY"} {
+			if redis.HasErrorPrefix(err, p) {
+				return fmt.Errorf("%w: redis: %w", sse.ErrBrokerUnavailable, err)
+			}
 		}
 		return fmt.Errorf("redisbroker: %w", err)
 	}
