@@ -6,7 +6,8 @@
 // per topic: Options.Subject, a dot, and the topic name escaped into one
 // subject token (see [Escape]). History limits are the stream's: events
 // per subject and age natively; bytes per subject by the broker, which
-// purges a subject's oldest events after each Publish. Positions (Seq)
+// purges a subject's oldest events before a Publish that would exceed
+// them. Positions (Seq)
 // are the stream's sequence numbers, the same on every node; the IDs the
 // broker assigns are the sequence number and an era drawn from the
 // stream's creation time ("4711.5f1c2a9e"), so that an ID from another
@@ -73,6 +74,7 @@ const (
 	hdrPrev   = "Sse-Prev"    // the sequence of the topic's previous event
 	hdrPrevID = "Sse-Prev-Id" // the ID of the topic's previous event
 	hdrTotal  = "Sse-Total"   // bytes of the topic's events up to this one
+	hdrFloor  = "Sse-Floor"   // the Sse-Total before the oldest event retained, or less
 )
 
 // Broker is an [sse.Broker] on NATS JetStream. Make one with [New].
@@ -318,7 +320,7 @@ func (b *Broker) Publish(ctx context.Context, topic string, ev *sse.Event, meta 
 		if err != nil {
 			return sse.Message{}, err
 		}
-		prev, prevTotal, prevID := uint64(0), int64(0), ""
+		prev, prevTotal, floor, prevID := uint64(0), int64(0), int64(0), ""
 		last, err := s.GetLastMsgForSubject(ctx, subj)
 		switch {
 		case errors.Is(err, jetstream.ErrMsgNotFound):
@@ -333,7 +335,16 @@ func (b *Broker) Publish(ctx context.Context, topic string, ev *sse.Event, meta 
 		default:
 			prev = last.Sequence
 			prevTotal, _ = strconv.ParseInt(last.Header.Get(hdrTotal), 10, 64)
+			floor, _ = strconv.ParseInt(last.Header.Get(hdrFloor), 10, 64)
 			prevID = b.eventID(last, era)
+		}
+		// The floor only lags behind events the stream dropped by count
+		// or age: when it says the bytes fit, they do. Else make room
+		// before adding the event.
+		if b.limits.MaxBytes >= 0 && prevTotal+int64(check)-floor > b.limits.MaxBytes {
+			if floor, err = b.trimBytes(ctx, s, subj, prevTotal+int64(check), prev, prevTotal); err != nil {
+				return sse.Message{}, err
+			}
 		}
 		msg := &nats.Msg{Subject: subj, Data: []byte(ev.Data), Header: nats.Header{}}
 		for k, v := range hdr {
@@ -346,6 +357,7 @@ func (b *Broker) Publish(ctx context.Context, topic string, ev *sse.Event, meta 
 		// The total counts the assigned ID as its most: it is not known
 		// before the stream gives the sequence.
 		msg.Header.Set(hdrTotal, strconv.FormatInt(prevTotal+int64(check), 10))
+		msg.Header.Set(hdrFloor, strconv.FormatInt(floor, 10))
 		ack, err := b.js.PublishMsg(ctx, msg, jetstream.WithExpectLastSequencePerSubject(prev), jetstream.WithExpectStream(b.cfg.Name))
 		var api *jetstream.APIError
 		if errors.As(err, &api) && (api.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence || api.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant) && try < maxTries {
@@ -358,40 +370,36 @@ func (b *Broker) Publish(ctx context.Context, topic string, ev *sse.Event, meta 
 		if m.Event.ID == "" {
 			m.Event.ID = assignedID(ack.Sequence, era)
 		}
-		if b.limits.MaxBytes >= 0 {
-			if err := b.trimBytes(ctx, s, subj, prevTotal+int64(check)); err != nil {
-				return m, err
-			}
-		}
 		return m, nil
 	}
 }
 
-// trimBytes purges the oldest events of subj while its retained bytes
-// exceed MaxBytes; total is the running total of its newest event.
-func (b *Broker) trimBytes(ctx context.Context, s jetstream.Stream, subj string, total int64) error {
-	var purgeBelow uint64
-	for seq := uint64(1); ; {
+// trimBytes purges the oldest events of subj so that, with an event
+// bringing the running total to total, they hold at most MaxBytes; last
+// is the newest event, whose total is lastTotal. It returns the running
+// total before the oldest event kept.
+func (b *Broker) trimBytes(ctx context.Context, s jetstream.Stream, subj string, total int64, last uint64, lastTotal int64) (int64, error) {
+	keep, floor := last+1, lastTotal // none, unless one fits
+	for seq := uint64(1); seq <= last; {
 		m, err := s.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(subj))
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			break
+		}
 		if err != nil {
-			return unavailable(ctx, err)
+			return 0, unavailable(ctx, err)
 		}
 		t, _ := strconv.ParseInt(m.Header.Get(hdrTotal), 10, 64)
-		// Events after m hold total-t bytes; with m, more.
-		before := t - int64(size(m))
-		if total-before <= b.limits.MaxBytes {
-			purgeBelow = m.Sequence
+		if before := t - int64(size(m)); total-before <= b.limits.MaxBytes {
+			keep, floor = m.Sequence, before
 			break
 		}
 		seq = m.Sequence + 1
 	}
-	if purgeBelow <= 1 {
-		return nil
+	err := s.Purge(ctx, jetstream.WithPurgeSubject(subj), jetstream.WithPurgeSequence(keep))
+	if err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+		return 0, unavailable(ctx, err)
 	}
-	if err := s.Purge(ctx, jetstream.WithPurgeSubject(subj), jetstream.WithPurgeSequence(purgeBelow)); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
-		return unavailable(ctx, err)
-	}
-	return nil
+	return floor, nil
 }
 
 // size returns the bytes m counts for, as Publish counted them.
