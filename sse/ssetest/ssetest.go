@@ -6,6 +6,10 @@
 //			return mybroker.New(..., limits)
 //		})
 //	}
+//
+// [TestCluster] then proves that [sse.Server] nodes sharing the broker's
+// backend act as one server, through failover and a chaos run, and
+// [BenchmarkCluster] measures such a cluster.
 package ssetest
 
 import (
