@@ -504,17 +504,46 @@ func (s *Server) resume(ctx context.Context, c *client, topics []string, lastID 
 		// the client may have seen, on another node, events this
 		// node's live feed has yet to bring. Wait for them, or they
 		// would reach the client twice.
-		for !s.core.fedUpTo(t, h.After.Seq) {
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-time.After(time.Millisecond):
+		if fed, err := s.waitFed(ctx, c.conn, t, h.After.Seq); !fed {
+			if err != nil {
+				c.conn.shutdown(fmt.Errorf("%w: %w", ErrConnectionClosed, err))
 			}
+			return err
 		}
 		hists[i] = h
 	}
 	s.core.finishResume(c, topics, ids, hists)
 	return nil
+}
+
+// maxFeedWait bounds how long a resuming client waits for this node's
+// live feed of a topic to reach the position it asked for.
+const maxFeedWait = 10 * time.Second
+
+// waitFed waits until the live feed of topic brought the event whose
+// Seq is seq. It reports false, with no error, when ctx or conn ended
+// first, and false with an error when the feed stayed behind for
+// maxFeedWait.
+func (s *Server) waitFed(ctx context.Context, conn *Conn, topic string, seq uint64) (bool, error) {
+	if s.core.fedUpTo(topic, seq) {
+		return true, nil
+	}
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	limit := time.NewTimer(maxFeedWait)
+	defer limit.Stop()
+	for !s.core.fedUpTo(topic, seq) {
+		select {
+		case <-ctx.Done():
+			return false, nil
+		case <-conn.Done():
+			return false, nil
+		case <-limit.C:
+			return false, fmt.Errorf("sse: the live feed of topic %q stayed behind the client's position for %v", topic, maxFeedWait)
+		case <-tick.C:
+		}
+	}
+	return true, nil
 }
 
 // setLive records that topic has a subscription starting after head.

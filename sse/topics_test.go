@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/coregx/stream/sse"
@@ -183,4 +184,42 @@ func TestServerTopicsComeAndGo(t *testing.T) {
 			streams, nameLen>>10, (after-base)>>20, streams*nameLen>>20)
 	}
 	t.Logf("live heap: baseline %.1f MiB, after %.1f MiB", float64(base)/(1<<20), float64(after)/(1<<20))
+}
+
+// aheadBroker is a broker whose History names positions its live feed
+// never reaches: a node whose feed stays behind the cluster.
+type aheadBroker struct{ sse.MemoryBroker }
+
+func (b *aheadBroker) History(ctx context.Context, topic, afterID string) (sse.History, error) {
+	return sse.History{After: sse.Position{Seq: 99, ID: afterID}, Head: sse.Position{Seq: 99, ID: afterID}}, nil
+}
+
+// TestServerResumeWaitsForFeed checks that a client resuming from a
+// position this node's feed has not reached waits for it, and that the
+// wait is bounded: after 10s the stream ends, for the client to retry.
+func TestServerResumeWaitsForFeed(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := &sse.Server{Broker: &aheadBroker{}, Heartbeat: -1}
+		defer s.Close()
+		r := httptest.NewRequestWithContext(t.Context(), http.MethodGet, "/", nil)
+		r.Header.Set("Last-Event-ID", "seen-elsewhere")
+		w := &openedWriter{header: http.Header{}, opened: make(chan struct{})}
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			s.ServeHTTP(w, r)
+		}()
+		time.Sleep(9 * time.Second)
+		select {
+		case <-done:
+			t.Fatal("stream ended after 9s, want it waiting for the feed for 10s")
+		default:
+		}
+		time.Sleep(2 * time.Second)
+		select {
+		case <-done:
+		default:
+			t.Fatal("stream still waiting after 11s, want it ended after 10s")
+		}
+	})
 }
