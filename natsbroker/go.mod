@@ -5,7 +5,7 @@ go 1.26.0
 replace github.com/coregx/stream => ../
 
 require (
-	github.com/coregx/stream v0.0.0-00010101000000-000000000000
+	github.com/coregx/stream v0.0.0
 	github.com/nats-io/nats-server/v2 v2.15.3
 	github.com/nats-io/nats.go v1.55.0
 )
