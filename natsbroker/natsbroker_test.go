@@ -3,7 +3,6 @@ package natsbroker_test
 import (
 	"context"
 	"crypto/rand"
-	"errors"
 	"flag"
 	"net"
 	"os"
@@ -24,7 +23,7 @@ var chaosEvents = flag.Int("chaos.events", 2000, "events in the cluster chaos ru
 
 // embedded starts a NATS server with JetStream in the test process,
 // keeping its store in dir, on port (-1: any).
-func embedded(t *testing.T, dir string, port int) *server.Server {
+func embedded(t testing.TB, dir string, port int) *server.Server {
 	t.Helper()
 	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: port, JetStream: true, StoreDir: dir, NoLog: true, NoSigs: true})
 	if err != nil {
@@ -118,61 +117,26 @@ func TestEscape(t *testing.T) {
 	}
 }
 
+// TestOutage stops the embedded NATS server and starts it again on the
+// same port and store.
 func TestOutage(t *testing.T) {
-	dir := t.TempDir()
-	s := embedded(t, dir, -1)
-	port := s.Addr().(*net.TCPAddr).Port
-	url := s.ClientURL()
-	nc := connect(t, url)
-	stream, subject := names()
-	b, err := natsbroker.New(t.Context(), nc, &natsbroker.Options{Stream: stream, Subject: subject})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
-	ctx := t.Context()
-	first, err := b.Publish(ctx, "t", sse.NewEvent("before"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sub, err := b.Subscribe(ctx, "t", sse.Newest, func(sse.Message) {})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.Shutdown()
-	s.WaitForShutdown()
-	select {
-	case <-sub.Done():
-	case <-time.After(10 * time.Second):
-		t.Fatal("subscription still running 10s after NATS went away")
-	}
-	if err := sub.Err(); !errors.Is(err, sse.ErrBrokerUnavailable) {
-		t.Errorf("subscription Err: got %v, want ErrBrokerUnavailable", err)
-	}
-	if _, err := b.Publish(ctx, "t", sse.NewEvent("lost?"), nil); !errors.Is(err, sse.ErrBrokerUnavailable) {
-		t.Errorf("Publish while down: got %v, want ErrBrokerUnavailable", err)
-	}
-	if _, err := b.Subscribe(ctx, "t", sse.Newest, func(sse.Message) {}); !errors.Is(err, sse.ErrBrokerUnavailable) {
-		t.Errorf("Subscribe while down: got %v, want ErrBrokerUnavailable", err)
-	}
-
-	// Back on the same port and store: the connection comes back by itself.
-	embedded(t, dir, port)
-	var second sse.Message
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if second, err = b.Publish(ctx, "t", sse.NewEvent("after"), nil); err == nil {
-			break
+	var ns *server.Server
+	var dir string
+	var port int
+	ssetest.TestOutage(t, func(t *testing.T) sse.Broker {
+		dir = t.TempDir()
+		ns = embedded(t, dir, -1)
+		port = ns.Addr().(*net.TCPAddr).Port
+		b, err := natsbroker.New(t.Context(), connect(t, ns.ClientURL()), &natsbroker.Options{Stream: "OUTAGE", Subject: "outage"})
+		if err != nil {
+			t.Fatal(err)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("Publish 10s after NATS came back: got %v, want nil", err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	h, err := b.History(ctx, "t", first.Event.ID)
-	if err != nil || h.Gap || len(h.Messages) != 1 || h.Messages[0].Seq != second.Seq {
-		t.Errorf("History after the outage: got %+v, %v, want only %q and no gap", h, err, "after")
-	}
+		t.Cleanup(func() { b.Close() })
+		return b
+	}, func(*testing.T) {
+		ns.Shutdown()
+		ns.WaitForShutdown()
+	}, func(t *testing.T) { ns = embedded(t, dir, port) })
 }
 
 // TestRestartedEmpty checks that after NATS lost its store, a client
@@ -262,15 +226,7 @@ func TestCluster(t *testing.T) {
 // its own connection and Broker on one embedded NATS; -cluster.clients
 // and -cluster.rate size it.
 func BenchmarkCluster(b *testing.B) {
-	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: b.TempDir(), NoLog: true, NoSigs: true})
-	if err != nil {
-		b.Fatal(err)
-	}
-	go s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
-		b.Fatal("embedded NATS server not ready after 10s")
-	}
-	b.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
+	s := embedded(b, b.TempDir(), -1)
 	stream, subject := names()
 	ssetest.BenchmarkCluster(b, func(tb testing.TB) sse.Broker {
 		nc, err := nats.Connect(s.ClientURL())

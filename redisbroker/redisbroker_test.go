@@ -3,7 +3,6 @@ package redisbroker_test
 import (
 	"context"
 	"crypto/rand"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -209,64 +208,16 @@ func (p *proxy) cut() {
 	p.wg.Wait()
 }
 
+// TestOutage cuts the broker's connections to Redis, through a proxy, and
+// restores them.
 func TestOutage(t *testing.T) {
-	p := newProxy(t, redisOptions(t).Addr)
-	rdb := client(t, p.addr)
-	b := redisbroker.New(rdb, &redisbroker.Options{Prefix: prefix(t)})
-	defer b.Close()
-	ctx := t.Context()
-	first, err := b.Publish(ctx, "t", sse.NewEvent("before"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sub, err := b.Subscribe(ctx, "t", sse.Newest, func(sse.Message) {})
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.cut()
-	select {
-	case <-sub.Done():
-	case <-time.After(10 * time.Second):
-		t.Fatal("subscription still running 10s after Redis went away")
-	}
-	if err := sub.Err(); !errors.Is(err, sse.ErrBrokerUnavailable) {
-		t.Errorf("subscription Err: got %v, want ErrBrokerUnavailable", err)
-	}
-	if _, err := b.Publish(ctx, "t", sse.NewEvent("lost?"), nil); !errors.Is(err, sse.ErrBrokerUnavailable) {
-		t.Errorf("Publish while down: got %v, want ErrBrokerUnavailable", err)
-	}
-	if _, err := b.Subscribe(ctx, "t", sse.Newest, func(sse.Message) {}); !errors.Is(err, sse.ErrBrokerUnavailable) {
-		t.Errorf("Subscribe while down: got %v, want ErrBrokerUnavailable", err)
-	}
-	if _, err := b.History(ctx, "t", first.Event.ID); !errors.Is(err, sse.ErrBrokerUnavailable) {
-		t.Errorf("History while down: got %v, want ErrBrokerUnavailable", err)
-	}
-
-	p.start(p.addr) // Redis is back: the broker works again by itself
-	var second sse.Message
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if second, err = b.Publish(ctx, "t", sse.NewEvent("after"), nil); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("Publish 10s after Redis came back: got %v, want nil", err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	h, err := b.History(ctx, "t", first.Event.ID)
-	if err != nil || h.Gap || len(h.Messages) != 1 || h.Messages[0].Event.Data != "after" {
-		t.Errorf("History after the outage: got %+v, %v, want only %q and no gap", h, err, "after")
-	}
-	got := make(chan sse.Message, 1)
-	sub, err = b.Subscribe(ctx, "t", first.Seq, func(m sse.Message) { got <- m })
-	if err != nil {
-		t.Fatalf("Subscribe after the outage: got %v, want nil", err)
-	}
-	defer sub.Close()
-	if m := <-got; m.Seq != second.Seq {
-		t.Errorf("Subscribe after the outage: got %+v, want %+v", m, second)
-	}
+	var p *proxy
+	ssetest.TestOutage(t, func(t *testing.T) sse.Broker {
+		p = newProxy(t, redisOptions(t).Addr)
+		b := redisbroker.New(client(t, p.addr), &redisbroker.Options{Prefix: prefix(t)})
+		t.Cleanup(func() { b.Close() })
+		return b
+	}, func(*testing.T) { p.cut() }, func(*testing.T) { p.start(p.addr) })
 }
 
 // TestRestartedEmpty checks that after Redis lost its data, a client
