@@ -181,7 +181,19 @@ func (h *testHub) get(t *testing.T, query string, header http.Header) (int, stri
 	for k, v := range header {
 		req.Header[k] = v
 	}
-	return do(t, req)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	if res.Header.Get("Content-Type") == "text/event-stream" {
+		return res.StatusCode, "", res // a stream: do not wait for its end
+	}
+	b, err := io.ReadAll(res.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res.StatusCode, string(b), res
 }
 
 // stream is an open subscription.
