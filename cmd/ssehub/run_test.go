@@ -92,7 +92,10 @@ func TestRunDevMode(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	pr, pw := io.Pipe()
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, []string{"-addr", "127.0.0.1:0"}, func(string) string { return "" }, pw); pw.Close() }()
+	go func() {
+		done <- run(ctx, []string{"-addr", "127.0.0.1:0"}, func(string) string { return "" }, pw)
+		pw.Close()
+	}()
 	out, _ := readUntil(pr, "ssehub: listening")
 	cancel()
 	io.Copy(io.Discard, pr)

@@ -150,10 +150,10 @@ func TestSpecAuthorization(t *testing.T) {
 		reader := sign(t, h.claims(detail("subscribe", tp)))
 		nobody := sign(t, h.claims(detail("subscribe", "https://example.com/none")))
 		cases := []struct {
-			name      string
-			query     string
-			header    http.Header
-			getsPriv  bool
+			name     string
+			query    string
+			header   http.Header
+			getsPriv bool
 		}{
 			{"HeaderOverQuery", "access_token=" + reader, http.Header{"Authorization": {"Bearer " + nobody}}, false},
 			{"HeaderOverCookie", "", http.Header{"Authorization": {"Bearer " + nobody}, "Cookie": {"mercureAccessToken=" + reader}}, false},
