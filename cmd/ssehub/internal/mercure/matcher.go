@@ -1,0 +1,131 @@
+// Package mercure implements the hub side of the Mercure protocol
+// (draft-dunglas-mercure-08): publication, subscription with topic
+// matchers, reconciliation and the authorization rules, on top of the
+// sse engine.
+package mercure
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/dunglas/go-urlpattern"
+)
+
+// MatchType names a topic matcher type in its canonical case.
+type MatchType string
+
+// The matcher types of the draft.
+const (
+	Exact      MatchType = "Exact"
+	URLPattern MatchType = "URLPattern"
+)
+
+// Wildcard is the reserved matcher value that matches every topic,
+// whatever the matcher type.
+const Wildcard = "*"
+
+// ParseMatchType returns the matcher type named s (case-sensitive).
+func ParseMatchType(s string) (MatchType, bool) {
+	switch MatchType(s) {
+	case Exact, URLPattern:
+		return MatchType(s), true
+	}
+	return "", false
+}
+
+// Matcher is a compiled topic matcher.
+type Matcher struct {
+	Type    MatchType
+	Pattern string // the matcher as given
+
+	all     bool
+	pattern *urlpattern.URLPattern
+	base    string
+}
+
+// NewMatcher compiles pattern as a matcher of type t. base is the hub's
+// URL, against which relative URL patterns and topics are resolved.
+// The pattern must be a valid topic string (see [ValidTopic]).
+func NewMatcher(t MatchType, pattern, base string) (*Matcher, error) {
+	if err := ValidTopic(pattern); err != nil {
+		return nil, err
+	}
+	m := &Matcher{Type: t, Pattern: pattern, base: base}
+	if pattern == Wildcard {
+		m.all = true
+		return m, nil
+	}
+	switch t {
+	case Exact:
+	case URLPattern:
+		// go-urlpattern compiles to Go's regexp package (RE2), whose
+		// matching is linear in the input: no pattern can backtrack.
+		p, err := urlpattern.New(pattern, "", nil)
+		if err != nil {
+			p, err = urlpattern.New(pattern, base, nil)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("invalid URL pattern %q: %w", pattern, err)
+		}
+		m.pattern = p
+	default:
+		return nil, fmt.Errorf("unknown matcher type %q", t)
+	}
+	return m, nil
+}
+
+// Match reports whether topic matches m.
+func (m *Matcher) Match(topic string) bool {
+	switch {
+	case m.all:
+		return true
+	case m.pattern != nil:
+		return m.pattern.Test(topic, m.base)
+	default:
+		return topic == m.Pattern
+	}
+}
+
+// errTopic is the cause of every invalid topic string.
+var errTopic = errors.New("mercure: invalid topic")
+
+// ValidTopic checks the draft's constraints on topic strings (and on
+// matcher values): valid UTF-8 without C0, DEL or C1 control characters.
+func ValidTopic(s string) error {
+	if !utf8.ValidString(s) {
+		return fmt.Errorf("%w: not valid UTF-8", errTopic)
+	}
+	for i, r := range s {
+		if r < 0x20 || r >= 0x7f && r <= 0x9f {
+			return fmt.Errorf("%w: control character U+%04X at byte %d", errTopic, r, i)
+		}
+	}
+	return nil
+}
+
+// ReservedTopic reports whether topic, resolved against the hub URL
+// base, addresses the hub's reserved namespace: its path is
+// /.well-known/mercure or lies below it, whatever its scheme or host.
+func ReservedTopic(topic, base string) bool {
+	b, err := url.Parse(base)
+	if err != nil {
+		return false
+	}
+	ref, err := url.Parse(topic)
+	if err != nil {
+		// Not a URI reference: refuse it if it merely mentions the
+		// namespace, rather than guess how a client would resolve it.
+		return strings.Contains(topic, hubPath)
+	}
+	p := b.ResolveReference(ref).EscapedPath()
+	if u, err := url.PathUnescape(p); err == nil {
+		p = u
+	}
+	return p == hubPath || strings.HasPrefix(p, hubPath+"/")
+}
+
+// hubPath is the well-known path of every Mercure hub.
+const hubPath = "/.well-known/mercure"
