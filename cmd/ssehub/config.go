@@ -33,6 +33,7 @@ type config struct {
 	publishOrigins string
 	cookieName     string
 	broker         string
+	subscriptions  bool
 	historyEvents  int
 	historyBytes   int64
 	historyAge     time.Duration
@@ -63,6 +64,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	fs.StringVar(&c.publishOrigins, "publish-origins", "", "origins allowed to publish with a cookie, comma-separated")
 	fs.StringVar(&c.cookieName, "cookie-name", "mercureAccessToken", "name of the cookie carrying a browser's token")
 	fs.StringVar(&c.broker, "broker", "memory", "where updates are stored: memory")
+	fs.BoolVar(&c.subscriptions, "subscriptions", false, "publish subscription events and serve the subscription API")
 	fs.IntVar(&c.historyEvents, "history-events", 10000, "updates retained for replay (negative: no bound)")
 	fs.Int64Var(&c.historyBytes, "history-bytes", 64<<20, "bytes retained for replay (negative: no bound)")
 	fs.DurationVar(&c.historyAge, "history-age", time.Hour, "how long updates are retained (negative: no bound)")

@@ -125,6 +125,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		MaxBody:                 cfg.maxBody,
 		MaxConnections:          cfg.maxConns,
 		MaxConnectionsPerClient: cfg.maxConnsClient,
+		Subscriptions:           cfg.subscriptions,
 		Logger:                  log,
 	})
 

@@ -77,6 +77,10 @@ type Config struct {
 	// DefaultScanLimit (1000).
 	ScanLimit int
 
+	// Subscriptions enables the active subscriptions feature:
+	// subscription events and the subscription API.
+	Subscriptions bool
+
 	// Logger receives the hub's records; nil discards them.
 	Logger *slog.Logger
 }
@@ -84,6 +88,8 @@ type Config struct {
 // Hub serves the Mercure endpoints.
 type Hub struct {
 	cfg Config
+
+	subs *registry // nil unless cfg.Subscriptions
 
 	mu       sync.Mutex
 	streams  int
@@ -110,7 +116,11 @@ func NewHub(cfg Config) *Hub {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Hub{cfg: cfg, byClient: make(map[string]int)}
+	h := &Hub{cfg: cfg, byClient: make(map[string]int)}
+	if cfg.Subscriptions {
+		h.subs = &registry{engine: cfg.Engine, active: make(map[string]*subscription)}
+	}
+	return h
 }
 
 // Path is the hub's URL path.
@@ -124,6 +134,11 @@ func (h *Hub) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET "+Path, h.subscribe)
 	mux.HandleFunc("POST "+Path, h.publish)
 	mux.HandleFunc("GET "+MetadataPath, h.metadata)
+	if h.subs != nil {
+		mux.HandleFunc("GET "+subscriptionsPath, h.serveSubscriptions)
+		mux.HandleFunc("GET "+subscriptionsPath+"/{matchType}/{match}", h.serveSubscriptions)
+		mux.HandleFunc("GET "+subscriptionsPath+"/{matchType}/{match}/{subscriber}", h.serveSubscriptions)
+	}
 }
 
 // hubURL returns the hub's URL as r reached it.
@@ -396,6 +411,14 @@ func (h *Hub) subscribe(w http.ResponseWriter, r *http.Request) {
 	}
 	if _, ok := query["access_token"]; ok {
 		w.Header().Set("Cache-Control", "private, no-store")
+	}
+	if h.subs != nil {
+		subject := ""
+		if tok != nil {
+			subject = tok.Subject
+		}
+		subs := h.subs.open(r.Context(), matchers, subject, g)
+		defer h.subs.close(subs)
 	}
 	if tok != nil {
 		// A stream never outlives the token that opened it.

@@ -1,0 +1,69 @@
+package mercure
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestEnvelope(t *testing.T) {
+	cases := []struct {
+		name string
+		u    Update
+	}{
+		{"Public", Update{Topic: "https://a/b", Data: "x"}},
+		{"Private", Update{Topic: "t", Private: true, Data: "line1\nline2\r\n"}},
+		{"Empty", Update{}},
+		{"DataWithEnvelope", Update{Topic: "t", Data: "p\nother\nz"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			u, data, ok := decodeEnvelope(encodeEnvelope(&c.u))
+			if !ok || u.Topic != c.u.Topic || u.Private != c.u.Private || data != c.u.Data {
+				t.Errorf("got %+v %q %v, want %+v", u, data, ok, c.u)
+			}
+		})
+	}
+	for _, bad := range []string{"", "x", "p", "p\nno-data-line", "q\nt\nd"} {
+		if _, _, ok := decodeEnvelope(bad); ok {
+			t.Errorf("decodeEnvelope(%q): got ok, want a refusal", bad)
+		}
+	}
+}
+
+func FuzzEnvelope(f *testing.F) {
+	f.Add("https://a/b", true, "data\n")
+	f.Add("", false, "")
+	f.Fuzz(func(t *testing.T, topic string, private bool, data string) {
+		if ValidTopic(topic) != nil {
+			return
+		}
+		in := Update{Topic: topic, Private: private, Data: data}
+		u, got, ok := decodeEnvelope(encodeEnvelope(&in))
+		if !ok || u.Topic != topic || u.Private != private || got != data {
+			t.Fatalf("round trip of %+v: got %+v %q %v", in, u, got, ok)
+		}
+	})
+}
+
+func TestMetaCache(t *testing.T) {
+	c := newMetaCache(3)
+	for seq := uint64(1); seq <= 5; seq++ {
+		c.put(seq, &updateMeta{ID: strings.Repeat("x", int(seq))})
+	}
+	for seq, want := range map[uint64]string{1: "", 2: "", 3: "xxx", 4: "xxxx", 5: "xxxxx"} {
+		got := ""
+		if u := c.get(seq); u != nil {
+			got = u.ID
+		}
+		if got != want {
+			t.Errorf("seq %d: got %q, want %q", seq, got, want)
+		}
+	}
+	c.put(4, &updateMeta{ID: "again"})
+	if got := c.get(4); got == nil || got.ID != "again" {
+		t.Errorf("seq 4 after a second put: got %v, want again", got)
+	}
+	if got := c.get(3); got == nil {
+		t.Error("seq 3 evicted by a second put of a cached seq")
+	}
+}
