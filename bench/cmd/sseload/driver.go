@@ -95,22 +95,32 @@ func (s *server) call(ctx context.Context, method, path string, q url.Values, v 
 	if err != nil {
 		return err
 	}
-	res, err := s.hc.Do(req)
+	body, err := roundTrip(s.hc, req, 1<<20)
 	if err != nil {
-		return err
-	}
-	defer res.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(res.Body, 1<<20))
-	if err != nil {
-		return err
-	}
-	if res.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s %s: %s: %s", method, path, res.Status, strings.TrimSpace(string(body)))
+		return fmt.Errorf("%s %s: %w", method, path, err)
 	}
 	if v == nil {
 		return nil
 	}
 	return json.Unmarshal(body, v)
+}
+
+// roundTrip sends req and returns up to limit bytes of the body of a 200
+// answer; another status is an error with the start of the body.
+func roundTrip(hc *http.Client, req *http.Request, limit int64) ([]byte, error) {
+	res, err := hc.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer res.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(res.Body, limit))
+	if err != nil {
+		return nil, err
+	}
+	if res.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("%s: %s", res.Status, strings.TrimSpace(string(body)))
+	}
+	return body, nil
 }
 
 func (s *server) stats(ctx context.Context, gc bool) (serverStats, error) {

@@ -253,17 +253,9 @@ func (h *hubProc) post(ctx context.Context, data string) error {
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set("Authorization", "Bearer "+h.pubToken)
-	res, err := h.hc.Do(req)
+	answer, err := roundTrip(h.hc, req, 4<<10)
 	if err != nil {
 		return err
-	}
-	defer res.Body.Close()
-	answer, err := io.ReadAll(io.LimitReader(res.Body, 4<<10))
-	if err != nil {
-		return err
-	}
-	if res.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s: %s", res.Status, bytes.TrimSpace(answer))
 	}
 	if len(answer) == 0 {
 		return errors.New("200 without an update id")
@@ -300,16 +292,11 @@ func (h *hubProc) runtimeMetrics(ctx context.Context) (heap, stack uint64, gorou
 	if err != nil {
 		return 0, 0, 0, false
 	}
-	res, err := h.hc.Do(req)
+	body, err := roundTrip(h.hc, req, 16<<20)
 	if err != nil {
 		return 0, 0, 0, false
 	}
-	defer res.Body.Close()
-	if res.StatusCode != http.StatusOK {
-		io.Copy(io.Discard, io.LimitReader(res.Body, 1<<20))
-		return 0, 0, 0, false
-	}
-	vals := parseMetrics(io.LimitReader(res.Body, 16<<20),
+	vals := parseMetrics(bytes.NewReader(body),
 		"go_memstats_heap_inuse_bytes", "go_memstats_stack_inuse_bytes", "go_goroutines")
 	if len(vals) != 3 {
 		return 0, 0, 0, false

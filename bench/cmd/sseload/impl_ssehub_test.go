@@ -29,17 +29,7 @@ func TestSSEHub(t *testing.T) {
 
 	t.Run("tiny run", func(t *testing.T) {
 		r := measureOne(t.Context(), cfg, implSSEHub, clients, events, t.Logf)
-		if r.err != nil {
-			t.Fatalf("run failed: %v", r.err)
-		}
-		if r.memErr != nil {
-			t.Errorf("memory stats: %v", r.memErr)
-		}
-		checkRun(t, "throughput", r.tput, clients, events)
-		checkRun(t, "latency", r.latency[rate], clients, rate/2)
-		if m := r.latency[rate]; m.p50 <= 0 || m.p99 < m.p50 || m.max < m.p99 || m.max > 10*time.Second {
-			t.Errorf("latency: got p50 %v p99 %v max %v, want 0 < p50 <= p99 <= max < 10s", m.p50, m.p99, m.max)
-		}
+		checkTinyRun(t, r, clients, events, rate)
 		if r.tput.pubPerSec <= 0 {
 			t.Errorf("throughput run: got %v publishes/s, want > 0", r.tput.pubPerSec)
 		}
