@@ -34,6 +34,7 @@ type config struct {
 	cookieName     string
 	broker         string
 	subscriptions  bool
+	compat         bool
 	historyEvents  int
 	historyBytes   int64
 	historyAge     time.Duration
@@ -65,6 +66,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	fs.StringVar(&c.cookieName, "cookie-name", "mercureAccessToken", "name of the cookie carrying a browser's token")
 	fs.StringVar(&c.broker, "broker", "memory", "where updates are stored: memory")
 	fs.BoolVar(&c.subscriptions, "subscriptions", false, "publish subscription events and serve the subscription API")
+	fs.BoolVar(&c.compat, "compat", false, "also accept Mercure 0.x clients: topic= selectors, mercure claim tokens, mercureAuthorization cookie")
 	fs.IntVar(&c.historyEvents, "history-events", 10000, "updates retained for replay (negative: no bound)")
 	fs.Int64Var(&c.historyBytes, "history-bytes", 64<<20, "bytes retained for replay (negative: no bound)")
 	fs.DurationVar(&c.historyAge, "history-age", time.Hour, "how long updates are retained (negative: no bound)")

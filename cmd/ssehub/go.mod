@@ -14,6 +14,7 @@ require (
 	github.com/MicahParks/jwkset v0.11.4 // indirect
 	github.com/bits-and-blooms/bitset v1.24.4 // indirect
 	github.com/nlnwa/whatwg-url v0.6.2 // indirect
+	github.com/yosida95/uritemplate/v3 v3.0.2 // indirect
 	golang.org/x/exp v0.0.0-20260410095643-746e56fc9e2f // indirect
 	golang.org/x/net v0.53.0 // indirect
 	golang.org/x/text v0.36.0 // indirect

@@ -1,6 +1,7 @@
 package mercure
 
 import (
+	"slices"
 	"strings"
 	"testing"
 )
@@ -10,15 +11,15 @@ func TestEnvelope(t *testing.T) {
 		name string
 		u    Update
 	}{
-		{"Public", Update{Topic: "https://a/b", Data: "x"}},
-		{"Private", Update{Topic: "t", Private: true, Data: "line1\nline2\r\n"}},
-		{"Empty", Update{}},
-		{"DataWithEnvelope", Update{Topic: "t", Data: "p\nother\nz"}},
+		{"Public", Update{Topics: []string{"https://a/b"}, Data: "x"}},
+		{"Private", Update{Topics: []string{"t", "u"}, Private: true, Data: "line1\nline2\r\n"}},
+		{"Empty", Update{Topics: []string{""}}},
+		{"DataWithEnvelope", Update{Topics: []string{"t"}, Data: "p\nother\nz"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			u, data, ok := decodeEnvelope(encodeEnvelope(&c.u))
-			if !ok || u.Topic != c.u.Topic || u.Private != c.u.Private || data != c.u.Data {
+			if !ok || !slices.Equal(u.Topics, c.u.Topics) || u.Private != c.u.Private || data != c.u.Data {
 				t.Errorf("got %+v %q %v, want %+v", u, data, ok, c.u)
 			}
 		})
@@ -31,15 +32,19 @@ func TestEnvelope(t *testing.T) {
 }
 
 func FuzzEnvelope(f *testing.F) {
-	f.Add("https://a/b", true, "data\n")
-	f.Add("", false, "")
-	f.Fuzz(func(t *testing.T, topic string, private bool, data string) {
-		if ValidTopic(topic) != nil {
+	f.Add("https://a/b", "", true, "data\n")
+	f.Add("", "alt", false, "")
+	f.Fuzz(func(t *testing.T, topic, alternate string, private bool, data string) {
+		if ValidTopic(topic) != nil || ValidTopic(alternate) != nil {
 			return
 		}
-		in := Update{Topic: topic, Private: private, Data: data}
+		topics := []string{topic}
+		if alternate != "" {
+			topics = append(topics, alternate)
+		}
+		in := Update{Topics: topics, Private: private, Data: data}
 		u, got, ok := decodeEnvelope(encodeEnvelope(&in))
-		if !ok || u.Topic != topic || u.Private != private || got != data {
+		if !ok || !slices.Equal(u.Topics, topics) || u.Private != private || got != data {
 			t.Fatalf("round trip of %+v: got %+v %q %v", in, u, got, ok)
 		}
 	})

@@ -12,6 +12,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/dunglas/go-urlpattern"
+	"github.com/yosida95/uritemplate/v3"
 )
 
 // MatchType names a topic matcher type in its canonical case.
@@ -22,6 +23,11 @@ const (
 	Exact      MatchType = "Exact"
 	URLPattern MatchType = "URLPattern"
 )
+
+// URITemplate is the topic selector of Mercure 0.x, accepted in
+// compatibility mode only: a topic or an RFC 6570 URI template matching
+// topics. ParseMatchType never returns it.
+const URITemplate MatchType = "URITemplate"
 
 // Wildcard is the reserved matcher value that matches every topic,
 // whatever the matcher type.
@@ -41,9 +47,10 @@ type Matcher struct {
 	Type    MatchType
 	Pattern string // the matcher as given
 
-	all     bool
-	pattern *urlpattern.URLPattern
-	base    string
+	all      bool
+	pattern  *urlpattern.URLPattern
+	template *uritemplate.Template
+	base     string
 }
 
 // NewMatcher compiles pattern as a matcher of type t. base is the hub's
@@ -71,6 +78,12 @@ func NewMatcher(t MatchType, pattern, base string) (*Matcher, error) {
 			return nil, fmt.Errorf("invalid URL pattern %q: %w", pattern, err)
 		}
 		m.pattern = p
+	case URITemplate:
+		tmpl, err := uritemplate.New(pattern)
+		if err != nil {
+			return nil, fmt.Errorf("invalid URI template %q: %w", pattern, err)
+		}
+		m.template = tmpl
 	default:
 		return nil, fmt.Errorf("unknown matcher type %q", t)
 	}
@@ -84,6 +97,8 @@ func (m *Matcher) Match(topic string) bool {
 		return true
 	case m.pattern != nil:
 		return m.pattern.Test(topic, m.base)
+	case m.template != nil:
+		return topic == m.Pattern || m.template.Match(topic) != nil
 	default:
 		return topic == m.Pattern
 	}
