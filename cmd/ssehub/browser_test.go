@@ -199,3 +199,28 @@ func TestBrowser(t *testing.T) {
 		}
 	})
 }
+
+func TestBrowserDemoDevMode(t *testing.T) {
+	h := startRun(t, nil, []string{"-addr", "127.0.0.1:0"})
+	ctx := browser(t)
+	t.Run("DemoPage/WorksOutOfTheBox", func(t *testing.T) {
+		err := chromedp.Do(ctx,
+			chromedp.Navigate(h.base+"/"),
+			chromedp.SetValue(chromedp.CSS("#matchers"), "*"),
+			chromedp.Click(chromedp.CSS("#subscribe")),
+			chromedp.Poll[chromedp.Void](`document.getElementById("status").textContent === "subscribed"`, pollLimit),
+			chromedp.Click(chromedp.CSS(`#publish button`)),
+			chromedp.Poll[chromedp.Void](`document.querySelectorAll("#events li").length === 1`, pollLimit),
+		)
+		if err != nil {
+			t.Fatal(err)
+		}
+		events, err := chromedp.Run(ctx, chromedp.TextContent(chromedp.CSS("#events li")))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := "type: message\ndata: {\"title\": \"Hello\"}"; !strings.HasSuffix(events, want) {
+			t.Errorf("got event %q, want it to end with %q", events, want)
+		}
+	})
+}

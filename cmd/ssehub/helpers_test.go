@@ -34,10 +34,15 @@ type testHub struct {
 // returned an error.
 func startHub(t *testing.T, env map[string]string, args ...string) *testHub {
 	t.Helper()
+	return startRun(t, env, append([]string{"-addr", "127.0.0.1:0", "-jwt-key", testSecret}, args...))
+}
+
+// startRun runs the hub with exactly args and env; see startHub.
+func startRun(t *testing.T, env map[string]string, all []string) *testHub {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	pr, pw := io.Pipe()
 	h := &testHub{cancel: cancel, done: make(chan error, 1)}
-	all := append([]string{"-addr", "127.0.0.1:0", "-jwt-key", testSecret}, args...)
 	go func() {
 		h.done <- run(ctx, all, func(k string) string { return env[k] }, pw)
 		pw.Close()
