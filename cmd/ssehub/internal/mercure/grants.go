@@ -19,8 +19,9 @@ type subscribeGrant struct {
 	payload  json.RawMessage
 }
 
-// compileGrants compiles the details of t; base is the hub's URL.
-func compileGrants(t *auth.Token, base string) (*grants, error) {
+// compileGrants compiles the details of t with matchers from c; base is
+// the hub's URL.
+func compileGrants(c *matcherCache, t *auth.Token, base string) (*grants, error) {
 	g := &grants{}
 	for _, d := range t.Details {
 		ms := make([]*Matcher, 0, len(d.Topics))
@@ -32,7 +33,7 @@ func compileGrants(t *auth.Token, base string) (*grants, error) {
 			if !ok {
 				return nil, fmt.Errorf("unknown matchType %q", tm.MatchType)
 			}
-			m, err := NewMatcher(mt, tm.Match, base)
+			m, err := c.get(mt, tm.Match, base)
 			if err != nil {
 				return nil, err
 			}

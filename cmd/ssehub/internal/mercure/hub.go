@@ -95,7 +95,8 @@ type Config struct {
 type Hub struct {
 	cfg Config
 
-	subs *registry // nil unless cfg.Subscriptions
+	subs     *registry // nil unless cfg.Subscriptions
+	matchers *matcherCache
 
 	mu       sync.Mutex
 	streams  int
@@ -122,12 +123,15 @@ func NewHub(cfg Config) *Hub {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	h := &Hub{cfg: cfg, byClient: make(map[string]int)}
+	h := &Hub{cfg: cfg, byClient: make(map[string]int), matchers: newMatcherCache(maxSharedMatchers)}
 	if cfg.Subscriptions {
 		h.subs = &registry{engine: cfg.Engine, active: make(map[string]*subscription)}
 	}
 	return h
 }
+
+// maxSharedMatchers bounds the matchers a hub shares between streams.
+const maxSharedMatchers = 10000
 
 // legacyCookie is the cookie of Mercure 0.x, read in compatibility mode.
 const legacyCookie = "mercureAuthorization"
@@ -214,7 +218,7 @@ func (h *Hub) authenticate(w http.ResponseWriter, r *http.Request, required bool
 		invalidToken(w)
 		return nil, nil, src, false
 	}
-	g, err = compileGrants(tok, hubURL(r))
+	g, err = compileGrants(h.matchers, tok, hubURL(r))
 	if err != nil {
 		invalidToken(w)
 		return nil, nil, src, false
@@ -490,7 +494,7 @@ func (h *Hub) parseMatchers(query url.Values, base string) ([]*Matcher, string) 
 			if len(v) > h.cfg.MaxTopicLength {
 				return nil, "a topic matcher is longer than " + strconv.Itoa(h.cfg.MaxTopicLength) + " bytes"
 			}
-			m, err := NewMatcher(t, v, base)
+			m, err := h.matchers.get(t, v, base)
 			if err != nil {
 				return nil, name + ": " + err.Error()
 			}
