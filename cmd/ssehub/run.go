@@ -128,6 +128,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		MaxConnectionsPerClient: cfg.maxConnsClient,
 		Subscriptions:           cfg.subscriptions,
 		Compat:                  cfg.compat,
+		MaxLifetime:             cfg.maxLifetime,
 		Logger:                  log,
 	})
 

@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 	"unicode/utf8"
 
 	"github.com/coregx/stream/cmd/ssehub/internal/auth"
@@ -71,6 +72,11 @@ type Config struct {
 	// MaxConnectionsPerClient bounds the open streams per remote IP
 	// address; zero means no bound.
 	MaxConnectionsPerClient int
+
+	// MaxLifetime, when positive, ends every stream after that long, so
+	// that subscribers reconnect and present their token again; zero
+	// means no bound besides the token's exp.
+	MaxLifetime time.Duration
 
 	// ScanLimit bounds the updates examined, backwards from a resume
 	// position, for the Last-Event-ID response header; zero means
@@ -454,9 +460,17 @@ func (h *Hub) subscribe(w http.ResponseWriter, r *http.Request) {
 		subs := h.subs.open(r.Context(), matchers, subject, g)
 		defer h.subs.close(subs)
 	}
+	var end time.Time
 	if tok != nil && !tok.Expires.IsZero() {
-		// A stream never outlives the token that opened it.
-		ctx, cancel := context.WithDeadline(r.Context(), tok.Expires)
+		end = tok.Expires // a stream never outlives the token that opened it
+	}
+	if h.cfg.MaxLifetime > 0 {
+		if limit := time.Now().Add(h.cfg.MaxLifetime); end.IsZero() || limit.Before(end) {
+			end = limit
+		}
+	}
+	if !end.IsZero() {
+		ctx, cancel := context.WithDeadline(r.Context(), end)
 		defer cancel()
 		r = r.WithContext(ctx)
 	}
