@@ -34,6 +34,7 @@ type config struct {
 	cookieName     string
 	broker         string
 	subscriptions  bool
+	compat         bool
 	historyEvents  int
 	historyBytes   int64
 	historyAge     time.Duration
@@ -42,6 +43,7 @@ type config struct {
 	maxConns       int
 	maxConnsClient int
 	maxBody        int64
+	maxLifetime    time.Duration
 	logFormat      string
 	version        bool
 	help           bool
@@ -65,6 +67,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	fs.StringVar(&c.cookieName, "cookie-name", "mercureAccessToken", "name of the cookie carrying a browser's token")
 	fs.StringVar(&c.broker, "broker", "memory", "where updates are stored: memory")
 	fs.BoolVar(&c.subscriptions, "subscriptions", false, "publish subscription events and serve the subscription API")
+	fs.BoolVar(&c.compat, "compat", false, "also accept Mercure 0.x clients: topic= selectors, mercure claim tokens, mercureAuthorization cookie")
 	fs.IntVar(&c.historyEvents, "history-events", 10000, "updates retained for replay (negative: no bound)")
 	fs.Int64Var(&c.historyBytes, "history-bytes", 64<<20, "bytes retained for replay (negative: no bound)")
 	fs.DurationVar(&c.historyAge, "history-age", time.Hour, "how long updates are retained (negative: no bound)")
@@ -72,6 +75,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	fs.DurationVar(&c.writeTimeout, "write-timeout", 10*time.Second, "bound on each write to a subscriber")
 	fs.IntVar(&c.maxConns, "max-connections", 0, "bound on open streams (0: none)")
 	fs.IntVar(&c.maxConnsClient, "max-connections-per-client", 0, "bound on open streams per IP address (0: none)")
+	fs.DurationVar(&c.maxLifetime, "max-lifetime", 0, "end streams after this long so that subscribers re-authenticate (0: only at token exp)")
 	fs.Int64Var(&c.maxBody, "max-body", 1<<20, "bound on a publish request's body in bytes")
 	fs.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
 	fs.BoolVar(&c.version, "version", false, "print the version and exit")

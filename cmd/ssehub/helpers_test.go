@@ -32,12 +32,17 @@ type testHub struct {
 // startHub runs the hub with args (after -addr 127.0.0.1:0 and the test
 // key) and env, and stops it when the test ends, failing it if run
 // returned an error.
-func startHub(t *testing.T, env map[string]string, args ...string) *testHub {
+func startHub(t testing.TB, env map[string]string, args ...string) *testHub {
+	t.Helper()
+	return startRun(t, env, append([]string{"-addr", "127.0.0.1:0", "-jwt-key", testSecret}, args...))
+}
+
+// startRun runs the hub with exactly args and env; see startHub.
+func startRun(t testing.TB, env map[string]string, all []string) *testHub {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	pr, pw := io.Pipe()
 	h := &testHub{cancel: cancel, done: make(chan error, 1)}
-	all := append([]string{"-addr", "127.0.0.1:0", "-jwt-key", testSecret}, args...)
 	go func() {
 		h.done <- run(ctx, all, func(k string) string { return env[k] }, pw)
 		pw.Close()
@@ -112,12 +117,12 @@ func detail(actions string, topics ...string) map[string]any {
 }
 
 // sign signs claims with the test key as an at+jwt token.
-func sign(t *testing.T, claims jwt.MapClaims) string {
+func sign(t testing.TB, claims jwt.MapClaims) string {
 	t.Helper()
 	return signWith(t, jwt.SigningMethodHS256, []byte(testSecret), "at+jwt", claims)
 }
 
-func signWith(t *testing.T, m jwt.SigningMethod, key any, typ string, claims jwt.MapClaims) string {
+func signWith(t testing.TB, m jwt.SigningMethod, key any, typ string, claims jwt.MapClaims) string {
 	t.Helper()
 	tok := jwt.NewWithClaims(m, claims)
 	if typ == "" {
@@ -133,7 +138,7 @@ func signWith(t *testing.T, m jwt.SigningMethod, key any, typ string, claims jwt
 }
 
 // admin returns a token granting publish and subscribe on every topic.
-func (h *testHub) admin(t *testing.T) string {
+func (h *testHub) admin(t testing.TB) string {
 	return sign(t, h.claims(detail("publish,subscribe", "*")))
 }
 

@@ -67,7 +67,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 
 	keysCtx, stopKeys := context.WithCancel(context.Background())
 	defer stopKeys()
-	validator := &auth.Validator{Audience: resource, Issuer: cfg.issuer, ValidateTopic: mercure.CheckMatcher}
+	validator := &auth.Validator{Audience: resource, Issuer: cfg.issuer, ValidateTopic: mercure.CheckMatcher,
+		Legacy: cfg.compat, ValidateSelector: mercure.CheckSelector}
 	var devToken string
 	switch {
 	case cfg.jwksURL != "":
@@ -126,6 +127,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		MaxConnections:          cfg.maxConns,
 		MaxConnectionsPerClient: cfg.maxConnsClient,
 		Subscriptions:           cfg.subscriptions,
+		Compat:                  cfg.compat,
+		MaxLifetime:             cfg.maxLifetime,
 		Logger:                  log,
 	})
 

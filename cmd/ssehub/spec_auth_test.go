@@ -252,3 +252,15 @@ func TestSpecAuthorizationIssuerAndPEM(t *testing.T) {
 		checkStatus(t, "HS256 with the public key as secret", code, res, http.StatusUnauthorized, challengeInvalidToken)
 	})
 }
+
+func TestMaxLifetime(t *testing.T) {
+	h := startHub(t, nil, "-anonymous", "-max-lifetime", "300ms")
+	t.Run("Authorization/Subscribers/MaximumConnectionLifetime", func(t *testing.T) {
+		start := time.Now()
+		s := h.subscribe(t, "match=x", nil)
+		s.expectEnd()
+		if d := time.Since(start); d < 300*time.Millisecond || d > 5*time.Second {
+			t.Errorf("stream ended after %v, want about 300ms", d)
+		}
+	})
+}

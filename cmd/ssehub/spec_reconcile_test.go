@@ -161,3 +161,31 @@ func TestKeepAlive(t *testing.T) {
 		t.Errorf("got %q, want %q", got, want)
 	}
 }
+
+func TestSpecReconciliationPrunedHistory(t *testing.T) {
+	h := startHub(t, nil, "-anonymous", "-history-events", "2")
+	t.Run("Reconciliation/EarliestOnEmptyHistory", func(t *testing.T) {
+		s := h.subscribe(t, "match=urn:pruned&lastEventID=earliest", nil)
+		if got := s.res.Header.Get("Last-Event-ID"); got != "earliest" {
+			t.Errorf("got Last-Event-ID %q, want earliest", got)
+		}
+		id := h.mustPublish(t, form("topic", "urn:pruned", "data", "first live"))
+		if got, want := s.next(), ev(id, "first live"); got != want {
+			t.Errorf("got %q, want %q", got, want)
+		}
+	})
+	t.Run("Reconciliation/DiscardedEvent", func(t *testing.T) {
+		old := h.mustPublish(t, form("topic", "urn:pruned", "data", "a"))
+		b := h.mustPublish(t, form("topic", "urn:pruned", "data", "b"))
+		c := h.mustPublish(t, form("topic", "urn:pruned", "data", "c"))
+		s := h.subscribe(t, "match=urn:pruned&lastEventID="+old, nil)
+		if got := s.res.Header.Get("Last-Event-ID"); got != "earliest" {
+			t.Errorf("got Last-Event-ID %q, want earliest (the event was discarded)", got)
+		}
+		for i, want := range []string{ev(b, "b"), ev(c, "c")} {
+			if got := s.next(); got != want {
+				t.Errorf("event %d: got %q, want %q", i, got, want)
+			}
+		}
+	})
+}

@@ -174,3 +174,14 @@ func mustRequest(method, url, token string) *http.Request {
 	}
 	return req
 }
+
+func TestSpecSubscriptionAPIEmpty(t *testing.T) {
+	h := startHub(t, nil, "-subscriptions")
+	t.Run("ActiveSubscriptions/SubscriptionAPI/LastEventIDEarliest", func(t *testing.T) {
+		code, body, _ := do(t, mustRequest("GET", h.base+"/.well-known/mercure/subscriptions", h.admin(t)))
+		want := `{"@context":"https://mercure.rocks/","id":"/.well-known/mercure/subscriptions","lastEventID":"earliest","subscriptions":[],"type":"Subscriptions"}` + "\n"
+		if code != http.StatusOK || body != want {
+			t.Errorf("got %d %s, want 200 %s", code, body, want)
+		}
+	})
+}

@@ -90,13 +90,39 @@ type Validator struct {
 	// every one.
 	ValidateTopic func(matchType, match string) error
 
+	// Legacy also accepts the tokens of Mercure 0.x, whose "mercure"
+	// claim lists topic selectors, {"publish": [...], "subscribe":
+	// [...], "payload": ...}, instead of authorization_details. Such
+	// tokens carry no typ, aud or exp, so none is required of them; exp
+	// and nbf are enforced when present, and the signature, algorithm
+	// allowlist and Issuer are checked as for every token. Their
+	// selectors become topics of matchType LegacySelector.
+	Legacy bool
+
+	// ValidateSelector checks a legacy topic selector; nil accepts all.
+	ValidateSelector func(selector string) error
+
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time
 }
 
+// LegacySelector is the matchType given to the selectors of a legacy
+// token's mercure claim.
+const LegacySelector = "URITemplate"
+
 // Validate parses and checks raw as a Mercure access token. Every
 // failure matches [ErrInvalidToken].
 func (v *Validator) Validate(raw string) (*Token, error) {
+	tok, err := v.validate(raw)
+	if err != nil && v.Legacy {
+		if lt, lerr := v.validateLegacy(raw); lerr == nil {
+			return lt, nil
+		}
+	}
+	return tok, err
+}
+
+func (v *Validator) validate(raw string) (*Token, error) {
 	opts := []jwt.ParserOption{
 		jwt.WithValidMethods(v.Algorithms),
 		jwt.WithExpirationRequired(),
@@ -121,6 +147,66 @@ func (v *Validator) Validate(raw string) (*Token, error) {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidToken, err)
 	}
 	return &Token{Subject: claims.Subject, Expires: claims.ExpiresAt.Time, Details: details}, nil
+}
+
+// validateLegacy checks raw as a Mercure 0.x token; see Legacy.
+func (v *Validator) validateLegacy(raw string) (*Token, error) {
+	opts := []jwt.ParserOption{jwt.WithValidMethods(v.Algorithms)}
+	if v.Issuer != "" {
+		opts = append(opts, jwt.WithIssuer(v.Issuer))
+	}
+	if v.Now != nil {
+		opts = append(opts, jwt.WithTimeFunc(v.Now))
+	}
+	var c struct {
+		jwt.RegisteredClaims
+		Details json.RawMessage `json:"authorization_details"`
+		Mercure *struct {
+			Publish   []string        `json:"publish"`
+			Subscribe []string        `json:"subscribe"`
+			Payload   json.RawMessage `json:"payload"`
+		} `json:"mercure"`
+	}
+	if _, err := jwt.NewParser(opts...).ParseWithClaims(raw, &c, v.Keyfunc); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidToken, err)
+	}
+	if c.Mercure == nil || c.Details != nil {
+		return nil, fmt.Errorf("%w: not a legacy token", ErrInvalidToken)
+	}
+	t := &Token{Subject: c.Subject}
+	if c.ExpiresAt != nil {
+		t.Expires = c.ExpiresAt.Time
+	}
+	for _, part := range []struct {
+		action    Action
+		selectors []string
+	}{{Publish, c.Mercure.Publish}, {Subscribe, c.Mercure.Subscribe}} {
+		if len(part.selectors) == 0 {
+			continue
+		}
+		if len(part.selectors) > MaxDetailTopics {
+			return nil, fmt.Errorf("%w: more than %d selectors", ErrInvalidToken, MaxDetailTopics)
+		}
+		d := Detail{Actions: []Action{part.action}}
+		for _, sel := range part.selectors {
+			if len(sel) > MaxPatternLength {
+				return nil, fmt.Errorf("%w: selector longer than %d bytes", ErrInvalidToken, MaxPatternLength)
+			}
+			if v.ValidateSelector != nil {
+				if err := v.ValidateSelector(sel); err != nil {
+					return nil, fmt.Errorf("%w: %w", ErrInvalidToken, err)
+				}
+			}
+			d.Topics = append(d.Topics, TopicMatcher{Match: sel, MatchType: LegacySelector})
+		}
+		if part.action == Subscribe {
+			if p := strings.TrimSpace(string(c.Mercure.Payload)); p != "" && p != "null" {
+				d.Payload = c.Mercure.Payload
+			}
+		}
+		t.Details = append(t.Details, d)
+	}
+	return t, nil
 }
 
 type claims struct {

@@ -48,7 +48,7 @@ var ErrClosed = errors.New("mercure: hub closed")
 
 // Update is what the hub publishes.
 type Update struct {
-	Topic   string
+	Topics  []string // the topic, then alternates (compatibility mode)
 	Private bool
 	ID      string
 	Type    string
@@ -58,7 +58,7 @@ type Update struct {
 
 // updateMeta is what the Filter needs of a stored update.
 type updateMeta struct {
-	Topic   string
+	Topics  []string
 	Private bool
 	ID      string
 }
@@ -266,27 +266,30 @@ func (b *hubBroker) Subscribe(ctx context.Context, topic string, after uint64, f
 	})
 }
 
-// The envelope is "p\n<topic>\n<data>" for a private update and
-// "-\n<topic>\n<data>" for a public one. Topics hold no control
-// characters, so the second line break ends the topic.
+// The envelope is "p\n<topics>\n<data>" for a private update and
+// "-\n<topics>\n<data>" for a public one, the topics separated by
+// U+001F. Topics hold no control characters, so neither the separator
+// nor the second line break can occur in one.
 func encodeEnvelope(u *Update) string {
 	flag := "-"
 	if u.Private {
 		flag = "p"
 	}
-	return flag + "\n" + u.Topic + "\n" + u.Data
+	return flag + "\n" + strings.Join(u.Topics, topicSeparator) + "\n" + u.Data
 }
+
+const topicSeparator = "\x1f"
 
 func decodeEnvelope(s string) (*updateMeta, string, bool) {
 	flag, rest, ok := strings.Cut(s, "\n")
 	if !ok || flag != "p" && flag != "-" {
 		return nil, "", false
 	}
-	topic, data, ok := strings.Cut(rest, "\n")
+	topics, data, ok := strings.Cut(rest, "\n")
 	if !ok {
 		return nil, "", false
 	}
-	return &updateMeta{Topic: topic, Private: flag == "p"}, data, true
+	return &updateMeta{Topics: strings.Split(topics, topicSeparator), Private: flag == "p"}, data, true
 }
 
 // metaCache records the metadata of the newest updates by Seq.

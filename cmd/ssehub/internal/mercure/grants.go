@@ -19,17 +19,21 @@ type subscribeGrant struct {
 	payload  json.RawMessage
 }
 
-// compileGrants compiles the details of t; base is the hub's URL.
-func compileGrants(t *auth.Token, base string) (*grants, error) {
+// compileGrants compiles the details of t with matchers from c; base is
+// the hub's URL.
+func compileGrants(c *matcherCache, t *auth.Token, base string) (*grants, error) {
 	g := &grants{}
 	for _, d := range t.Details {
 		ms := make([]*Matcher, 0, len(d.Topics))
 		for _, tm := range d.Topics {
 			mt, ok := ParseMatchType(tm.MatchType)
+			if tm.MatchType == auth.LegacySelector {
+				mt, ok = URITemplate, true // from a legacy token
+			}
 			if !ok {
 				return nil, fmt.Errorf("unknown matchType %q", tm.MatchType)
 			}
-			m, err := NewMatcher(mt, tm.Match, base)
+			m, err := c.get(mt, tm.Match, base)
 			if err != nil {
 				return nil, err
 			}
@@ -55,6 +59,12 @@ func CheckMatcher(matchType, match string) error {
 	return err
 }
 
+// CheckSelector validates a topic selector of a Mercure 0.x token.
+func CheckSelector(selector string) error {
+	_, err := NewMatcher(URITemplate, selector, "")
+	return err
+}
+
 // canPublish reports whether g grants publish on topic.
 func (g *grants) canPublish(topic string) bool {
 	if g == nil {
@@ -70,6 +80,16 @@ func (g *grants) canRead(topic string) bool {
 	}
 	for _, s := range g.subscribe {
 		if anyMatch(s.matchers, topic) {
+			return true
+		}
+	}
+	return false
+}
+
+// canReadAny reports whether g grants subscribe on one of topics.
+func (g *grants) canReadAny(topics []string) bool {
+	for _, t := range topics {
+		if g.canRead(t) {
 			return true
 		}
 	}

@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 	"unicode/utf8"
 
 	"github.com/coregx/stream/cmd/ssehub/internal/auth"
@@ -72,6 +73,11 @@ type Config struct {
 	// address; zero means no bound.
 	MaxConnectionsPerClient int
 
+	// MaxLifetime, when positive, ends every stream after that long, so
+	// that subscribers reconnect and present their token again; zero
+	// means no bound besides the token's exp.
+	MaxLifetime time.Duration
+
 	// ScanLimit bounds the updates examined, backwards from a resume
 	// position, for the Last-Event-ID response header; zero means
 	// DefaultScanLimit (1000).
@@ -81,6 +87,12 @@ type Config struct {
 	// subscription events and the subscription API.
 	Subscriptions bool
 
+	// Compat accepts Mercure 0.x clients besides draft-08 ones: topic=
+	// selectors (URI templates), several topics per update, tokens with
+	// the mercure claim (see auth.Validator.Legacy), the
+	// mercureAuthorization cookie and the Last-Event-ID query parameter.
+	Compat bool
+
 	// Logger receives the hub's records; nil discards them.
 	Logger *slog.Logger
 }
@@ -89,7 +101,8 @@ type Config struct {
 type Hub struct {
 	cfg Config
 
-	subs *registry // nil unless cfg.Subscriptions
+	subs     *registry // nil unless cfg.Subscriptions
+	matchers *matcherCache
 
 	mu       sync.Mutex
 	streams  int
@@ -116,12 +129,18 @@ func NewHub(cfg Config) *Hub {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	h := &Hub{cfg: cfg, byClient: make(map[string]int)}
+	h := &Hub{cfg: cfg, byClient: make(map[string]int), matchers: newMatcherCache(maxSharedMatchers)}
 	if cfg.Subscriptions {
 		h.subs = &registry{engine: cfg.Engine, active: make(map[string]*subscription)}
 	}
 	return h
 }
+
+// maxSharedMatchers bounds the matchers a hub shares between streams.
+const maxSharedMatchers = 10000
+
+// legacyCookie is the cookie of Mercure 0.x, read in compatibility mode.
+const legacyCookie = "mercureAuthorization"
 
 // Path is the hub's URL path.
 const Path = hubPath
@@ -189,6 +208,9 @@ func (h *Hub) authenticate(w http.ResponseWriter, r *http.Request, required bool
 		badRequest(w, err.Error())
 		return nil, nil, src, false
 	}
+	if raw == "" && h.cfg.Compat {
+		raw, src, _ = auth.Extract(r, legacyCookie, false)
+	}
 	if raw == "" {
 		if required {
 			noToken(w, r)
@@ -202,7 +224,7 @@ func (h *Hub) authenticate(w http.ResponseWriter, r *http.Request, required bool
 		invalidToken(w)
 		return nil, nil, src, false
 	}
-	g, err = compileGrants(tok, hubURL(r))
+	g, err = compileGrants(h.matchers, tok, hubURL(r))
 	if err != nil {
 		invalidToken(w)
 		return nil, nil, src, false
@@ -248,13 +270,15 @@ func (h *Hub) publish(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
-	if ReservedTopic(u.Topic, hubURL(r)) {
-		fail(w, http.StatusForbidden, "", "the topic addresses the hub's reserved namespace "+hubPath)
-		return
-	}
-	if !g.canPublish(u.Topic) {
-		insufficientScope(w, "the token does not grant publish on this topic")
-		return
+	for _, t := range u.Topics {
+		if ReservedTopic(t, hubURL(r)) {
+			fail(w, http.StatusForbidden, "", "the topic addresses the hub's reserved namespace "+hubPath)
+			return
+		}
+		if !g.canPublish(t) {
+			insufficientScope(w, "the token does not grant publish on this topic")
+			return
+		}
 	}
 	if err := h.cfg.Engine.Publish(r.Context(), u); err != nil {
 		h.cfg.Logger.Error("ssehub: publish failed", "err", err)
@@ -280,15 +304,22 @@ func (h *Hub) parseUpdate(form url.Values) (u *Update, code int, msg string) {
 		}
 	}
 	topics := form["topic"]
-	if len(topics) != 1 {
-		return nil, http.StatusBadRequest, "exactly one topic field is required, got " + strconv.Itoa(len(topics))
+	switch {
+	case len(topics) == 0:
+		return nil, http.StatusBadRequest, "a topic field is required"
+	case len(topics) > 1 && !h.cfg.Compat:
+		return nil, http.StatusBadRequest, "exactly one topic field is allowed, got " + strconv.Itoa(len(topics))
+	case len(topics) > h.cfg.MaxMatchers:
+		return nil, http.StatusRequestEntityTooLarge, "more than " + strconv.Itoa(h.cfg.MaxMatchers) + " topics"
 	}
-	u = &Update{Topic: topics[0]}
-	if len(u.Topic) > h.cfg.MaxTopicLength {
-		return nil, http.StatusRequestEntityTooLarge, "the topic is longer than " + strconv.Itoa(h.cfg.MaxTopicLength) + " bytes"
-	}
-	if err := ValidTopic(u.Topic); err != nil {
-		return nil, http.StatusBadRequest, err.Error()
+	u = &Update{Topics: topics}
+	for _, t := range topics {
+		if len(t) > h.cfg.MaxTopicLength {
+			return nil, http.StatusRequestEntityTooLarge, "the topic is longer than " + strconv.Itoa(h.cfg.MaxTopicLength) + " bytes"
+		}
+		if err := ValidTopic(t); err != nil {
+			return nil, http.StatusBadRequest, err.Error()
+		}
 	}
 	single := func(name string) (string, bool, string) {
 		vs, ok := form[name]
@@ -401,9 +432,18 @@ func (h *Hub) subscribe(w http.ResponseWriter, r *http.Request) {
 		resume = true
 	} else if v, ok := query["lastEventID"]; ok {
 		lastID, resume = v[0], true
+	} else if v, ok := query["Last-Event-ID"]; ok && h.cfg.Compat {
+		lastID, resume = v[0], true // Mercure 0.x spelling
 	}
-	visible := func(u *updateMeta) bool { return !u.Private || g.canRead(u.Topic) }
-	pass := func(u *updateMeta) bool { return anyMatch(matchers, u.Topic) && visible(u) }
+	visible := func(u *updateMeta) bool { return !u.Private || g.canReadAny(u.Topics) }
+	pass := func(u *updateMeta) bool {
+		for _, t := range u.Topics {
+			if anyMatch(matchers, t) {
+				return visible(u)
+			}
+		}
+		return false
+	}
 	if resume && lastID != "" {
 		w.Header().Set("Last-Event-ID", h.cfg.Engine.Predecessor(r.Context(), lastID, h.cfg.ScanLimit, visible))
 	} else if resume {
@@ -420,9 +460,17 @@ func (h *Hub) subscribe(w http.ResponseWriter, r *http.Request) {
 		subs := h.subs.open(r.Context(), matchers, subject, g)
 		defer h.subs.close(subs)
 	}
-	if tok != nil {
-		// A stream never outlives the token that opened it.
-		ctx, cancel := context.WithDeadline(r.Context(), tok.Expires)
+	var end time.Time
+	if tok != nil && !tok.Expires.IsZero() {
+		end = tok.Expires // a stream never outlives the token that opened it
+	}
+	if h.cfg.MaxLifetime > 0 {
+		if limit := time.Now().Add(h.cfg.MaxLifetime); end.IsZero() || limit.Before(end) {
+			end = limit
+		}
+	}
+	if !end.IsZero() {
+		ctx, cancel := context.WithDeadline(r.Context(), end)
 		defer cancel()
 		r = r.WithContext(ctx)
 	}
@@ -439,17 +487,19 @@ func (h *Hub) parseMatchers(query url.Values, base string) ([]*Matcher, string) 
 	slices.Sort(names)
 	var out []*Matcher
 	for _, name := range names {
-		if !strings.HasPrefix(strings.ToLower(name), "match") {
-			continue
-		}
 		var t MatchType
-		switch name {
-		case "match", "matchExact":
+		switch {
+		case name == "match" || name == "matchExact":
 			t = Exact
-		case "matchURLPattern":
+		case name == "matchURLPattern":
 			t = URLPattern
-		default:
+		case name == "topic" && h.cfg.Compat:
+			t = URITemplate
+		case strings.HasPrefix(strings.ToLower(name), "match"):
+			// The whole match namespace is reserved.
 			return nil, "unknown matcher type parameter " + strconv.Quote(name) + " (use match, matchExact or matchURLPattern)"
+		default:
+			continue
 		}
 		for _, v := range query[name] {
 			if len(out) == h.cfg.MaxMatchers {
@@ -458,7 +508,7 @@ func (h *Hub) parseMatchers(query url.Values, base string) ([]*Matcher, string) 
 			if len(v) > h.cfg.MaxTopicLength {
 				return nil, "a topic matcher is longer than " + strconv.Itoa(h.cfg.MaxTopicLength) + " bytes"
 			}
-			m, err := NewMatcher(t, v, base)
+			m, err := h.matchers.get(t, v, base)
 			if err != nil {
 				return nil, name + ": " + err.Error()
 			}

@@ -9,9 +9,12 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"unicode/utf8"
 
 	"github.com/dunglas/go-urlpattern"
+	"github.com/yosida95/uritemplate/v3"
 )
 
 // MatchType names a topic matcher type in its canonical case.
@@ -22,6 +25,11 @@ const (
 	Exact      MatchType = "Exact"
 	URLPattern MatchType = "URLPattern"
 )
+
+// URITemplate is the topic selector of Mercure 0.x, accepted in
+// compatibility mode only: a topic or an RFC 6570 URI template matching
+// topics. ParseMatchType never returns it.
+const URITemplate MatchType = "URITemplate"
 
 // Wildcard is the reserved matcher value that matches every topic,
 // whatever the matcher type.
@@ -41,9 +49,20 @@ type Matcher struct {
 	Type    MatchType
 	Pattern string // the matcher as given
 
-	all     bool
-	pattern *urlpattern.URLPattern
-	base    string
+	all      bool
+	pattern  *urlpattern.URLPattern
+	template *uritemplate.Template
+	base     string
+
+	// last memoises the latest evaluation of a pattern or template,
+	// which costs tens of microseconds: a matcher shared by many streams
+	// (see matcherCache) is evaluated once per update, not per stream.
+	last atomic.Pointer[matchResult]
+}
+
+type matchResult struct {
+	topic string
+	ok    bool
 }
 
 // NewMatcher compiles pattern as a matcher of type t. base is the hub's
@@ -71,22 +90,79 @@ func NewMatcher(t MatchType, pattern, base string) (*Matcher, error) {
 			return nil, fmt.Errorf("invalid URL pattern %q: %w", pattern, err)
 		}
 		m.pattern = p
+	case URITemplate:
+		tmpl, err := uritemplate.New(pattern)
+		if err != nil {
+			return nil, fmt.Errorf("invalid URI template %q: %w", pattern, err)
+		}
+		m.template = tmpl
 	default:
 		return nil, fmt.Errorf("unknown matcher type %q", t)
 	}
 	return m, nil
 }
 
-// Match reports whether topic matches m.
+// Match reports whether topic matches m. It is safe for concurrent use.
 func (m *Matcher) Match(topic string) bool {
 	switch {
 	case m.all:
 		return true
-	case m.pattern != nil:
-		return m.pattern.Test(topic, m.base)
-	default:
+	case m.pattern == nil && m.template == nil:
 		return topic == m.Pattern
 	}
+	if r := m.last.Load(); r != nil && r.topic == topic {
+		return r.ok
+	}
+	var ok bool
+	if m.pattern != nil {
+		ok = m.pattern.Test(topic, m.base)
+	} else {
+		ok = topic == m.Pattern || m.template.Match(topic) != nil
+	}
+	m.last.Store(&matchResult{topic: topic, ok: ok})
+	return ok
+}
+
+// matcherCache shares compiled matchers between the streams and tokens
+// that use the same ones, so that their memoised results serve them all.
+// It holds at most max matchers; beyond, new ones are not shared.
+type matcherCache struct {
+	mu  sync.Mutex
+	m   map[matcherKey]*Matcher
+	max int
+}
+
+type matcherKey struct {
+	t             MatchType
+	pattern, base string
+}
+
+func newMatcherCache(max int) *matcherCache {
+	return &matcherCache{m: make(map[matcherKey]*Matcher), max: max}
+}
+
+// get returns the matcher NewMatcher(t, pattern, base) would, shared.
+func (c *matcherCache) get(t MatchType, pattern, base string) (*Matcher, error) {
+	k := matcherKey{t, pattern, base}
+	c.mu.Lock()
+	m := c.m[k]
+	c.mu.Unlock()
+	if m != nil {
+		return m, nil
+	}
+	m, err := NewMatcher(t, pattern, base)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if old := c.m[k]; old != nil {
+		return old, nil
+	}
+	if len(c.m) < c.max {
+		c.m[k] = m
+	}
+	return m, nil
 }
 
 // errTopic is the cause of every invalid topic string.

@@ -131,7 +131,7 @@ func (reg *registry) publishLocked(ctx context.Context, s *subscription, active 
 	data, _ := json.Marshal(d)
 	// A hub shutting down publishes nothing more; the subscription
 	// simply ends with the stream.
-	reg.engine.Publish(context.WithoutCancel(ctx), &Update{Topic: s.topic(), Private: true, ID: newID(), Data: string(data)})
+	reg.engine.Publish(context.WithoutCancel(ctx), &Update{Topics: []string{s.topic()}, Private: true, ID: newID(), Data: string(data)})
 }
 
 // list returns the documents of the active subscriptions whose topic has
