@@ -46,12 +46,14 @@ const (
 	hubTokenLife = 2 * time.Hour
 	// hubLogLines is how many of the hub's log lines are passed on.
 	hubLogLines = 50
+	// maxPublishers bounds -publishers.
+	maxPublishers = 64
 )
 
 const ssehubSettings = "cmd/ssehub with its defaults, in its own process, HS256 key given with -jwt-key; " +
 	"subscribers: GET /.well-known/mercure?match=TOPIC with a subscriber token (Authorization: Bearer); " +
-	"updates: one POST (form topic, data) at a time with a publisher token over a keep-alive connection, " +
-	"from the driver process; memory: VmRSS of the hub (no GC forced: the hub has no such endpoint), " +
+	"updates: POSTs (form topic, data) with a publisher token from the driver process over keep-alive connections, " +
+	"-publishers at a time (default 1: one at a time, in order); memory: VmRSS of the hub (no GC forced: the hub has no such endpoint), " +
 	"heap+stack from its /metrics if it serves go_memstats_*"
 
 // hubURLRE finds the hub's URL in its start-up log.
@@ -60,9 +62,15 @@ var hubURLRE = regexp.MustCompile(`http://([^/\s"]+)/\.well-known/mercure`)
 // checkSSEHubFlags refuses flags that need the control API the hub does
 // not have.
 func checkSSEHubFlags(cfg *config) error {
+	if cfg.publishers < 1 || cfg.publishers > maxPublishers {
+		return fmt.Errorf("-publishers: must be between 1 and %d, got %d", maxPublishers, cfg.publishers)
+	}
 	if !slices.Contains(cfg.impls, implSSEHub) {
-		if cfg.ssehubBin != "" {
+		switch {
+		case cfg.ssehubBin != "":
 			return errors.New("-ssehub-bin: only with -impls ssehub")
+		case cfg.publishers != 1:
+			return errors.New("-publishers: only with -impls ssehub")
 		}
 		return nil
 	}
@@ -119,7 +127,7 @@ type hubProc struct {
 	streamPath   string // the subscribers' request target
 	streamHeader string // the subscribers' Authorization header line
 	hc           *http.Client
-	inCall       atomic.Int64 // unix ns the running POST began; 0: none
+	inCall       []atomic.Int64 // per publisher: unix ns its running POST began; 0: none
 }
 
 // startSSEHub starts cfg.ssehubBin on a free loopback port with a fresh
@@ -166,7 +174,7 @@ func startSSEHub(ctx context.Context, cfg *config, stderr io.Writer) (*server, e
 		s.stop()
 		return nil, fmt.Errorf("start ssehub: %w", err)
 	}
-	tr := &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 4, IdleConnTimeout: time.Minute}
+	tr := &http.Transport{Proxy: nil, MaxIdleConnsPerHost: cfg.publishers + 2, IdleConnTimeout: time.Minute}
 	s.hc = &http.Client{Transport: tr}
 	s.hub = &hubProc{
 		pid:          cmd.Process.Pid,
@@ -175,6 +183,7 @@ func startSSEHub(ctx context.Context, cfg *config, stderr io.Writer) (*server, e
 		streamPath:   "/.well-known/mercure?" + url.Values{"match": {hubTopic}}.Encode(),
 		streamHeader: "Authorization: Bearer " + subToken + "\r\n",
 		hc:           s.hc,
+		inCall:       make([]atomic.Int64, cfg.publishers),
 	}
 	return s, nil
 }
@@ -234,14 +243,44 @@ func (l *hubLog) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// publish posts n updates, one at a time, like control.publish does for
-// the in-process implementations; each returns once the hub stored it.
+// publish posts n updates like control.publish does for the in-process
+// implementations, from len(h.inCall) publishers at once, each taking
+// every len(h.inCall)-th event; each POST returns once the hub stored
+// the update.
 func (h *hubProc) publish(ctx context.Context, kind string, run int64, n, size, rate int) (publishResult, error) {
 	if (kind != "d" && kind != "p") || n < 1 || n > maxEvents || size < minSize || size > maxSize || rate < 0 || rate > maxRate {
 		return publishResult{}, errors.New("bad publish parameters")
 	}
-	res := publishEvents(ctx, kind[0], run, n, size, rate, &h.inCall, func(data string) error { return h.post(ctx, data) })
+	post := func(data string) error { return h.post(ctx, data) }
+	step := min(len(h.inCall), n)
+	results := make([]publishResult, step)
+	var wg sync.WaitGroup
+	for w := range step {
+		wg.Go(func() { results[w] = publishEvents(ctx, kind[0], run, w, step, n, size, rate, &h.inCall[w], post) })
+	}
+	wg.Wait()
+	var res publishResult
+	for _, r := range results {
+		res.Published += r.Published
+		res.Errors += r.Errors
+		if res.FirstErr == "" {
+			res.FirstErr = r.FirstErr
+		}
+		res.ElapsedNS = max(res.ElapsedNS, r.ElapsedNS)
+		res.MaxCallNS = max(res.MaxCallNS, r.MaxCallNS)
+	}
 	return res, ctx.Err()
+}
+
+// oldestCall returns the unix ns the longest-running POST began; 0: none.
+func (h *hubProc) oldestCall() int64 {
+	var oldest int64
+	for i := range h.inCall {
+		if t := h.inCall[i].Load(); t != 0 && (oldest == 0 || t < oldest) {
+			oldest = t
+		}
+	}
+	return oldest
 }
 
 // post publishes one update and reads the hub's answer.
@@ -272,7 +311,7 @@ func (h *hubProc) stats(ctx context.Context) (serverStats, error) {
 		RSS:           readProcStatus(pid, "VmRSS:"),
 		RSSPeak:       readProcStatus(pid, "VmHWM:"),
 		CPUNS:         procCPUTime(pid),
-		InCallSinceNS: h.inCall.Load(),
+		InCallSinceNS: h.oldestCall(),
 	}
 	if st.RSS == 0 {
 		return st, fmt.Errorf("ssehub process %d: no VmRSS in /proc", h.pid)

@@ -50,6 +50,13 @@ func TestSSEHub(t *testing.T) {
 		}
 	})
 
+	t.Run("tiny run, 3 publishers", func(t *testing.T) {
+		cfg3 := *cfg
+		cfg3.publishers = 3
+		r := measureOne(t.Context(), &cfg3, implSSEHub, clients, events, t.Logf)
+		checkTinyRun(t, r, clients, events, rate)
+	})
+
 	t.Run("stop ends the hub process", func(t *testing.T) {
 		s, err := startSSEHub(t.Context(), cfg, &bytes.Buffer{})
 		if err != nil {
@@ -94,6 +101,9 @@ func TestSSEHubFlags(t *testing.T) {
 		{"target", []string{"-impls=ssehub", "-target=127.0.0.1:8080"}, "-target: not with -impls ssehub"},
 		{"binary without the impl", []string{"-impls=stream", "-ssehub-bin=/tmp/ssehub"}, "-ssehub-bin: only with -impls ssehub"},
 		{"serve", []string{"-serve=ssehub"}, `-serve: unknown implementation "ssehub"`},
+		{"no publishers", []string{"-impls=ssehub", "-publishers=0"}, "-publishers: must be between 1 and 64, got 0"},
+		{"too many publishers", []string{"-impls=ssehub", "-publishers=65"}, "-publishers: must be between 1 and 64, got 65"},
+		{"publishers without the impl", []string{"-impls=stream", "-publishers=2"}, "-publishers: only with -impls ssehub"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

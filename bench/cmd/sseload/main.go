@@ -106,7 +106,8 @@ type config struct {
 
 	plotDir string // write SVG charts here
 
-	ssehubBin string // the ssehub binary; "": built from ../cmd/ssehub when -impls has ssehub
+	ssehubBin  string // the ssehub binary; "": built from ../cmd/ssehub when -impls has ssehub
+	publishers int    // ssehub: publish requests in flight at once
 
 	// the stalled scenario
 	scenario  string // scenarioFanout or scenarioStalled
@@ -204,6 +205,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		listen     = fs.String("listen", "127.0.0.1:0", "with -serve: loopback address to listen on")
 		plotDir    = fs.String("plot", "", "write SVG charts of the results into this directory")
 		ssehubBin  = fs.String("ssehub-bin", "", "with -impls ssehub: the ssehub binary to run (default: built from the repository's cmd/ssehub)")
+		publishers = fs.Int("publishers", 1, "with -impls ssehub: publish requests in flight at once, each on its own connection (1: one at a time, in order)")
 		scenario   = fs.String("scenario", scenarioFanout, "what to measure: "+scenarioFanout+" (throughput, latency, memory) or "+scenarioStalled+" (clients that never read beside healthy ones)")
 		stalled    = fs.String("stalled", "", "-scenario stalled: comma-separated counts of stalled clients, one run each (default "+fullStalled+"; with -quick "+quickStalled+")")
 		healthy    = fs.Int("healthy", 200, "-scenario stalled: healthy clients beside the stalled ones")
@@ -224,7 +226,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	cfg := &config{size: *size, timeout: *timeout, target: *target, host: *host,
 		cpuProfDir: *cpuProfDir, quick: *quick, waitIdle: *waitIdle, rounds: *rounds, serve: *serveImpl, listen: *listen,
 		plotDir: *plotDir, scenario: *scenario, healthy: *healthy, stallRate: *stallRate, stallDur: *stallDur,
-		rcvbuf: *rcvbuf, stallClients: *stallN, stallIDBase: *stallBase, ssehubBin: *ssehubBin}
+		rcvbuf: *rcvbuf, stallClients: *stallN, stallIDBase: *stallBase, ssehubBin: *ssehubBin, publishers: *publishers}
 
 	if cfg.rcvbuf < 0 || cfg.rcvbuf > maxRcvbuf {
 		return nil, fmt.Errorf("-rcvbuf: must be between 0 and %d bytes, got %d", maxRcvbuf, cfg.rcvbuf)

@@ -124,14 +124,16 @@ func (c *control) publish(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "bad publish parameters", http.StatusBadRequest)
 		return
 	}
-	res := publishEvents(r.Context(), kind[0], run, n, size, rate, &c.inCall, c.b.Publish)
+	res := publishEvents(r.Context(), kind[0], run, 0, 1, n, size, rate, &c.inCall, c.b.Publish)
 	writeJSON(w, res)
 }
 
-// publishEvents calls publish with n events of the given size, as fast as
-// it returns (rate=0) or at a fixed rate, and returns when the last call
-// did or ctx ended; inCall holds the unix ns the running call began.
-func publishEvents(ctx context.Context, kind byte, run int64, n, size, rate int, inCall *atomic.Int64, publish func(data string) error) publishResult {
+// publishEvents calls publish with events first, first+step, … below n
+// of the given size, as fast as it returns (rate=0) or each at its time
+// on a fixed schedule of rate events per second, and returns when the
+// last call did or ctx ended; inCall holds the unix ns the running call
+// began.
+func publishEvents(ctx context.Context, kind byte, run int64, first, step, n, size, rate int, inCall *atomic.Int64, publish func(data string) error) publishResult {
 	var res publishResult
 	var interval time.Duration
 	if rate > 0 {
@@ -139,7 +141,7 @@ func publishEvents(ctx context.Context, kind byte, run int64, n, size, rate int,
 	}
 	buf := make([]byte, 0, size)
 	start := time.Now()
-	for i := 0; i < n; i++ {
+	for i := first; i < n; i += step {
 		ts := time.Now()
 		if interval > 0 {
 			// The timestamp is the scheduled time: a publisher held up
