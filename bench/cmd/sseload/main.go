@@ -188,7 +188,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs := flag.NewFlagSet("sseload", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var (
-		impls      = fs.String("impls", strings.Join(builtImpls(), ","), "implementations to compare: "+strings.Join(allImpls, ", "))
+		impls      = fs.String("impls", strings.Join(builtImpls(), ","), "implementations to compare: "+strings.Join(allImpls, ", ")+", "+implSSEHub+" (the Mercure hub cmd/ssehub, in its own process)")
 		clients    = fs.String("clients", "", "comma-separated client counts (default "+fullClients+"; with -quick "+quickClients+")")
 		events     = fs.String("events", "", "events per throughput run: one number, or one per -clients entry (default 1 000 000 / clients within 100..1000; with -quick 200 000 / clients within 200..1000)")
 		size       = fs.Int("size", 64, "event data size in bytes")
