@@ -35,6 +35,8 @@ type server struct {
 	// hub is set for an ssehub process, which has no control API: the
 	// driver publishes to it and reads its figures itself.
 	hub *hubProc
+	// exited, when set, is closed once a goroutine's cmd.Wait returned.
+	exited chan struct{}
 }
 
 // startServer starts this binary as a server of impl in a child process
@@ -82,7 +84,11 @@ func (s *server) stop() {
 		return
 	}
 	_ = s.cmd.Process.Kill()
-	_ = s.cmd.Wait()
+	if s.exited != nil {
+		<-s.exited
+	} else {
+		_ = s.cmd.Wait()
+	}
 	s.cmd = nil
 }
 

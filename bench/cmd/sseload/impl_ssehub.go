@@ -158,13 +158,20 @@ func startSSEHub(ctx context.Context, cfg *config, stderr io.Writer) (*server, e
 	}
 	log := &hubLog{out: stderr, addrc: make(chan string, 1)}
 	cmd.Stdout, cmd.Stderr = log, log
+	killWithParent(cmd)
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start ssehub: %w", err)
 	}
-	s := &server{impl: implSSEHub, cmd: cmd}
+	s := &server{impl: implSSEHub, cmd: cmd, exited: make(chan struct{})}
+	go func() {
+		_ = cmd.Wait()
+		close(s.exited)
+	}()
 	select {
 	case s.addr = <-log.addrc:
 		err = checkLoopbackHostPort(s.addr)
+	case <-s.exited:
+		err = fmt.Errorf("the hub exited: %v", cmd.ProcessState)
 	case <-time.After(20 * time.Second):
 		err = errors.New("no address logged within 20s")
 	case <-ctx.Done():

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"strconv"
 	"strings"
 	"syscall"
@@ -178,5 +179,22 @@ func TestProcCPUTime(t *testing.T) {
 	// the time between the two reads.
 	if d := time.Duration(own - got); got <= 0 || d < -10*time.Millisecond || d > 50*time.Millisecond {
 		t.Errorf("this process: got %v from /proc, %v from getrusage; want them within a tick", time.Duration(got), time.Duration(own))
+	}
+}
+
+// TestStartSSEHubExits checks that a hub that exits before it listens is
+// an error at once, not after the start-up timeout.
+func TestStartSSEHubExits(t *testing.T) {
+	bin, err := exec.LookPath("false")
+	if err != nil {
+		t.Fatalf("no false(1) on PATH: %v", err)
+	}
+	start := time.Now()
+	s, err := startSSEHub(t.Context(), &config{ssehubBin: bin, host: "127.0.0.1", publishers: 1}, &bytes.Buffer{})
+	if s != nil || err == nil || !strings.Contains(err.Error(), "start ssehub: the hub exited: exit status 1") {
+		t.Errorf("got %v, %v; want no server and the hub's exit", s, err)
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("took %v, want well under the 20 s start-up timeout", d)
 	}
 }
