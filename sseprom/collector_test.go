@@ -1,7 +1,9 @@
 package sseprom_test
 
 import (
+	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -193,5 +195,57 @@ sse_connections 0
 `
 	if err := testutil.CollectAndCompare(c, strings.NewReader(want), "sse_published_total", "sse_connections"); err != nil {
 		t.Error(err)
+	}
+}
+
+// TestCollectorConcurrent scrapes while publishes are observed and the
+// hub changes; the race detector checks the collector's side.
+func TestCollectorConcurrent(t *testing.T) {
+	hub := sse.NewHub[string]()
+	go hub.Run()
+	t.Cleanup(func() { hub.Close() })
+	c := sseprom.NewCollector(hub.Stats, nil)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(c)
+	const workers, each = 4, 50
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for range each {
+				start := time.Now()
+				if err := hub.Broadcast("x"); err != nil {
+					t.Error(err)
+					return
+				}
+				c.ObservePublish(time.Since(start))
+			}
+		})
+	}
+	for range 20 {
+		if _, err := reg.Gather(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wg.Wait()
+	want := fmt.Sprintf(`
+# HELP sse_published_total Events broadcast or published.
+# TYPE sse_published_total counter
+sse_published_total %d
+`, workers*each)
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "sse_published_total"); err != nil {
+		t.Error(err)
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var observed uint64
+	for _, mf := range mfs {
+		if mf.GetName() == "sse_publish_duration_seconds" {
+			observed = mf.GetMetric()[0].GetHistogram().GetSampleCount()
+		}
+	}
+	if observed != workers*each {
+		t.Errorf("publish durations observed: got %d, want %d", observed, workers*each)
 	}
 }
