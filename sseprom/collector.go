@@ -18,9 +18,8 @@ const (
 	ReasonClient   = "client"   // the stream ended on its own: client gone, write failed, Conn closed
 )
 
-// DefaultPublishBuckets are the upper bounds, in seconds, of the
-// publish-duration histogram when [CollectorOptions.PublishBuckets] is
-// nil: 50 µs doubling to about 1.6 s.
+// DefaultPublishBuckets are upper bounds, in seconds, suited to
+// [CollectorOptions.PublishBuckets]: 50 µs doubling to about 1.6 s.
 var DefaultPublishBuckets = prometheus.ExponentialBuckets(50e-6, 2, 16)
 
 // CollectorOptions configures a [Collector]. The zero value, like a nil
@@ -34,10 +33,11 @@ type CollectorOptions struct {
 	// hubs in one process apart. The default is none.
 	ConstLabels prometheus.Labels
 
-	// PublishBuckets are the upper bounds, in seconds, of the
-	// sse_publish_duration_seconds histogram fed by
-	// [Collector.ObservePublish]. The default (nil) is
-	// [DefaultPublishBuckets].
+	// PublishBuckets, when set, adds the sse_publish_duration_seconds
+	// histogram with these upper bounds in seconds, fed by
+	// [Collector.ObservePublish]; [DefaultPublishBuckets] suits most
+	// uses. The default (nil) exports no histogram, and ObservePublish
+	// does nothing.
 	PublishBuckets []float64
 }
 
@@ -53,7 +53,7 @@ type CollectorOptions struct {
 //	sse_replayed_total              counter  events from history queued for resuming streams
 //	sse_dropped_total               counter  events discarded by a slow-client policy
 //	sse_disconnects_total{reason}   counter  streams ended, by reason: slow, budget, shutdown, client
-//	sse_publish_duration_seconds    histogram  what ObservePublish was given
+//	sse_publish_duration_seconds    histogram  what ObservePublish was given, if asked for
 //
 // Register it with a [prometheus.Registerer] and serve the registry
 // with promhttp. All methods are safe for concurrent use.
@@ -62,7 +62,7 @@ type Collector struct {
 
 	connections, topics, queued                     *prometheus.Desc
 	published, delivered, replayed, dropped, discon *prometheus.Desc
-	publishDuration                                 prometheus.Histogram
+	publishDuration                                 prometheus.Histogram // nil: none
 }
 
 // NewCollector returns a collector exporting what stats returns, such as
@@ -76,13 +76,10 @@ func NewCollector(stats func() Stats, opts *CollectorOptions) *Collector {
 	if opts != nil {
 		o = *opts
 	}
-	if o.PublishBuckets == nil {
-		o.PublishBuckets = DefaultPublishBuckets
-	}
 	desc := func(name, help string, labels ...string) *prometheus.Desc {
 		return prometheus.NewDesc(prometheus.BuildFQName(o.Namespace, subsystem, name), help, labels, o.ConstLabels)
 	}
-	return &Collector{
+	c := &Collector{
 		stats:       stats,
 		connections: desc("connections", "Event streams registered now."),
 		topics:      desc("topics", "Topics followed by at least one stream now (Server only)."),
@@ -92,15 +89,18 @@ func NewCollector(stats func() Stats, opts *CollectorOptions) *Collector {
 		replayed:    desc("replayed_total", "Events from history queued for resuming streams."),
 		dropped:     desc("dropped_total", "Events discarded by a slow-client policy."),
 		discon:      desc("disconnects_total", "Streams ended, by reason: slow (queue full), budget (total queued bytes), shutdown, client (gone, write failed or closed).", "reason"),
-		publishDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+	}
+	if o.PublishBuckets != nil {
+		c.publishDuration = prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace:   o.Namespace,
 			Subsystem:   subsystem,
 			Name:        "publish_duration_seconds",
 			Help:        "Time publish calls took, as observed by the application.",
 			ConstLabels: o.ConstLabels,
 			Buckets:     o.PublishBuckets,
-		}),
+		})
 	}
+	return c
 }
 
 // Describe sends the descriptors of every metric c exports.
@@ -109,7 +109,9 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 		c.published, c.delivered, c.replayed, c.dropped, c.discon} {
 		ch <- d
 	}
-	c.publishDuration.Describe(ch)
+	if c.publishDuration != nil {
+		c.publishDuration.Describe(ch)
+	}
 }
 
 // Collect calls the stats function once and sends its snapshot.
@@ -132,12 +134,17 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.discon, s.BudgetDisconnects, ReasonBudget)
 	counter(c.discon, s.ShutdownDisconnects, ReasonShutdown)
 	counter(c.discon, s.ClientDisconnects, ReasonClient)
-	c.publishDuration.Collect(ch)
+	if c.publishDuration != nil {
+		c.publishDuration.Collect(ch)
+	}
 }
 
 // ObservePublish records that one publish call took d, in the
 // sse_publish_duration_seconds histogram: the application times its
-// calls to Hub.Broadcast or Server.Publish and reports them here.
+// calls to Hub.Broadcast or Server.Publish and reports them here. It does
+// nothing unless [CollectorOptions.PublishBuckets] was set.
 func (c *Collector) ObservePublish(d time.Duration) {
-	c.publishDuration.Observe(d.Seconds())
+	if c.publishDuration != nil {
+		c.publishDuration.Observe(d.Seconds())
+	}
 }

@@ -106,7 +106,7 @@ func TestCollectorExposition(t *testing.T) {
 func TestCollectorCallsStatsOncePerScrape(t *testing.T) {
 	calls := 0
 	c := sseprom.NewCollector(func() sseprom.Stats { calls++; return snapshot }, nil)
-	if got, want := testutil.CollectAndCount(c), 12; got != want {
+	if got, want := testutil.CollectAndCount(c), 11; got != want {
 		t.Errorf("metrics per scrape: got %d, want %d", got, want)
 	}
 	if calls != 1 {
@@ -132,6 +132,23 @@ sse_publish_duration_seconds_count 4
 	if err := testutil.CollectAndCompare(c, strings.NewReader(want), "sse_publish_duration_seconds"); err != nil {
 		t.Error(err)
 	}
+	problems, err := testutil.CollectAndLint(c, "sse_publish_duration_seconds")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		t.Errorf("lint: %s: %s", p.Metric, p.Text)
+	}
+}
+
+// TestCollectorNoHistogram checks that without PublishBuckets there is
+// no histogram and ObservePublish does nothing.
+func TestCollectorNoHistogram(t *testing.T) {
+	c := sseprom.NewCollector(func() sseprom.Stats { return snapshot }, &sseprom.CollectorOptions{Namespace: "app"})
+	c.ObservePublish(time.Millisecond)
+	if got := testutil.CollectAndCount(c, "app_sse_publish_duration_seconds"); got != 0 {
+		t.Errorf("histograms: got %d, want 0", got)
+	}
 }
 
 // TestCollectorRegistry registers the collector with a pedantic registry,
@@ -148,7 +165,7 @@ func TestCollectorRegistry(t *testing.T) {
 	if err != nil {
 		t.Fatalf("gather: %v", err)
 	}
-	if got, want := len(mfs), 9; got != want {
+	if got, want := len(mfs), 8; got != want {
 		t.Errorf("metric families: got %d, want %d", got, want)
 	}
 	problems, err := testutil.CollectAndLint(c)
@@ -204,7 +221,7 @@ func TestCollectorConcurrent(t *testing.T) {
 	hub := sse.NewHub[string]()
 	go hub.Run()
 	t.Cleanup(func() { hub.Close() })
-	c := sseprom.NewCollector(hub.Stats, nil)
+	c := sseprom.NewCollector(hub.Stats, &sseprom.CollectorOptions{PublishBuckets: sseprom.DefaultPublishBuckets})
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(c)
 	const workers, each = 4, 50

@@ -26,7 +26,8 @@
 //
 // # Publish latency
 //
-// The sse_publish_duration_seconds histogram holds what the application
-// passes to [Collector.ObservePublish]: time each Hub.Broadcast or
-// Server.Publish call and report it. It stays empty otherwise.
+// With [CollectorOptions.PublishBuckets] set, the collector also exports
+// the sse_publish_duration_seconds histogram, holding what the
+// application passes to [Collector.ObservePublish]: time each
+// Hub.Broadcast or Server.Publish call and report it.
 package sseprom

@@ -21,7 +21,10 @@ func Example() {
 	go hub.Run()
 	defer hub.Close()
 
-	metrics := sseprom.NewCollector(hub.Stats, &sseprom.CollectorOptions{Namespace: "chat"})
+	metrics := sseprom.NewCollector(hub.Stats, &sseprom.CollectorOptions{
+		Namespace:      "chat",
+		PublishBuckets: sseprom.DefaultPublishBuckets,
+	})
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(metrics)
 
