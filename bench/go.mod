@@ -4,6 +4,7 @@ go 1.26.0
 
 require (
 	github.com/coregx/stream v0.0.0
+	github.com/golang-jwt/jwt/v5 v5.3.1
 	github.com/launchdarkly/eventsource v1.11.0
 	github.com/r3labs/sse/v2 v2.10.0
 	github.com/tmaxmax/go-sse v0.12.0

@@ -33,6 +33,8 @@ type runSpec struct {
 // pool is a set of clients connected to one server.
 type pool struct {
 	addr    string
+	path    string // request target of the event stream
+	header  string // extra request header lines, each ending in CRLF
 	clients []*client
 
 	completed atomic.Int64 // clients that have every event of the current run
@@ -77,7 +79,7 @@ type client struct {
 }
 
 func newPool(addr string, n int) *pool {
-	p := &pool{addr: addr, clients: make([]*client, n)}
+	p := &pool{addr: addr, path: eventsPath, clients: make([]*client, n)}
 	for i := range p.clients {
 		p.clients[i] = &client{p: p}
 	}
@@ -127,8 +129,8 @@ func (c *client) dial(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("dial %s: %w", c.p.addr, err)
 	}
-	req := "GET " + eventsPath + " HTTP/1.1\r\nHost: " + c.p.addr +
-		"\r\nAccept: text/event-stream\r\nCache-Control: no-cache\r\n\r\n"
+	req := "GET " + c.p.path + " HTTP/1.1\r\nHost: " + c.p.addr +
+		"\r\nAccept: text/event-stream\r\nCache-Control: no-cache\r\n" + c.p.header + "\r\n"
 	if _, err := io.WriteString(conn, req); err != nil {
 		conn.Close()
 		return fmt.Errorf("write request: %w", err)

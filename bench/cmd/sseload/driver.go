@@ -31,6 +31,12 @@ type server struct {
 	addr string
 	cmd  *exec.Cmd // nil for a -target
 	hc   *http.Client
+
+	// hub is set for an ssehub process, which has no control API: the
+	// driver publishes to it and reads its figures itself.
+	hub *hubProc
+	// exited, when set, is closed once a goroutine's cmd.Wait returned.
+	exited chan struct{}
 }
 
 // startServer starts this binary as a server of impl in a child process
@@ -78,7 +84,11 @@ func (s *server) stop() {
 		return
 	}
 	_ = s.cmd.Process.Kill()
-	_ = s.cmd.Wait()
+	if s.exited != nil {
+		<-s.exited
+	} else {
+		_ = s.cmd.Wait()
+	}
 	s.cmd = nil
 }
 
@@ -91,17 +101,9 @@ func (s *server) call(ctx context.Context, method, path string, q url.Values, v 
 	if err != nil {
 		return err
 	}
-	res, err := s.hc.Do(req)
+	body, err := roundTrip(s.hc, req, 1<<20)
 	if err != nil {
-		return err
-	}
-	defer res.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(res.Body, 1<<20))
-	if err != nil {
-		return err
-	}
-	if res.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s %s: %s: %s", method, path, res.Status, strings.TrimSpace(string(body)))
+		return fmt.Errorf("%s %s: %w", method, path, err)
 	}
 	if v == nil {
 		return nil
@@ -109,7 +111,28 @@ func (s *server) call(ctx context.Context, method, path string, q url.Values, v 
 	return json.Unmarshal(body, v)
 }
 
+// roundTrip sends req and returns up to limit bytes of the body of a 200
+// answer; another status is an error with the start of the body.
+func roundTrip(hc *http.Client, req *http.Request, limit int64) ([]byte, error) {
+	res, err := hc.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer res.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(res.Body, limit))
+	if err != nil {
+		return nil, err
+	}
+	if res.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("%s: %s", res.Status, strings.TrimSpace(string(body)))
+	}
+	return body, nil
+}
+
 func (s *server) stats(ctx context.Context, gc bool) (serverStats, error) {
+	if s.hub != nil {
+		return s.hub.stats(ctx)
+	}
 	var st serverStats
 	q := url.Values{}
 	if gc {
@@ -122,6 +145,9 @@ func (s *server) stats(ctx context.Context, gc bool) (serverStats, error) {
 }
 
 func (s *server) publish(ctx context.Context, kind string, run int64, n, size, rate int) (publishResult, error) {
+	if s.hub != nil {
+		return s.hub.publish(ctx, kind, run, n, size, rate)
+	}
 	var res publishResult
 	q := url.Values{"kind": {kind}, "run": {strconv.FormatInt(run, 10)}, "n": {strconv.Itoa(n)},
 		"size": {strconv.Itoa(size)}, "rate": {strconv.Itoa(rate)}}
@@ -141,6 +167,7 @@ type result struct {
 
 	memErr        error
 	heapStackConn float64 // bytes per idle connection
+	heapUnknown   bool    // the server exposes no heap and stack figures
 	rssConn       float64
 	goroutines    float64 // server goroutines per idle connection
 
@@ -178,6 +205,7 @@ type measurement struct {
 	startNS     int64         // unix ns the publish request was sent
 	maxCall     time.Duration // the slowest publish call
 	callBlocked bool          // a publish call was still running when the run ended
+	pubPerSec   float64       // publish calls that succeeded per second
 }
 
 func (m measurement) ok() bool { return m.err == nil && m.rr.clients > 0 }
@@ -208,6 +236,11 @@ func drive(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 		}
 		cfg.cpuProfDir = abs
 	}
+	cleanup, err := prepareSSEHub(ctx, cfg, impls, logf)
+	if err != nil {
+		return err
+	}
+	defer cleanup()
 	if st := takeCPUSnapshot(); st.jiffies {
 		time.Sleep(time.Second)
 		if cores, ok := foreignLoad(st, takeCPUSnapshot()); ok && cores > 0.2 {
@@ -381,6 +414,9 @@ func roundRuns(ctx context.Context, cfg *config, impl string, n, k int, logf fun
 
 // openServer starts a server process for impl, or returns -target.
 func openServer(ctx context.Context, cfg *config, impl string) (*server, error) {
+	if impl == implSSEHub {
+		return startSSEHub(ctx, cfg, os.Stderr)
+	}
 	if cfg.target != "" {
 		return &server{impl: impl, addr: cfg.target, hc: &http.Client{}}, nil
 	}
@@ -391,6 +427,9 @@ func openServer(ctx context.Context, cfg *config, impl string) (*server, error) 
 // closes whatever it connected.
 func connectClients(ctx context.Context, cfg *config, s *server, n int) (*pool, error) {
 	p := newPool(s.addr, n)
+	if s.hub != nil {
+		p.path, p.header = s.hub.streamPath, s.hub.streamHeader
+	}
 	cctx, cancel := context.WithTimeout(ctx, cfg.timeout)
 	err := p.connect(cctx)
 	cancel()
@@ -432,6 +471,10 @@ func measureOne(ctx context.Context, cfg *config, impl string, n, m int, logf fu
 	loaded, err := s.stats(ctx, true)
 	if err != nil {
 		r.memErr = err
+	} else if base.NoRuntime || loaded.NoRuntime {
+		r.heapUnknown = true
+		r.rssConn = (float64(loaded.RSS) - float64(base.RSS)) / float64(n)
+		logf("%-7s n=%-6d memory: heap+stack unknown (the server exposes no runtime figures), %.0f B RSS/conn", impl, n, r.rssConn)
 	} else {
 		r.heapStackConn = (float64(loaded.HeapInuse+loaded.StackInuse) - float64(base.HeapInuse+base.StackInuse)) / float64(n)
 		r.rssConn = (float64(loaded.RSS) - float64(base.RSS)) / float64(n)
@@ -691,6 +734,9 @@ wait:
 	out.rr = p.collect(spec, counted)
 	out.publishErrs = pub.res.Errors
 	out.publishErr = pub.res.FirstErr
+	if pub.res.ElapsedNS > 0 {
+		out.pubPerSec = float64(pub.res.Published) / (float64(pub.res.ElapsedNS) / 1e9)
+	}
 	if out.rr.lastAt > 0 {
 		out.seconds = float64(out.rr.lastAt-t0.UnixNano()) / 1e9
 		if out.seconds > 0 {
@@ -724,6 +770,9 @@ func describe(m measurement) string {
 	fmt.Fprintf(&b, "%d deliveries in %.2fs = %s/s, %d lost, %d duplicates, %d clients dropped",
 		m.rr.delivered, m.seconds, si(m.perSec), m.rr.lost, m.rr.dups, m.rr.dropped)
 	fmt.Fprintf(&b, ", CPU server %.2fs clients %.2fs", m.serverCPU.Seconds(), m.clientCPU.Seconds())
+	if m.pubPerSec > 0 {
+		fmt.Fprintf(&b, ", %s publishes/s", si(m.pubPerSec))
+	}
 	if m.publishErrs > 0 {
 		fmt.Fprintf(&b, ", %d publish errors (%s)", m.publishErrs, m.publishErr)
 	}

@@ -51,11 +51,12 @@ var implTitle = map[string]string{
 	implR3labs:       "r3labs/sse v2",
 	implStreamHTTP:   "coregx/stream Hub.ServeHTTP",
 	implStreamServer: "coregx/stream Server",
+	implSSEHub:       "coregx/stream ssehub (Mercure)",
 }
 
 // isOurs reports whether impl is this module's, not a peer.
 func isOurs(impl string) bool {
-	return impl == implStream || impl == implStreamHTTP || impl == implStreamServer
+	return impl == implStream || impl == implStreamHTTP || impl == implStreamServer || impl == implSSEHub
 }
 
 // Limits that keep every run bounded on a small machine.
@@ -104,6 +105,9 @@ type config struct {
 	rounds     int           // latency rounds per client count; 1: latency once, with the rest
 
 	plotDir string // write SVG charts here
+
+	ssehubBin  string // the ssehub binary; "": built from ../cmd/ssehub when -impls has ssehub
+	publishers int    // ssehub: publish requests in flight at once
 
 	// the stalled scenario
 	scenario  string // scenarioFanout or scenarioStalled
@@ -184,7 +188,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs := flag.NewFlagSet("sseload", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var (
-		impls      = fs.String("impls", strings.Join(builtImpls(), ","), "implementations to compare: "+strings.Join(allImpls, ", "))
+		impls      = fs.String("impls", strings.Join(builtImpls(), ","), "implementations to compare: "+strings.Join(allImpls, ", ")+", "+implSSEHub+" (the Mercure hub cmd/ssehub, in its own process)")
 		clients    = fs.String("clients", "", "comma-separated client counts (default "+fullClients+"; with -quick "+quickClients+")")
 		events     = fs.String("events", "", "events per throughput run: one number, or one per -clients entry (default 1 000 000 / clients within 100..1000; with -quick 200 000 / clients within 200..1000)")
 		size       = fs.Int("size", 64, "event data size in bytes")
@@ -200,6 +204,8 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		serveImpl  = fs.String("serve", "", "serve one implementation ("+strings.Join(allImpls, ", ")+") instead of driving")
 		listen     = fs.String("listen", "127.0.0.1:0", "with -serve: loopback address to listen on")
 		plotDir    = fs.String("plot", "", "write SVG charts of the results into this directory")
+		ssehubBin  = fs.String("ssehub-bin", "", "with -impls ssehub: the ssehub binary to run (default: built from the repository's cmd/ssehub)")
+		publishers = fs.Int("publishers", 1, "with -impls ssehub: publish requests in flight at once, each on its own connection (1: one at a time, in order)")
 		scenario   = fs.String("scenario", scenarioFanout, "what to measure: "+scenarioFanout+" (throughput, latency, memory) or "+scenarioStalled+" (clients that never read beside healthy ones)")
 		stalled    = fs.String("stalled", "", "-scenario stalled: comma-separated counts of stalled clients, one run each (default "+fullStalled+"; with -quick "+quickStalled+")")
 		healthy    = fs.Int("healthy", 200, "-scenario stalled: healthy clients beside the stalled ones")
@@ -220,7 +226,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	cfg := &config{size: *size, timeout: *timeout, target: *target, host: *host,
 		cpuProfDir: *cpuProfDir, quick: *quick, waitIdle: *waitIdle, rounds: *rounds, serve: *serveImpl, listen: *listen,
 		plotDir: *plotDir, scenario: *scenario, healthy: *healthy, stallRate: *stallRate, stallDur: *stallDur,
-		rcvbuf: *rcvbuf, stallClients: *stallN, stallIDBase: *stallBase}
+		rcvbuf: *rcvbuf, stallClients: *stallN, stallIDBase: *stallBase, ssehubBin: *ssehubBin, publishers: *publishers}
 
 	if cfg.rcvbuf < 0 || cfg.rcvbuf > maxRcvbuf {
 		return nil, fmt.Errorf("-rcvbuf: must be between 0 and %d bytes, got %d", maxRcvbuf, cfg.rcvbuf)
@@ -266,6 +272,9 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	}
 	if cfg.impls, err = parseImpls(*impls); err != nil {
 		return nil, fmt.Errorf("-impls: %w", err)
+	}
+	if err := checkSSEHubFlags(cfg); err != nil {
+		return nil, err
 	}
 	defClients, defDur := fullClients, 5*time.Second
 	if cfg.quick {
@@ -396,8 +405,15 @@ func parseImpls(s string) ([]string, error) {
 	seen := map[string]bool{}
 	for _, f := range strings.Split(s, ",") {
 		f = strings.TrimSpace(f)
+		if f == implSSEHub {
+			if !seen[f] {
+				seen[f] = true
+				out = append(out, f)
+			}
+			continue
+		}
 		if !isImpl(f) {
-			return nil, fmt.Errorf("unknown implementation %q (want some of %s)", f, strings.Join(allImpls, ", "))
+			return nil, fmt.Errorf("unknown implementation %q (want some of %s, %s)", f, strings.Join(allImpls, ", "), implSSEHub)
 		}
 		if newBroadcaster[f] == nil {
 			return nil, fmt.Errorf("implementation %q is not built into this binary", f)

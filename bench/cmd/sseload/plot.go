@@ -397,7 +397,7 @@ func fanoutCharts(cfg *config, impls []string, results []*result) (map[string][]
 	}
 	for s, impl := range impls {
 		mem = append(mem, plotSeries{name: implTitle[impl], color: colorOf(impl, s)})
-		ys := get(impl, func(r *result) (float64, bool) { return r.heapStackConn / 1024, r.memErr == nil })
+		ys := get(impl, func(r *result) (float64, bool) { return r.heapStackConn / 1024, r.memErr == nil && !r.heapUnknown })
 		for g := range cfg.clients {
 			values[g][s] = ys[g]
 		}

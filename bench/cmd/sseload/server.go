@@ -39,6 +39,7 @@ var settings = map[string]string{
 	implR3labs:       "sse.New() with AutoReplay=false (the default true keeps every event forever and replays it to each new client); CreateStream, Publish",
 	implStreamHTTP:   "sse.NewHub[string]() with defaults, serving the requests itself (Hub.ServeHTTP)",
 	implStreamServer: "&sse.Server{} with defaults: one topic (Topics nil), the default MemoryBroker; Publish(ctx, \"\", sse.NewEvent(data))",
+	implSSEHub:       ssehubSettings,
 }
 
 var newBroadcaster = map[string]func() broadcaster{}
@@ -123,6 +124,16 @@ func (c *control) publish(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "bad publish parameters", http.StatusBadRequest)
 		return
 	}
+	res := publishEvents(r.Context(), kind[0], run, 0, 1, n, size, rate, &c.inCall, c.b.Publish)
+	writeJSON(w, res)
+}
+
+// publishEvents calls publish with events first, first+step, … below n
+// of the given size, as fast as it returns (rate=0) or each at its time
+// on a fixed schedule of rate events per second, and returns when the
+// last call did or ctx ended; inCall holds the unix ns the running call
+// began.
+func publishEvents(ctx context.Context, kind byte, run int64, first, step, n, size, rate int, inCall *atomic.Int64, publish func(data string) error) publishResult {
 	var res publishResult
 	var interval time.Duration
 	if rate > 0 {
@@ -130,7 +141,7 @@ func (c *control) publish(w http.ResponseWriter, r *http.Request) {
 	}
 	buf := make([]byte, 0, size)
 	start := time.Now()
-	for i := 0; i < n; i++ {
+	for i := first; i < n; i += step {
 		ts := time.Now()
 		if interval > 0 {
 			// The timestamp is the scheduled time: a publisher held up
@@ -141,14 +152,14 @@ func (c *control) publish(w http.ResponseWriter, r *http.Request) {
 				time.Sleep(d)
 			}
 		}
-		if r.Context().Err() != nil {
+		if ctx.Err() != nil {
 			break
 		}
-		buf = appendEventData(buf[:0], kind[0], run, int64(i), ts.UnixNano(), size)
+		buf = appendEventData(buf[:0], kind, run, int64(i), ts.UnixNano(), size)
 		callStart := time.Now()
-		c.inCall.Store(callStart.UnixNano())
-		err := c.b.Publish(string(buf))
-		c.inCall.Store(0)
+		inCall.Store(callStart.UnixNano())
+		err := publish(string(buf))
+		inCall.Store(0)
 		res.MaxCallNS = max(res.MaxCallNS, int64(time.Since(callStart)))
 		if err != nil {
 			res.Errors++
@@ -160,7 +171,7 @@ func (c *control) publish(w http.ResponseWriter, r *http.Request) {
 		res.Published++
 	}
 	res.ElapsedNS = int64(time.Since(start))
-	writeJSON(w, res)
+	return res
 }
 
 // appendEventData appends one event's data: kind, run, seq and the
@@ -195,6 +206,10 @@ type serverStats struct {
 	CPUNS      int64  `json:"cpu_ns"` // user+system CPU time of the process
 
 	InCallSinceNS int64 `json:"in_call_since_ns,omitempty"` // unix ns the running Publish call began
+
+	// NoRuntime is set when Goroutines, HeapInuse and StackInuse are
+	// unknown: a server that exposes no Go runtime figures.
+	NoRuntime bool `json:"no_runtime,omitempty"`
 
 	// Counters are the implementation's own counts of the clients it
 	// disconnected, where it keeps them (ours); nil otherwise.

@@ -1,0 +1,67 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+)
+
+// BenchmarkHubFanout publishes updates over HTTP to a hub whose streams
+// all follow one URL pattern, and waits for every stream to get each
+// one: ns/op is the time from POST to the last delivery.
+//
+//	go test -run '^$' -bench HubFanout -benchtime 200x ./cmd/ssehub
+func BenchmarkHubFanout(b *testing.B) {
+	for _, n := range []int{100, 1000} {
+		b.Run(fmt.Sprintf("streams=%d", n), func(b *testing.B) {
+			h := startHub(b, nil, "-anonymous")
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			got := make(chan struct{}, n)
+			tr := &http.Transport{MaxIdleConnsPerHost: n}
+			defer tr.CloseIdleConnections()
+			client := &http.Client{Transport: tr}
+			for range n {
+				req, _ := http.NewRequestWithContext(ctx, "GET", h.url+"?matchURLPattern=https://example.com/books/:id", nil)
+				res, err := client.Do(req)
+				if err != nil {
+					b.Fatal(err)
+				}
+				go func() {
+					defer res.Body.Close()
+					br := bufio.NewReader(res.Body)
+					for {
+						line, err := br.ReadString('\n')
+						if err != nil {
+							return
+						}
+						if strings.HasPrefix(line, "id: ") {
+							got <- struct{}{}
+						}
+					}
+				}()
+			}
+			body := url.Values{"topic": {"https://example.com/books/1"}, "data": {`{"title":"x"}`}}.Encode()
+			auth := "Bearer " + h.admin(b)
+			b.ResetTimer()
+			for b.Loop() {
+				req, _ := http.NewRequest("POST", h.url, strings.NewReader(body))
+				req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+				req.Header.Set("Authorization", auth)
+				res, err := client.Do(req)
+				if err != nil || res.StatusCode != 200 {
+					b.Fatalf("publish: %v %v", err, res)
+				}
+				res.Body.Close()
+				for range n {
+					<-got
+				}
+			}
+			b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "deliveries/s")
+		})
+	}
+}
