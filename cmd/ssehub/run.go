@@ -117,7 +117,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if err != nil {
 		return err
 	}
+	met := newMetrics()
+	met.attach(engine)
 	hub := mercure.NewHub(mercure.Config{
+		ObservePublish:          met.observePublish,
 		Engine:                  engine,
 		Validator:               validator,
 		Anonymous:               cfg.anonymous,
@@ -139,6 +142,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		w.Header().Set("Content-Security-Policy", "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'")
 		demoPage.Execute(w, map[string]any{"Token": devToken, "Cookie": cfg.cookieName})
 	})
+	mux.Handle("GET /metrics", met.handler)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, "ok\n")
 	})

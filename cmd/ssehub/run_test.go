@@ -139,3 +139,29 @@ func TestRunGracefulShutdown(t *testing.T) {
 		t.Errorf("shutdown took %v", d)
 	}
 }
+
+func TestRunMetrics(t *testing.T) {
+	h := startHub(t, nil, "-anonymous")
+	s := h.subscribe(t, "match=urn:metrics", nil)
+	id := h.mustPublish(t, form("topic", "urn:metrics", "data", "x"))
+	if got, want := s.next(), ev(id, "x"); got != want {
+		t.Fatalf("got %q, want %q", got, want)
+	}
+	h.publish(t, "", form("topic", "urn:metrics"))
+	res, err := http.Get(h.base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	for _, want := range []string{
+		"\nssehub_sse_clients 1\n",
+		"\nssehub_sse_broadcasts_total 1\n",
+		"\nssehub_publish_duration_seconds_count{code=\"200\"} 1\n",
+		"\nssehub_publish_duration_seconds_count{code=\"401\"} 1\n",
+	} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("metrics lack %q", strings.TrimSpace(want))
+		}
+	}
+}

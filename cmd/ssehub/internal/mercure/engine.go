@@ -212,6 +212,9 @@ func (e *Engine) Ready(ctx context.Context) error {
 // Streams returns the number of open streams.
 func (e *Engine) Streams() int { return e.srv.Clients() }
 
+// Stats returns the core's counters.
+func (e *Engine) Stats() sse.HubStats { return e.srv.Stats() }
+
 // Shutdown ends the streams gracefully (see sse.Server.Shutdown) and
 // releases the broker.
 func (e *Engine) Shutdown(ctx context.Context) error {

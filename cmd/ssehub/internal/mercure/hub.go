@@ -93,6 +93,10 @@ type Config struct {
 	// mercureAuthorization cookie and the Last-Event-ID query parameter.
 	Compat bool
 
+	// ObservePublish, when set, is called after each publish request
+	// with the status answered and the time taken.
+	ObservePublish func(status int, d time.Duration)
+
 	// Logger receives the hub's records; nil discards them.
 	Logger *slog.Logger
 }
@@ -232,8 +236,24 @@ func (h *Hub) authenticate(w http.ResponseWriter, r *http.Request, required bool
 	return g, tok, src, true
 }
 
+// statusWriter records the status of a response.
+type statusWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	w.code = code
+	w.ResponseWriter.WriteHeader(code)
+}
+
 // publish handles a POST of an update.
 func (h *Hub) publish(w http.ResponseWriter, r *http.Request) {
+	if h.cfg.ObservePublish != nil {
+		start, sw := time.Now(), &statusWriter{ResponseWriter: w, code: http.StatusOK}
+		defer func() { h.cfg.ObservePublish(sw.code, time.Since(start)) }()
+		w = sw
+	}
 	g, _, src, ok := h.authenticate(w, r, true)
 	if !ok {
 		return
