@@ -14,7 +14,7 @@ package mercure
 // client handling, heartbeats and graceful shutdown.
 //
 // The broker stores events only (type, id, data, retry), not the
-// update's topic and private flag, which every node needs to filter. Until
+// update's topics and private flag, which every node needs to filter. Until
 // brokers carry metadata, the hub stores each update with its metadata in
 // an envelope in the event's data (see encodeEnvelope), and hubBroker,
 // the view of the broker given to the sse.Server, takes the envelope off
@@ -99,7 +99,8 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 		inner = sse.NewMemoryBroker(cfg.History)
 	}
 	// The cache must hold the metadata of every update a replay can
-	// list, so it is sized above the history it serves.
+	// list, so it is sized above the history it serves: an update whose
+	// metadata is gone is sent to nobody (never to the wrong stream).
 	size := 1 << 20
 	if n := cfg.History.MaxEvents; n > 0 {
 		size = n + 1<<16
@@ -269,7 +270,8 @@ func (b *hubBroker) Subscribe(ctx context.Context, topic string, after uint64, f
 	})
 }
 
-// The envelope is "p\n<topics>\n<data>" for a private update and
+// encodeEnvelope wraps the data of u with its metadata:
+// "p\n<topics>\n<data>" for a private update and
 // "-\n<topics>\n<data>" for a public one, the topics separated by
 // U+001F. Topics hold no control characters, so neither the separator
 // nor the second line break can occur in one.
@@ -281,7 +283,11 @@ func encodeEnvelope(u *Update) string {
 	return flag + "\n" + strings.Join(u.Topics, topicSeparator) + "\n" + u.Data
 }
 
+// topicSeparator separates the topics of an envelope.
 const topicSeparator = "\x1f"
+
+// decodeEnvelope undoes encodeEnvelope; ok is false for data that is not
+// an envelope.
 
 func decodeEnvelope(s string) (*updateMeta, string, bool) {
 	flag, rest, ok := strings.Cut(s, "\n")

@@ -102,6 +102,10 @@ type Config struct {
 }
 
 // Hub serves the Mercure endpoints.
+//
+// Lock order: registry.mu (held while a subscription event is
+// published), then the engine's; Hub.mu, matcherCache.mu and
+// metaCache.mu are leaves, never held while taking another lock.
 type Hub struct {
 	cfg Config
 
@@ -177,7 +181,8 @@ func metadataURL(r *http.Request) string {
 	return strings.TrimSuffix(hubURL(r), hubPath) + MetadataPath
 }
 
-// Errors of the hub, answered as RFC 6750 section 3 prescribes.
+// fail answers an error: code, the WWW-Authenticate challenge when not
+// empty (RFC 6750 section 3), and msg as a line of text.
 func fail(w http.ResponseWriter, code int, challenge, msg string) {
 	if challenge != "" {
 		w.Header().Set("WWW-Authenticate", challenge)
