@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -57,12 +58,18 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	}
 	defer ln.Close()
 	hubURL := "http://" + ln.Addr().String() + mercure.Path
-	if host, port, err := net.SplitHostPort(cfg.addr); err == nil && host == "localhost" && port != "0" {
-		hubURL = "http://" + cfg.addr + mercure.Path
+	if tcp, ok := ln.Addr().(*net.TCPAddr); ok {
+		host, _, _ := net.SplitHostPort(cfg.addr)
+		if host == "localhost" || tcp.IP.IsUnspecified() {
+			hubURL = "http://" + net.JoinHostPort("localhost", strconv.Itoa(tcp.Port)) + mercure.Path
+		}
 	}
 	resource := cfg.resource
 	if resource == "" {
 		resource = hubURL
+		if cfg.jwtKey != "" || cfg.jwksURL != "" {
+			log.Warn("ssehub: no -resource-identifier: tokens must have the hub's local URL as aud", "aud", resource)
+		}
 	}
 
 	keysCtx, stopKeys := context.WithCancel(context.Background())
