@@ -474,9 +474,6 @@ func (h *Hub) subscribe(w http.ResponseWriter, r *http.Request) {
 	} else if resume {
 		w.Header().Set("Last-Event-ID", Earliest)
 	}
-	if _, ok := query["access_token"]; ok {
-		w.Header().Set("Cache-Control", "private, no-store")
-	}
 	if h.subs != nil {
 		subject := ""
 		if tok != nil {
