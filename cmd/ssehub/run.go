@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	_ "embed"
 	"encoding/hex"
 	"errors"
@@ -52,16 +53,26 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	}
 	log := slog.New(handler)
 
+	var tlsConfig *tls.Config
+	scheme := "http"
+	if cfg.tlsCert != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.tlsCert, cfg.tlsKey)
+		if err != nil {
+			return configErrorf("-tls-cert/-tls-key: %v", err)
+		}
+		tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"h2", "http/1.1"}, MinVersion: tls.VersionTLS12}
+		scheme = "https"
+	}
 	ln, err := net.Listen("tcp", cfg.addr)
 	if err != nil {
 		return configErrorf("-addr %s: %v", cfg.addr, err)
 	}
 	defer ln.Close()
-	hubURL := "http://" + ln.Addr().String() + mercure.Path
+	hubURL := scheme + "://" + ln.Addr().String() + mercure.Path
 	if tcp, ok := ln.Addr().(*net.TCPAddr); ok {
 		host, _, _ := net.SplitHostPort(cfg.addr)
 		if host == "localhost" || tcp.IP.IsUnspecified() {
-			hubURL = "http://" + net.JoinHostPort("localhost", strconv.Itoa(tcp.Port)) + mercure.Path
+			hubURL = scheme + "://" + net.JoinHostPort("localhost", strconv.Itoa(tcp.Port)) + mercure.Path
 		}
 	}
 	resource := cfg.resource
@@ -172,7 +183,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		// each write instead.
 	}
 	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
+	if tlsConfig != nil {
+		srv.TLSConfig = tlsConfig
+		go func() { served <- srv.ServeTLS(ln, "", "") }()
+	} else {
+		go func() { served <- srv.Serve(ln) }()
+	}
 	log.Info("ssehub: listening", "url", hubURL, "demo", strings.TrimSuffix(hubURL, mercure.Path)+"/", "resource", resource, "version", version)
 
 	select {
