@@ -20,7 +20,6 @@ import (
 
 	"github.com/coregx/stream/cmd/ssehub/internal/auth"
 	"github.com/coregx/stream/cmd/ssehub/internal/mercure"
-	"github.com/coregx/stream/sse"
 	"github.com/golang-jwt/jwt/v5"
 )
 
@@ -127,10 +126,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	}
 
 	engine, err := mercure.NewEngine(mercure.EngineConfig{
-		History:      sse.HistoryLimits{MaxEvents: cfg.historyEvents, MaxBytes: cfg.historyBytes, MaxAge: cfg.historyAge},
-		Heartbeat:    cfg.heartbeat,
-		WriteTimeout: cfg.writeTimeout,
-		Logger:       log,
+		HistoryEvents: cfg.historyEvents,
+		HistoryBytes:  cfg.historyBytes,
+		HistoryAge:    cfg.historyAge,
+		Heartbeat:     cfg.heartbeat,
+		WriteTimeout:  cfg.writeTimeout,
+		Logger:        log,
 	})
 	if err != nil {
 		return err

@@ -68,8 +68,12 @@ type EngineConfig struct {
 	// Broker stores the updates; nil means an in-memory broker bounded
 	// by History. The engine closes it.
 	Broker sse.Broker
-	// History bounds the in-memory broker's retention.
-	History sse.HistoryLimits
+	// HistoryEvents, HistoryBytes and HistoryAge bound the retention of
+	// the in-memory broker: zero means the core's defaults (1000
+	// updates, 1 MiB, 1 hour), negative no bound.
+	HistoryEvents int
+	HistoryBytes  int64
+	HistoryAge    time.Duration
 	// Heartbeat is the idle time before a keep-alive comment; zero means
 	// the core's default (15s), negative none.
 	Heartbeat time.Duration
@@ -96,13 +100,13 @@ type filterKey struct{}
 func NewEngine(cfg EngineConfig) (*Engine, error) {
 	inner := cfg.Broker
 	if inner == nil {
-		inner = sse.NewMemoryBroker(cfg.History)
+		inner = sse.NewMemoryBroker(sse.HistoryLimits{MaxEvents: cfg.HistoryEvents, MaxBytes: cfg.HistoryBytes, MaxAge: cfg.HistoryAge})
 	}
 	// The cache must hold the metadata of every update a replay can
 	// list, so it is sized above the history it serves: an update whose
 	// metadata is gone is sent to nobody (never to the wrong stream).
 	size := 1 << 20
-	if n := cfg.History.MaxEvents; n > 0 {
+	if n := cfg.HistoryEvents; n > 0 {
 		size = n + 1<<16
 	} else if n == 0 {
 		size = sse.DefaultHistoryEvents + 1<<16
