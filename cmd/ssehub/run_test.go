@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
@@ -164,6 +165,26 @@ func TestRunMetrics(t *testing.T) {
 	} {
 		if !strings.Contains(string(b), want) {
 			t.Errorf("metrics lack %q", strings.TrimSpace(want))
+		}
+	}
+}
+
+func TestRunJSONLogs(t *testing.T) {
+	ctx, cancel := context.WithCancel(t.Context())
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	args := []string{"-addr", "127.0.0.1:0", "-jwt-key", testSecret, "-log-format", "json"}
+	go func() { done <- run(ctx, args, func(string) string { return "" }, pw); pw.Close() }()
+	out, _ := readUntil(pr, `"msg":"ssehub: listening"`)
+	cancel()
+	io.Copy(io.Discard, pr)
+	if err := <-done; err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		var rec map[string]any
+		if err := json.Unmarshal([]byte(line), &rec); err != nil || rec["msg"] == nil {
+			t.Errorf("log line %q is not a JSON record: %v", line, err)
 		}
 	}
 }
