@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -138,8 +139,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	}
 	met := newMetrics()
 	met.attach(engine)
+	// The hub's URL, base of relative topics and patterns: the resource
+	// identifier when it is one, else the URL it listens on.
+	publicURL := hubURL
+	if u, err := url.Parse(resource); err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != "" && u.Path == mercure.Path {
+		publicURL = resource
+	}
 	hub := mercure.NewHub(mercure.Config{
-		ObservePublish:          met.observePublish,
+		URL:                     publicURL,
 		Engine:                  engine,
 		Validator:               validator,
 		Anonymous:               cfg.anonymous,
@@ -151,6 +158,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		Subscriptions:           cfg.subscriptions,
 		Compat:                  cfg.compat,
 		MaxLifetime:             cfg.maxLifetime,
+		ObservePublish:          met.observePublish,
 		Logger:                  log,
 	})
 

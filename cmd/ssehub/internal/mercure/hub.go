@@ -36,6 +36,13 @@ type Config struct {
 	// Engine delivers the updates; required.
 	Engine *Engine
 
+	// URL is the hub's URL, the base against which relative topics and
+	// URL patterns (of subscriptions and of tokens) are resolved, and
+	// the target of its links. Empty means the URL each request reached,
+	// from its Host header, which a client chooses: only for tests and
+	// trusted networks.
+	URL string
+
 	// Validator checks access tokens; required.
 	Validator *auth.Validator
 
@@ -177,8 +184,16 @@ func hubURL(r *http.Request) string {
 	return scheme + "://" + r.Host + hubPath
 }
 
-func metadataURL(r *http.Request) string {
-	return strings.TrimSuffix(hubURL(r), hubPath) + MetadataPath
+// base returns the hub's URL: the configured one, else the one r reached.
+func (h *Hub) base(r *http.Request) string {
+	if h.cfg.URL != "" {
+		return h.cfg.URL
+	}
+	return hubURL(r)
+}
+
+func (h *Hub) metadataURL(r *http.Request) string {
+	return strings.TrimSuffix(h.base(r), hubPath) + MetadataPath
 }
 
 // fail answers an error: code, the WWW-Authenticate challenge when not
@@ -197,8 +212,8 @@ func badRequest(w http.ResponseWriter, msg string) {
 	fail(w, http.StatusBadRequest, `Bearer error="invalid_request"`, msg)
 }
 
-func noToken(w http.ResponseWriter, r *http.Request) {
-	fail(w, http.StatusUnauthorized, `Bearer resource_metadata="`+metadataURL(r)+`"`, "an access token is required")
+func (h *Hub) noToken(w http.ResponseWriter, r *http.Request) {
+	fail(w, http.StatusUnauthorized, `Bearer resource_metadata="`+h.metadataURL(r)+`"`, "an access token is required")
 }
 
 func invalidToken(w http.ResponseWriter) {
@@ -222,7 +237,7 @@ func (h *Hub) authenticate(w http.ResponseWriter, r *http.Request, required bool
 	}
 	if raw == "" {
 		if required {
-			noToken(w, r)
+			h.noToken(w, r)
 			return nil, nil, src, false
 		}
 		return nil, nil, src, true
@@ -233,7 +248,7 @@ func (h *Hub) authenticate(w http.ResponseWriter, r *http.Request, required bool
 		invalidToken(w)
 		return nil, nil, src, false
 	}
-	g, err = compileGrants(h.matchers, tok, hubURL(r))
+	g, err = compileGrants(h.matchers, tok, h.base(r))
 	if err != nil {
 		invalidToken(w)
 		return nil, nil, src, false
@@ -296,7 +311,7 @@ func (h *Hub) publish(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	for _, t := range u.Topics {
-		if ReservedTopic(t, hubURL(r)) {
+		if ReservedTopic(t, h.base(r)) {
 			fail(w, http.StatusForbidden, "", "the topic addresses the hub's reserved namespace "+hubPath)
 			return
 		}
@@ -430,7 +445,7 @@ func (h *Hub) originAllowed(r *http.Request) bool {
 
 // subscribe handles a GET opening a stream.
 func (h *Hub) subscribe(w http.ResponseWriter, r *http.Request) {
-	base := hubURL(r)
+	base := h.base(r)
 	query, err := url.ParseQuery(r.URL.RawQuery)
 	if err != nil {
 		badRequest(w, "malformed query: "+err.Error())
