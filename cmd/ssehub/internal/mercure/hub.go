@@ -166,6 +166,12 @@ const MetadataPath = "/.well-known/oauth-protected-resource" + hubPath
 // Register adds the hub's routes to mux.
 func (h *Hub) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET "+Path, h.subscribe)
+	// A GET pattern also serves HEAD, which would open a stream whose
+	// body nobody reads.
+	mux.HandleFunc("HEAD "+Path, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Allow", "GET, POST")
+		w.WriteHeader(http.StatusMethodNotAllowed)
+	})
 	mux.HandleFunc("POST "+Path, h.publish)
 	mux.HandleFunc("GET "+MetadataPath, h.metadata)
 	if h.subs != nil {
