@@ -4,8 +4,10 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"net"
 	"net/http"
 	"net/url"
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -63,5 +65,51 @@ func BenchmarkHubFanout(b *testing.B) {
 			}
 			b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "deliveries/s")
 		})
+	}
+}
+
+// BenchmarkIdleStreams opens idle streams with raw TCP clients (a socket
+// each, no goroutine) and reports the heap and stack the process holds
+// per stream, most of it on the hub's side.
+//
+//	go test -run '^$' -bench IdleStreams -benchtime 1x ./cmd/ssehub
+func BenchmarkIdleStreams(b *testing.B) {
+	const n = 2000
+	h := startHub(b, nil, "-anonymous")
+	addr := strings.TrimPrefix(h.base, "http://")
+	inUse := func() uint64 {
+		runtime.GC()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		return ms.HeapInuse + ms.StackInuse
+	}
+	for b.Loop() {
+		before := inUse()
+		conns := make([]net.Conn, 0, n)
+		for range n {
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				b.Fatal(err)
+			}
+			fmt.Fprintf(c, "GET /.well-known/mercure?matchURLPattern=https://example.com/books/:id HTTP/1.1\r\nHost: %s\r\n\r\n", addr)
+			conns = append(conns, c)
+		}
+		// Wait until the hub serves them all: each got its opening.
+		buf := make([]byte, 512)
+		for _, c := range conns {
+			var got string
+			for !strings.Contains(got, ": connected") {
+				k, err := c.Read(buf)
+				if err != nil {
+					b.Fatal(err)
+				}
+				got += string(buf[:k])
+			}
+		}
+		after := inUse()
+		b.ReportMetric(float64(after-before)/n, "bytes/stream")
+		for _, c := range conns {
+			c.Close()
+		}
 	}
 }

@@ -44,6 +44,8 @@ type config struct {
 	maxConnsClient int
 	maxBody        int64
 	maxLifetime    time.Duration
+	tlsCert        string
+	tlsKey         string
 	logFormat      string
 	version        bool
 	help           bool
@@ -77,6 +79,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	fs.IntVar(&c.maxConnsClient, "max-connections-per-client", 0, "bound on open streams per IP address (0: none)")
 	fs.DurationVar(&c.maxLifetime, "max-lifetime", 0, "end streams after this long so that subscribers re-authenticate (0: only at token exp)")
 	fs.Int64Var(&c.maxBody, "max-body", 1<<20, "bound on a publish request's body in bytes")
+	fs.StringVar(&c.tlsCert, "tls-cert", "", "certificate file (PEM) to serve HTTPS and HTTP/2; with -tls-key")
+	fs.StringVar(&c.tlsKey, "tls-key", "", "private key file (PEM) of -tls-cert")
 	fs.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
 	fs.BoolVar(&c.version, "version", false, "print the version and exit")
 	var err error
@@ -116,6 +120,9 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	}
 	if c.jwtKey != "" && c.jwksURL != "" {
 		return nil, configErrorf("-jwt-key and -jwks-url exclude each other")
+	}
+	if (c.tlsCert == "") != (c.tlsKey == "") {
+		return nil, configErrorf("-tls-cert and -tls-key go together")
 	}
 	if c.maxBody <= 0 {
 		return nil, configErrorf("-max-body must be positive")

@@ -3,6 +3,7 @@ package main
 import (
 	"net/http"
 	"testing"
+	"time"
 )
 
 func TestCORS(t *testing.T) {
@@ -51,14 +52,14 @@ func TestConnectionsPerClient(t *testing.T) {
 	s.res.Body.Close()
 	// The slot frees once the hub sees the stream end; a new stream
 	// then gets in (the hub notices the close asynchronously, so retry
-	// until it does).
-	for i := 0; ; i++ {
+	// until it does, for at most 10s).
+	for deadline := time.Now().Add(10 * time.Second); ; {
 		code, _, _ := h.get(t, "match=d", nil)
 		if code == http.StatusOK {
 			break
 		}
-		if i == 1000 {
-			t.Fatalf("after a close: got %d, want 200", code)
+		if time.Now().After(deadline) {
+			t.Fatalf("10s after a close: got %d, want 200", code)
 		}
 	}
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	_ "embed"
 	"encoding/hex"
 	"errors"
@@ -12,13 +13,14 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/coregx/stream/cmd/ssehub/internal/auth"
 	"github.com/coregx/stream/cmd/ssehub/internal/mercure"
-	"github.com/coregx/stream/sse"
 	"github.com/golang-jwt/jwt/v5"
 )
 
@@ -51,18 +53,34 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	}
 	log := slog.New(handler)
 
+	var tlsConfig *tls.Config
+	scheme := "http"
+	if cfg.tlsCert != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.tlsCert, cfg.tlsKey)
+		if err != nil {
+			return configErrorf("-tls-cert/-tls-key: %v", err)
+		}
+		tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"h2", "http/1.1"}, MinVersion: tls.VersionTLS12}
+		scheme = "https"
+	}
 	ln, err := net.Listen("tcp", cfg.addr)
 	if err != nil {
 		return configErrorf("-addr %s: %v", cfg.addr, err)
 	}
 	defer ln.Close()
-	hubURL := "http://" + ln.Addr().String() + mercure.Path
-	if host, port, err := net.SplitHostPort(cfg.addr); err == nil && host == "localhost" && port != "0" {
-		hubURL = "http://" + cfg.addr + mercure.Path
+	hubURL := scheme + "://" + ln.Addr().String() + mercure.Path
+	if tcp, ok := ln.Addr().(*net.TCPAddr); ok {
+		host, _, _ := net.SplitHostPort(cfg.addr)
+		if host == "localhost" || tcp.IP.IsUnspecified() {
+			hubURL = scheme + "://" + net.JoinHostPort("localhost", strconv.Itoa(tcp.Port)) + mercure.Path
+		}
 	}
 	resource := cfg.resource
 	if resource == "" {
 		resource = hubURL
+		if cfg.jwtKey != "" || cfg.jwksURL != "" {
+			log.Warn("ssehub: no -resource-identifier: tokens must have the hub's local URL as aud", "aud", resource)
+		}
 	}
 
 	keysCtx, stopKeys := context.WithCancel(context.Background())
@@ -109,15 +127,26 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	}
 
 	engine, err := mercure.NewEngine(mercure.EngineConfig{
-		History:      sse.HistoryLimits{MaxEvents: cfg.historyEvents, MaxBytes: cfg.historyBytes, MaxAge: cfg.historyAge},
-		Heartbeat:    cfg.heartbeat,
-		WriteTimeout: cfg.writeTimeout,
-		Logger:       log,
+		HistoryEvents: cfg.historyEvents,
+		HistoryBytes:  cfg.historyBytes,
+		HistoryAge:    cfg.historyAge,
+		Heartbeat:     cfg.heartbeat,
+		WriteTimeout:  cfg.writeTimeout,
+		Logger:        log,
 	})
 	if err != nil {
 		return err
 	}
+	met := newMetrics()
+	met.attach(engine)
+	// The hub's URL, base of relative topics and patterns: the resource
+	// identifier when it is one, else the URL it listens on.
+	publicURL := hubURL
+	if u, err := url.Parse(resource); err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != "" && u.Path == mercure.Path {
+		publicURL = resource
+	}
 	hub := mercure.NewHub(mercure.Config{
+		URL:                     publicURL,
 		Engine:                  engine,
 		Validator:               validator,
 		Anonymous:               cfg.anonymous,
@@ -129,6 +158,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		Subscriptions:           cfg.subscriptions,
 		Compat:                  cfg.compat,
 		MaxLifetime:             cfg.maxLifetime,
+		ObservePublish:          met.observePublish,
 		Logger:                  log,
 	})
 
@@ -139,6 +169,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		w.Header().Set("Content-Security-Policy", "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'")
 		demoPage.Execute(w, map[string]any{"Token": devToken, "Cookie": cfg.cookieName})
 	})
+	mux.Handle("GET /metrics", met.handler)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, "ok\n")
 	})
@@ -161,7 +192,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		// each write instead.
 	}
 	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
+	if tlsConfig != nil {
+		srv.TLSConfig = tlsConfig
+		go func() { served <- srv.ServeTLS(ln, "", "") }()
+	} else {
+		go func() { served <- srv.Serve(ln) }()
+	}
 	log.Info("ssehub: listening", "url", hubURL, "demo", strings.TrimSuffix(hubURL, mercure.Path)+"/", "resource", resource, "version", version)
 
 	select {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
@@ -29,6 +30,8 @@ func TestRunConfigErrors(t *testing.T) {
 		{"AlgNone", []string{"-jwt-key", testSecret, "-jwt-alg", "none"}, nil, `-jwt-alg: "none" is never accepted`},
 		{"KeyAndJWKS", []string{"-jwt-key", testSecret, "-jwks-url", "http://127.0.0.1:1/jwks"}, nil, "-jwt-key and -jwks-url exclude each other"},
 		{"Addr", []string{"-addr", "256.0.0.1:0"}, nil, "-addr 256.0.0.1:0: "},
+		{"TLSHalf", []string{"-tls-cert", "cert.pem"}, nil, "-tls-cert and -tls-key go together"},
+		{"TLSFiles", []string{"-tls-cert", "/nonexistent/cert.pem", "-tls-key", "/nonexistent/key.pem"}, nil, "-tls-cert/-tls-key: open /nonexistent/cert.pem: no such file or directory"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -137,5 +140,51 @@ func TestRunGracefulShutdown(t *testing.T) {
 	h.done <- nil // for the cleanup
 	if d := time.Since(start); d > 8*time.Second {
 		t.Errorf("shutdown took %v", d)
+	}
+}
+
+func TestRunMetrics(t *testing.T) {
+	h := startHub(t, nil, "-anonymous")
+	s := h.subscribe(t, "match=urn:metrics", nil)
+	id := h.mustPublish(t, form("topic", "urn:metrics", "data", "x"))
+	if got, want := s.next(), ev(id, "x"); got != want {
+		t.Fatalf("got %q, want %q", got, want)
+	}
+	h.publish(t, "", form("topic", "urn:metrics"))
+	res, err := http.Get(h.base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	for _, want := range []string{
+		"\nssehub_sse_connections 1\n",
+		"\nssehub_sse_published_total 1\n",
+		"\nssehub_publish_duration_seconds_count{code=\"200\"} 1\n",
+		"\nssehub_publish_duration_seconds_count{code=\"401\"} 1\n",
+	} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("metrics lack %q", strings.TrimSpace(want))
+		}
+	}
+}
+
+func TestRunJSONLogs(t *testing.T) {
+	ctx, cancel := context.WithCancel(t.Context())
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	args := []string{"-addr", "127.0.0.1:0", "-jwt-key", testSecret, "-log-format", "json"}
+	go func() { done <- run(ctx, args, func(string) string { return "" }, pw); pw.Close() }()
+	out, _ := readUntil(pr, `"msg":"ssehub: listening"`)
+	cancel()
+	io.Copy(io.Discard, pr)
+	if err := <-done; err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		var rec map[string]any
+		if err := json.Unmarshal([]byte(line), &rec); err != nil || rec["msg"] == nil {
+			t.Errorf("log line %q is not a JSON record: %v", line, err)
+		}
 	}
 }

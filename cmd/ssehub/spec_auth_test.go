@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bufio"
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -261,6 +263,33 @@ func TestMaxLifetime(t *testing.T) {
 		s.expectEnd()
 		if d := time.Since(start); d < 300*time.Millisecond || d > 5*time.Second {
 			t.Errorf("stream ended after %v, want about 300ms", d)
+		}
+	})
+}
+
+func TestSpecHostHeaderIgnored(t *testing.T) {
+	h := startHub(t, nil, "-anonymous")
+	t.Run("MatcherTypes/URLPattern/BaseIsTheHubURL", func(t *testing.T) {
+		// A relative grant means topics of the hub's own URL: a client
+		// naming another host in its Host header must not widen it.
+		grant := sign(t, h.claims(map[string]any{"type": "mercure", "actions": []string{"subscribe"},
+			"topics": []any{map[string]any{"match": "/books/:id", "matchType": "URLPattern"}}}))
+		ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+		defer cancel()
+		req, _ := http.NewRequestWithContext(ctx, "GET", h.url+"?match=*", nil)
+		req.Host = "example.com"
+		req.Header.Set("Authorization", "Bearer "+grant)
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		s := &stream{t: t, res: res, br: bufio.NewReader(res.Body)}
+		s.block(true)
+		h.mustPublish(t, form("topic", "http://example.com/books/1", "data", "not yours", "private", "on"))
+		own := h.mustPublish(t, form("topic", h.base+"/books/2", "data", "yours", "private", "on"))
+		if got, want := s.next(), ev(own, "yours"); got != want {
+			t.Errorf("got %q, want %q", got, want)
 		}
 	})
 }

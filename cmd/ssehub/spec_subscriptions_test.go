@@ -185,3 +185,30 @@ func TestSpecSubscriptionAPIEmpty(t *testing.T) {
 		}
 	})
 }
+
+func TestSpecSubscriberUnique(t *testing.T) {
+	h := startHub(t, nil, "-subscriptions")
+	watch := h.subscribe(t, "matchURLPattern=/.well-known/mercure/subscriptions/:type/:match/:subscriber",
+		http.Header{"Authorization": {"Bearer " + h.admin(t)}})
+	c := h.claims(detail("subscribe", "*"))
+	c["sub"] = "urn:user:1"
+	tok := http.Header{"Authorization": {"Bearer " + sign(t, c)}}
+	h.subscribe(t, "match=urn:tab", tok) // open for the whole test
+	t.Run("ActiveSubscriptions/SubscriptionEvents/SubscriberFromSub", func(t *testing.T) {
+		_, data := eventData(t, watch.next())
+		var d map[string]any
+		json.Unmarshal([]byte(data), &d)
+		if d["subscriber"] != "urn:user:1" || d["id"] != "/.well-known/mercure/subscriptions/Exact/urn%3Atab/urn%3Auser%3A1" {
+			t.Errorf("got %s, want the sub claim as subscriber", data)
+		}
+	})
+	t.Run("ActiveSubscriptions/SubscriptionEvents/SubscriberUnique", func(t *testing.T) {
+		h.subscribe(t, "match=urn:tab", tok) // a second tab of the same user
+		_, data := eventData(t, watch.next())
+		var d map[string]any
+		json.Unmarshal([]byte(data), &d)
+		if sub, _ := d["subscriber"].(string); !strings.HasPrefix(sub, "urn:uuid:") {
+			t.Errorf("got %s, want a fresh urn:uuid subscriber (urn:user:1 is taken for this matcher)", data)
+		}
+	})
+}

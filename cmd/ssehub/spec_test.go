@@ -42,6 +42,16 @@ func TestSpecSubscription(t *testing.T) {
 		}
 	})
 
+	t.Run("Subscription/GETOnly", func(t *testing.T) {
+		for _, m := range []string{"HEAD", "PUT", "DELETE", "QUERY"} {
+			req, _ := http.NewRequest(m, h.url+"?match=x", nil)
+			code, _, _ := do(t, req)
+			if code != http.StatusMethodNotAllowed {
+				t.Errorf("%s: got %d, want 405", m, code)
+			}
+		}
+	})
+
 	t.Run("Subscription/ReservedMatchNamespace", func(t *testing.T) {
 		for _, q := range []string{"matchFoo=x", "MATCH=x", "Match=x", "matchurlpattern=x", "matchexact=x", "match_exact=x", "matchURLPatterns=x"} {
 			code, _, res := h.get(t, q, nil)

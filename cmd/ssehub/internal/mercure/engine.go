@@ -14,7 +14,7 @@ package mercure
 // client handling, heartbeats and graceful shutdown.
 //
 // The broker stores events only (type, id, data, retry), not the
-// update's topic and private flag, which every node needs to filter. Until
+// update's topics and private flag, which every node needs to filter. Until
 // brokers carry metadata, the hub stores each update with its metadata in
 // an envelope in the event's data (see encodeEnvelope), and hubBroker,
 // the view of the broker given to the sse.Server, takes the envelope off
@@ -68,8 +68,12 @@ type EngineConfig struct {
 	// Broker stores the updates; nil means an in-memory broker bounded
 	// by History. The engine closes it.
 	Broker sse.Broker
-	// History bounds the in-memory broker's retention.
-	History sse.HistoryLimits
+	// HistoryEvents, HistoryBytes and HistoryAge bound the retention of
+	// the in-memory broker: zero means the core's defaults (1000
+	// updates, 1 MiB, 1 hour), negative no bound.
+	HistoryEvents int
+	HistoryBytes  int64
+	HistoryAge    time.Duration
 	// Heartbeat is the idle time before a keep-alive comment; zero means
 	// the core's default (15s), negative none.
 	Heartbeat time.Duration
@@ -96,12 +100,13 @@ type filterKey struct{}
 func NewEngine(cfg EngineConfig) (*Engine, error) {
 	inner := cfg.Broker
 	if inner == nil {
-		inner = sse.NewMemoryBroker(cfg.History)
+		inner = sse.NewMemoryBroker(sse.HistoryLimits{MaxEvents: cfg.HistoryEvents, MaxBytes: cfg.HistoryBytes, MaxAge: cfg.HistoryAge})
 	}
 	// The cache must hold the metadata of every update a replay can
-	// list, so it is sized above the history it serves.
+	// list, so it is sized above the history it serves: an update whose
+	// metadata is gone is sent to nobody (never to the wrong stream).
 	size := 1 << 20
-	if n := cfg.History.MaxEvents; n > 0 {
+	if n := cfg.HistoryEvents; n > 0 {
 		size = n + 1<<16
 	} else if n == 0 {
 		size = sse.DefaultHistoryEvents + 1<<16
@@ -212,6 +217,9 @@ func (e *Engine) Ready(ctx context.Context) error {
 // Streams returns the number of open streams.
 func (e *Engine) Streams() int { return e.srv.Clients() }
 
+// Stats returns the core's counters.
+func (e *Engine) Stats() sse.HubStats { return e.srv.Stats() }
+
 // Shutdown ends the streams gracefully (see sse.Server.Shutdown) and
 // releases the broker.
 func (e *Engine) Shutdown(ctx context.Context) error {
@@ -266,7 +274,8 @@ func (b *hubBroker) Subscribe(ctx context.Context, topic string, after uint64, f
 	})
 }
 
-// The envelope is "p\n<topics>\n<data>" for a private update and
+// encodeEnvelope wraps the data of u with its metadata:
+// "p\n<topics>\n<data>" for a private update and
 // "-\n<topics>\n<data>" for a public one, the topics separated by
 // U+001F. Topics hold no control characters, so neither the separator
 // nor the second line break can occur in one.
@@ -278,7 +287,11 @@ func encodeEnvelope(u *Update) string {
 	return flag + "\n" + strings.Join(u.Topics, topicSeparator) + "\n" + u.Data
 }
 
+// topicSeparator separates the topics of an envelope.
 const topicSeparator = "\x1f"
+
+// decodeEnvelope undoes encodeEnvelope; ok is false for data that is not
+// an envelope.
 
 func decodeEnvelope(s string) (*updateMeta, string, bool) {
 	flag, rest, ok := strings.Cut(s, "\n")

@@ -36,6 +36,13 @@ type Config struct {
 	// Engine delivers the updates; required.
 	Engine *Engine
 
+	// URL is the hub's URL, the base against which relative topics and
+	// URL patterns (of subscriptions and of tokens) are resolved, and
+	// the target of its links. Empty means the URL each request reached,
+	// from its Host header, which a client chooses: only for tests and
+	// trusted networks.
+	URL string
+
 	// Validator checks access tokens; required.
 	Validator *auth.Validator
 
@@ -93,11 +100,19 @@ type Config struct {
 	// mercureAuthorization cookie and the Last-Event-ID query parameter.
 	Compat bool
 
+	// ObservePublish, when set, is called after each publish request
+	// with the status answered and the time taken.
+	ObservePublish func(status int, d time.Duration)
+
 	// Logger receives the hub's records; nil discards them.
 	Logger *slog.Logger
 }
 
 // Hub serves the Mercure endpoints.
+//
+// Lock order: registry.mu (held while a subscription event is
+// published), then the engine's; Hub.mu, matcherCache.mu and
+// metaCache.mu are leaves, never held while taking another lock.
 type Hub struct {
 	cfg Config
 
@@ -151,6 +166,12 @@ const MetadataPath = "/.well-known/oauth-protected-resource" + hubPath
 // Register adds the hub's routes to mux.
 func (h *Hub) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET "+Path, h.subscribe)
+	// A GET pattern also serves HEAD, which would open a stream whose
+	// body nobody reads.
+	mux.HandleFunc("HEAD "+Path, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Allow", "GET, POST")
+		w.WriteHeader(http.StatusMethodNotAllowed)
+	})
 	mux.HandleFunc("POST "+Path, h.publish)
 	mux.HandleFunc("GET "+MetadataPath, h.metadata)
 	if h.subs != nil {
@@ -169,11 +190,20 @@ func hubURL(r *http.Request) string {
 	return scheme + "://" + r.Host + hubPath
 }
 
-func metadataURL(r *http.Request) string {
-	return strings.TrimSuffix(hubURL(r), hubPath) + MetadataPath
+// base returns the hub's URL: the configured one, else the one r reached.
+func (h *Hub) base(r *http.Request) string {
+	if h.cfg.URL != "" {
+		return h.cfg.URL
+	}
+	return hubURL(r)
 }
 
-// Errors of the hub, answered as RFC 6750 section 3 prescribes.
+func (h *Hub) metadataURL(r *http.Request) string {
+	return strings.TrimSuffix(h.base(r), hubPath) + MetadataPath
+}
+
+// fail answers an error: code, the WWW-Authenticate challenge when not
+// empty (RFC 6750 section 3), and msg as a line of text.
 func fail(w http.ResponseWriter, code int, challenge, msg string) {
 	if challenge != "" {
 		w.Header().Set("WWW-Authenticate", challenge)
@@ -188,8 +218,8 @@ func badRequest(w http.ResponseWriter, msg string) {
 	fail(w, http.StatusBadRequest, `Bearer error="invalid_request"`, msg)
 }
 
-func noToken(w http.ResponseWriter, r *http.Request) {
-	fail(w, http.StatusUnauthorized, `Bearer resource_metadata="`+metadataURL(r)+`"`, "an access token is required")
+func (h *Hub) noToken(w http.ResponseWriter, r *http.Request) {
+	fail(w, http.StatusUnauthorized, `Bearer resource_metadata="`+h.metadataURL(r)+`"`, "an access token is required")
 }
 
 func invalidToken(w http.ResponseWriter) {
@@ -213,7 +243,7 @@ func (h *Hub) authenticate(w http.ResponseWriter, r *http.Request, required bool
 	}
 	if raw == "" {
 		if required {
-			noToken(w, r)
+			h.noToken(w, r)
 			return nil, nil, src, false
 		}
 		return nil, nil, src, true
@@ -224,7 +254,7 @@ func (h *Hub) authenticate(w http.ResponseWriter, r *http.Request, required bool
 		invalidToken(w)
 		return nil, nil, src, false
 	}
-	g, err = compileGrants(h.matchers, tok, hubURL(r))
+	g, err = compileGrants(h.matchers, tok, h.base(r))
 	if err != nil {
 		invalidToken(w)
 		return nil, nil, src, false
@@ -232,8 +262,24 @@ func (h *Hub) authenticate(w http.ResponseWriter, r *http.Request, required bool
 	return g, tok, src, true
 }
 
+// statusWriter records the status of a response.
+type statusWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	w.code = code
+	w.ResponseWriter.WriteHeader(code)
+}
+
 // publish handles a POST of an update.
 func (h *Hub) publish(w http.ResponseWriter, r *http.Request) {
+	if h.cfg.ObservePublish != nil {
+		start, sw := time.Now(), &statusWriter{ResponseWriter: w, code: http.StatusOK}
+		defer func() { h.cfg.ObservePublish(sw.code, time.Since(start)) }()
+		w = sw
+	}
 	g, _, src, ok := h.authenticate(w, r, true)
 	if !ok {
 		return
@@ -271,7 +317,7 @@ func (h *Hub) publish(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	for _, t := range u.Topics {
-		if ReservedTopic(t, hubURL(r)) {
+		if ReservedTopic(t, h.base(r)) {
 			fail(w, http.StatusForbidden, "", "the topic addresses the hub's reserved namespace "+hubPath)
 			return
 		}
@@ -405,7 +451,7 @@ func (h *Hub) originAllowed(r *http.Request) bool {
 
 // subscribe handles a GET opening a stream.
 func (h *Hub) subscribe(w http.ResponseWriter, r *http.Request) {
-	base := hubURL(r)
+	base := h.base(r)
 	query, err := url.ParseQuery(r.URL.RawQuery)
 	if err != nil {
 		badRequest(w, "malformed query: "+err.Error())
@@ -448,9 +494,6 @@ func (h *Hub) subscribe(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Last-Event-ID", h.cfg.Engine.Predecessor(r.Context(), lastID, h.cfg.ScanLimit, visible))
 	} else if resume {
 		w.Header().Set("Last-Event-ID", Earliest)
-	}
-	if _, ok := query["access_token"]; ok {
-		w.Header().Set("Cache-Control", "private, no-store")
 	}
 	if h.subs != nil {
 		subject := ""

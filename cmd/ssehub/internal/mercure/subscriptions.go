@@ -196,7 +196,7 @@ func (h *Hub) serveSubscriptions(w http.ResponseWriter, r *http.Request) {
 	body["@context"] = jsonLDContext
 	body["lastEventID"] = last
 	w.Header().Set("Content-Type", "application/ld+json")
-	w.Header().Set("Link", "<"+hubURL(r)+`>; rel="mercure"`)
+	w.Header().Set("Link", "<"+h.base(r)+`>; rel="mercure"`)
 	w.Header().Set("Cache-Control", "must-revalidate")
 	json.NewEncoder(w).Encode(body)
 }
