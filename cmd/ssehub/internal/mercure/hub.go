@@ -27,7 +27,6 @@ const (
 	DefaultMaxBody        = 1 << 20
 	DefaultMaxTopicLength = 2048
 	DefaultMaxMatchers    = 32
-	DefaultScanLimit      = 1000
 )
 
 // Config configures a [Hub]. Its zero value, with an Engine and a
@@ -85,11 +84,6 @@ type Config struct {
 	// means no bound besides the token's exp.
 	MaxLifetime time.Duration
 
-	// ScanLimit bounds the updates examined, backwards from a resume
-	// position, for the Last-Event-ID response header; zero means
-	// DefaultScanLimit (1000).
-	ScanLimit int
-
 	// Subscriptions enables the active subscriptions feature:
 	// subscription events and the subscription API.
 	Subscriptions bool
@@ -111,8 +105,8 @@ type Config struct {
 // Hub serves the Mercure endpoints.
 //
 // Lock order: registry.mu (held while a subscription event is
-// published), then the engine's; Hub.mu, matcherCache.mu and
-// metaCache.mu are leaves, never held while taking another lock.
+// published), then the engine's; Hub.mu, and matcherCache.mu
+// are leaves, never held while taking another lock.
 type Hub struct {
 	cfg Config
 
@@ -137,9 +131,6 @@ func NewHub(cfg Config) *Hub {
 	}
 	if cfg.MaxMatchers == 0 {
 		cfg.MaxMatchers = DefaultMaxMatchers
-	}
-	if cfg.ScanLimit == 0 {
-		cfg.ScanLimit = DefaultScanLimit
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -481,19 +472,16 @@ func (h *Hub) subscribe(w http.ResponseWriter, r *http.Request) {
 	} else if v, ok := query["Last-Event-ID"]; ok && h.cfg.Compat {
 		lastID, resume = v[0], true // Mercure 0.x spelling
 	}
-	visible := func(u *updateMeta) bool { return !u.Private || g.canReadAny(u.Topics) }
-	pass := func(u *updateMeta) bool {
-		for _, t := range u.Topics {
+	pass := func(topics []string, private bool) bool {
+		for _, t := range topics {
 			if anyMatch(matchers, t) {
-				return visible(u)
+				return !private || g.canReadAny(topics)
 			}
 		}
 		return false
 	}
-	if resume && lastID != "" {
-		w.Header().Set("Last-Event-ID", h.cfg.Engine.Predecessor(r.Context(), lastID, h.cfg.ScanLimit, visible))
-	} else if resume {
-		w.Header().Set("Last-Event-ID", Earliest)
+	if resume {
+		w.Header().Set("Last-Event-ID", h.cfg.Engine.Anchor(r.Context(), lastID))
 	}
 	if h.subs != nil {
 		subject := ""
