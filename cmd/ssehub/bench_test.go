@@ -28,7 +28,7 @@ func BenchmarkHubFanout(b *testing.B) {
 			defer tr.CloseIdleConnections()
 			client := &http.Client{Transport: tr}
 			for range n {
-				req, _ := http.NewRequestWithContext(ctx, "GET", h.url+"?matchURLPattern=https://example.com/books/:id", nil)
+				req, _ := http.NewRequestWithContext(ctx, "GET", h.url+"?match_urlpattern=https://example.com/books/:id", nil)
 				res, err := client.Do(req)
 				if err != nil {
 					b.Fatal(err)
@@ -91,7 +91,7 @@ func BenchmarkIdleStreams(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			fmt.Fprintf(c, "GET /.well-known/mercure?matchURLPattern=https://example.com/books/:id HTTP/1.1\r\nHost: %s\r\n\r\n", addr)
+			fmt.Fprintf(c, "GET /.well-known/mercure?match_urlpattern=https://example.com/books/:id HTTP/1.1\r\nHost: %s\r\n\r\n", addr)
 			conns = append(conns, c)
 		}
 		// Wait until the hub serves them all: each got its opening.

@@ -120,10 +120,12 @@ func TestBrowser(t *testing.T) {
 
 	t.Run("EventSource/PrivateWithCookie", func(t *testing.T) {
 		reader := sign(t, h.claims(detail("subscribe", "urn:browser:2")))
-		httpOnly := true
+		// The __Secure- prefix needs a Secure cookie, which Chromium
+		// sends to the loopback address over plain HTTP too.
+		httpOnly, secure := true, true
 		_, err := chromedp.Run(ctx, func(ctx context.Context, tg *chromedp.Target) (cdp.Empty, error) {
 			return cdp.Call(ctx, tg, network.SetCookie, network.SetCookieParams{
-				Name: "mercureAccessToken", Value: reader, URL: h.base + "/", HTTPOnly: &httpOnly})
+				Name: "__Secure-mercure_access_token", Value: reader, URL: h.base + "/", HTTPOnly: &httpOnly, Secure: &secure})
 		})
 		if err != nil {
 			t.Fatal(err)
@@ -141,7 +143,7 @@ func TestBrowser(t *testing.T) {
 	t.Run("EventSource/ResumeWithLastEventID", func(t *testing.T) {
 		first := h.mustPublish(t, form("topic", "urn:browser:3", "data", "one"))
 		second := h.mustPublish(t, form("topic", "urn:browser:3", "data", "two"))
-		openSource(t, ctx, "resume", "/.well-known/mercure?match=urn:browser:3&lastEventID="+first)
+		openSource(t, ctx, "resume", "/.well-known/mercure?match=urn:browser:3&last_event_id="+first)
 		third := h.mustPublish(t, form("topic", "urn:browser:3", "data", "three"))
 		if got, want := fmt.Sprint(waitSeen(t, ctx, "resume", 2)), fmt.Sprint([]seenEvent{{"two", second}, {"three", third}}); got != want {
 			t.Errorf("got %s, want %s", got, want)

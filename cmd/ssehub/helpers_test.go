@@ -17,6 +17,12 @@ import (
 // testSecret is the HMAC key of the hubs the tests start.
 const testSecret = "0123456789abcdef0123456789abcdef"
 
+// testIssuer is the iss of the tests' tokens.
+const testIssuer = "https://issuer.example"
+
+// detailType is the type of a Mercure authorization detail.
+const detailType = "https://mercure.rocks/authorization-detail"
+
 // testHub is a hub started by run on 127.0.0.1:0.
 type testHub struct {
 	base     string // http://127.0.0.1:port
@@ -95,7 +101,7 @@ func (h *testHub) logs() string {
 
 // claims returns the usual claims of a token for h granting details.
 func (h *testHub) claims(details ...map[string]any) jwt.MapClaims {
-	c := jwt.MapClaims{"aud": h.resource, "exp": time.Now().Add(time.Hour).Unix()}
+	c := jwt.MapClaims{"iss": testIssuer, "aud": h.resource, "exp": time.Now().Add(time.Hour).Unix()}
 	if details != nil {
 		ds := make([]any, len(details))
 		for i, d := range details {
@@ -113,7 +119,7 @@ func detail(actions string, topics ...string) map[string]any {
 	for i, tp := range topics {
 		ts[i] = map[string]any{"match": tp}
 	}
-	return map[string]any{"type": "mercure", "actions": strings.Split(actions, ","), "topics": ts}
+	return map[string]any{"type": detailType, "actions": strings.Split(actions, ","), "topics": ts}
 }
 
 // sign signs claims with the test key as an at+jwt token.
@@ -157,7 +163,13 @@ func (h *testHub) publish(t *testing.T, token string, form url.Values) (int, str
 // mustPublish publishes form with an admin token and returns the id.
 func (h *testHub) mustPublish(t *testing.T, form url.Values) string {
 	t.Helper()
-	code, body, _ := h.publish(t, h.admin(t), form)
+	return h.mustPublishWith(t, h.admin(t), form)
+}
+
+// mustPublishWith publishes form with token and returns the id.
+func (h *testHub) mustPublishWith(t *testing.T, token string, form url.Values) string {
+	t.Helper()
+	code, body, _ := h.publish(t, token, form)
 	if code != http.StatusOK {
 		t.Fatalf("publish %v: got %d %q, want 200", form, code, body)
 	}
@@ -212,9 +224,21 @@ type stream struct {
 // unless it answers 200.
 func (h *testHub) subscribe(t *testing.T, query string, header http.Header) *stream {
 	t.Helper()
+	return h.subscribeQuery(t, query, "", header)
+}
+
+// subscribeQuery opens a stream on h with the QUERY method, query and a
+// form body (GET when body is empty), failing the test unless it answers
+// 200.
+func (h *testHub) subscribeQuery(t *testing.T, query, body string, header http.Header) *stream {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	t.Cleanup(cancel)
 	req, _ := http.NewRequestWithContext(ctx, "GET", h.url+"?"+query, nil)
+	if body != "" {
+		req, _ = http.NewRequestWithContext(ctx, "QUERY", h.url+"?"+query, strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
 	for k, v := range header {
 		req.Header[k] = v
 	}

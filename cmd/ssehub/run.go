@@ -22,6 +22,7 @@ import (
 	"github.com/coregx/stream/cmd/ssehub/internal/auth"
 	"github.com/coregx/stream/cmd/ssehub/internal/mercure"
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/google/uuid"
 )
 
 //go:embed demo.html
@@ -119,7 +120,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		rand.Read(secret)
 		key := []byte(hex.EncodeToString(secret))
 		validator.Keyfunc, validator.Algorithms = auth.StaticKeyfunc(key), []string{"HS256"}
-		if devToken, err = newDevToken(key, resource, cfg.issuer, time.Now().Add(devTokenLifetime)); err != nil {
+		issuer := cfg.issuer
+		if issuer == "" {
+			issuer = strings.TrimSuffix(hubURL, mercure.Path)
+		}
+		if devToken, err = newDevToken(key, resource, issuer, time.Now().Add(devTokenLifetime)); err != nil {
 			return err
 		}
 		log.Warn("ssehub: DEVELOPMENT MODE: no -jwt-key or -jwks-url, tokens are signed with a random key made for this run; never expose this hub")
@@ -145,11 +150,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if u, err := url.Parse(resource); err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != "" && u.Path == mercure.Path {
 		publicURL = resource
 	}
+	var authServers []string
+	if cfg.jwksURL != "" && cfg.issuer != "" {
+		authServers = []string{cfg.issuer}
+	}
 	hub := mercure.NewHub(mercure.Config{
 		URL:                     publicURL,
 		Engine:                  engine,
 		Validator:               validator,
 		Anonymous:               cfg.anonymous,
+		AuthorizationServers:    authServers,
 		CookieName:              cfg.cookieName,
 		PublishOrigins:          list(cfg.publishOrigins),
 		MaxBody:                 cfg.maxBody,
@@ -229,17 +239,18 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 // on every topic.
 func newDevToken(key []byte, audience, issuer string, exp time.Time) (string, error) {
 	claims := jwt.MapClaims{
-		"aud": audience,
-		"exp": exp.Unix(),
-		"sub": "urn:ssehub:dev",
+		"iss":       issuer,
+		"aud":       audience,
+		"exp":       exp.Unix(),
+		"iat":       time.Now().Unix(),
+		"sub":       "urn:ssehub:dev",
+		"client_id": "urn:ssehub:dev",
+		"jti":       "urn:uuid:" + uuid.NewString(),
 		"authorization_details": []any{map[string]any{
-			"type":    "mercure",
+			"type":    auth.DetailType,
 			"actions": []string{"publish", "subscribe"},
 			"topics":  []any{map[string]string{"match": "*"}},
 		}},
-	}
-	if issuer != "" {
-		claims["iss"] = issuer
 	}
 	t := jwt.NewWithClaims(jwt.SigningMethodHS256, claims)
 	t.Header["typ"] = "at+jwt"
@@ -268,9 +279,9 @@ func cors(origins []string, next http.Handler) http.Handler {
 				next.ServeHTTP(w, r)
 				return
 			}
-			h.Set("Access-Control-Expose-Headers", "Last-Event-ID")
+			h.Set("Access-Control-Expose-Headers", "Link, Mercure-Last-Event-ID, Last-Event-ID")
 			if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
-				h.Set("Access-Control-Allow-Methods", "GET, POST")
+				h.Set("Access-Control-Allow-Methods", "GET, POST, QUERY")
 				h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, Last-Event-ID, Cache-Control")
 				h.Set("Access-Control-Max-Age", "600")
 				w.WriteHeader(http.StatusNoContent)

@@ -86,7 +86,7 @@ func TestRunOperations(t *testing.T) {
 	}
 	b, _ := io.ReadAll(res.Body)
 	res.Body.Close()
-	if res.StatusCode != 200 || !strings.Contains(string(b), `new EventSource(url)`) {
+	if res.StatusCode != 200 || !strings.Contains(string(b), `<h1>ssehub</h1>`) {
 		t.Errorf("demo page: got %d, want 200 with the demo", res.StatusCode)
 	}
 }

@@ -24,8 +24,10 @@ func TestSpecAuthorization(t *testing.T) {
 
 	t.Run("Authorization/ErrorResponses/NoToken", func(t *testing.T) {
 		code, _, res := h.publish(t, "", form("topic", topic))
-		checkStatus(t, "publish", code, res, http.StatusUnauthorized,
-			`Bearer resource_metadata="`+h.base+`/.well-known/oauth-protected-resource/.well-known/mercure"`)
+		checkStatus(t, "publish", code, res, http.StatusUnauthorized, challengeNoToken)
+		if got, want := res.Header.Get("WWW-Authenticate"), `Bearer resource_metadata="`+h.base+`/.well-known/oauth-protected-resource/.well-known/mercure"`; got != want {
+			t.Errorf("got WWW-Authenticate %q, want %q", got, want)
+		}
 	})
 
 	t.Run("Authorization/ErrorResponses/MalformedHeader", func(t *testing.T) {
@@ -58,14 +60,18 @@ func TestSpecAuthorization(t *testing.T) {
 		{"AudMissing", sign(t, without("aud"))},
 		{"AudOtherHub", sign(t, with("aud", "https://other.example/.well-known/mercure"))},
 		{"AudArrayWithout", sign(t, with("aud", []string{"a", "b"}))},
+		{"IssMissing", sign(t, without("iss"))},
+		{"IssuedInTheFuture", sign(t, with("iat", time.Now().Add(time.Hour).Unix()))},
 		{"Garbage", "not.a.token"},
 	}
 	for _, c := range invalid {
 		t.Run("Authorization/TokenValidation/"+c.name, func(t *testing.T) {
 			code, _, res := h.publish(t, c.token, form("topic", topic))
 			checkStatus(t, "publish", code, res, http.StatusUnauthorized, challengeInvalidToken)
-			code, _, res = h.get(t, "match=x&access_token="+c.token, nil)
+			code, _, res = h.get(t, "match=x", http.Header{"Authorization": {"Bearer " + c.token}})
 			checkStatus(t, "subscribe", code, res, http.StatusUnauthorized, challengeInvalidToken)
+			code, _, res = h.get(t, "match=x", http.Header{"Cookie": {"__Secure-mercure_access_token=" + c.token}})
+			checkStatus(t, "subscribe with the cookie", code, res, http.StatusUnauthorized, challengeInvalidToken)
 		})
 	}
 
@@ -87,18 +93,20 @@ func TestSpecAuthorization(t *testing.T) {
 		name    string
 		details any
 	}{
-		{"NotArray", map[string]any{"type": "mercure"}},
+		{"NotArray", map[string]any{"type": detailType}},
 		{"EntryNotObject", []any{"mercure"}},
-		{"ActionsMissing", []any{map[string]any{"type": "mercure", "topics": []any{map[string]any{"match": "*"}}}}},
-		{"ActionsEmpty", []any{map[string]any{"type": "mercure", "actions": []any{}, "topics": []any{map[string]any{"match": "*"}}}}},
-		{"ActionUnknown", []any{map[string]any{"type": "mercure", "actions": []any{"publish", "admin"}, "topics": []any{map[string]any{"match": "*"}}}}},
-		{"TopicsMissing", []any{map[string]any{"type": "mercure", "actions": []any{"publish"}}}},
-		{"TopicsEmpty", []any{map[string]any{"type": "mercure", "actions": []any{"publish"}, "topics": []any{}}}},
-		{"TopicNotObject", []any{map[string]any{"type": "mercure", "actions": []any{"publish"}, "topics": []any{"*"}}}},
-		{"MatchTypeUnknown", []any{map[string]any{"type": "mercure", "actions": []any{"publish"}, "topics": []any{map[string]any{"match": "*", "matchType": "exact"}}}}},
-		{"URLPatternInvalid", []any{map[string]any{"type": "mercure", "actions": []any{"publish"}, "topics": []any{map[string]any{"match": "https://x/(", "matchType": "URLPattern"}}}}},
-		{"PayloadNotObject", []any{map[string]any{"type": "mercure", "actions": []any{"subscribe"}, "topics": []any{map[string]any{"match": "*"}}, "payload": "x"}}},
-		{"OneBadAmongGood", []any{detail("publish", "*"), map[string]any{"type": "mercure", "actions": []any{"publish"}, "topics": []any{}}}},
+		{"ActionsMissing", []any{map[string]any{"type": detailType, "topics": []any{map[string]any{"match": "*"}}}}},
+		{"ActionsEmpty", []any{map[string]any{"type": detailType, "actions": []any{}, "topics": []any{map[string]any{"match": "*"}}}}},
+		{"ActionNotAString", []any{map[string]any{"type": detailType, "actions": []any{"publish", 1}, "topics": []any{map[string]any{"match": "*"}}}}},
+		{"TopicsMissing", []any{map[string]any{"type": detailType, "actions": []any{"publish"}}}},
+		{"TopicsEmpty", []any{map[string]any{"type": detailType, "actions": []any{"publish"}, "topics": []any{}}}},
+		{"TopicNotObject", []any{map[string]any{"type": detailType, "actions": []any{"publish"}, "topics": []any{"*"}}}},
+		{"MatchTypeUnknown", []any{map[string]any{"type": detailType, "actions": []any{"publish"}, "topics": []any{map[string]any{"match": "*", "match_type": "regex"}}}}},
+		{"MatchTypeCaseSensitive", []any{map[string]any{"type": detailType, "actions": []any{"publish"}, "topics": []any{map[string]any{"match": "x", "match_type": "Exact"}}}}},
+		{"MatchNotAString", []any{map[string]any{"type": detailType, "actions": []any{"publish"}, "topics": []any{map[string]any{"match": 1}}}}},
+		{"URLPatternInvalid", []any{map[string]any{"type": detailType, "actions": []any{"publish"}, "topics": []any{map[string]any{"match": "https://x/(", "match_type": "urlpattern"}}}}},
+		{"PayloadNotObject", []any{map[string]any{"type": detailType, "actions": []any{"subscribe"}, "topics": []any{map[string]any{"match": "*"}}, "payload": "x"}}},
+		{"OneBadAmongGood", []any{detail("publish", "*"), map[string]any{"type": detailType, "actions": []any{"publish"}, "topics": []any{}}}},
 		{"TooManyTopics", []any{detail("publish", strings.Split(strings.Repeat("x,", 129), ",")...)}},
 	}
 	for _, c := range badDetails {
@@ -114,6 +122,47 @@ func TestSpecAuthorization(t *testing.T) {
 		if code, body, _ := h.publish(t, tok, form("topic", topic)); code != http.StatusOK {
 			t.Errorf("got %d %q, want 200", code, body)
 		}
+		// The type is compared byte by byte: "mercure" (an earlier
+		// draft's) is another type, which grants nothing.
+		tok = sign(t, with("authorization_details", []any{map[string]any{"type": "mercure", "actions": []string{"publish"}, "topics": []any{map[string]any{"match": "*"}}}}))
+		code, _, res := h.publish(t, tok, form("topic", topic))
+		checkStatus(t, "type mercure", code, res, http.StatusForbidden, challengeScope)
+	})
+
+	t.Run("Authorization/AuthorizationDetails/UnknownActionsIgnored", func(t *testing.T) {
+		tok := sign(t, with("authorization_details", []any{
+			map[string]any{"type": detailType, "actions": []any{"admin"}, "topics": []any{map[string]any{"match": "*"}}},
+			map[string]any{"type": detailType, "actions": []any{"publish", "admin"}, "topics": []any{map[string]any{"match": topic}}},
+		}))
+		if code, body, _ := h.publish(t, tok, form("topic", topic)); code != http.StatusOK {
+			t.Errorf("known action beside an unknown one: got %d %q, want 200", code, body)
+		}
+		code, _, res := h.publish(t, tok, form("topic", "https://example.com/auth/other"))
+		checkStatus(t, "unknown action only", code, res, http.StatusForbidden, challengeScope)
+	})
+
+	t.Run("Authorization/TopicMatcherList/Wildcard", func(t *testing.T) {
+		for _, mt := range []any{nil, "exact", "urlpattern"} {
+			m := map[string]any{"match": "*"}
+			if mt != nil {
+				m["match_type"] = mt
+			}
+			tok := sign(t, with("authorization_details", []any{map[string]any{"type": detailType, "actions": []any{"publish"}, "topics": []any{m}}}))
+			for _, tp := range []string{topic, "urn:any", "relative/topic"} {
+				if code, body, _ := h.publish(t, tok, form("topic", tp)); code != http.StatusOK {
+					t.Errorf("match_type %v, topic %q: got %d %q, want 200", mt, tp, code, body)
+				}
+			}
+		}
+	})
+
+	t.Run("Authorization/TopicMatcherList/ExactByDefault", func(t *testing.T) {
+		tok := sign(t, with("authorization_details", []any{map[string]any{"type": detailType, "actions": []any{"publish"}, "topics": []any{map[string]any{"match": "https://example.com/auth/:id"}}}}))
+		code, _, res := h.publish(t, tok, form("topic", topic))
+		checkStatus(t, "pattern without match_type", code, res, http.StatusForbidden, challengeScope)
+		if code, body, _ := h.publish(t, tok, form("topic", "https://example.com/auth/:id")); code != http.StatusOK {
+			t.Errorf("the same string: got %d %q, want 200", code, body)
+		}
 	})
 
 	t.Run("Authorization/Publishers", func(t *testing.T) {
@@ -121,22 +170,34 @@ func TestSpecAuthorization(t *testing.T) {
 			"NoMercureDetail":  sign(t, h.claims()),
 			"OtherTopic":       sign(t, h.claims(detail("publish", "https://example.com/auth/2"))),
 			"SubscribeOnly":    sign(t, h.claims(detail("subscribe", "*"))),
-			"PatternMismatch":  sign(t, h.claims(map[string]any{"type": "mercure", "actions": []string{"publish"}, "topics": []any{map[string]any{"match": "https://example.com/other/:id", "matchType": "URLPattern"}}})),
+			"PatternMismatch":  sign(t, h.claims(map[string]any{"type": detailType, "actions": []string{"publish"}, "topics": []any{map[string]any{"match": "https://example.com/other/:id", "match_type": "urlpattern"}}})),
 			"ExactIsNotPrefix": sign(t, h.claims(detail("publish", "https://example.com/auth"))),
 		}
 		for name, tok := range cases {
 			code, _, res := h.publish(t, tok, form("topic", topic))
 			checkStatus(t, name, code, res, http.StatusForbidden, challengeScope)
 		}
-		pattern := sign(t, h.claims(map[string]any{"type": "mercure", "actions": []string{"publish"}, "topics": []any{map[string]any{"match": "https://example.com/auth/:id", "matchType": "URLPattern"}}}))
+		pattern := sign(t, h.claims(map[string]any{"type": detailType, "actions": []string{"publish"}, "topics": []any{map[string]any{"match": "https://example.com/auth/:id", "match_type": "urlpattern"}}}))
 		if code, body, _ := h.publish(t, pattern, form("topic", topic)); code != http.StatusOK {
 			t.Errorf("URL pattern grant: got %d %q, want 200", code, body)
 		}
 	})
 
+	t.Run("Authorization/Publishers/EveryTopic", func(t *testing.T) {
+		s := h.subscribe(t, "match=*", nil)
+		tok := sign(t, h.claims(detail("publish", topic)))
+		code, _, res := h.publish(t, tok, form("topic", topic, "topic", "https://example.com/auth/alternate", "data", "half"))
+		checkStatus(t, "alternate not granted", code, res, http.StatusForbidden, challengeScope)
+		tok = sign(t, h.claims(detail("publish", topic, "https://example.com/auth/alternate")))
+		id := h.mustPublishWith(t, tok, form("topic", topic, "topic", "https://example.com/auth/alternate", "data", "whole"))
+		if got, want := s.next(), ev(id, "whole"); got != want {
+			t.Errorf("got %q, want %q (the refused update must not be dispatched)", got, want)
+		}
+	})
+
 	t.Run("Authorization/Subscribers", func(t *testing.T) {
 		reader := sign(t, h.claims(detail("subscribe", "https://example.com/books/1", "https://example.com/books/7")))
-		s := h.subscribe(t, "matchURLPattern=https://example.com/books/:id", http.Header{"Authorization": {"Bearer " + reader}})
+		s := h.subscribe(t, "match_urlpattern=https://example.com/books/:id", http.Header{"Authorization": {"Bearer " + reader}})
 		h.mustPublish(t, form("topic", "https://example.com/books/2", "data", "no", "private", "on"))
 		id1 := h.mustPublish(t, form("topic", "https://example.com/books/1", "data", "yes", "private", "on"))
 		id2 := h.mustPublish(t, form("topic", "https://example.com/books/2", "data", "public"))
@@ -157,12 +218,12 @@ func TestSpecAuthorization(t *testing.T) {
 			header   http.Header
 			getsPriv bool
 		}{
-			{"HeaderOverQuery", "access_token=" + reader, http.Header{"Authorization": {"Bearer " + nobody}}, false},
-			{"HeaderOverCookie", "", http.Header{"Authorization": {"Bearer " + nobody}, "Cookie": {"mercureAccessToken=" + reader}}, false},
-			{"QueryOverCookie", "access_token=" + nobody, http.Header{"Cookie": {"mercureAccessToken=" + reader}}, false},
+			{"HeaderOverCookie", "", http.Header{"Authorization": {"Bearer " + nobody}, "Cookie": {"__Secure-mercure_access_token=" + reader}}, false},
 			{"Header", "", http.Header{"Authorization": {"Bearer " + reader}}, true},
-			{"Query", "access_token=" + reader, nil, true},
-			{"Cookie", "", http.Header{"Cookie": {"mercureAccessToken=" + reader}}, true},
+			{"QueryParameterNotAccepted", "access_token=" + reader, nil, false},
+			{"QueryParameterNotAcceptedCookieUsed", "access_token=" + nobody, http.Header{"Cookie": {"__Secure-mercure_access_token=" + reader}}, true},
+			{"Cookie", "", http.Header{"Cookie": {"__Secure-mercure_access_token=" + reader}}, true},
+			{"OtherCookieName", "", http.Header{"Cookie": {"mercureAccessToken=" + reader}}, false},
 		}
 		for _, c := range cases {
 			q := "match=" + tp
@@ -199,7 +260,7 @@ func TestSpecAuthorization(t *testing.T) {
 		for _, c := range cases {
 			req, _ := http.NewRequest("POST", h.url, strings.NewReader("topic=https://example.com/csrf"))
 			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-			req.Header.Set("Cookie", "mercureAccessToken="+tok)
+			req.Header.Set("Cookie", "__Secure-mercure_access_token="+tok)
 			for k, v := range c.header {
 				req.Header[k] = v
 			}
@@ -225,8 +286,7 @@ func TestSpecAuthorizationNoAnonymous(t *testing.T) {
 	h := startHub(t, nil)
 	t.Run("Authorization/AnonymousRefused", func(t *testing.T) {
 		code, _, res := h.get(t, "match=*", nil)
-		checkStatus(t, "subscribe", code, res, http.StatusUnauthorized,
-			`Bearer resource_metadata="`+h.base+`/.well-known/oauth-protected-resource/.well-known/mercure"`)
+		checkStatus(t, "subscribe", code, res, http.StatusUnauthorized, challengeNoToken)
 		h.subscribe(t, "match=*", http.Header{"Authorization": {"Bearer " + sign(t, h.claims(detail("subscribe", "x")))}})
 	})
 }
@@ -249,6 +309,9 @@ func TestSpecAuthorizationIssuerAndPEM(t *testing.T) {
 		delete(c, "iss")
 		code, _, res = h.publish(t, signWith(t, jwt.SigningMethodES256, key, "at+jwt", c), form("topic", "x"))
 		checkStatus(t, "no issuer", code, res, http.StatusUnauthorized, challengeInvalidToken)
+		c["iss"] = "https://auth.example/"
+		code, _, res = h.publish(t, signWith(t, jwt.SigningMethodES256, key, "at+jwt", c), form("topic", "x"))
+		checkStatus(t, "issuer not exactly the same", code, res, http.StatusUnauthorized, challengeInvalidToken)
 		c["iss"] = "https://auth.example"
 		code, _, res = h.publish(t, signWith(t, jwt.SigningMethodHS256, der, "at+jwt", c), form("topic", "x"))
 		checkStatus(t, "HS256 with the public key as secret", code, res, http.StatusUnauthorized, challengeInvalidToken)
@@ -272,8 +335,8 @@ func TestSpecHostHeaderIgnored(t *testing.T) {
 	t.Run("MatcherTypes/URLPattern/BaseIsTheHubURL", func(t *testing.T) {
 		// A relative grant means topics of the hub's own URL: a client
 		// naming another host in its Host header must not widen it.
-		grant := sign(t, h.claims(map[string]any{"type": "mercure", "actions": []string{"subscribe"},
-			"topics": []any{map[string]any{"match": "/books/:id", "matchType": "URLPattern"}}}))
+		grant := sign(t, h.claims(map[string]any{"type": detailType, "actions": []string{"subscribe"},
+			"topics": []any{map[string]any{"match": "/books/:id", "match_type": "urlpattern"}}}))
 		ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 		defer cancel()
 		req, _ := http.NewRequestWithContext(ctx, "GET", h.url+"?match=*", nil)

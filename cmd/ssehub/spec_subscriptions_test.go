@@ -5,75 +5,115 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/url"
+	"regexp"
 	"strings"
 	"testing"
 )
 
-// eventData returns the id and data of an event block with one data line.
-func eventData(t *testing.T, block string) (id, data string) {
+// subscriptionEvent splits a subscription event block into its id and
+// data, failing unless its type is mercure and it has one data line.
+func subscriptionEvent(t *testing.T, block string) (id, data string) {
 	t.Helper()
-	for _, line := range strings.Split(strings.TrimSuffix(block, "\n\n"), "\n") {
-		k, v, _ := strings.Cut(line, ": ")
-		switch k {
-		case "id":
-			id = v
-		case "data":
-			data = v
-		default:
-			t.Fatalf("unexpected line %q in %q", line, block)
+	lines := strings.Split(strings.TrimSuffix(block, "\n\n"), "\n")
+	if len(lines) != 3 || lines[0] != "event: mercure" || !strings.HasPrefix(lines[1], "id: ") || !strings.HasPrefix(lines[2], "data: ") {
+		t.Fatalf("got %q, want event: mercure, an id and one data line", block)
+	}
+	return strings.TrimPrefix(lines[1], "id: "), strings.TrimPrefix(lines[2], "data: ")
+}
+
+var uuidURN = regexp.MustCompile(`^urn:uuid:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
+
+// subscriptionDoc is the document of a subscription, as the hub writes it.
+func subscriptionDoc(matchType, match, subscriber string, active bool, payload any) string {
+	m := map[string]any{
+		"type":       "subscription",
+		"match_type": matchType,
+		"match":      match,
+		"subscriber": subscriber,
+		"active":     active,
+	}
+	m["id"] = "/.well-known/mercure/subscriptions/" + matchType + "/" + rfc6570(match) + "/" + rfc6570(subscriber)
+	if payload != nil {
+		m["payload"] = payload
+	}
+	b, _ := json.Marshal(m)
+	return string(b)
+}
+
+// rfc6570 percent-encodes every byte of s but the unreserved characters.
+func rfc6570(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("-._~", c) >= 0 {
+			b.WriteByte(c)
+		} else {
+			b.WriteString("%" + strings.ToUpper(hex2(c)))
 		}
 	}
-	return id, data
+	return b.String()
+}
+
+func hex2(c byte) string {
+	const digits = "0123456789abcdef"
+	return string([]byte{digits[c>>4], digits[c&15]})
 }
 
 func TestSpecActiveSubscriptions(t *testing.T) {
 	h := startHub(t, nil, "-anonymous", "-subscriptions")
 	// Opened first, so that the other watcher does not see it.
-	anonWatch := h.subscribe(t, "matchURLPattern=/.well-known/mercure/subscriptions/:type/:match/:subscriber&match=urn:marker", nil)
+	anonWatch := h.subscribe(t, "match_urlpattern=/.well-known/mercure/subscriptions/:type/:match/:subscriber&match=urn:marker", nil)
 	watcher := sign(t, h.claims(detail("subscribe", "*")))
-	watch := h.subscribe(t, "matchURLPattern=/.well-known/mercure/subscriptions/:type/:match/:subscriber",
+	watch := h.subscribe(t, "match_urlpattern=/.well-known/mercure/subscriptions/:type/:match/:subscriber",
 		http.Header{"Authorization": {"Bearer " + watcher}})
 
 	// A subscriber with a sub claim and a payload for its matcher.
 	subTok := sign(t, func() map[string]any {
-		c := h.claims(map[string]any{"type": "mercure", "actions": []string{"subscribe"},
-			"topics":  []any{map[string]any{"match": "https://example.com/:selector", "matchType": "URLPattern"}},
+		c := h.claims(map[string]any{"type": detailType, "actions": []string{"subscribe"},
+			"topics":  []any{map[string]any{"match": "https://example.com/:selector", "match_type": "urlpattern"}},
 			"payload": map[string]any{"foo": "bar"}})
 		c["sub"] = "urn:uuid:bb3de268-05b0-4c65-b44e-8f9acefc29d6"
 		return c
 	}())
 	ctx, cancel := context.WithCancel(context.Background())
-	req, _ := http.NewRequestWithContext(ctx, "GET", h.url+"?matchURLPattern=https://example.com/:selector", nil)
+	req, _ := http.NewRequestWithContext(ctx, "GET", h.url+"?match_urlpattern=https://example.com/:selector", nil)
 	req.Header.Set("Authorization", "Bearer "+subTok)
 	res, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer res.Body.Close()
-	topic := "/.well-known/mercure/subscriptions/URLPattern/https%3A%2F%2Fexample.com%2F%3Aselector/urn%3Auuid%3Abb3de268-05b0-4c65-b44e-8f9acefc29d6"
-	doc := func(active bool) string {
-		b, _ := json.Marshal(map[string]any{"@context": "https://mercure.rocks/", "active": active, "id": topic,
-			"match": "https://example.com/:selector", "matchType": "URLPattern", "payload": map[string]any{"foo": "bar"},
-			"subscriber": "urn:uuid:bb3de268-05b0-4c65-b44e-8f9acefc29d6", "type": "Subscription"})
-		return string(b)
-	}
-	var createdID string
+	payload := map[string]any{"foo": "bar"}
+	var createdID, subscriber, topic string
 	t.Run("ActiveSubscriptions/SubscriptionEvents/Created", func(t *testing.T) {
-		id, data := eventData(t, watch.next())
-		if data != doc(true) {
-			t.Errorf("got %s, want %s", data, doc(true))
+		var data string
+		createdID, data = subscriptionEvent(t, watch.next())
+		var d map[string]any
+		json.Unmarshal([]byte(data), &d)
+		subscriber, _ = d["subscriber"].(string)
+		// A random identifier per connection, never the sub claim.
+		if !uuidURN.MatchString(subscriber) || subscriber == "urn:uuid:bb3de268-05b0-4c65-b44e-8f9acefc29d6" {
+			t.Fatalf("got subscriber %q, want a random urn:uuid", subscriber)
 		}
-		createdID = id
+		topic = "/.well-known/mercure/subscriptions/urlpattern/https%3A%2F%2Fexample.com%2F%3Aselector/" + rfc6570(subscriber)
+		if want := subscriptionDoc("urlpattern", "https://example.com/:selector", subscriber, true, payload); data != want {
+			t.Errorf("got %s, want %s", data, want)
+		}
 	})
+	if subscriber == "" {
+		t.FailNow()
+	}
 
 	t.Run("ActiveSubscriptions/SubscriptionAPI", func(t *testing.T) {
+		one := subscriptionDoc("urlpattern", "https://example.com/:selector", subscriber, true, payload)
 		for _, c := range []struct {
 			path string
 			want string
 		}{
-			{"/.well-known/mercure/subscriptions", `{"@context":"https://mercure.rocks/","id":"/.well-known/mercure/subscriptions","lastEventID":"LAST","subscriptions":[DOC],"type":"Subscriptions"}`},
-			{"/.well-known/mercure/subscriptions/URLPattern/https%3A%2F%2Fexample.com%2F%3Aselector", `{"@context":"https://mercure.rocks/","id":"/.well-known/mercure/subscriptions/URLPattern/https%3A%2F%2Fexample.com%2F%3Aselector","lastEventID":"LAST","subscriptions":[DOC],"type":"Subscriptions"}`},
-			{topic, `DOCLAST`},
+			{"/.well-known/mercure/subscriptions", `{"id":"/.well-known/mercure/subscriptions","subscriptions":[DOC],"type":"subscriptions"}`},
+			{"/.well-known/mercure/subscriptions/urlpattern/https%3A%2F%2Fexample.com%2F%3Aselector", `{"id":"/.well-known/mercure/subscriptions/urlpattern/https%3A%2F%2Fexample.com%2F%3Aselector","subscriptions":[DOC],"type":"subscriptions"}`},
+			{topic, `DOC`},
 		} {
 			req, _ := http.NewRequest("GET", h.base+c.path, nil)
 			req.Header.Set("Authorization", "Bearer "+watcher)
@@ -92,44 +132,38 @@ func TestSpecActiveSubscriptions(t *testing.T) {
 				got["subscriptions"] = keep
 			}
 			gotJSON, _ := json.Marshal(got)
-			one, _ := json.Marshal(func() map[string]any {
-				var m map[string]any
-				json.Unmarshal([]byte(doc(true)), &m)
-				delete(m, "@context")
-				return m
-			}())
-			want := strings.ReplaceAll(c.want, "LAST", createdID)
-			want = strings.ReplaceAll(want, "DOC", string(one))
-			if c.want == "DOCLAST" {
-				var m map[string]any
-				json.Unmarshal([]byte(doc(true)), &m)
-				m["lastEventID"] = createdID
-				b, _ := json.Marshal(m)
-				want = string(b)
-			}
+			want := strings.ReplaceAll(c.want, "DOC", one)
 			if code != http.StatusOK || string(gotJSON) != want {
 				t.Errorf("%s: got %d %s, want 200 %s", c.path, code, gotJSON, want)
 			}
-			if got := res.Header.Get("Content-Type"); got != "application/ld+json" {
-				t.Errorf("%s: got Content-Type %q, want application/ld+json", c.path, got)
+			if got := res.Header.Get("Content-Type"); got != "application/json" {
+				t.Errorf("%s: got Content-Type %q, want application/json", c.path, got)
 			}
-			if got, want := res.Header.Get("Link"), "<"+h.url+`>; rel="mercure"`; got != want {
-				t.Errorf("%s: got Link %q, want %q", c.path, got, want)
+			wantLink := "<" + h.url + `>; rel="mercure"; last-event-id="` + createdID + `"; type="mercure"; content-type="application/json"`
+			if got := res.Header.Get("Link"); got != wantLink {
+				t.Errorf("%s: got Link %q, want %q", c.path, got, wantLink)
 			}
 		}
 	})
 
 	t.Run("ActiveSubscriptions/SubscriptionAPI/Authorization", func(t *testing.T) {
 		code, _, res := do(t, mustRequest("GET", h.base+"/.well-known/mercure/subscriptions", ""))
-		checkStatus(t, "no token", code, res, http.StatusUnauthorized,
-			`Bearer resource_metadata="`+h.base+`/.well-known/oauth-protected-resource/.well-known/mercure"`)
-		other := sign(t, h.claims(detail("subscribe", "/.well-known/mercure/subscriptions/Exact/x")))
-		req := mustRequest("GET", h.base+"/.well-known/mercure/subscriptions", other)
-		code, _, res = do(t, req)
+		checkStatus(t, "no token", code, res, http.StatusUnauthorized, challengeNoToken)
+		other := sign(t, h.claims(detail("subscribe", "/.well-known/mercure/subscriptions/exact/x")))
+		code, _, res = do(t, mustRequest("GET", h.base+"/.well-known/mercure/subscriptions", other))
 		checkStatus(t, "other matcher", code, res, http.StatusForbidden, challengeScope)
 		exact := sign(t, h.claims(detail("subscribe", "/.well-known/mercure/subscriptions")))
 		if code, body, _ := do(t, mustRequest("GET", h.base+"/.well-known/mercure/subscriptions", exact)); code != http.StatusOK {
 			t.Errorf("exact grant: got %d %q, want 200", code, body)
+		}
+		// The query is not part of the topic authorized.
+		if code, body, _ := do(t, mustRequest("GET", h.base+"/.well-known/mercure/subscriptions?x=1", exact)); code != http.StatusOK {
+			t.Errorf("exact grant, with a query: got %d %q, want 200", code, body)
+		}
+		pattern := sign(t, h.claims(map[string]any{"type": detailType, "actions": []string{"subscribe"},
+			"topics": []any{map[string]any{"match": "/.well-known/mercure/subscriptions/:type/:match", "match_type": "urlpattern"}}}))
+		if code, body, _ := do(t, mustRequest("GET", h.base+"/.well-known/mercure/subscriptions/urlpattern/https%3A%2F%2Fexample.com%2F%3Aselector", pattern)); code != http.StatusOK {
+			t.Errorf("relative URL pattern grant: got %d %q, want 200", code, body)
 		}
 		if code, body, _ := do(t, mustRequest("GET", h.base+topic+"x", watcher)); code != http.StatusNotFound {
 			t.Errorf("unknown subscription: got %d %q, want 404", code, body)
@@ -139,9 +173,9 @@ func TestSpecActiveSubscriptions(t *testing.T) {
 	t.Run("ActiveSubscriptions/SubscriptionEvents/Terminated", func(t *testing.T) {
 		cancel()
 		io.Copy(io.Discard, res.Body)
-		_, data := eventData(t, watch.next())
-		if data != doc(false) {
-			t.Errorf("got %s, want %s", data, doc(false))
+		_, data := subscriptionEvent(t, watch.next())
+		if want := subscriptionDoc("urlpattern", "https://example.com/:selector", subscriber, false, payload); data != want {
+			t.Errorf("got %s, want %s", data, want)
 		}
 	})
 
@@ -154,16 +188,28 @@ func TestSpecActiveSubscriptions(t *testing.T) {
 		}
 	})
 
-	t.Run("ActiveSubscriptions/SubscriptionEvents/AnonymousSubscriber", func(t *testing.T) {
-		s := h.subscribe(t, "match=urn:x:anon", nil)
-		_, data := eventData(t, watch.next())
-		var d map[string]any
-		json.Unmarshal([]byte(data), &d)
-		sub, _ := d["subscriber"].(string)
-		if !strings.HasPrefix(sub, "urn:uuid:") || d["id"] != "/.well-known/mercure/subscriptions/Exact/urn%3Ax%3Aanon/"+strings.ReplaceAll(sub, ":", "%3A") {
-			t.Errorf("got %s, want a generated urn:uuid subscriber in the id", data)
+	t.Run("ActiveSubscriptions/SubscriptionEvents/OneConnectionOneSubscriber", func(t *testing.T) {
+		s := h.subscribe(t, "match=urn:x:a&match_urlpattern="+url.QueryEscape("https://example.com/100%/:id")+"&match=urn:x:a", nil)
+		_, a := subscriptionEvent(t, watch.next())
+		_, b := subscriptionEvent(t, watch.next())
+		var da, db map[string]any
+		json.Unmarshal([]byte(a), &da)
+		json.Unmarshal([]byte(b), &db)
+		sub, _ := da["subscriber"].(string)
+		if !uuidURN.MatchString(sub) || db["subscriber"] != sub {
+			t.Fatalf("got subscribers %v and %v, want one urn:uuid", da["subscriber"], db["subscriber"])
+		}
+		if want := subscriptionDoc("exact", "urn:x:a", sub, true, nil); a != want {
+			t.Errorf("got %s, want %s", a, want)
+		}
+		// Encoded once: the "%" of the matcher becomes %25.
+		if want := subscriptionDoc("urlpattern", "https://example.com/100%/:id", sub, true, nil); b != want {
+			t.Errorf("got %s, want %s", b, want)
 		}
 		s.res.Body.Close()
+		for range 2 {
+			subscriptionEvent(t, watch.next()) // the terminations
+		}
 	})
 }
 
@@ -178,37 +224,39 @@ func mustRequest(method, url, token string) *http.Request {
 func TestSpecSubscriptionAPIEmpty(t *testing.T) {
 	h := startHub(t, nil, "-subscriptions")
 	t.Run("ActiveSubscriptions/SubscriptionAPI/LastEventIDEarliest", func(t *testing.T) {
-		code, body, _ := do(t, mustRequest("GET", h.base+"/.well-known/mercure/subscriptions", h.admin(t)))
-		want := `{"@context":"https://mercure.rocks/","id":"/.well-known/mercure/subscriptions","lastEventID":"earliest","subscriptions":[],"type":"Subscriptions"}` + "\n"
+		code, body, res := do(t, mustRequest("GET", h.base+"/.well-known/mercure/subscriptions", h.admin(t)))
+		want := `{"id":"/.well-known/mercure/subscriptions","subscriptions":[],"type":"subscriptions"}` + "\n"
 		if code != http.StatusOK || body != want {
 			t.Errorf("got %d %s, want 200 %s", code, body, want)
+		}
+		wantLink := "<" + h.url + `>; rel="mercure"; last-event-id="earliest"; type="mercure"; content-type="application/json"`
+		if got := res.Header.Get("Link"); got != wantLink {
+			t.Errorf("got Link %q, want %q", got, wantLink)
 		}
 	})
 }
 
 func TestSpecSubscriberUnique(t *testing.T) {
 	h := startHub(t, nil, "-subscriptions")
-	watch := h.subscribe(t, "matchURLPattern=/.well-known/mercure/subscriptions/:type/:match/:subscriber",
+	watch := h.subscribe(t, "match_urlpattern=/.well-known/mercure/subscriptions/:type/:match/:subscriber",
 		http.Header{"Authorization": {"Bearer " + h.admin(t)}})
 	c := h.claims(detail("subscribe", "*"))
 	c["sub"] = "urn:user:1"
 	tok := http.Header{"Authorization": {"Bearer " + sign(t, c)}}
-	h.subscribe(t, "match=urn:tab", tok) // open for the whole test
-	t.Run("ActiveSubscriptions/SubscriptionEvents/SubscriberFromSub", func(t *testing.T) {
-		_, data := eventData(t, watch.next())
-		var d map[string]any
-		json.Unmarshal([]byte(data), &d)
-		if d["subscriber"] != "urn:user:1" || d["id"] != "/.well-known/mercure/subscriptions/Exact/urn%3Atab/urn%3Auser%3A1" {
-			t.Errorf("got %s, want the sub claim as subscriber", data)
-		}
-	})
-	t.Run("ActiveSubscriptions/SubscriptionEvents/SubscriberUnique", func(t *testing.T) {
-		h.subscribe(t, "match=urn:tab", tok) // a second tab of the same user
-		_, data := eventData(t, watch.next())
-		var d map[string]any
-		json.Unmarshal([]byte(data), &d)
-		if sub, _ := d["subscriber"].(string); !strings.HasPrefix(sub, "urn:uuid:") {
-			t.Errorf("got %s, want a fresh urn:uuid subscriber (urn:user:1 is taken for this matcher)", data)
+	t.Run("ActiveSubscriptions/SubscriptionEvents/SubscriberUniquePerConnection", func(t *testing.T) {
+		// Two tabs with one token: two subscribers, neither the sub.
+		h.subscribe(t, "match=urn:tab", tok)
+		h.subscribe(t, "match=urn:tab", tok)
+		seen := map[string]bool{}
+		for range 2 {
+			_, data := subscriptionEvent(t, watch.next())
+			var d map[string]any
+			json.Unmarshal([]byte(data), &d)
+			sub, _ := d["subscriber"].(string)
+			if !uuidURN.MatchString(sub) || seen[sub] {
+				t.Errorf("got subscriber %q after %v, want a fresh urn:uuid", sub, seen)
+			}
+			seen[sub] = true
 		}
 	})
 }

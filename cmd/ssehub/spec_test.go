@@ -11,20 +11,36 @@ import (
 	"testing"
 )
 
+// The Bearer challenges, without their resource_metadata parameter
+// (see checkStatus); noChallenge is a 400 for a request malformed
+// independently of its token, which carries none.
 const (
+	challengeNoToken        = `Bearer`
 	challengeInvalidRequest = `Bearer error="invalid_request"`
 	challengeInvalidToken   = `Bearer error="invalid_token"`
 	challengeScope          = `Bearer error="insufficient_scope"`
+	noChallenge             = ""
 )
 
-// checkStatus fails unless res has code and the WWW-Authenticate value.
+// checkStatus fails unless res has code and the WWW-Authenticate value:
+// wantChallenge followed by the resource_metadata parameter naming the
+// hub's metadata, or none when wantChallenge is empty.
 func checkStatus(t *testing.T, name string, code int, res *http.Response, wantCode int, wantChallenge string) {
 	t.Helper()
 	if code != wantCode {
 		t.Errorf("%s: got status %d, want %d", name, code, wantCode)
 	}
-	if got := res.Header.Get("WWW-Authenticate"); got != wantChallenge {
-		t.Errorf("%s: got WWW-Authenticate %q, want %q", name, got, wantChallenge)
+	want := wantChallenge
+	if want != "" {
+		md := `resource_metadata="http://` + res.Request.URL.Host + `/.well-known/oauth-protected-resource/.well-known/mercure"`
+		if want == challengeNoToken {
+			want += " " + md
+		} else {
+			want += ", " + md
+		}
+	}
+	if got := res.Header.Get("WWW-Authenticate"); got != want {
+		t.Errorf("%s: got WWW-Authenticate %q, want %q", name, got, want)
 	}
 }
 
@@ -42,8 +58,8 @@ func TestSpecSubscription(t *testing.T) {
 		}
 	})
 
-	t.Run("Subscription/GETOnly", func(t *testing.T) {
-		for _, m := range []string{"HEAD", "PUT", "DELETE", "QUERY"} {
+	t.Run("Subscription/Methods", func(t *testing.T) {
+		for _, m := range []string{"HEAD", "PUT", "DELETE"} {
 			req, _ := http.NewRequest(m, h.url+"?match=x", nil)
 			code, _, _ := do(t, req)
 			if code != http.StatusMethodNotAllowed {
@@ -52,33 +68,69 @@ func TestSpecSubscription(t *testing.T) {
 		}
 	})
 
-	t.Run("Subscription/ReservedMatchNamespace", func(t *testing.T) {
-		for _, q := range []string{"matchFoo=x", "MATCH=x", "Match=x", "matchurlpattern=x", "matchexact=x", "match_exact=x", "matchURLPatterns=x"} {
-			code, _, res := h.get(t, q, nil)
-			checkStatus(t, q, code, res, http.StatusBadRequest, challengeInvalidRequest)
+	t.Run("Subscription/QUERYWithFormBody", func(t *testing.T) {
+		// The union of the query and the body: a matcher in each.
+		s := h.subscribeQuery(t, "match=https://example.com/q/a", "match_urlpattern="+url.QueryEscape("https://example.com/q/p/:id"), nil)
+		var want []string
+		for _, tp := range []string{"https://example.com/q/a", "https://example.com/q/p/1"} {
+			want = append(want, ev(h.mustPublish(t, form("topic", tp, "data", tp)), tp))
 		}
+		for i, w := range want {
+			if got := s.next(); got != w {
+				t.Errorf("event %d: got %q, want %q", i, got, w)
+			}
+		}
+		// The body obeys the same rules as the query.
+		for _, body := range []string{"matchFoo=x", "match=a%00b", ""} {
+			req, _ := http.NewRequest("QUERY", h.url, strings.NewReader(body))
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			code, _, res := do(t, req)
+			checkStatus(t, "QUERY body "+body, code, res, http.StatusBadRequest, noChallenge)
+		}
+		req, _ := http.NewRequest("QUERY", h.url, strings.NewReader(`{"match":"x"}`))
+		req.Header.Set("Content-Type", "application/json")
+		code, _, res := do(t, req)
+		checkStatus(t, "QUERY JSON body", code, res, http.StatusUnsupportedMediaType, noChallenge)
+	})
+
+	t.Run("Subscription/ReservedMatchNamespace", func(t *testing.T) {
+		for _, q := range []string{"matchFoo=x", "MATCH=x", "Match=x", "match_foo=x", "match_Exact=x", "match_URLPattern=x", "matchURLPattern=x", "matchExact=x", "match_uritemplate=x", "match_exactx=x", "matches=x"} {
+			code, _, res := h.get(t, q, nil)
+			checkStatus(t, q, code, res, http.StatusBadRequest, noChallenge)
+		}
+		// Other parameters are ignored.
+		h.subscribe(t, "match=x&foo=bar&topic=y&xmatch=z", nil)
 	})
 
 	t.Run("Subscription/MatcherCharacters", func(t *testing.T) {
-		for _, q := range []string{"match=a%00b", "match=a%1Fb", "match=a%7Fb", "match=a%C2%80b", "match=a%C2%9Fb", "match=%FF", "matchURLPattern=/a%0A"} {
+		for _, q := range []string{"match=a%00b", "match=a%1Fb", "match=a%7Fb", "match=a%C2%80b", "match=a%C2%9Fb", "match=%FF", "match_urlpattern=/a%0A", "match=a%E2%80%8Bb", "match=a%E2%80%AEb"} {
 			code, _, res := h.get(t, q, nil)
-			checkStatus(t, q, code, res, http.StatusBadRequest, challengeInvalidRequest)
+			checkStatus(t, q, code, res, http.StatusBadRequest, noChallenge)
+		}
+	})
+
+	t.Run("Subscription/FormURLEncodedParsing", func(t *testing.T) {
+		// "+" is a space, a stray "%" stays, ";" is data: as URLSearchParams.
+		s := h.subscribe(t, "match=a+b%zz;c", nil)
+		id := h.mustPublish(t, form("topic", "a b%zz;c", "data", "x"))
+		if got, want := s.next(), ev(id, "x"); got != want {
+			t.Errorf("got %q, want %q", got, want)
 		}
 	})
 
 	t.Run("Subscription/MatcherLimits", func(t *testing.T) {
 		many := strings.Repeat("match=a&", 32) + "match=b"
 		code, _, res := h.get(t, many, nil)
-		checkStatus(t, "33 matchers", code, res, http.StatusBadRequest, challengeInvalidRequest)
+		checkStatus(t, "33 matchers", code, res, http.StatusBadRequest, noChallenge)
 		long := "match=" + strings.Repeat("a", 2049)
 		code, _, res = h.get(t, long, nil)
-		checkStatus(t, "2049-byte matcher", code, res, http.StatusBadRequest, challengeInvalidRequest)
+		checkStatus(t, "2049-byte matcher", code, res, http.StatusBadRequest, noChallenge)
 		code, _, res = h.get(t, "", nil)
-		checkStatus(t, "no matcher", code, res, http.StatusBadRequest, challengeInvalidRequest)
+		checkStatus(t, "no matcher", code, res, http.StatusBadRequest, noChallenge)
 	})
 
 	t.Run("Subscription/UnionOfMatchers", func(t *testing.T) {
-		s := h.subscribe(t, "match=https://example.com/u/a&matchURLPattern=https://example.com/u/p/:id&matchExact=https://example.com/u/b", nil)
+		s := h.subscribe(t, "match=https://example.com/u/a&match_urlpattern=https://example.com/u/p/:id&match_exact=https://example.com/u/b", nil)
 		h.mustPublish(t, form("topic", "https://example.com/u/other", "data", "no"))
 		var want []string
 		for _, tp := range []string{"https://example.com/u/a", "https://example.com/u/p/7", "https://example.com/u/b"} {
@@ -118,18 +170,23 @@ func TestSpecMatcherTypes(t *testing.T) {
 		skip        []string // topics that must not
 	}{
 		{"Wildcard", "match=*", []string{"https://example.com/w/1", "anything at all"}, nil},
-		{"WildcardWhateverType", "matchURLPattern=*", []string{"urn:w:2"}, nil},
+		{"WildcardWhateverType", "match_urlpattern=*", []string{"urn:w:2"}, nil},
+		{"WildcardExact", "match_exact=*", []string{"urn:w:3"}, nil},
+		{"ExactMatching/ExplicitParameter", "match_exact=https://example.com/explicit",
+			[]string{"https://example.com/explicit"}, []string{"https://example.com/explicit/1"}},
+		{"ExactMatching/PatternSyntaxIsLiteral", "match=https://example.com/lit/:id",
+			[]string{"https://example.com/lit/:id"}, []string{"https://example.com/lit/1"}},
 		{"ExactMatching/CaseSensitive", "match=https://example.com/Exact",
 			[]string{"https://example.com/Exact"}, []string{"https://example.com/exact", "https://example.com/Exact/"}},
 		{"ExactMatching/NoResolution", "match=/books/1",
 			[]string{"/books/1"}, []string{h.base + "/books/1"}},
 		{"ExactMatching/NoNormalization", "match=https://example.com/caf%C3%A9",
 			[]string{"https://example.com/café"}, []string{"https://example.com/cafe\u0301", "https://example.com/caf%C3%A9"}},
-		{"URLPattern/Absolute", "matchURLPattern=https://example.com/books/:id",
+		{"URLPattern/Absolute", "match_urlpattern=https://example.com/books/:id",
 			[]string{"https://example.com/books/12"}, []string{"https://example.com/books/12/pages", "https://example.org/books/12"}},
-		{"URLPattern/RelativeResolvedAgainstHub", "matchURLPattern=/rel/:id",
+		{"URLPattern/RelativeResolvedAgainstHub", "match_urlpattern=/rel/:id",
 			[]string{h.base + "/rel/1", "/rel/2"}, []string{"https://example.com/rel/3"}},
-		{"URLPattern/NoIgnoreCase", "matchURLPattern=https://example.com/Case/:id",
+		{"URLPattern/NoIgnoreCase", "match_urlpattern=https://example.com/Case/:id",
 			[]string{"https://example.com/Case/1", "https://EXAMPLE.com/Case/2"}, []string{"https://example.com/case/1"}},
 	}
 	for _, c := range cases {
@@ -151,8 +208,8 @@ func TestSpecMatcherTypes(t *testing.T) {
 	}
 
 	t.Run("MatcherTypes/URLPattern/Invalid", func(t *testing.T) {
-		code, _, res := h.get(t, "matchURLPattern="+url.QueryEscape("https://example.com/(unclosed"), nil)
-		checkStatus(t, "bad pattern", code, res, http.StatusBadRequest, challengeInvalidRequest)
+		code, _, res := h.get(t, "match_urlpattern="+url.QueryEscape("https://example.com/(unclosed"), nil)
+		checkStatus(t, "bad pattern", code, res, http.StatusBadRequest, noChallenge)
 	})
 }
 
@@ -168,8 +225,8 @@ func TestSpecPublication(t *testing.T) {
 		if code != http.StatusOK {
 			t.Fatalf("got %d %q, want 200", code, body)
 		}
-		if got := res.Header.Get("Content-Type"); !strings.HasPrefix(got, "text/plain") {
-			t.Errorf("got Content-Type %q, want text/plain", got)
+		if got, want := res.Header.Get("Content-Type"), "text/plain; charset=utf-8"; got != want {
+			t.Errorf("got Content-Type %q, want %q", got, want)
 		}
 		if !uuidV7URN.MatchString(body) {
 			t.Errorf("got id %q, want a UUIDv7 URN", body)
@@ -179,41 +236,67 @@ func TestSpecPublication(t *testing.T) {
 		}
 	})
 
-	t.Run("Publication/ExactlyOneTopic", func(t *testing.T) {
-		for name, f := range map[string]url.Values{
-			"none": form("data", "x"),
-			"two":  form("topic", "https://example.com/a", "topic", "https://example.com/b"),
-		} {
-			code, _, res := h.publish(t, admin, f)
-			checkStatus(t, name, code, res, http.StatusBadRequest, challengeInvalidRequest)
+	t.Run("Publication/TopicRequired", func(t *testing.T) {
+		code, _, res := h.publish(t, admin, form("data", "x"))
+		checkStatus(t, "no topic", code, res, http.StatusBadRequest, noChallenge)
+	})
+
+	t.Run("Publication/AlternateTopics", func(t *testing.T) {
+		canonical := h.subscribe(t, "match=https://example.com/pub/canonical", nil)
+		alternate := h.subscribe(t, "match=https://example.com/pub/alternate", nil)
+		id := h.mustPublish(t, form("topic", "https://example.com/pub/canonical", "topic", "https://example.com/pub/alternate", "data", "both"))
+		for name, s := range map[string]*stream{"canonical": canonical, "alternate": alternate} {
+			if got, want := s.next(), ev(id, "both"); got != want {
+				t.Errorf("%s: got %q, want %q", name, got, want)
+			}
 		}
 	})
 
 	t.Run("Publication/TopicCharacters", func(t *testing.T) {
-		for _, tp := range []string{"a\x00b", "a\nb", "a\rb", "a\x7fb", "a\u0085b", "a\xffb"} {
+		for _, tp := range []string{"a\x00b", "a\nb", "a\rb", "a\x7fb", "a\u0085b", "a\xffb", "a\u200bb", "a\u202eb", "a\ufeffb"} {
 			code, _, res := h.publish(t, admin, form("topic", tp))
-			checkStatus(t, strings.ToValidUTF8(tp, "?"), code, res, http.StatusBadRequest, challengeInvalidRequest)
+			checkStatus(t, strings.ToValidUTF8(tp, "?"), code, res, http.StatusBadRequest, noChallenge)
+			code, _, res = h.publish(t, admin, form("topic", "https://example.com/ok", "topic", tp))
+			checkStatus(t, "alternate "+strings.ToValidUTF8(tp, "?"), code, res, http.StatusBadRequest, noChallenge)
+		}
+	})
+
+	t.Run("Publication/WildcardTopic", func(t *testing.T) {
+		for _, f := range []url.Values{form("topic", "*"), form("topic", "https://example.com/ok", "topic", "*")} {
+			code, _, res := h.publish(t, admin, f)
+			checkStatus(t, f.Encode(), code, res, http.StatusBadRequest, noChallenge)
 		}
 	})
 
 	t.Run("Publication/ReservedNamespace", func(t *testing.T) {
 		reserved := []string{
 			"/.well-known/mercure",
-			"/.well-known/mercure/subscriptions/Exact/x/y",
+			"/.well-known/mercure/subscriptions/exact/x/y",
 			h.base + "/.well-known/mercure/subscriptions",
 			"https://other.example/.well-known/mercure",
 			"/a/../.well-known/mercure/x",
+			"/.well-known/mercure/../mercure/x",
 			"/.well-known/%6Dercure/x",
+			"/%2Ewell-known/mercure",
 			"mercure/subscriptions", // relative: resolves to /.well-known/mercure/subscriptions
 		}
 		for _, tp := range reserved {
+			// Refused whatever the token grants: admin's grants "*".
 			code, _, res := h.publish(t, admin, form("topic", tp))
-			checkStatus(t, tp, code, res, http.StatusForbidden, "")
+			checkStatus(t, tp, code, res, http.StatusBadRequest, noChallenge)
+			code, _, res = h.publish(t, admin, form("topic", "https://example.com/ok", "topic", tp))
+			checkStatus(t, "alternate "+tp, code, res, http.StatusBadRequest, noChallenge)
 		}
-		for _, tp := range []string{"/.well-known/mercurex", ".well-known/mercure/x", "https://example.com/.well-known/other", "urn:x:/.well-known/mercure-ish"} {
+		for _, tp := range []string{"/.well-known/mercurex", ".well-known/mercure/x", "https://example.com/.well-known/other", "urn:x:/.well-known/mercure", "/.well-known/mercure%2Fx"} {
 			if code, body, _ := h.publish(t, admin, form("topic", tp)); code != http.StatusOK {
 				t.Errorf("%s: got %d %q, want 200", tp, code, body)
 			}
+		}
+	})
+
+	t.Run("Publication/UnknownFieldsIgnored", func(t *testing.T) {
+		if code, body, _ := h.publish(t, admin, form("topic", "https://example.com/pub/x", "future", "1", "data", "x")); code != http.StatusOK {
+			t.Errorf("got %d %q, want 200", code, body)
 		}
 	})
 
@@ -254,23 +337,28 @@ func TestSpecPublication(t *testing.T) {
 		if got, want := s.next(), ev("urn:isbn:1234", "x"); got != want {
 			t.Errorf("got %q, want %q", got, want)
 		}
-		for _, id := range []string{"#frag", "a\nb", "a\rb", "a\x00b"} {
+		for _, id := range []string{"#frag", "earliest", "a\nb", "a\rb", "a\x00b", "a\x7fb", "a\u0085b", "a\u200bb"} {
 			code, _, res := h.publish(t, admin, form("topic", "https://example.com/pub/id", "id", id))
-			checkStatus(t, "id "+strings.ToValidUTF8(id, "?"), code, res, http.StatusBadRequest, challengeInvalidRequest)
+			checkStatus(t, "id "+strings.ToValidUTF8(id, "?"), code, res, http.StatusBadRequest, noChallenge)
 		}
 	})
 
 	t.Run("Publication/Type", func(t *testing.T) {
-		for _, tp := range []string{"a\nb", "a\rb"} {
+		for _, tp := range []string{"a\nb", "a\rb", "a\x00b", "a\x7fb", "a\u0085b", "a\u2066b", "mercure"} {
 			code, _, res := h.publish(t, admin, form("topic", "https://example.com/pub/type", "type", tp))
-			checkStatus(t, "type", code, res, http.StatusBadRequest, challengeInvalidRequest)
+			checkStatus(t, "type "+tp, code, res, http.StatusBadRequest, noChallenge)
+		}
+		for _, tp := range []string{"Mercure", "mercure2"} {
+			if code, body, _ := h.publish(t, admin, form("topic", "https://example.com/pub/type", "type", tp)); code != http.StatusOK {
+				t.Errorf("type %q: got %d %q, want 200", tp, code, body)
+			}
 		}
 	})
 
 	t.Run("Publication/Retry", func(t *testing.T) {
 		for _, r := range []string{"", "1.5", "-1", "+1", "1e3", " 1", "١"} {
 			code, _, res := h.publish(t, admin, form("topic", "https://example.com/pub/retry", "retry", r))
-			checkStatus(t, "retry "+r, code, res, http.StatusBadRequest, challengeInvalidRequest)
+			checkStatus(t, "retry "+r, code, res, http.StatusBadRequest, noChallenge)
 		}
 	})
 
@@ -279,6 +367,11 @@ func TestSpecPublication(t *testing.T) {
 		checkStatus(t, "body", code, res, http.StatusRequestEntityTooLarge, "")
 		code, _, res = h.publish(t, admin, form("topic", "https://example.com/"+strings.Repeat("t", 2048)))
 		checkStatus(t, "topic", code, res, http.StatusRequestEntityTooLarge, "")
+		code, _, res = h.publish(t, admin, form("topic", "https://example.com/a", "id", strings.Repeat("i", 2049)))
+		checkStatus(t, "id", code, res, http.StatusRequestEntityTooLarge, "")
+		many := url.Values{"topic": strings.Split(strings.Repeat("https://example.com/t,", 33), ",")[:33]}
+		code, _, res = h.publish(t, admin, many)
+		checkStatus(t, "33 topics", code, res, http.StatusRequestEntityTooLarge, "")
 	})
 
 	t.Run("Publication/FormEncoding", func(t *testing.T) {

@@ -1,6 +1,6 @@
 // Package auth validates Mercure access tokens: JWT access tokens
 // (RFC 9068, "typ" at+jwt) whose authorization_details claim (RFC 9396)
-// carries details of type "mercure" granting publish and subscribe on
+// carries details of type [DetailType] granting publish and subscribe on
 // topic matchers.
 package auth
 
@@ -14,6 +14,9 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 )
+
+// DetailType is the type of a Mercure authorization detail.
+const DetailType = "https://mercure.rocks/authorization-detail"
 
 // Limits on the authorization details of one token, beyond which the
 // token is invalid.
@@ -40,10 +43,10 @@ const (
 )
 
 // TopicMatcher is one entry of a detail's topics: a matcher and its type
-// ("" meaning Exact).
+// ("exact" when the token names none).
 type TopicMatcher struct {
-	Match     string `json:"match"`
-	MatchType string `json:"matchType,omitempty"`
+	Match     string
+	MatchType string
 }
 
 // Detail is a validated authorization detail of type "mercure".
@@ -83,7 +86,9 @@ type Validator struct {
 	// Audience is the hub's resource identifier, required in "aud".
 	Audience string
 
-	// Issuer, when set, is required in "iss".
+	// Issuer, when set, is the trusted issuer, required in "iss". When
+	// empty, "iss" must still be present, with any value: the key is
+	// then trusted for every issuer.
 	Issuer string
 
 	// ValidateTopic checks a matcher of the given type; nil accepts
@@ -108,7 +113,7 @@ type Validator struct {
 
 // LegacySelector is the matchType given to the selectors of a legacy
 // token's mercure claim.
-const LegacySelector = "URITemplate"
+const LegacySelector = "uritemplate"
 
 // Validate parses and checks raw as a Mercure access token. Every
 // failure matches [ErrInvalidToken].
@@ -127,6 +132,7 @@ func (v *Validator) validate(raw string) (*Token, error) {
 		jwt.WithValidMethods(v.Algorithms),
 		jwt.WithExpirationRequired(),
 		jwt.WithAudience(v.Audience),
+		jwt.WithIssuedAt(),
 	}
 	if v.Issuer != "" {
 		opts = append(opts, jwt.WithIssuer(v.Issuer))
@@ -141,6 +147,9 @@ func (v *Validator) validate(raw string) (*Token, error) {
 	}
 	if !isATJWT(tok.Header["typ"]) {
 		return nil, fmt.Errorf("%w: typ is not at+jwt", ErrInvalidToken)
+	}
+	if claims.Issuer == "" {
+		return nil, fmt.Errorf("%w: no iss", ErrInvalidToken)
 	}
 	details, err := parseDetails(claims.Details, v.ValidateTopic)
 	if err != nil {
@@ -227,7 +236,7 @@ func isATJWT(typ any) bool {
 }
 
 // parseDetails reads the authorization_details claim. Details of other
-// types are skipped; one mercure detail that fails to parse or validate
+// types are skipped; one Mercure detail that fails to parse or validate
 // invalidates the whole token.
 func parseDetails(raw json.RawMessage, check func(matchType, match string) error) ([]Detail, error) {
 	if len(raw) == 0 || string(raw) == "null" {
@@ -245,7 +254,7 @@ func parseDetails(raw json.RawMessage, check func(matchType, match string) error
 		if err := json.Unmarshal(e, &head); err != nil || head.Type == nil {
 			return nil, fmt.Errorf("authorization detail %d is not an object with a type", i)
 		}
-		if *head.Type != "mercure" {
+		if *head.Type != DetailType {
 			continue
 		}
 		if len(out) == MaxDetails {
@@ -262,7 +271,7 @@ func parseDetails(raw json.RawMessage, check func(matchType, match string) error
 
 func parseDetail(raw json.RawMessage, check func(matchType, match string) error) (Detail, error) {
 	var d struct {
-		Actions []string          `json:"actions"`
+		Actions []json.RawMessage `json:"actions"`
 		Topics  []json.RawMessage `json:"topics"`
 		Payload json.RawMessage   `json:"payload"`
 	}
@@ -273,12 +282,14 @@ func parseDetail(raw json.RawMessage, check func(matchType, match string) error)
 		return Detail{}, errors.New("actions must be a non-empty array")
 	}
 	out := Detail{}
-	for _, a := range d.Actions {
-		switch Action(a) {
-		case Publish, Subscribe:
+	for _, ra := range d.Actions {
+		var a string
+		if err := json.Unmarshal(ra, &a); err != nil {
+			return Detail{}, errors.New("actions must be strings")
+		}
+		// An action this hub does not know grants nothing.
+		if Action(a) == Publish || Action(a) == Subscribe {
 			out.Actions = append(out.Actions, Action(a))
-		default:
-			return Detail{}, fmt.Errorf("unknown action %q", a)
 		}
 	}
 	if len(d.Topics) == 0 {
@@ -290,12 +301,12 @@ func parseDetail(raw json.RawMessage, check func(matchType, match string) error)
 	for _, t := range d.Topics {
 		var tm struct {
 			Match     *string `json:"match"`
-			MatchType *string `json:"matchType"`
+			MatchType *string `json:"match_type"`
 		}
-		if err := json.Unmarshal(t, &tm); err != nil || tm.Match == nil {
+		if len(t) == 0 || t[0] != '{' || json.Unmarshal(t, &tm) != nil || tm.Match == nil {
 			return Detail{}, errors.New("each topic must be an object with a string match")
 		}
-		m := TopicMatcher{Match: *tm.Match, MatchType: "Exact"}
+		m := TopicMatcher{Match: *tm.Match, MatchType: "exact"}
 		if tm.MatchType != nil {
 			m.MatchType = *tm.MatchType
 		}
@@ -309,7 +320,7 @@ func parseDetail(raw json.RawMessage, check func(matchType, match string) error)
 		}
 		out.Topics = append(out.Topics, m)
 	}
-	if p := strings.TrimSpace(string(d.Payload)); p != "" && p != "null" {
+	if p := strings.TrimSpace(string(d.Payload)); p != "" {
 		if p[0] != '{' {
 			return Detail{}, errors.New("payload must be a JSON object")
 		}
@@ -321,19 +332,18 @@ func parseDetail(raw json.RawMessage, check func(matchType, match string) error)
 // Source says where a request's token came from.
 type Source int
 
-// The token sources, by precedence.
+// The token sources.
 const (
 	None Source = iota
 	Header
-	Query
 	Cookie
 )
 
-// Extract returns the token r presents, following the draft's
-// precedence: the Authorization header, then the access_token query
-// parameter (when query is true), then the cookie named cookie. A
-// malformed Authorization header is an error.
-func Extract(r *http.Request, cookie string, query bool) (string, Source, error) {
+// Extract returns the token r presents: that of the Authorization
+// header when there is one (a cookie is then ignored), else that of the
+// first of the cookies named that has a value. A malformed Authorization
+// header is an error. The access_token query parameter is never read.
+func Extract(r *http.Request, cookies ...string) (string, Source, error) {
 	if h, ok := r.Header["Authorization"]; ok {
 		if len(h) != 1 {
 			return "", Header, errors.New("more than one Authorization header")
@@ -344,16 +354,8 @@ func Extract(r *http.Request, cookie string, query bool) (string, Source, error)
 		}
 		return tok, Header, nil
 	}
-	if query {
-		if v, ok := r.URL.Query()["access_token"]; ok {
-			if len(v) != 1 || v[0] == "" {
-				return "", Query, errors.New("access_token must appear once, not empty")
-			}
-			return v[0], Query, nil
-		}
-	}
-	if cookie != "" {
-		if c, err := r.Cookie(cookie); err == nil && c.Value != "" {
+	for _, name := range cookies {
+		if c, err := r.Cookie(name); err == nil && c.Value != "" {
 			return c.Value, Cookie, nil
 		}
 	}

@@ -31,7 +31,7 @@ func compileGrants(c *matcherCache, t *auth.Token, base string) (*grants, error)
 				mt, ok = URITemplate, true // from a legacy token
 			}
 			if !ok {
-				return nil, fmt.Errorf("unknown matchType %q", tm.MatchType)
+				return nil, fmt.Errorf("unknown match_type %q", tm.MatchType)
 			}
 			m, err := c.get(mt, tm.Match, base)
 			if err != nil {
@@ -53,7 +53,7 @@ func compileGrants(c *matcherCache, t *auth.Token, base string) (*grants, error)
 func CheckMatcher(matchType, match string) error {
 	mt, ok := ParseMatchType(matchType)
 	if !ok {
-		return fmt.Errorf("matchType must be Exact or URLPattern, not %q", matchType)
+		return fmt.Errorf("match_type must be exact or urlpattern, not %q", matchType)
 	}
 	_, err := NewMatcher(mt, match, "http://localhost"+hubPath)
 	return err

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/dunglas/go-urlpattern"
@@ -20,16 +21,18 @@ import (
 // MatchType names a topic matcher type in its canonical case.
 type MatchType string
 
-// The matcher types of the draft.
+// The matcher types of the draft, by their canonical names: the suffix
+// of the match_<type> subscribe parameter and the match_type of a
+// token's topic matcher.
 const (
-	Exact      MatchType = "Exact"
-	URLPattern MatchType = "URLPattern"
+	Exact      MatchType = "exact"
+	URLPattern MatchType = "urlpattern"
 )
 
 // URITemplate is the topic selector of Mercure 0.x, accepted in
 // compatibility mode only: a topic or an RFC 6570 URI template matching
 // topics. ParseMatchType never returns it.
-const URITemplate MatchType = "URITemplate"
+const URITemplate MatchType = "uritemplate"
 
 // Wildcard is the reserved matcher value that matches every topic,
 // whatever the matcher type.
@@ -168,8 +171,10 @@ func (c *matcherCache) get(t MatchType, pattern, base string) (*Matcher, error) 
 // errTopic is the cause of every invalid topic string.
 var errTopic = errors.New("mercure: invalid topic")
 
-// ValidTopic checks the draft's constraints on topic strings (and on
-// matcher values): valid UTF-8 without C0, DEL or C1 control characters.
+// ValidTopic checks the draft's constraints on topic strings, which
+// also apply to matcher values and to update IDs: valid UTF-8 without
+// C0, DEL or C1 control characters or format characters (Unicode
+// category Cf, such as bidirectional and zero-width controls).
 func ValidTopic(s string) error {
 	if !utf8.ValidString(s) {
 		return fmt.Errorf("%w: not valid UTF-8", errTopic)
@@ -178,13 +183,18 @@ func ValidTopic(s string) error {
 		if r < 0x20 || r >= 0x7f && r <= 0x9f {
 			return fmt.Errorf("%w: control character U+%04X at byte %d", errTopic, r, i)
 		}
+		if unicode.Is(unicode.Cf, r) {
+			return fmt.Errorf("%w: format character U+%04X at byte %d", errTopic, r, i)
+		}
 	}
 	return nil
 }
 
 // ReservedTopic reports whether topic, resolved against the hub URL
-// base, addresses the hub's reserved namespace: its path is
-// /.well-known/mercure or lies below it, whatever its scheme or host.
+// base, addresses the hub's reserved namespace: its path, once its
+// percent-encoded unreserved characters are decoded and its dot-segments
+// removed, is the hub's path or lies below it, whatever its scheme or
+// host. A topic that is not a URL reference addresses nothing.
 func ReservedTopic(topic, base string) bool {
 	b, err := url.Parse(base)
 	if err != nil {
@@ -192,16 +202,84 @@ func ReservedTopic(topic, base string) bool {
 	}
 	ref, err := url.Parse(topic)
 	if err != nil {
-		// Not a URI reference: refuse it if it merely mentions the
-		// namespace, rather than guess how a client would resolve it.
-		return strings.Contains(topic, hubPath)
+		return false
 	}
-	p := b.ResolveReference(ref).EscapedPath()
-	if u, err := url.PathUnescape(p); err == nil {
-		p = u
+	u := b.ResolveReference(ref)
+	if u.Opaque != "" {
+		return false
 	}
-	return p == hubPath || strings.HasPrefix(p, hubPath+"/")
+	p := removeDotSegments(decodeUnreserved(u.EscapedPath()))
+	hp := b.Path
+	return p == hp || strings.HasPrefix(p, hp+"/")
 }
 
-// hubPath is the well-known path of every Mercure hub.
+// decodeUnreserved decodes the percent-encoded octets of p that stand
+// for unreserved characters (RFC 3986 section 2.3), leaving the others.
+func decodeUnreserved(p string) string {
+	var b strings.Builder
+	for i := 0; i < len(p); i++ {
+		if p[i] == '%' && i+2 < len(p) {
+			if c, ok := unhex2(p[i+1], p[i+2]); ok && isUnreserved(c) {
+				b.WriteByte(c)
+				i += 2
+				continue
+			}
+		}
+		b.WriteByte(p[i])
+	}
+	return b.String()
+}
+
+func unhex2(a, b byte) (byte, bool) {
+	h, ok1 := unhex(a)
+	l, ok2 := unhex(b)
+	return h<<4 | l, ok1 && ok2
+}
+
+func unhex(c byte) (byte, bool) {
+	switch {
+	case '0' <= c && c <= '9':
+		return c - '0', true
+	case 'a' <= c && c <= 'f':
+		return c - 'a' + 10, true
+	case 'A' <= c && c <= 'F':
+		return c - 'A' + 10, true
+	}
+	return 0, false
+}
+
+func isUnreserved(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '.' || c == '_' || c == '~'
+}
+
+// removeDotSegments is the algorithm of RFC 3986 section 5.2.4 for an
+// absolute path.
+func removeDotSegments(p string) string {
+	var out []string
+	segs := strings.Split(p, "/")
+	for i, s := range segs {
+		last := i == len(segs)-1
+		switch s {
+		case ".":
+			if last {
+				out = append(out, "")
+			}
+		case "..":
+			if len(out) > 1 {
+				out = out[:len(out)-1]
+			}
+			if last {
+				out = append(out, "")
+			}
+		default:
+			out = append(out, s)
+		}
+	}
+	if len(out) == 0 || out[0] != "" {
+		out = append([]string{""}, out...)
+	}
+	return strings.Join(out, "/")
+}
+
+// hubPath is the well-known path of a Mercure hub.
 const hubPath = "/.well-known/mercure"

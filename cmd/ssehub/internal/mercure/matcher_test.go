@@ -56,6 +56,10 @@ func TestValidTopic(t *testing.T) {
 		{"a\u0080", false},
 		{"a\u009f", false},
 		{"a\u00a0", true},
+		{"a\u200bb", false}, // zero-width space, category Cf
+		{"a\u202eb", false}, // right-to-left override
+		{"a\ufeff", false},
+		{"\U000E0001", false},
 		{"\xff", false},
 	}
 	for _, c := range cases {
@@ -79,8 +83,11 @@ func TestReservedTopic(t *testing.T) {
 		{"./mercure", true},
 		{"/x/../.well-known/mercure", true},
 		{"/.well-known/%6dercure", true},
-		{"/.well-known/mercure%2Fx", true},
-		{"%zz/.well-known/mercure", true},
+		{"/.well-known/%6Dercure/subscriptions", true},
+		{"/.well-known/mercure/../mercure/x", true},
+		{"/.well-known/mercure/%2E%2E/x", false},
+		{"/.well-known/mercure%2Fx", false}, // "/" is reserved: %2F stays encoded
+		{"%zz/.well-known/mercure", false},  // not a URL reference
 		{"/.well-known/mercurex", false},
 		{"https://hub.example/books/1", false},
 		{"urn:uuid:1", false},

@@ -15,8 +15,9 @@ import (
 // prefix of the topics of subscription events.
 const subscriptionsPath = hubPath + "/subscriptions"
 
-// jsonLDContext is the fixed JSON-LD context of the hub's documents.
-const jsonLDContext = "https://mercure.rocks/"
+// subscriptionEventType is the SSE event type of subscription events,
+// reserved for them.
+const subscriptionEventType = "mercure"
 
 // subscription is one active subscription: a matcher of a stream.
 type subscription struct {
@@ -27,17 +28,17 @@ type subscription struct {
 }
 
 // topic returns the subscription's topic, the expansion of
-// /.well-known/mercure/subscriptions/{matchType}/{match}/{subscriber}.
+// /.well-known/mercure/subscriptions/{match_type}/{match}/{subscriber}.
 func (s *subscription) topic() string {
 	return subscriptionsPath + "/" + string(s.matchType) + "/" + expand(s.match) + "/" + expand(s.subscriber)
 }
 
-// doc returns the subscription's JSON-LD document.
+// doc returns the subscription's document.
 func (s *subscription) doc(active bool) map[string]any {
 	d := map[string]any{
 		"id":         s.topic(),
-		"type":       "Subscription",
-		"matchType":  s.matchType,
+		"type":       "subscription",
+		"match_type": s.matchType,
 		"match":      s.match,
 		"subscriber": s.subscriber,
 		"active":     active,
@@ -75,44 +76,25 @@ type registry struct {
 	active map[string]*subscription // by topic
 }
 
-// open registers the subscriptions of a stream and publishes their
-// events; it returns them for close. subject is the token's validated
-// sub claim, "" for none.
-func (reg *registry) open(ctx context.Context, matchers []*Matcher, subject string, g *grants) []*subscription {
+// open registers the subscriptions of a stream, one per matcher (the
+// same matcher twice counts once), and publishes their events; it
+// returns them for close. The subscriber is a random UUID URN, unique to
+// the connection.
+func (reg *registry) open(ctx context.Context, matchers []*Matcher, g *grants) []*subscription {
 	reg.mu.Lock()
 	defer reg.mu.Unlock()
-	// The subscriber is the token's subject when there is one and it is
-	// not already subscribed with one of these matchers (a second tab,
-	// say); otherwise a random UUID, unique among active subscriptions.
-	subscriber := subject
-	seen := make(map[string]bool)
-	for attempt := 0; ; attempt++ {
-		if subscriber == "" || attempt > 0 {
-			subscriber = "urn:uuid:" + uuid.NewString()
+	subscriber := "urn:uuid:" + uuid.NewString()
+	subs := make([]*subscription, 0, len(matchers))
+	for _, m := range matchers {
+		s := &subscription{matchType: m.Type, match: m.Pattern, subscriber: subscriber, payload: g.payloadFor(m.Pattern)}
+		if reg.active[s.topic()] != nil {
+			continue
 		}
-		subs, clash := make([]*subscription, 0, len(matchers)), false
-		clear(seen)
-		for _, m := range matchers {
-			s := &subscription{matchType: m.Type, match: m.Pattern, subscriber: subscriber, payload: g.payloadFor(m.Pattern)}
-			t := s.topic()
-			if seen[t] {
-				continue // the same matcher twice: one subscription
-			}
-			seen[t] = true
-			if reg.active[t] != nil {
-				clash = true
-				break
-			}
-			subs = append(subs, s)
-		}
-		if !clash {
-			for _, s := range subs {
-				reg.active[s.topic()] = s
-				reg.publishLocked(ctx, s, true)
-			}
-			return subs
-		}
+		reg.active[s.topic()] = s
+		subs = append(subs, s)
+		reg.publishLocked(ctx, s, true)
 	}
+	return subs
 }
 
 // close unregisters subs and publishes their end.
@@ -126,12 +108,10 @@ func (reg *registry) close(subs []*subscription) {
 }
 
 func (reg *registry) publishLocked(ctx context.Context, s *subscription, active bool) {
-	d := s.doc(active)
-	d["@context"] = jsonLDContext
-	data, _ := json.Marshal(d)
+	data, _ := json.Marshal(s.doc(active))
 	// A hub shutting down publishes nothing more; the subscription
 	// simply ends with the stream.
-	reg.engine.Publish(context.WithoutCancel(ctx), &Update{Topics: []string{s.topic()}, Private: true, ID: newID(), Data: string(data)})
+	reg.engine.Publish(context.WithoutCancel(ctx), &Update{Topics: []string{s.topic()}, Private: true, ID: newID(), Type: subscriptionEventType, Data: string(data)})
 }
 
 // list returns the documents of the active subscriptions whose topic has
@@ -161,7 +141,7 @@ func (h *Hub) serveSubscriptions(w http.ResponseWriter, r *http.Request) {
 	}
 	path := r.URL.EscapedPath()
 	if !g.canRead(path) {
-		insufficientScope(w, "the token does not grant subscribe on "+path)
+		h.insufficientScope(w, r, "the token does not grant subscribe on "+path)
 		return
 	}
 	mt, match, subscriber := r.PathValue("matchType"), r.PathValue("match"), r.PathValue("subscriber")
@@ -191,12 +171,15 @@ func (h *Hub) serveSubscriptions(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	} else {
-		body = map[string]any{"id": path, "type": "Subscriptions", "subscriptions": docs}
+		body = map[string]any{"id": path, "type": "subscriptions", "subscriptions": docs}
 	}
-	body["@context"] = jsonLDContext
-	body["lastEventID"] = last
-	w.Header().Set("Content-Type", "application/ld+json")
-	w.Header().Set("Link", "<"+h.base(r)+`>; rel="mercure"`)
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Link", "<"+h.base(r)+`>; rel="mercure"; last-event-id="`+quoteLinkParam(last)+`"; type="mercure"; content-type="application/json"`)
 	w.Header().Set("Cache-Control", "must-revalidate")
 	json.NewEncoder(w).Encode(body)
+}
+
+// quoteLinkParam escapes v for a quoted-string of a Link parameter.
+func quoteLinkParam(v string) string {
+	return strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(v)
 }
