@@ -306,6 +306,12 @@ func TestSpecPublication(t *testing.T) {
 		if got, want := s.next(), "id: "+id+"\ndata: a\ndata: b\ndata: c\ndata: d\ndata: \n\n"; got != want {
 			t.Errorf("got %q, want %q", got, want)
 		}
+		// Empty lines and leading spaces survive (the conformance
+		// suite's data has both).
+		id = h.mustPublish(t, form("topic", "https://example.com/pub/lines", "data", "data for\n\n        x"))
+		if got, want := s.next(), "id: "+id+"\ndata: data for\ndata: \ndata:         x\n\n"; got != want {
+			t.Errorf("got %q, want %q", got, want)
+		}
 	})
 
 	t.Run("Publication/PrivateByPresence", func(t *testing.T) {
