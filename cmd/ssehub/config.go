@@ -67,7 +67,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	fs.StringVar(&c.corsOrigins, "cors-origins", "", "origins allowed by CORS, comma-separated (* for any, without credentials)")
 	fs.StringVar(&c.publishOrigins, "publish-origins", "", "origins allowed to publish with a cookie, comma-separated")
 	fs.StringVar(&c.cookieName, "cookie-name", "__Secure-mercure_access_token", "name of the cookie carrying a browser's token")
-	fs.StringVar(&c.broker, "broker", "memory", "where updates are stored: memory")
+	fs.StringVar(&c.broker, "broker", "memory", "where updates are stored: memory, redis://HOST:PORT[/DB][?prefix=P] or nats://HOST:PORT[?stream=S&subject=T]")
 	fs.BoolVar(&c.subscriptions, "subscriptions", false, "publish subscription events and serve the subscription API")
 	fs.BoolVar(&c.compat, "compat", false, "also accept Mercure 0.x clients: topic= selectors, mercure claim tokens, mercureAuthorization cookie")
 	fs.IntVar(&c.historyEvents, "history-events", 10000, "updates retained for replay (negative: no bound)")
@@ -111,9 +111,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	switch {
 	case c.broker == "memory":
 	case strings.HasPrefix(c.broker, "redis://"), strings.HasPrefix(c.broker, "rediss://"), strings.HasPrefix(c.broker, "nats://"):
-		return nil, configErrorf("-broker %s: this broker is not built in yet; use memory", c.broker)
 	default:
-		return nil, configErrorf("-broker %q: want memory", c.broker)
+		return nil, configErrorf("-broker %q: want memory, redis://HOST:PORT[/DB] or nats://HOST:PORT", c.broker)
 	}
 	if c.logFormat != "text" && c.logFormat != "json" {
 		return nil, configErrorf("-log-format %q: want text or json", c.logFormat)

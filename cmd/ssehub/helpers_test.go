@@ -31,6 +31,9 @@ type testHub struct {
 	cancel   context.CancelFunc
 	done     chan error
 
+	stopOnce sync.Once
+	stopErr  error
+
 	mu  sync.Mutex
 	log strings.Builder
 }
@@ -85,12 +88,20 @@ func startRun(t testing.TB, env map[string]string, all []string) *testHub {
 		t.Fatal("hub did not start within 10s")
 	}
 	t.Cleanup(func() {
-		cancel()
-		if err := <-h.done; err != nil {
+		if err := h.stop(); err != nil {
 			t.Errorf("run returned %v, want nil", err)
 		}
 	})
 	return h
+}
+
+// stop shuts the hub down gracefully and returns what run returned.
+func (h *testHub) stop() error {
+	h.stopOnce.Do(func() {
+		h.cancel()
+		h.stopErr = <-h.done
+	})
+	return h.stopErr
 }
 
 func (h *testHub) logs() string {

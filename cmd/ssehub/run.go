@@ -21,6 +21,7 @@ import (
 
 	"github.com/coregx/stream/cmd/ssehub/internal/auth"
 	"github.com/coregx/stream/cmd/ssehub/internal/mercure"
+	"github.com/coregx/stream/sse"
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/google/uuid"
 )
@@ -131,7 +132,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		fmt.Fprintf(stderr, "Development token (publish and subscribe on every topic, valid %s):\n%s\n", devTokenLifetime, devToken)
 	}
 
+	limits := sse.HistoryLimits{MaxEvents: cfg.historyEvents, MaxBytes: cfg.historyBytes, MaxAge: cfg.historyAge}
+	broker, releaseBroker, err := openBroker(ctx, cfg.broker, limits, log)
+	if err != nil {
+		return err
+	}
+	defer releaseBroker() // after the engine closed the broker
 	engine, err := mercure.NewEngine(mercure.EngineConfig{
+		Broker:        broker,
 		HistoryEvents: cfg.historyEvents,
 		HistoryBytes:  cfg.historyBytes,
 		HistoryAge:    cfg.historyAge,

@@ -20,9 +20,8 @@ func TestRunConfigErrors(t *testing.T) {
 	}{
 		{"UnknownFlag", []string{"-nope"}, nil, "flag provided but not defined: -nope"},
 		{"Argument", []string{"extra"}, nil, `unexpected argument "extra"`},
-		{"Redis", []string{"-broker", "redis://127.0.0.1:6379"}, nil, "-broker redis://127.0.0.1:6379: this broker is not built in yet; use memory"},
-		{"NATS", []string{"-broker", "nats://127.0.0.1:4222"}, nil, "-broker nats://127.0.0.1:4222: this broker is not built in yet; use memory"},
-		{"Broker", []string{"-broker", "kafka"}, nil, `-broker "kafka": want memory`},
+		{"RedisDB", []string{"-broker", "redis://127.0.0.1:6379/x"}, nil, `-broker: redis: invalid database number: "x"`},
+		{"Broker", []string{"-broker", "kafka"}, nil, `-broker "kafka": want memory, redis://HOST:PORT[/DB] or nats://HOST:PORT`},
 		{"LogFormat", []string{"-log-format", "xml"}, nil, `-log-format "xml": want text or json`},
 		{"EnvDuration", nil, map[string]string{"SSEHUB_HEARTBEAT": "soon"}, `SSEHUB_HEARTBEAT="soon": parse error`},
 		{"ShortSecret", []string{"-jwt-key", "short"}, nil, "-jwt-key: an HMAC secret needs at least 32 bytes (or give a PEM file)"},
@@ -45,6 +44,18 @@ func TestRunConfigErrors(t *testing.T) {
 				t.Errorf("got %q, want one line starting %q", err, c.want)
 			}
 		})
+	}
+}
+
+func TestRunBrokerUnreachable(t *testing.T) {
+	for _, c := range []struct{ broker, want string }{
+		{"redis://127.0.0.1:1", "-broker: Redis at 127.0.0.1:1: "},
+		{"nats://127.0.0.1:1", "-broker: NATS at 127.0.0.1:1: "},
+	} {
+		err := run(t.Context(), []string{"-addr", "127.0.0.1:0", "-jwt-key", testSecret, "-broker", c.broker}, func(string) string { return "" }, io.Discard)
+		if err == nil || !strings.HasPrefix(err.Error(), c.want) || strings.Contains(err.Error(), "\n") {
+			t.Errorf("%s: got %v, want one line starting %q", c.broker, err, c.want)
+		}
 	}
 }
 

@@ -154,7 +154,7 @@ func (e *Engine) Anchor(ctx context.Context, lastID string) string {
 		return Earliest
 	}
 	h, err := e.broker.History(ctx, allTopic, lastID)
-	if err != nil || h.Gap || h.After.ID != lastID {
+	if err != nil || h.Gap || h.After.Seq == 0 {
 		return Earliest
 	}
 	return lastID
