@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -11,6 +12,50 @@ import (
 	"strings"
 	"testing"
 )
+
+// openStreams opens n streams on h following one URL pattern; each
+// update a stream receives is counted on got.
+func openStreams(b *testing.B, h *testHub, client *http.Client, n int, got chan<- struct{}) {
+	ctx, cancel := context.WithCancel(context.Background())
+	b.Cleanup(cancel)
+	for range n {
+		req, _ := http.NewRequestWithContext(ctx, "GET", h.url+"?match_urlpattern=https://example.com/books/:id", nil)
+		res, err := client.Do(req)
+		if err != nil {
+			b.Fatal(err)
+		}
+		go func() {
+			defer res.Body.Close()
+			br := bufio.NewReader(res.Body)
+			for {
+				line, err := br.ReadString('\n')
+				if err != nil {
+					return
+				}
+				if strings.HasPrefix(line, "id: ") {
+					got <- struct{}{}
+				}
+			}
+		}()
+	}
+}
+
+// publisher returns a function posting one update to h.
+func publisher(b *testing.B, h *testHub, client *http.Client) func() {
+	body := url.Values{"topic": {"https://example.com/books/1"}, "data": {`{"title":"x"}`}}.Encode()
+	auth := "Bearer " + h.admin(b)
+	return func() {
+		req, _ := http.NewRequest("POST", h.url, strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("Authorization", auth)
+		res, err := client.Do(req)
+		if err != nil || res.StatusCode != 200 {
+			b.Fatalf("publish: %v %v", err, res)
+		}
+		io.Copy(io.Discard, res.Body)
+		res.Body.Close()
+	}
+}
 
 // BenchmarkHubFanout publishes updates over HTTP to a hub whose streams
 // all follow one URL pattern, and waits for every stream to get each
@@ -21,49 +66,50 @@ func BenchmarkHubFanout(b *testing.B) {
 	for _, n := range []int{100, 1000} {
 		b.Run(fmt.Sprintf("streams=%d", n), func(b *testing.B) {
 			h := startHub(b, nil, "-anonymous")
-			ctx, cancel := context.WithCancel(context.Background())
-			defer cancel()
-			got := make(chan struct{}, n)
 			tr := &http.Transport{MaxIdleConnsPerHost: n}
 			defer tr.CloseIdleConnections()
 			client := &http.Client{Transport: tr}
-			for range n {
-				req, _ := http.NewRequestWithContext(ctx, "GET", h.url+"?match_urlpattern=https://example.com/books/:id", nil)
-				res, err := client.Do(req)
-				if err != nil {
-					b.Fatal(err)
-				}
-				go func() {
-					defer res.Body.Close()
-					br := bufio.NewReader(res.Body)
-					for {
-						line, err := br.ReadString('\n')
-						if err != nil {
-							return
-						}
-						if strings.HasPrefix(line, "id: ") {
-							got <- struct{}{}
-						}
-					}
-				}()
-			}
-			body := url.Values{"topic": {"https://example.com/books/1"}, "data": {`{"title":"x"}`}}.Encode()
-			auth := "Bearer " + h.admin(b)
+			got := make(chan struct{}, n)
+			openStreams(b, h, client, n, got)
+			publish := publisher(b, h, client)
 			b.ResetTimer()
 			for b.Loop() {
-				req, _ := http.NewRequest("POST", h.url, strings.NewReader(body))
-				req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-				req.Header.Set("Authorization", auth)
-				res, err := client.Do(req)
-				if err != nil || res.StatusCode != 200 {
-					b.Fatalf("publish: %v %v", err, res)
-				}
-				res.Body.Close()
+				publish()
 				for range n {
 					<-got
 				}
 			}
 			b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "deliveries/s")
+		})
+	}
+}
+
+// BenchmarkHubPublish posts updates back to back, one publisher, to a
+// hub with n streams following them, without waiting for deliveries: a
+// publish returns once the broker stored the update, so publishes/s
+// should not fall as streams grow. Keep -benchtime below the streams'
+// queue (1024 updates) so that none is disconnected as slow.
+//
+//	go test -run '^$' -bench HubPublish -benchtime 500x ./cmd/ssehub
+func BenchmarkHubPublish(b *testing.B) {
+	for _, n := range []int{0, 100, 1000} {
+		b.Run(fmt.Sprintf("streams=%d", n), func(b *testing.B) {
+			h := startHub(b, nil, "-anonymous")
+			tr := &http.Transport{MaxIdleConnsPerHost: n + 1}
+			defer tr.CloseIdleConnections()
+			client := &http.Client{Transport: tr}
+			got := make(chan struct{}, 1<<16)
+			openStreams(b, h, client, n, got)
+			publish := publisher(b, h, client)
+			b.ResetTimer()
+			for b.Loop() {
+				publish()
+			}
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "publishes/s")
+			b.StopTimer()
+			for range n * b.N {
+				<-got
+			}
 		})
 	}
 }
@@ -77,14 +123,14 @@ func BenchmarkIdleStreams(b *testing.B) {
 	const n = 2000
 	h := startHub(b, nil, "-anonymous")
 	addr := strings.TrimPrefix(h.base, "http://")
-	inUse := func() uint64 {
+	inUse := func() (heap, stack uint64) {
 		runtime.GC()
 		var ms runtime.MemStats
 		runtime.ReadMemStats(&ms)
-		return ms.HeapInuse + ms.StackInuse
+		return ms.HeapInuse, ms.StackInuse
 	}
 	for b.Loop() {
-		before := inUse()
+		heap0, stack0 := inUse()
 		conns := make([]net.Conn, 0, n)
 		for range n {
 			c, err := net.Dial("tcp", addr)
@@ -106,8 +152,10 @@ func BenchmarkIdleStreams(b *testing.B) {
 				got += string(buf[:k])
 			}
 		}
-		after := inUse()
-		b.ReportMetric(float64(after-before)/n, "bytes/stream")
+		heap1, stack1 := inUse()
+		b.ReportMetric(float64(heap1+stack1-heap0-stack0)/n, "bytes/stream")
+		b.ReportMetric(float64(heap1-heap0)/n, "heap-bytes/stream")
+		b.ReportMetric(float64(stack1-stack0)/n, "stack-bytes/stream")
 		for _, c := range conns {
 			c.Close()
 		}
