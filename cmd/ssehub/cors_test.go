@@ -38,6 +38,20 @@ func TestCORS(t *testing.T) {
 			if got := res.Header.Get("Access-Control-Allow-Credentials"); got != c.wantCred {
 				t.Errorf("got Allow-Credentials %q, want %q", got, c.wantCred)
 			}
+			wantExpose := ""
+			if c.wantOrigin != "" {
+				// The subscription API's Link and the reconciliation
+				// field must be readable cross-origin.
+				wantExpose = "Link, Mercure-Last-Event-ID, Last-Event-ID"
+			}
+			if got := res.Header.Get("Access-Control-Expose-Headers"); got != wantExpose {
+				t.Errorf("got Expose-Headers %q, want %q", got, wantExpose)
+			}
+			if c.method == "OPTIONS" {
+				if got, want := res.Header.Get("Access-Control-Allow-Methods"), "GET, POST, QUERY"; got != want {
+					t.Errorf("got Allow-Methods %q, want %q", got, want)
+				}
+			}
 		})
 	}
 }

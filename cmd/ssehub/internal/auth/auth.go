@@ -132,7 +132,6 @@ func (v *Validator) validate(raw string) (*Token, error) {
 		jwt.WithValidMethods(v.Algorithms),
 		jwt.WithExpirationRequired(),
 		jwt.WithAudience(v.Audience),
-		jwt.WithIssuedAt(),
 	}
 	if v.Issuer != "" {
 		opts = append(opts, jwt.WithIssuer(v.Issuer))

@@ -66,7 +66,6 @@ func TestValidateRefusals(t *testing.T) {
 		"NoExp":            {"iss": "i", "aud": "hub"},
 		"NoIss":            {"aud": "hub", "exp": exp},
 		"Audience":         {"iss": "i", "aud": "x", "exp": exp},
-		"IssuedInFuture":   {"iss": "i", "aud": "hub", "exp": exp, "iat": exp},
 		"Details":          {"iss": "i", "aud": "hub", "exp": exp, "authorization_details": "x"},
 		"MatchType":        {"iss": "i", "aud": "hub", "exp": exp, "authorization_details": detail(map[string]any{"actions": []string{"publish"}, "topics": []any{map[string]any{"match": "a", "match_type": "Exact"}}})},
 		"NoType":           {"iss": "i", "aud": "hub", "exp": exp, "authorization_details": []any{map[string]any{"actions": []string{"publish"}}}},
