@@ -85,6 +85,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		}
 	}
 
+	if cfg.issuer == "" && (cfg.jwtKey != "" || cfg.jwksURL != "") {
+		log.Warn("ssehub: no -issuer: tokens of any iss are accepted; set the trusted issuer")
+	}
+
 	keysCtx, stopKeys := context.WithCancel(context.Background())
 	defer stopKeys()
 	validator := &auth.Validator{Audience: resource, Issuer: cfg.issuer, ValidateTopic: mercure.CheckMatcher,
