@@ -31,6 +31,10 @@ import (
 // clusterNodes is the number of nodes of a shared broker.
 const clusterNodes = 3
 
+// clusterFileSpare is the open files the driver or a node needs beside
+// one per client.
+const clusterFileSpare = 256
+
 // Defaults and limits of the cluster scenario.
 const (
 	maxClusterClients   = 10000
@@ -197,6 +201,11 @@ func driveCluster(ctx context.Context, cfg *config, stdout io.Writer, logf func(
 		if err != nil {
 			return err
 		}
+	}
+	// The driver holds every client, and the memory node as many
+	// connections: both need a descriptor each, and some to spare.
+	if need, have := uint64(slices.Max(cfg.clients)+clusterFileSpare), fileLimit(); have < need {
+		return fmt.Errorf("-clients: %d clients need an open-file limit of at least %d, and it is %d (raise ulimit -Hn)", slices.Max(cfg.clients), need, have)
 	}
 	prog := newProgress(clusterSteps(cfg))
 	cpuStart := takeCPUSnapshot()
@@ -536,13 +545,15 @@ func (cm clusterMeasurement) consumerPerEvent() string {
 	return fmt.Sprintf("%s (%d consumers)", strings.Join(parts, " / "), len(cm.consumers))
 }
 
+// brokerNames are the brokers' names in the report.
+var brokerNames = map[string]string{brokerMemory: "memory", brokerRedis: "Redis", brokerNATS: "NATS JetStream"}
+
 // brokerTitle is a broker's column heading.
 func brokerTitle(b string, nodes int) string {
-	names := map[string]string{brokerMemory: "memory", brokerRedis: "Redis", brokerNATS: "NATS JetStream"}
 	if nodes == 1 {
-		return names[b] + ", 1 node"
+		return brokerNames[b] + ", 1 node"
 	}
-	return fmt.Sprintf("%s, %d nodes", names[b], nodes)
+	return fmt.Sprintf("%s, %d nodes", brokerNames[b], nodes)
 }
 
 // clusterRow is one figure of the cluster report.
@@ -727,6 +738,7 @@ func writeClusterReport(w io.Writer, cfg *config, results []*clusterResult, took
 		for _, n := range notes {
 			fmt.Fprintf(w, "- %s\n", n)
 		}
+		fmt.Fprintln(w, "- (for Redis and NATS, other processes include the Redis or NATS server itself)")
 	}
 }
 
@@ -741,7 +753,7 @@ func clusterCharts(cfg *config, results []*clusterResult) (map[string][]byte, []
 	var groups []string
 	var values [][]float64
 	for _, r := range results {
-		groups = append(groups, fmt.Sprintf("%s, %s", brokerTitle(r.broker, len(r.perNode)), fmtCount(float64(r.clients))))
+		groups = append(groups, fmt.Sprintf("%s ×%d, %s", strings.Fields(brokerNames[r.broker])[0], len(r.perNode), fmtCount(float64(r.clients))))
 		v := []float64{math.NaN(), math.NaN()}
 		if cm := r.latency[rate]; r.err == nil && cm.m.ok() {
 			for i, l := range []latencies{cm.local, cm.remote} {
@@ -752,7 +764,7 @@ func clusterCharts(cfg *config, results []*clusterResult) (map[string][]byte, []
 		}
 		values = append(values, v)
 	}
-	desc := fmt.Sprintf("p99 publish→receive at %d ev/s of clients on the publishing node (local) and on the other nodes (remote); lower is better.", rate)
+	desc := fmt.Sprintf("p99 publish→receive at %d ev/s of clients on the publishing node (local) and on the other nodes (remote), per broker × nodes, clients; lower is better.", rate)
 	return map[string][]byte{"cluster-p99.svg": barChart("Cluster: p99 local and remote", desc, groups, series, values, true, fmtMs, "p99 (log)")},
 		[]string{"cluster-p99.svg"}
 }
