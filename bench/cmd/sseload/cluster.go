@@ -528,10 +528,12 @@ func (cm clusterMeasurement) describeReads() string {
 	s := "fed per event per node " + cm.perEvent(func(c brokerCounts) int64 { return c.Fed })
 	if cm.nodes[0].counts.ReadEntries >= 0 {
 		s += ", XREAD entries " + cm.perEvent(func(c brokerCounts) int64 { return c.ReadEntries }) +
-			", XREAD calls " + cm.perEvent(func(c brokerCounts) int64 { return c.ReadCalls })
+			", XREAD calls " + cm.perEvent(func(c brokerCounts) int64 { return c.ReadCalls }) +
+			", Redis commands " + cm.perEvent(func(c brokerCounts) int64 { return c.Commands })
 	}
 	if cm.consumers != nil {
-		s += ", consumer deliveries " + cm.consumerPerEvent()
+		s += ", consumer deliveries " + cm.consumerPerEvent() +
+			", NATS messages received " + cm.perEvent(func(c brokerCounts) int64 { return c.InMsgs })
 	}
 	return s
 }
