@@ -71,11 +71,16 @@ func startChild(ctx context.Context, impl string, args []string, stderr io.Write
 				addrc <- a
 			}
 		}
+		close(addrc) // the process ended, or closed its stdout
 	}()
 	s := &server{impl: impl, cmd: cmd, hc: &http.Client{}}
 	select {
-	case s.addr = <-addrc:
-		return s, nil
+	case a, ok := <-addrc:
+		if ok {
+			s.addr = a
+			return s, nil
+		}
+		err = errors.New("it exited without listening (its error is above)")
 	case <-time.After(20 * time.Second):
 		err = errors.New("no address within 20s")
 	case <-ctx.Done():
