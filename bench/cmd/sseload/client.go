@@ -44,6 +44,7 @@ type pool struct {
 // client is one SSE connection.
 type client struct {
 	p    *pool
+	addr string // the server's host:port; "": the pool's
 	conn net.Conn
 
 	alive     atomic.Bool
@@ -124,12 +125,16 @@ func dialAll(ctx context.Context, n int, dial func(i int) error) error {
 }
 
 func (c *client) dial(ctx context.Context) error {
-	d := net.Dialer{Timeout: 10 * time.Second}
-	conn, err := d.DialContext(ctx, "tcp", c.p.addr)
-	if err != nil {
-		return fmt.Errorf("dial %s: %w", c.p.addr, err)
+	addr := c.addr
+	if addr == "" {
+		addr = c.p.addr
 	}
-	req := "GET " + c.p.path + " HTTP/1.1\r\nHost: " + c.p.addr +
+	d := net.Dialer{Timeout: 10 * time.Second}
+	conn, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return fmt.Errorf("dial %s: %w", addr, err)
+	}
+	req := "GET " + c.p.path + " HTTP/1.1\r\nHost: " + addr +
 		"\r\nAccept: text/event-stream\r\nCache-Control: no-cache\r\n" + c.p.header + "\r\n"
 	if _, err := io.WriteString(conn, req); err != nil {
 		conn.Close()

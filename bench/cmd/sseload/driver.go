@@ -42,12 +42,19 @@ type server struct {
 // startServer starts this binary as a server of impl in a child process
 // and waits for its address.
 func startServer(ctx context.Context, impl, host string, stderr io.Writer) (*server, error) {
+	return startChild(ctx, impl, []string{"-serve=" + impl, "-listen=" + net.JoinHostPort(host, "0")}, stderr)
+}
+
+// startChild starts this binary with args as a server in a child process
+// that dies with this one, and waits for its address.
+func startChild(ctx context.Context, impl string, args []string, stderr io.Writer) (*server, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(exe, "-serve="+impl, "-listen="+net.JoinHostPort(host, "0"))
+	cmd := exec.Command(exe, args...)
 	cmd.Env = append(os.Environ(), childEnv+"=1")
+	killWithParent(cmd)
 	cmd.Stderr = stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -64,11 +71,16 @@ func startServer(ctx context.Context, impl, host string, stderr io.Writer) (*ser
 				addrc <- a
 			}
 		}
+		close(addrc) // the process ended, or closed its stdout
 	}()
 	s := &server{impl: impl, cmd: cmd, hc: &http.Client{}}
 	select {
-	case s.addr = <-addrc:
-		return s, nil
+	case a, ok := <-addrc:
+		if ok {
+			s.addr = a
+			return s, nil
+		}
+		err = errors.New("it exited without listening (its error is above)")
 	case <-time.After(20 * time.Second):
 		err = errors.New("no address within 20s")
 	case <-ctx.Done():
@@ -214,8 +226,11 @@ func (m measurement) ok() bool { return m.err == nil && m.rr.clients > 0 }
 // prints the report.
 func drive(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 	logf := func(format string, a ...any) { fmt.Fprintf(stderr, format+"\n", a...) }
-	if cfg.scenario == scenarioStalled {
+	switch cfg.scenario {
+	case scenarioStalled:
 		return driveStalled(ctx, cfg, stdout, logf)
+	case scenarioCluster:
+		return driveCluster(ctx, cfg, stdout, logf)
 	}
 	impls := cfg.impls
 	if cfg.target != "" {

@@ -125,12 +125,15 @@ type config struct {
 	// stalled clients mode (a child process of the stalled scenario)
 	stallClients int
 	stallIDBase  int
+
+	cluster clusterConfig // -scenario cluster, and its nodes
 }
 
 // Scenarios, as -scenario names them.
 const (
 	scenarioFanout  = "fanout"
 	scenarioStalled = "stalled"
+	scenarioCluster = "cluster"
 )
 
 // Defaults and limits of the stalled scenario.
@@ -172,6 +175,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	switch {
 	case cfg.stallClients > 0:
 		err = runStallClients(ctx, cfg, os.Stdin, stdout)
+	case cfg.cluster.node != "":
+		err = serveClusterNode(ctx, cfg, stdout)
 	case cfg.serve != "":
 		err = serve(ctx, cfg, stdout, stderr)
 	default:
@@ -206,7 +211,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		plotDir    = fs.String("plot", "", "write SVG charts of the results into this directory")
 		ssehubBin  = fs.String("ssehub-bin", "", "with -impls ssehub: the ssehub binary to run (default: built from the repository's cmd/ssehub)")
 		publishers = fs.Int("publishers", 1, "with -impls ssehub: publish requests in flight at once, each on its own connection (1: one at a time, in order)")
-		scenario   = fs.String("scenario", scenarioFanout, "what to measure: "+scenarioFanout+" (throughput, latency, memory) or "+scenarioStalled+" (clients that never read beside healthy ones)")
+		scenario   = fs.String("scenario", scenarioFanout, "what to measure: "+scenarioFanout+" (throughput, latency, memory), "+scenarioStalled+" (clients that never read beside healthy ones) or "+scenarioCluster+" (three nodes sharing a broker)")
 		stalled    = fs.String("stalled", "", "-scenario stalled: comma-separated counts of stalled clients, one run each (default "+fullStalled+"; with -quick "+quickStalled+")")
 		healthy    = fs.Int("healthy", 200, "-scenario stalled: healthy clients beside the stalled ones")
 		stallRate  = fs.Int("stall-rate", 1000, "-scenario stalled: events published per second")
@@ -215,6 +220,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		stallN     = fs.Int("stall-clients", 0, "internal: run this many stalled clients against -target (a child process of -scenario stalled)")
 		stallBase  = fs.Int("stall-id-base", 0, "internal: id of the first of -stall-clients")
 	)
+	cf := addClusterFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -247,6 +253,10 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		return cfg, nil
 	}
 
+	if *cf.node != "" {
+		return cfg, parseClusterNode(cfg, cf)
+	}
+
 	if cfg.serve != "" {
 		if !isImpl(cfg.serve) {
 			return nil, fmt.Errorf("-serve: unknown implementation %q (want one of %s)", cfg.serve, strings.Join(allImpls, ", "))
@@ -267,8 +277,12 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		if !set["impls"] {
 			*impls = strings.Join(stalledImpls, ",")
 		}
+	case scenarioCluster:
+		if err := parseClusterFlags(cfg, cf, set, clients, rates); err != nil {
+			return nil, err
+		}
 	default:
-		return nil, fmt.Errorf("-scenario: unknown scenario %q (want %s or %s)", cfg.scenario, scenarioFanout, scenarioStalled)
+		return nil, fmt.Errorf("-scenario: unknown scenario %q (want %s, %s or %s)", cfg.scenario, scenarioFanout, scenarioStalled, scenarioCluster)
 	}
 	if cfg.impls, err = parseImpls(*impls); err != nil {
 		return nil, fmt.Errorf("-impls: %w", err)

@@ -316,13 +316,19 @@ func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", cfg.listen)
+	return serveControl(ctx, cfg.listen, c.handler(), c.b.Close, stdout)
+}
+
+// serveControl serves h on listen until ctx ends, printing listenLine
+// first; closeFn stops the implementation before the server shuts down.
+func serveControl(ctx context.Context, listen string, h http.Handler, closeFn func(), stdout io.Writer) error {
+	ln, err := net.Listen("tcp", listen)
 	if err != nil {
-		c.b.Close()
+		closeFn()
 		return err
 	}
 	srv := &http.Server{
-		Handler:           c.handler(),
+		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          nil,
 	}
@@ -333,7 +339,7 @@ func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 	case err = <-errc:
 	case <-ctx.Done():
 	}
-	c.b.Close()
+	closeFn()
 	sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	if serr := srv.Shutdown(sctx); serr != nil {
