@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -12,6 +13,11 @@ import (
 	"strings"
 	"testing"
 )
+
+// benchBroker is the -broker of the benchmarks' hubs:
+//
+//	go test -run '^$' -bench HubPublish -benchtime 500x ./cmd/ssehub -args -hub.broker redis://127.0.0.1:6379/0?prefix=bench:
+var benchBroker = flag.String("hub.broker", "memory", "the -broker of the benchmarks' hubs")
 
 // openStreams opens n streams on h following one URL pattern; each
 // update a stream receives is counted on got.
@@ -65,7 +71,7 @@ func publisher(b *testing.B, h *testHub, client *http.Client) func() {
 func BenchmarkHubFanout(b *testing.B) {
 	for _, n := range []int{100, 1000} {
 		b.Run(fmt.Sprintf("streams=%d", n), func(b *testing.B) {
-			h := startHub(b, nil, "-anonymous")
+			h := startHub(b, nil, "-anonymous", "-broker", *benchBroker)
 			tr := &http.Transport{MaxIdleConnsPerHost: n}
 			defer tr.CloseIdleConnections()
 			client := &http.Client{Transport: tr}
@@ -94,7 +100,7 @@ func BenchmarkHubFanout(b *testing.B) {
 func BenchmarkHubPublish(b *testing.B) {
 	for _, n := range []int{0, 100, 1000} {
 		b.Run(fmt.Sprintf("streams=%d", n), func(b *testing.B) {
-			h := startHub(b, nil, "-anonymous")
+			h := startHub(b, nil, "-anonymous", "-broker", *benchBroker)
 			tr := &http.Transport{MaxIdleConnsPerHost: n + 1}
 			defer tr.CloseIdleConnections()
 			client := &http.Client{Transport: tr}
