@@ -207,6 +207,17 @@ func TestSpecAuthorization(t *testing.T) {
 		}
 	})
 
+	t.Run("Authorization/Subscribers/AlternateTopicGrants", func(t *testing.T) {
+		reader := sign(t, h.claims(map[string]any{"type": detailType, "actions": []string{"subscribe"},
+			"topics": []any{map[string]any{"match": "https://example.com/users/42/*", "match_type": "urlpattern"}}}))
+		s := h.subscribe(t, "match_urlpattern=https://example.com/books/:id", http.Header{"Authorization": {"Bearer " + reader}})
+		h.mustPublish(t, form("topic", "https://example.com/books/1", "topic", "https://example.com/users/7/books/1", "data", "not 42's", "private", "on"))
+		id := h.mustPublish(t, form("topic", "https://example.com/books/1", "topic", "https://example.com/users/42/books/1", "data", "42's", "private", "on"))
+		if got, want := s.next(), ev(id, "42's"); got != want {
+			t.Errorf("got %q, want %q", got, want)
+		}
+	})
+
 	t.Run("Authorization/PresentingTheAccessToken/Precedence", func(t *testing.T) {
 		tp := "https://example.com/auth/precedence"
 		reader := sign(t, h.claims(detail("subscribe", tp)))

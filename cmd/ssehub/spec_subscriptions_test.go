@@ -260,3 +260,36 @@ func TestSpecSubscriberUnique(t *testing.T) {
 		}
 	})
 }
+
+func TestSpecPayloads(t *testing.T) {
+	h := startHub(t, nil, "-subscriptions")
+	watch := h.subscribe(t, "match_urlpattern=/.well-known/mercure/subscriptions/:type/:match/:subscriber",
+		http.Header{"Authorization": {"Bearer " + h.admin(t)}})
+	tok := sign(t, h.claims(
+		map[string]any{"type": detailType, "actions": []string{"subscribe"},
+			"topics": []any{map[string]any{"match": "https://example.com/foo"}}, "payload": map[string]any{"custom1": "foo"}},
+		map[string]any{"type": detailType, "actions": []string{"subscribe"},
+			"topics": []any{map[string]any{"match": "https://example.com/bar/:id", "match_type": "urlpattern"}}, "payload": map[string]any{"custom2": "bar"}},
+		map[string]any{"type": detailType, "actions": []string{"subscribe"},
+			"topics": []any{map[string]any{"match": "*"}}, "payload": map[string]any{"custom3": "default"}},
+	))
+	t.Run("Authorization/Payloads/FirstMatchingDetail", func(t *testing.T) {
+		h.subscribe(t, "match=https://example.com/foo&match_urlpattern=https://example.com/bar/:id&match=https://example.com/baz", http.Header{"Authorization": {"Bearer " + tok}})
+		for _, want := range []struct {
+			matchType, match string
+			payload          any
+		}{
+			{"exact", "https://example.com/foo", map[string]any{"custom1": "foo"}},
+			{"urlpattern", "https://example.com/bar/:id", map[string]any{"custom2": "bar"}},
+			{"exact", "https://example.com/baz", map[string]any{"custom3": "default"}},
+		} {
+			_, data := subscriptionEvent(t, watch.next())
+			var d map[string]any
+			json.Unmarshal([]byte(data), &d)
+			sub, _ := d["subscriber"].(string)
+			if w := subscriptionDoc(want.matchType, want.match, sub, true, want.payload); data != w {
+				t.Errorf("got %s, want %s", data, w)
+			}
+		}
+	})
+}

@@ -4,6 +4,7 @@ package main
 // one subtest per rule, named after the draft's section.
 
 import (
+	"context"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -79,6 +80,18 @@ func TestSpecSubscription(t *testing.T) {
 			if got := s.next(); got != w {
 				t.Errorf("event %d: got %q, want %q", i, got, w)
 			}
+		}
+		// No body: the query alone.
+		ctx, cancel := context.WithCancel(t.Context())
+		defer cancel()
+		req0, _ := http.NewRequestWithContext(ctx, "QUERY", h.url+"?match=x", nil)
+		res0, err := http.DefaultClient.Do(req0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res0.Body.Close()
+		if res0.StatusCode != http.StatusOK || res0.Header.Get("Content-Type") != "text/event-stream" {
+			t.Errorf("QUERY without a body: got %d %q, want 200 text/event-stream", res0.StatusCode, res0.Header.Get("Content-Type"))
 		}
 		// The body obeys the same rules as the query.
 		for _, body := range []string{"matchFoo=x", "match=a%00b", ""} {

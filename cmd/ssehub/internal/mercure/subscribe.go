@@ -24,7 +24,7 @@ func (h *Hub) subscribe(w http.ResponseWriter, r *http.Request) {
 	base := h.base(r)
 	params := parseForm(r.URL.RawQuery)
 	query := len(params) // the pairs from the query component come first
-	if r.Method == QUERY {
+	if r.Method == QUERY && (r.ContentLength != 0 || len(r.TransferEncoding) > 0) {
 		body, ok := readForm(w, r, h.cfg.MaxBody)
 		if !ok {
 			return
