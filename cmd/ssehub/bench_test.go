@@ -137,6 +137,7 @@ func BenchmarkIdleStreams(b *testing.B) {
 	}
 	for b.Loop() {
 		heap0, stack0 := inUse()
+		g0 := runtime.NumGoroutine()
 		conns := make([]net.Conn, 0, n)
 		for range n {
 			c, err := net.Dial("tcp", addr)
@@ -162,6 +163,7 @@ func BenchmarkIdleStreams(b *testing.B) {
 		b.ReportMetric(float64(heap1+stack1-heap0-stack0)/n, "bytes/stream")
 		b.ReportMetric(float64(heap1-heap0)/n, "heap-bytes/stream")
 		b.ReportMetric(float64(stack1-stack0)/n, "stack-bytes/stream")
+		b.ReportMetric(float64(runtime.NumGoroutine()-g0)/n, "goroutines/stream")
 		for _, c := range conns {
 			c.Close()
 		}

@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"sync/atomic"
 	"time"
 
@@ -132,15 +133,16 @@ func (e *Engine) Publish(ctx context.Context, u *Update) error {
 // "earliest" included, replays every retained one). The stream ends when
 // r's context does.
 func (e *Engine) Serve(w http.ResponseWriter, r *http.Request, lastID string, pass func(topics []string, private bool) bool) {
-	ctx := context.WithValue(r.Context(), filterKey{}, pass)
-	r2 := r.Clone(ctx)
 	// The core reads the resume position from Last-Event-ID (or a
 	// lastEventId query parameter, which Mercure does not define): hand
-	// it the one the hub chose, and nothing else.
-	r2.URL.RawQuery = ""
-	r2.Header.Del("Last-Event-ID")
+	// it the one the hub chose, and nothing else. A shallow copy with
+	// its own small URL and header, kept as long as the stream, costs
+	// less than a deep clone.
+	r2 := r.WithContext(context.WithValue(r.Context(), filterKey{}, pass))
+	r2.URL = &url.URL{Path: r.URL.Path}
+	r2.Header = http.Header{}
 	if lastID != "" {
-		r2.Header.Set("Last-Event-ID", lastID)
+		r2.Header["Last-Event-Id"] = []string{lastID}
 	}
 	e.srv.ServeHTTP(w, r2)
 }
