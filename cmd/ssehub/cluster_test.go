@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	natstest "github.com/nats-io/nats-server/v2/test"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/redis/go-redis/v9"
@@ -148,18 +149,13 @@ func TestCluster(t *testing.T) {
 	}
 }
 
-// embeddedNATS starts a NATS server with JetStream in this process,
-// keeping its store in dir, on port (-1: any).
+// embeddedNATS runs a NATS server with JetStream in this process, its
+// store in dir, on port (-1: any), until the test ends.
 func embeddedNATS(t *testing.T, dir string, port int) *server.Server {
 	t.Helper()
-	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: port, JetStream: true, StoreDir: dir, NoLog: true, NoSigs: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
-		t.Fatal("embedded NATS server not ready after 10s")
-	}
+	opts := natstest.DefaultTestOptions
+	opts.Port, opts.JetStream, opts.StoreDir = port, true, dir
+	s := natstest.RunServer(&opts)
 	t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
 	return s
 }
