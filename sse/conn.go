@@ -26,14 +26,6 @@ const connectedComment = ": connected\n\n"
 // heartbeatComment is written after a period without any other write.
 var heartbeatComment = []byte(": keep-alive\n\n")
 
-// Values of the response headers, shared by every stream.
-var (
-	headerEventStream = []string{"text/event-stream"}
-	headerNoCache     = []string{"no-cache"}
-	headerNo          = []string{"no"}
-	headerKeepAlive   = []string{"keep-alive"}
-)
-
 // UpgradeOptions configures a [Conn]. The zero value gives the defaults.
 type UpgradeOptions struct {
 	// WriteTimeout bounds every write to the client, so a client that
@@ -158,48 +150,16 @@ func upgrade(ctx context.Context, w http.ResponseWriter, r *http.Request, opts *
 	if !canFlush(w) {
 		return nil, ErrNoFlusher
 	}
-	t := openTasks.Get().(*openTask)
-	*t = openTask{ctx: ctx, w: w, r: r, opts: opts, ready: ready}
-	offstack(t)
-	c, err := t.conn, t.err
-	*t = openTask{}
-	openTasks.Put(t)
-	return c, err
-}
-
-// defaultUpgradeOptions stands for nil options; never written.
-var defaultUpgradeOptions UpgradeOptions
-
-// openTasks are reused: the handler's goroutine then allocates nothing
-// (see offstack).
-var openTasks = sync.Pool{New: func() any { return new(openTask) }}
-
-// openTask opens a stream; see offstack for why it runs as a task.
-type openTask struct {
-	ctx   context.Context
-	w     http.ResponseWriter
-	r     *http.Request
-	opts  *UpgradeOptions
-	ready func(*Conn) error
-
-	conn *Conn
-	err  error
-}
-
-func (t *openTask) run() {
-	ctx, w, r, opts := t.ctx, t.w, t.r, t.opts
 	h := w.Header()
 	for k, v := range opts.Header {
-		h[k] = v
+		h[k] = slices.Clone(v) // a handler may edit its response's values
 	}
-	// Shared value slices: net/http only reads them, and each
-	// connection saves their allocations.
-	h["Content-Type"] = headerEventStream
-	h["Cache-Control"] = headerNoCache
-	h["X-Accel-Buffering"] = headerNo
+	h["Content-Type"] = []string{"text/event-stream"}
+	h["Cache-Control"] = []string{"no-cache"}
+	h["X-Accel-Buffering"] = []string{"no"}
 	h.Del("Content-Length")
 	if r.ProtoMajor == 1 {
-		h["Connection"] = headerKeepAlive
+		h["Connection"] = []string{"keep-alive"}
 	} else {
 		h.Del("Connection") // forbidden in HTTP/2 and later
 	}
@@ -229,12 +189,22 @@ func (t *openTask) run() {
 		})
 		c.mu.Unlock()
 	}
-	if t.ready != nil {
-		if err := t.ready(c); err != nil {
+	// A panic or runtime.Goexit in w (or in ready) goes on as it would
+	// without us; the stream ends first, so that nothing waits for its
+	// write lock.
+	opened := false
+	defer func() {
+		if !opened {
+			c.unlockWrite()
+			c.shutdown(errUpgradeAborted)
+		}
+	}()
+	if ready != nil {
+		if err := ready(c); err != nil {
+			opened = true
 			c.unlockWrite()
 			c.shutdown(fmt.Errorf("%w: %w", ErrConnectionClosed, err))
-			t.err = err
-			return
+			return nil, err
 		}
 	}
 
@@ -244,10 +214,10 @@ func (t *openTask) run() {
 	}
 	w.WriteHeader(http.StatusOK)
 	err := c.writeLocked(opening)
+	opened = true
 	c.unlockWrite()
 	if err != nil {
-		t.err = err
-		return
+		return nil, err
 	}
 	if c.beats {
 		c.mu.Lock()
@@ -258,8 +228,15 @@ func (t *openTask) run() {
 		}
 		c.mu.Unlock()
 	}
-	t.conn = c
+	return c, nil
 }
+
+// defaultUpgradeOptions stands for nil options; never written.
+var defaultUpgradeOptions UpgradeOptions
+
+// errUpgradeAborted ends a stream whose opening panicked or exited its
+// goroutine.
+var errUpgradeAborted = fmt.Errorf("%w: upgrade aborted", ErrConnectionClosed)
 
 // canFlush reports whether w, or a writer it wraps through Unwrap, can
 // flush, without writing anything (http.ResponseController can only tell

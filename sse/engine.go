@@ -220,17 +220,6 @@ func (h *hubCore) pollClients() {
 	}
 }
 
-// registerTask registers a Conn with a hub's default group.
-type registerTask struct {
-	core *hubCore
-	conn *Conn
-	err  error
-}
-
-func (t *registerTask) run() {
-	_, t.err = t.core.register(t.conn, t.core.def, nil, nil, false)
-}
-
 // groupLocked returns the group of topics (sorted, distinct), making it.
 func (h *hubCore) groupLocked(topics []string) *group {
 	key := groupKey(topics)

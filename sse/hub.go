@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"sync"
 	"time"
 )
 
@@ -207,18 +206,9 @@ func (h *Hub[T]) Run() { h.core.run() }
 // [Hub.Shutdown] started), and [ErrConnectionClosed] when conn has
 // already ended.
 func (h *Hub[T]) Register(conn *Conn) error {
-	t := registerTasks.Get().(*registerTask)
-	*t = registerTask{core: h.core, conn: conn}
-	offstack(t) // see offstack: registering allocates, deep in the runtime
-	err := t.err
-	*t = registerTask{}
-	registerTasks.Put(t)
+	_, err := h.core.register(conn, h.core.def, nil, nil, false)
 	return err
 }
-
-// registerTasks are reused, so that Register allocates nothing on the
-// caller's goroutine.
-var registerTasks = sync.Pool{New: func() any { return new(registerTask) }}
 
 // Unregister removes conn from the hub and waits for a write to it in
 // progress, so the handler may return right after. It does not close conn.

@@ -307,27 +307,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer conn.Close()
 	defer s.core.unregister(conn)
 	if lastID != "" {
-		t := &resumeTask{s: s, ctx: r.Context(), c: c, topics: topics, lastID: lastID}
-		offstack(t) // reading history can go deep (a network broker)
-		if t.err != nil {
-			s.core.logf(slog.LevelError, "sse: reading history", "err", t.err)
+		if err := s.resume(r.Context(), c, topics, lastID); err != nil {
+			s.core.logf(slog.LevelError, "sse: reading history", "err", err)
 			return
 		}
 	}
 	waitEnd(conn)
 }
-
-// resumeTask replays history to a resuming client; see offstack.
-type resumeTask struct {
-	s      *Server
-	ctx    context.Context
-	c      *client
-	topics []string
-	lastID string
-	err    error
-}
-
-func (t *resumeTask) run() { t.err = t.s.resume(t.ctx, t.c, t.topics, t.lastID) }
 
 // topicsFor returns the sorted, distinct topics r follows.
 func (s *Server) topicsFor(r *http.Request) ([]string, error) {
