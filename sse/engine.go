@@ -1,6 +1,7 @@
 package sse
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -24,6 +25,8 @@ type client struct {
 	queue     [][]byte // nil while empty; see queue.go
 	bytes     int64    // bytes in queue
 	inflight  int64    // bytes taken by a writer and not yet written
+	since     int64    // when the oldest event in queue was queued, in Unix nanoseconds
+	sinceOut  int64    // the same for the bytes in flight
 	extra     int32    // queue entries that are not live events
 	scheduled bool     // in the ready queue or being written
 	removed   bool
@@ -84,6 +87,8 @@ type hubCore struct {
 
 	pool writerPool
 
+	stalled             atomic.Uint64 // writes handed off by the pool
+	abandoned           atomic.Uint64 // writes Close stopped waiting for
 	broadcasts          atomic.Uint64
 	delivered           atomic.Uint64
 	replayed            atomic.Uint64
@@ -120,11 +125,7 @@ func newHubCore(cfg engineConfig) *hubCore {
 	}
 	h.pool.hub = h
 	h.pool.base = max(4, runtime.GOMAXPROCS(0))
-	h.pool.max = cfg.maxWriters
-	if h.pool.max <= 0 {
-		h.pool.max = 256
-	}
-	h.pool.max = max(h.pool.max, h.pool.base)
+	h.pool.limit = h.pool.base
 	return h
 }
 
@@ -361,6 +362,8 @@ func (h *hubCore) stats() HubStats {
 		BudgetDisconnects:   h.budgetDisconnects.Load(),
 		ShutdownDisconnects: h.shutdownDisconnects.Load(),
 		ClientDisconnects:   h.clientDisconnects.Load(),
+		StalledWrites:       h.stalled.Load(),
+		AbandonedWrites:     h.abandoned.Load(),
 	}
 }
 
@@ -374,15 +377,16 @@ func (h *hubCore) broadcast(msg []byte) error {
 	}
 	h.broadcasts.Add(1)
 	wake, evict := h.toWake[:0], h.evict[:0]
-	wake, evict = h.fanoutLocked(h.def, msg, nil, wake, evict)
+	wake, evict = h.fanoutLocked(h.def, msg, nil, time.Now().UnixNano(), wake, evict)
 	h.finishFanout(wake, evict)
 	return nil
 }
 
 // fanoutLocked queues msg for the clients of g; h.mu must be held. m is
-// the message being delivered by a Server, nil for a Hub. It appends the
-// clients to wake and those to disconnect as too slow.
-func (h *hubCore) fanoutLocked(g *group, msg []byte, m *Message, wake, evict []*client) ([]*client, []*client) {
+// the message being delivered by a Server, nil for a Hub; now is the time
+// in Unix nanoseconds. It appends the clients to wake and those to
+// disconnect as too slow.
+func (h *hubCore) fanoutLocked(g *group, msg []byte, m *Message, now int64, wake, evict []*client) ([]*client, []*client) {
 	size := int64(len(msg))
 	var added int64
 	for _, c := range g.clients {
@@ -404,6 +408,9 @@ func (h *hubCore) fanoutLocked(g *group, msg []byte, m *Message, wake, evict []*
 		default:
 			if len(c.queue) >= h.cfg.queueSize {
 				added -= h.makeRoomLocked(c)
+			}
+			if c.bytes == 0 {
+				c.since = now
 			}
 			c.queue = appendQueue(c.queue, msg)
 			c.bytes += size
@@ -488,23 +495,30 @@ func (h *hubCore) finishFanout(wake, evict []*client) {
 	}
 }
 
-// overBudgetLocked picks the clients with the largest queues until the
-// bytes queued for the others fit the budget, marks them removed and
-// appends them to evict; h.mu must be held.
+// overBudgetLocked picks the clients that made no progress for longest,
+// by the age of their oldest unsent byte, until the bytes queued for the
+// others fit the budget, marks them removed and appends them to evict;
+// h.mu must be held. A client that drains has only recent bytes unsent,
+// however many: it goes last.
 func (h *hubCore) overBudgetLocked(evict []*client) []*client {
 	type load struct {
-		c *client
-		n int64
+		c      *client
+		n      int64
+		oldest int64
 	}
 	var loads []load
 	h.eachClientLocked(func(c *client) {
 		c.mu.Lock()
 		if !c.removed && c.bytes+c.inflight > 0 {
-			loads = append(loads, load{c, c.bytes + c.inflight})
+			oldest := c.since
+			if c.inflight > 0 {
+				oldest = c.sinceOut
+			}
+			loads = append(loads, load{c, c.bytes + c.inflight, oldest})
 		}
 		c.mu.Unlock()
 	})
-	slices.SortFunc(loads, func(a, b load) int { return int(b.n - a.n) })
+	slices.SortFunc(loads, func(a, b load) int { return cmp.Compare(a.oldest, b.oldest) })
 	total := h.queued.Load()
 	for _, l := range loads {
 		if total <= h.cfg.maxBytes {
@@ -523,6 +537,9 @@ func (h *hubCore) overBudgetLocked(evict []*client) []*client {
 // retry hints) to c's queue, whatever its length, and reports whether c
 // must be woken; c.mu must be held.
 func (h *hubCore) queueExtraLocked(c *client, bs ...[]byte) bool {
+	if c.bytes == 0 && len(bs) > 0 {
+		c.since = time.Now().UnixNano()
+	}
 	for _, b := range bs {
 		c.queue = appendQueue(c.queue, b)
 		c.bytes += int64(len(b))
@@ -642,7 +659,7 @@ func (h *hubCore) closeNow() error {
 	h.mu.Lock()
 	if h.closed {
 		h.mu.Unlock()
-		h.pool.wait()
+		h.pool.wait(0)
 		h.runs.Wait()
 		return nil
 	}
@@ -675,7 +692,7 @@ func (h *hubCore) closeNow() error {
 		h.shutdownDisconnects.Add(1)
 		c.conn.shutdown(fmt.Errorf("%w: %w", ErrConnectionClosed, ErrHubClosed))
 	}
-	h.pool.wait()
+	h.pool.wait(0)
 	h.runs.Wait()
 	return nil
 }

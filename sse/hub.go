@@ -75,8 +75,9 @@ type HubOptions struct {
 
 	// MaxQueuedBytes bounds the bytes queued for all clients together
 	// (an event queued for n clients counts n times). Beyond it, the
-	// clients with the largest queues are disconnected first until the
-	// total is back under the bound. Zero means DefaultMaxQueuedBytes
+	// clients that made no progress for longest (by the age of their
+	// oldest unsent byte) are disconnected first until the total is back
+	// under the bound. Zero means DefaultMaxQueuedBytes
 	// (256 MiB); a negative value removes the bound.
 	MaxQueuedBytes int64
 
@@ -131,6 +132,14 @@ type HubStats struct {
 	// ClientDisconnects counts registered streams that ended on their
 	// own: the client went away, a write failed, or the Conn was closed.
 	ClientDisconnects uint64
+	// StalledWrites counts writes that blocked long enough for their
+	// client to be handed from the shared writers to a goroutine of its
+	// own, so that the other clients do not wait for it.
+	StalledWrites uint64
+	// AbandonedWrites counts writes that could not be cut short (the
+	// ResponseWriter offers no write deadline) and that Close or Shutdown
+	// stopped waiting for.
+	AbandonedWrites uint64
 }
 
 // Hub broadcasts values of type T to every registered [Conn].
@@ -146,13 +155,20 @@ type HubStats struct {
 //
 // # Slow clients
 //
-// One slow client never delays the others. Broadcast only appends the
-// encoded event to each client's bounded queue; a small pool of writers
-// drains the queues, gathering everything a client has queued into one
-// write and one flush. When a client's queue is full (see
+// A slow client does not delay the others. Broadcast only appends the
+// encoded event to each client's bounded queue and never waits for a
+// client; a small pool of writers drains the queues, gathering everything
+// a client has queued into one write and one flush. A write that blocks
+// (the client stopped reading) is noticed within milliseconds: the client
+// is handed to a goroutine of its own, counted in
+// [HubStats.StalledWrites], and the pool goes on with the others, however
+// many clients stall. When a client's queue is full (see
 // [HubOptions.QueueSize]) the [HubOptions.SlowClients] policy applies: by
 // default that client is disconnected and counted in
-// [HubStats.SlowDisconnects]; Broadcast never waits for it.
+// [HubStats.SlowDisconnects]. A stalled client is also dropped when its
+// write times out (UpgradeOptions.WriteTimeout), and the queued bytes
+// budget ([HubOptions.MaxQueuedBytes]) evicts the clients whose oldest
+// unsent byte is oldest first, never one that keeps up.
 //
 // All methods are safe for concurrent use. Every client sees broadcasts in
 // the same order.

@@ -106,8 +106,8 @@ type Server struct {
 	SlowClients SlowPolicy
 
 	// MaxQueuedBytes bounds the bytes queued for all clients together;
-	// beyond it the clients with the largest queues are disconnected
-	// first. Zero means DefaultMaxQueuedBytes (256 MiB); negative
+	// beyond it the clients that made no progress for longest are
+	// disconnected first. Zero means DefaultMaxQueuedBytes (256 MiB); negative
 	// removes the bound.
 	MaxQueuedBytes int64
 
@@ -502,6 +502,7 @@ func (h *hubCore) deliver(m Message) {
 		return
 	}
 	h.heads[m.Topic] = m.Position()
+	now := time.Now().UnixNano()
 	wake, evict := h.toWake[:0], h.evict[:0]
 	var plain []byte
 	for _, g := range h.byTopic[m.Topic] {
@@ -516,7 +517,7 @@ func (h *hubCore) deliver(m Message) {
 			ev.ID = cursorID(g.topics, func(i int) string { return h.heads[g.topics[i]].ID })
 			msg = ev.appendWire(make([]byte, 0, ev.wireSize()))
 		}
-		wake, evict = h.fanoutLocked(g, msg, &m, wake, evict)
+		wake, evict = h.fanoutLocked(g, msg, &m, now, wake, evict)
 	}
 	h.finishFanout(wake, evict)
 }
