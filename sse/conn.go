@@ -159,7 +159,11 @@ func upgrade(ctx context.Context, w http.ResponseWriter, r *http.Request, opts *
 	h["X-Accel-Buffering"] = []string{"no"}
 	h.Del("Content-Length")
 	if r.ProtoMajor == 1 {
-		h["Connection"] = []string{"keep-alive"}
+		// A stream ends only when one side ends it, and a client
+		// reconnects on a new connection: net/http closes this one
+		// when the handler returns, rather than keeping it for a next
+		// request that never comes.
+		h["Connection"] = []string{"close"}
 	} else {
 		h.Del("Connection") // forbidden in HTTP/2 and later
 	}
@@ -477,6 +481,17 @@ func (c *Conn) shutdown(cause error) {
 	}
 	c.cause = cause
 	c.closed.Store(true)
+	// Whoever holds the write lock ends the stream on unlock; if nobody
+	// does, take it to do so once the watchers are told.
+	c.ending = true
+	take := !c.held
+	c.held = true
+	if !take && c.writing.Load() && c.deadlines {
+		// Cut the write in progress short. Under c.mu, so that its
+		// writer cannot end the stream, and the handler return,
+		// meanwhile.
+		_ = c.rc().SetWriteDeadline(time.Now())
+	}
 	watchers := []closeWatcher{c.watcher}
 	var stop func() bool
 	var beat *ownBeat
@@ -487,9 +502,6 @@ func (c *Conn) shutdown(cause error) {
 	c.watcher, c.ext = nil, nil
 	c.mu.Unlock()
 
-	if c.writing.Load() && c.deadlines {
-		_ = c.rc().SetWriteDeadline(time.Now())
-	}
 	if stop != nil {
 		stop()
 	}
@@ -501,15 +513,26 @@ func (c *Conn) shutdown(cause error) {
 			w.connClosed(c)
 		}
 	}
-	// Whoever holds the write lock closes done on unlock; if nobody
-	// does, close it here.
-	c.mu.Lock()
-	c.ending = true
-	closeDone := !c.held && !c.ended
-	c.ended = c.ended || closeDone
-	c.mu.Unlock()
-	if closeDone {
-		close(c.done)
+	if take {
+		c.unlockWrite()
+	}
+}
+
+// endGrace is how long the response may take, after its stream ended,
+// to write what net/http sends last (the end of the chunked body, or of
+// the HTTP/2 stream): a client that stopped reading would otherwise hold
+// the handler's connection open.
+const endGrace = 250 * time.Millisecond
+
+// limitEnd runs once the stream ended, with the write lock held, before
+// done is closed and the handler may return. With Connection: close (see
+// upgrade), net/http closes the connection when the handler returns; the
+// write deadline set here keeps its last flush from blocking on a client
+// that does not read (the flush fails, and the connection is closed or,
+// on HTTP/2, the stream reset).
+func (c *Conn) limitEnd() {
+	if c.deadlines {
+		_ = c.rc().SetWriteDeadline(time.Now().Add(endGrace))
 	}
 }
 
@@ -539,11 +562,18 @@ func (c *Conn) waitWrites() {
 // the stream has ended, it closes done.
 func (c *Conn) unlockWrite() {
 	c.mu.Lock()
+	closeDone := c.ending && !c.ended
+	if closeDone {
+		// Bound net/http's last writes while the lock is still held:
+		// once it is released, the handler may return.
+		c.ended = true
+		c.mu.Unlock()
+		c.limitEnd()
+		c.mu.Lock()
+	}
 	c.held = false
 	wake := c.wake
 	c.wake = nil
-	closeDone := c.ending && !c.ended
-	c.ended = c.ended || closeDone
 	c.mu.Unlock()
 	if closeDone {
 		close(c.done)

@@ -8,7 +8,8 @@
 //
 // [Upgrade] turns an HTTP response into an event stream. It sets the
 // headers (Content-Type: text/event-stream, Cache-Control: no-cache,
-// X-Accel-Buffering: no, and Connection: keep-alive on HTTP/1.x), answers
+// X-Accel-Buffering: no, and Connection: close on HTTP/1.x, so that
+// the connection closes with the stream), answers
 // 200 and flushes the opening comment ": connected". The returned [Conn]
 // sends events:
 //
