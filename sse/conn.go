@@ -28,10 +28,11 @@ var heartbeatComment = []byte(": keep-alive\n\n")
 
 // UpgradeOptions configures a [Conn]. The zero value gives the defaults.
 type UpgradeOptions struct {
-	// WriteTimeout bounds every write to the client, so a client that
+	// WriteTimeout bounds each write to the client, so a client that
 	// stops reading makes the write fail and the connection close instead
-	// of blocking forever. Zero means DefaultWriteTimeout (10s); a negative
-	// value disables the deadline.
+	// of blocking forever. It needs a ResponseWriter with write deadlines
+	// (see [http.ResponseController]); without them writes are not
+	// bounded. Zero means 10s; a negative value disables the deadline.
 	WriteTimeout time.Duration
 
 	// Heartbeat, when positive, is how long the stream may stay silent

@@ -87,6 +87,7 @@ type hubCore struct {
 
 	pool writerPool
 
+	warnedNoDeadline    atomic.Bool
 	stalled             atomic.Uint64 // writes handed off by the pool
 	abandoned           atomic.Uint64 // writes Close stopped waiting for
 	broadcasts          atomic.Uint64
@@ -173,6 +174,7 @@ func (h *hubCore) register(conn *Conn, g *group, topics []string, filter func(*M
 		}
 		g = h.groupLocked(topics)
 	}
+	h.warnNoDeadline(conn)
 	c := &client{conn: conn, hub: h, grp: g, index: len(g.clients), filter: filter}
 	if !conn.watch(c) {
 		return nil, conn.Err()
@@ -659,7 +661,7 @@ func (h *hubCore) closeNow() error {
 	h.mu.Lock()
 	if h.closed {
 		h.mu.Unlock()
-		h.pool.wait(0)
+		h.pool.wait(h.writeTimeout())
 		h.runs.Wait()
 		return nil
 	}
@@ -692,7 +694,30 @@ func (h *hubCore) closeNow() error {
 		h.shutdownDisconnects.Add(1)
 		c.conn.shutdown(fmt.Errorf("%w: %w", ErrConnectionClosed, ErrHubClosed))
 	}
-	h.pool.wait(0)
+	if n := h.pool.wait(h.writeTimeout()); n > 0 {
+		h.abandoned.Add(uint64(n))
+		h.logf(slog.LevelWarn, "sse: close abandoned writes that could not be cut short", "writes", n)
+	}
 	h.runs.Wait()
 	return nil
+}
+
+// writeTimeout is how long closing waits for the writers: a write that
+// has a deadline ends by then; one that has none (see warnNoDeadline) is
+// abandoned.
+func (h *hubCore) writeTimeout() time.Duration {
+	if d := durationOr(h.upgrade.WriteTimeout, DefaultWriteTimeout); d > 0 {
+		return d
+	}
+	return DefaultWriteTimeout
+}
+
+// warnNoDeadline logs, once per hub, that a stream's writes cannot be
+// given a deadline: a client that stops reading then blocks its write
+// until the client goes away, and Close abandons that write.
+func (h *hubCore) warnNoDeadline(conn *Conn) {
+	if conn.deadlines || conn.timeout <= 0 || !h.warnedNoDeadline.CompareAndSwap(false, true) {
+		return
+	}
+	h.logf(slog.LevelWarn, "sse: the ResponseWriter does not support write deadlines (a wrapper without Unwrap?): a client that stops reading can block a write until Close gives up on it")
 }

@@ -263,8 +263,10 @@ func (h *Hub[T]) BroadcastJSON(v any) error {
 // before it is still written, and each stream ends once its queue is. A
 // client that stopped reading does not hold Close up: once no write has
 // finished for 100 ms, the streams left are ended at once. Close then
-// waits for the writers and for [Hub.Run] to return, and returns nil. It
-// is idempotent. [Hub.Shutdown] also asks clients to wait before they
+// waits for the writers, at most the write timeout (a write that cannot
+// be cut short, see [UpgradeOptions.WriteTimeout], is abandoned and
+// counted in [HubStats.AbandonedWrites]), and for [Hub.Run] to return,
+// and returns nil. It is idempotent. [Hub.Shutdown] also asks clients to wait before they
 // reconnect, and waits as long as its context allows.
 func (h *Hub[T]) Close() error { return h.core.close() }
 
