@@ -19,6 +19,7 @@ type client struct {
 	hub    *hubCore
 	grp    *group
 	index  int                 // position in grp.clients
+	beatAt int                 // position in hubCore.beats; -1: none
 	filter func(*Message) bool // nil passes everything
 
 	mu        sync.Mutex
@@ -175,7 +176,7 @@ func (h *hubCore) register(conn *Conn, g *group, topics []string, filter func(*M
 		g = h.groupLocked(topics)
 	}
 	h.warnNoDeadline(conn)
-	c := &client{conn: conn, hub: h, grp: g, index: len(g.clients), filter: filter}
+	c := &client{conn: conn, hub: h, grp: g, index: len(g.clients), beatAt: -1, filter: filter}
 	if !conn.watch(c) {
 		return nil, conn.Err()
 	}
@@ -268,6 +269,7 @@ func (h *hubCore) removeLocked(c *client) bool {
 	if c.index >= len(g.clients) || g.clients[c.index] != c {
 		return false // removed already, or the hub closed
 	}
+	h.dropBeatLocked(c)
 	last := len(g.clients) - 1
 	g.clients[c.index] = g.clients[last]
 	g.clients[c.index].index = c.index
