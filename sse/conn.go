@@ -12,13 +12,6 @@ import (
 	"time"
 )
 
-// Defaults used when the matching option is zero: DefaultWriteTimeout for
-// [UpgradeOptions], DefaultHeartbeat for [HubOptions] and [Server].
-const (
-	DefaultWriteTimeout = 10 * time.Second
-	DefaultHeartbeat    = 15 * time.Second
-)
-
 // connectedComment opens every stream. Flushing it at once tells the
 // client (and any proxy in between) that the stream is live.
 const connectedComment = ": connected\n\n"
@@ -40,7 +33,7 @@ type UpgradeOptions struct {
 	// and load balancers from closing it. Zero or negative: the Conn
 	// sends none itself, so that a handler may write keep-alives of its
 	// own (see [Conn.SendComment]); a [Hub] or [Server] sends heartbeats
-	// to the streams registered with it (HubOptions.Heartbeat, 15s by
+	// to the streams registered with it ([Options.Heartbeat], 15s by
 	// default).
 	Heartbeat time.Duration
 
@@ -173,7 +166,7 @@ func upgrade(ctx context.Context, w http.ResponseWriter, r *http.Request, opts *
 		w:       w,
 		r:       r,
 		rctx:    r.Context(),
-		timeout: durationOr(opts.WriteTimeout, DefaultWriteTimeout),
+		timeout: durationOr(opts.WriteTimeout, defaultWriteTimeout),
 		beats:   opts.Heartbeat > 0,
 		done:    make(chan struct{}),
 		// Hold the write lock until the opening is written, so that a

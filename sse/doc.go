@@ -55,12 +55,12 @@
 // is queued into one write. A slow client therefore does not delay the
 // others, however many stall: a write that blocks hands its client to a
 // goroutine of its own, a client whose queue is full is disconnected and
-// counted in [HubStats], and [Hub.Broadcast] never waits for a client.
+// counted in [Stats], and [Hub.Broadcast] never waits for a client.
 // When the server ends a stream, its connection closes (on HTTP/2, its
 // stream is reset). (A hub that
 // writes to each client in turn, as a naive loop does, stalls every
 // client behind the slowest.) A hub also sends each of its clients a
-// heartbeat comment after 15 seconds of silence ([HubOptions.Heartbeat]),
+// heartbeat comment after 15 seconds of silence ([Options.Heartbeat]),
 // and [Hub.Close] writes what was broadcast before it, then ends every
 // stream.
 //

@@ -25,21 +25,21 @@ type endCase struct {
 	// make returns the handler, a broadcast function, Stats, and end,
 	// which ends the stream (after broadcasting when it needs to) and
 	// reports when it did.
-	make func(t *testing.T) (http.Handler, func(string) error, func() sse.HubStats, func(t *testing.T))
+	make func(t *testing.T) (http.Handler, func(string) error, func() sse.Stats, func(t *testing.T))
 }
 
-func hubEnd(name string, opts *sse.HubOptions, end func(t *testing.T, hub *sse.Hub[string], bcast func(t *testing.T, until func(sse.HubStats) bool))) endCase {
-	return endCase{name, func(t *testing.T) (http.Handler, func(string) error, func() sse.HubStats, func(t *testing.T)) {
+func hubEnd(name string, opts *sse.Options, end func(t *testing.T, hub *sse.Hub[string], bcast func(t *testing.T, until func(sse.Stats) bool))) endCase {
+	return endCase{name, func(t *testing.T) (http.Handler, func(string) error, func() sse.Stats, func(t *testing.T)) {
 		hub := sse.NewHubWithOptions[string](opts)
 		t.Cleanup(func() { hub.Close() })
 		return hub, hub.Broadcast, hub.Stats, func(t *testing.T) {
-			end(t, hub, func(t *testing.T, until func(sse.HubStats) bool) { broadcastUntil(t, hub.Broadcast, hub.Stats, until) })
+			end(t, hub, func(t *testing.T, until func(sse.Stats) bool) { broadcastUntil(t, hub.Broadcast, hub.Stats, until) })
 		}
 	}}
 }
 
 // broadcastUntil broadcasts 1 KiB events until cond holds.
-func broadcastUntil(t *testing.T, bcast func(string) error, stats func() sse.HubStats, cond func(sse.HubStats) bool) {
+func broadcastUntil(t *testing.T, bcast func(string) error, stats func() sse.Stats, cond func(sse.Stats) bool) {
 	t.Helper()
 	ev := strings.Repeat("e", 1<<10)
 	for i := 0; !cond(stats()); i++ {
@@ -58,22 +58,22 @@ func broadcastUntil(t *testing.T, bcast func(string) error, stats func() sse.Hub
 func endCases() []endCase {
 	stall := func(t *testing.T, hub *sse.Hub[string]) {
 		// Enough to fill the socket's buffers: the write blocks.
-		broadcastUntil(t, hub.Broadcast, hub.Stats, func(st sse.HubStats) bool { return st.StalledWrites > 0 })
+		broadcastUntil(t, hub.Broadcast, hub.Stats, func(st sse.Stats) bool { return st.StalledWrites > 0 })
 	}
 	return []endCase{
-		hubEnd("slow", &sse.HubOptions{QueueSize: 8}, func(t *testing.T, _ *sse.Hub[string], bcast func(*testing.T, func(sse.HubStats) bool)) {
-			bcast(t, func(st sse.HubStats) bool { return st.SlowDisconnects == 1 })
+		hubEnd("slow", &sse.Options{QueueSize: 8}, func(t *testing.T, _ *sse.Hub[string], bcast func(*testing.T, func(sse.Stats) bool)) {
+			bcast(t, func(st sse.Stats) bool { return st.SlowDisconnects == 1 })
 		}),
-		hubEnd("over budget", &sse.HubOptions{MaxQueuedBytes: 64 << 10}, func(t *testing.T, _ *sse.Hub[string], bcast func(*testing.T, func(sse.HubStats) bool)) {
-			bcast(t, func(st sse.HubStats) bool { return st.BudgetDisconnects == 1 })
+		hubEnd("over budget", &sse.Options{MaxQueuedBytes: 64 << 10}, func(t *testing.T, _ *sse.Hub[string], bcast func(*testing.T, func(sse.Stats) bool)) {
+			bcast(t, func(st sse.Stats) bool { return st.BudgetDisconnects == 1 })
 		}),
-		hubEnd("Close", nil, func(t *testing.T, hub *sse.Hub[string], _ func(*testing.T, func(sse.HubStats) bool)) {
+		hubEnd("Close", nil, func(t *testing.T, hub *sse.Hub[string], _ func(*testing.T, func(sse.Stats) bool)) {
 			stall(t, hub)
 			if err := hub.Close(); err != nil {
 				t.Fatal(err)
 			}
 		}),
-		hubEnd("Shutdown", nil, func(t *testing.T, hub *sse.Hub[string], _ func(*testing.T, func(sse.HubStats) bool)) {
+		hubEnd("Shutdown", nil, func(t *testing.T, hub *sse.Hub[string], _ func(*testing.T, func(sse.Stats) bool)) {
 			stall(t, hub)
 			ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
 			defer cancel()
@@ -84,7 +84,7 @@ func endCases() []endCase {
 				t.Fatalf("Shutdown: got %v, want nil or %v", err, context.DeadlineExceeded)
 			}
 		}),
-		{"Server.Close", func(t *testing.T) (http.Handler, func(string) error, func() sse.HubStats, func(t *testing.T)) {
+		{"Server.Close", func(t *testing.T) (http.Handler, func(string) error, func() sse.Stats, func(t *testing.T)) {
 			s := &sse.Server{}
 			t.Cleanup(func() { s.Close() })
 			publish := func(data string) error {
@@ -92,7 +92,7 @@ func endCases() []endCase {
 				return err
 			}
 			return s, publish, s.Stats, func(t *testing.T) {
-				broadcastUntil(t, publish, s.Stats, func(st sse.HubStats) bool { return st.StalledWrites > 0 })
+				broadcastUntil(t, publish, s.Stats, func(st sse.Stats) bool { return st.StalledWrites > 0 })
 				s.Close()
 			}
 		}},

@@ -45,12 +45,12 @@ type group struct {
 	clients []*client
 }
 
-// engineConfig is the configuration shared by Hub and Server.
+// engineConfig is the configuration shared by Hub and Server, defaults
+// applied.
 type engineConfig struct {
 	queueSize   int
-	maxWriters  int
 	policy      SlowPolicy
-	maxBytes    int64
+	maxBytes    int64 // 0: no bound
 	logger      *slog.Logger
 	retry       time.Duration
 	retryJitter time.Duration
@@ -60,7 +60,10 @@ type engineConfig struct {
 // hubCore is the non-generic engine behind Hub and Server.
 type hubCore struct {
 	cfg     engineConfig
-	upgrade *UpgradeOptions
+	upgrade UpgradeOptions // of the streams the hub or server opens
+	// closedErr is what registering or broadcasting returns once closed:
+	// ErrHubClosed or ErrServerClosed.
+	closedErr error
 
 	mu        sync.RWMutex
 	def       *group            // a Hub's only group
@@ -102,28 +105,38 @@ type hubCore struct {
 	clientDisconnects   atomic.Uint64
 }
 
-func newHubCore(cfg engineConfig) *hubCore {
+func newHubCore(opts Options) *hubCore {
+	cfg := engineConfig{
+		queueSize:   opts.QueueSize,
+		policy:      opts.SlowClients,
+		maxBytes:    opts.MaxQueuedBytes,
+		logger:      opts.Logger,
+		retry:       opts.ShutdownRetry,
+		retryJitter: durationOr(opts.ShutdownJitter, defaultShutdownJitter),
+		heartbeat:   durationOr(opts.Heartbeat, defaultHeartbeat),
+	}
 	if cfg.queueSize <= 0 {
-		cfg.queueSize = DefaultQueueSize
+		cfg.queueSize = defaultQueueSize
 	}
 	switch {
 	case cfg.maxBytes == 0:
-		cfg.maxBytes = DefaultMaxQueuedBytes
+		cfg.maxBytes = defaultMaxQueuedBytes
 	case cfg.maxBytes < 0:
 		cfg.maxBytes = 0
 	}
 	if cfg.retry <= 0 {
-		cfg.retry = DefaultShutdownRetry
+		cfg.retry = defaultShutdownRetry
 	}
-	cfg.retryJitter = durationOr(cfg.retryJitter, DefaultShutdownJitter)
 	h := &hubCore{
-		cfg:     cfg,
-		def:     &group{},
-		groups:  make(map[string]*group),
-		byTopic: make(map[string][]*group),
-		heads:   make(map[string]Position),
-		live:    make(map[string]bool),
-		done:    make(chan struct{}),
+		cfg:       cfg,
+		upgrade:   UpgradeOptions{WriteTimeout: opts.WriteTimeout, Retry: opts.Retry, Header: opts.Header},
+		closedErr: ErrHubClosed,
+		def:       &group{},
+		groups:    make(map[string]*group),
+		byTopic:   make(map[string][]*group),
+		heads:     make(map[string]Position),
+		live:      make(map[string]bool),
+		done:      make(chan struct{}),
 	}
 	h.pool.hub = h
 	h.pool.base = max(4, runtime.GOMAXPROCS(0))
@@ -162,7 +175,7 @@ func (h *hubCore) register(conn *Conn, g *group, topics []string, filter func(*M
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed || h.draining {
-		return nil, ErrHubClosed
+		return nil, h.closedErr
 	}
 	if c := conn.clientOf(h); c != nil {
 		return c, nil
@@ -170,7 +183,7 @@ func (h *hubCore) register(conn *Conn, g *group, topics []string, filter func(*M
 	if g == nil {
 		for _, t := range topics {
 			if !h.live[t] {
-				return nil, fmt.Errorf("%w: topic %q has no subscription", ErrHubClosed, t)
+				return nil, fmt.Errorf("%w: topic %q has no subscription", h.closedErr, t)
 			}
 		}
 		g = h.groupLocked(topics)
@@ -344,17 +357,20 @@ func (h *hubCore) clientClosed(c *client) {
 	}
 }
 
+// countBroadcast counts an event published through a Server.
+func (h *hubCore) countBroadcast() { h.broadcasts.Add(1) }
+
 func (h *hubCore) clients() int {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	return h.nclients
 }
 
-func (h *hubCore) stats() HubStats {
+func (h *hubCore) stats() Stats {
 	h.mu.RLock()
 	clients, topics := h.nclients, len(h.byTopic)
 	h.mu.RUnlock()
-	return HubStats{
+	return Stats{
 		Clients:             clients,
 		Topics:              topics,
 		Broadcasts:          h.broadcasts.Load(),
@@ -377,7 +393,7 @@ func (h *hubCore) broadcast(msg []byte) error {
 	h.mu.Lock()
 	if h.closed || h.draining {
 		h.mu.Unlock()
-		return ErrHubClosed
+		return h.closedErr
 	}
 	h.broadcasts.Add(1)
 	wake, evict := h.toWake[:0], h.evict[:0]
@@ -694,7 +710,7 @@ func (h *hubCore) closeNow() error {
 		c.mu.Unlock()
 		c.conn.unwatch(c)
 		h.shutdownDisconnects.Add(1)
-		c.conn.shutdown(fmt.Errorf("%w: %w", ErrConnectionClosed, ErrHubClosed))
+		c.conn.shutdown(fmt.Errorf("%w: %w", ErrConnectionClosed, h.closedErr))
 	}
 	if n := h.pool.wait(h.writeTimeout()); n > 0 {
 		h.abandoned.Add(uint64(n))
@@ -708,10 +724,10 @@ func (h *hubCore) closeNow() error {
 // has a deadline ends by then; one that has none (see warnNoDeadline) is
 // abandoned.
 func (h *hubCore) writeTimeout() time.Duration {
-	if d := durationOr(h.upgrade.WriteTimeout, DefaultWriteTimeout); d > 0 {
+	if d := durationOr(h.upgrade.WriteTimeout, defaultWriteTimeout); d > 0 {
 		return d
 	}
-	return DefaultWriteTimeout
+	return defaultWriteTimeout
 }
 
 // warnNoDeadline logs, once per hub, that a stream's writes cannot be

@@ -93,7 +93,7 @@ func waitTotal(b *testing.B, total *atomic.Int64, n int64) {
 func BenchmarkHubBroadcast(b *testing.B) {
 	for _, clients := range []int{1, 100, 1000, 10000} {
 		b.Run(fmt.Sprintf("clients=%d", clients), func(b *testing.B) {
-			hub := sse.NewHubWithOptions[string](&sse.HubOptions{Heartbeat: -1})
+			hub := sse.NewHubWithOptions[string](&sse.Options{Heartbeat: -1})
 			defer hub.Close()
 			var total atomic.Int64
 			for range clients {
@@ -141,7 +141,7 @@ func serveBench(s *sse.Server, w http.ResponseWriter, header ...string) (cancel 
 // to every client.
 func BenchmarkServerFanout(b *testing.B) {
 	const clients = 10000
-	s := &sse.Server{Heartbeat: -1}
+	s := &sse.Server{Options: sse.Options{Heartbeat: -1}}
 	defer s.Close()
 	var total atomic.Int64
 	for range clients {
@@ -174,7 +174,9 @@ func BenchmarkServerFanout(b *testing.B) {
 // reconnects with the ID of the first; one op is one whole replay.
 func BenchmarkReplay(b *testing.B) {
 	const events = 10000
-	s := &sse.Server{Heartbeat: -1, History: sse.HistoryLimits{MaxEvents: events + 1, MaxBytes: -1}}
+	broker := sse.NewMemoryBroker(sse.HistoryLimits{MaxEvents: events + 1, MaxBytes: -1})
+	defer broker.Close()
+	s := &sse.Server{Broker: broker, Options: sse.Options{Heartbeat: -1}}
 	defer s.Close()
 	ctx := context.Background()
 	first, _ := s.Publish(ctx, "", sse.NewEvent("first"))
@@ -204,7 +206,7 @@ func BenchmarkStuckClients(b *testing.B) {
 	const clients = 1000
 	for _, stuck := range []int{0, 10, 500} {
 		b.Run(fmt.Sprintf("stuck=%d", stuck), func(b *testing.B) {
-			s := &sse.Server{Heartbeat: -1, QueueSize: 64}
+			s := &sse.Server{Options: sse.Options{Heartbeat: -1, QueueSize: 64}}
 			var total atomic.Int64
 			ws := make([]*benchWriter, clients)
 			release := make(chan struct{})

@@ -74,12 +74,9 @@ func (e *StatusError) Unwrap() error { return e.Err }
 //	srv.RegisterOnShutdown(func() { events.Shutdown(ctx) })
 type Server struct {
 	// Broker holds the events. Nil means a [MemoryBroker] with the
-	// History limits, made on first use and closed with the server.
+	// default history limits, made on first use and closed with the
+	// server; pass one made by [NewMemoryBroker] for other limits.
 	Broker Broker
-
-	// History limits the events retained per topic when Broker is nil.
-	// The zero value gives the defaults of [HistoryLimits].
-	History HistoryLimits
 
 	// Topics picks the topics a request follows (in any order; repeats
 	// are ignored). An error refuses the request: a [*StatusError] with
@@ -95,54 +92,10 @@ type Server struct {
 	// call the Server.
 	Filter func(r *http.Request) func(m *Message) bool
 
-	// QueueSize is how many events may wait for one client; zero means
-	// DefaultQueueSize (1024). A replay is queued whole, whatever its
-	// length.
-	QueueSize int
-
-	// SlowClients is the policy for clients whose queue is full. The
-	// zero value, SlowDisconnect, loses nothing: the client resumes from
-	// its Last-Event-ID.
-	SlowClients SlowPolicy
-
-	// MaxQueuedBytes bounds the bytes queued for all clients together;
-	// beyond it the clients that made no progress for longest are
-	// disconnected first. Zero means DefaultMaxQueuedBytes (256 MiB); negative
-	// removes the bound.
-	MaxQueuedBytes int64
-
-	// MaxWriters caps the goroutines writing to clients; zero means 256.
-	MaxWriters int
-
-	// Heartbeat is the idle time after which a stream gets a comment
-	// (": keep-alive"). Zero means DefaultHeartbeat (15s); negative
-	// disables heartbeats.
-	Heartbeat time.Duration
-
-	// WriteTimeout bounds each write to a client. Zero means
-	// DefaultWriteTimeout (10s); negative removes the bound.
-	WriteTimeout time.Duration
-
-	// Retry, when positive, is sent to each client right after the
-	// opening comment as its reconnection time (a "retry:" field).
-	Retry time.Duration
-
-	// Header holds extra headers for every stream's response (CORS, say);
-	// the SSE headers take precedence.
-	Header http.Header
-
-	// ShutdownRetry is the least reconnection time Shutdown asks clients
-	// to wait; zero means DefaultShutdownRetry (1s).
-	ShutdownRetry time.Duration
-
-	// ShutdownJitter is the spread of the random time added to
-	// ShutdownRetry per client. Zero means DefaultShutdownJitter (5s);
-	// negative means none.
-	ShutdownJitter time.Duration
-
-	// Logger, when set, receives records of disconnections the server
-	// decides, broker subscription failures and shutdowns.
-	Logger *slog.Logger
+	// Options configures the streams, slow clients and shutdown. The
+	// SlowDisconnect policy loses nothing on a Server: the client
+	// resumes from its Last-Event-ID.
+	Options
 
 	once      sync.Once
 	core      *hubCore
@@ -171,19 +124,10 @@ func (s *Server) init() {
 	s.once.Do(func() {
 		s.broker = s.Broker
 		if s.broker == nil {
-			s.broker, s.ownBroker = NewMemoryBroker(s.History), true
+			s.broker, s.ownBroker = NewMemoryBroker(HistoryLimits{}), true
 		}
-		s.core = newHubCore(engineConfig{
-			queueSize:   s.QueueSize,
-			maxWriters:  s.MaxWriters,
-			policy:      s.SlowClients,
-			maxBytes:    s.MaxQueuedBytes,
-			logger:      s.Logger,
-			retry:       s.ShutdownRetry,
-			retryJitter: s.ShutdownJitter,
-			heartbeat:   durationOr(s.Heartbeat, DefaultHeartbeat),
-		})
-		s.core.upgrade = &UpgradeOptions{WriteTimeout: s.WriteTimeout, Retry: s.Retry, Header: s.Header}
+		s.core = newHubCore(s.Options)
+		s.core.closedErr = ErrServerClosed
 		s.ctx, s.cancel = context.WithCancel(context.Background())
 		s.subs = make(map[string]*topicSub)
 	})
@@ -192,22 +136,22 @@ func (s *Server) init() {
 // Publish stores ev in topic and sends it to the clients following the
 // topic. It returns the event's ID: ev.ID when set, else one the broker
 // assigned. ev is not modified. It returns an error matching
-// [ErrHubClosed] once Close or Shutdown started, [ErrInvalidEvent] for
+// [ErrServerClosed] once Close or Shutdown started, [ErrInvalidEvent] for
 // an event that fails [Event.Validate], or the broker's error; nothing
 // is stored or sent then.
 func (s *Server) Publish(ctx context.Context, topic string, ev *Event) (string, error) {
 	s.init()
 	if s.core.isClosed() {
-		return "", ErrHubClosed
+		return "", ErrServerClosed
 	}
 	m, err := s.broker.Publish(ctx, topic, ev)
 	if err != nil {
 		if errors.Is(err, ErrBrokerClosed) {
-			return "", fmt.Errorf("%w: %w", ErrHubClosed, err)
+			return "", fmt.Errorf("%w: %w", ErrServerClosed, err)
 		}
 		return "", err
 	}
-	s.core.broadcasts.Add(1)
+	s.core.countBroadcast()
 	return m.Event.ID, nil
 }
 
@@ -219,7 +163,7 @@ func (s *Server) Clients() int {
 
 // Stats returns a snapshot of the server's counters; Broadcasts counts
 // the events published through [Server.Publish].
-func (s *Server) Stats() HubStats {
+func (s *Server) Stats() Stats {
 	s.init()
 	return s.core.stats()
 }
@@ -262,7 +206,7 @@ func (s *Server) release() {
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.init()
 	if s.core.isClosed() {
-		http.Error(w, ErrHubClosed.Error(), http.StatusServiceUnavailable)
+		http.Error(w, ErrServerClosed.Error(), http.StatusServiceUnavailable)
 		return
 	}
 	topics, err := s.topicsFor(r)
@@ -297,11 +241,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	lastID := lastEventID(r)
 	var c *client
-	conn, err := upgrade(r.Context(), w, r, s.core.upgrade, func(conn *Conn) (err error) {
+	conn, err := upgrade(r.Context(), w, r, &s.core.upgrade, func(conn *Conn) (err error) {
 		c, err = s.core.register(conn, nil, topics, filter, lastID != "")
 		return err
 	})
-	if !upgradeOK(w, err) {
+	if !upgradeOK(w, err, ErrServerClosed) {
 		return
 	}
 	defer conn.Close()

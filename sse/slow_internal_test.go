@@ -14,7 +14,7 @@ func TestDroppingPoliciesKeepReplay(t *testing.T) {
 	for _, policy := range []SlowPolicy{SlowDropOldest, SlowKeepLatest} {
 		t.Run(policy.String(), func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				hub := NewHubWithOptions[string](&HubOptions{QueueSize: 2, SlowClients: policy})
+				hub := NewHubWithOptions[string](&Options{QueueSize: 2, SlowClients: policy})
 				defer hub.Close()
 				rec := httptest.NewRecorder()
 				conn, err := UpgradeWithOptions(t.Context(), rec, httptest.NewRequest(http.MethodGet, "/", nil),

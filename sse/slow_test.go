@@ -27,7 +27,7 @@ func TestHubSlowPolicies(t *testing.T) {
 	} {
 		t.Run(tc.policy.String(), func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				hub := sse.NewHubWithOptions[string](&sse.HubOptions{QueueSize: 3, SlowClients: tc.policy})
+				hub := sse.NewHubWithOptions[string](&sse.Options{QueueSize: 3, SlowClients: tc.policy})
 				defer hub.Close()
 				c := fakeClients(t, hub, 1, &sse.UpgradeOptions{Heartbeat: -1, WriteTimeout: time.Hour})[0]
 				release := c.w.setBlock()
@@ -60,7 +60,7 @@ func TestHubSlowPolicies(t *testing.T) {
 func TestHubQueuedBytesBudget(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		// Each event is "data: xxxxxxxxxx\n\n", 18 bytes.
-		hub := sse.NewHubWithOptions[string](&sse.HubOptions{MaxQueuedBytes: 110})
+		hub := sse.NewHubWithOptions[string](&sse.Options{MaxQueuedBytes: 110})
 		defer hub.Close()
 		cs := fakeClients(t, hub, 3, &sse.UpgradeOptions{Heartbeat: -1, WriteTimeout: time.Hour})
 		a, b, c := cs[0], cs[1], cs[2]
@@ -110,7 +110,7 @@ func TestHubQueuedBytesBudget(t *testing.T) {
 
 func TestHubShutdown(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		hub := sse.NewHubWithOptions[string](&sse.HubOptions{ShutdownRetry: 500 * time.Millisecond, ShutdownJitter: time.Second})
+		hub := sse.NewHubWithOptions[string](&sse.Options{ShutdownRetry: 500 * time.Millisecond, ShutdownJitter: time.Second})
 		runDone := make(chan struct{})
 		go func() { hub.Run(); close(runDone) }()
 		cs := fakeClients(t, hub, 5, &sse.UpgradeOptions{Heartbeat: -1})
@@ -152,7 +152,7 @@ func TestServerStuckClients(t *testing.T) {
 	for _, withStuck := range []bool{false, true} {
 		t.Run(fmt.Sprintf("stuck=%v", withStuck), func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				s := &sse.Server{Heartbeat: -1, WriteTimeout: time.Hour, QueueSize: 32}
+				s := &sse.Server{Options: sse.Options{Heartbeat: -1, WriteTimeout: time.Hour, QueueSize: 32}}
 				ws := make([]*fakeWriter, clients)
 				dones := make([]<-chan struct{}, clients)
 				for i := range ws {
@@ -227,7 +227,7 @@ func allEndWith(ws []*fakeWriter, want string) bool {
 // stream's write timeout, so a stuck client is cut exactly then.
 func TestHubWriteDeadlines(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		hub := sse.NewHubWithOptions[string](&sse.HubOptions{Heartbeat: -1})
+		hub := sse.NewHubWithOptions[string](&sse.Options{Heartbeat: -1})
 		defer hub.Close()
 		cs := fakeClients(t, hub, 2, &sse.UpgradeOptions{WriteTimeout: 2 * time.Second})
 		healthy, stuck := cs[0], cs[1]
@@ -273,7 +273,7 @@ func TestHubWriteDeadlines(t *testing.T) {
 // deadline passes even when idle).
 func TestHubSlowWriteClearsDeadline(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		hub := sse.NewHubWithOptions[string](&sse.HubOptions{Heartbeat: -1})
+		hub := sse.NewHubWithOptions[string](&sse.Options{Heartbeat: -1})
 		defer hub.Close()
 		c := fakeClients(t, hub, 1, &sse.UpgradeOptions{WriteTimeout: 2 * time.Second})[0]
 		release := c.w.setBlock()

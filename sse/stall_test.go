@@ -22,7 +22,7 @@ import (
 type stallTarget struct {
 	handler http.Handler
 	publish func(data string) error
-	stats   func() sse.HubStats
+	stats   func() sse.Stats
 	close   func() error
 }
 
@@ -35,11 +35,11 @@ func stallTargets(writeTimeout time.Duration) []struct {
 		make func() stallTarget
 	}{
 		{"Hub", func() stallTarget {
-			hub := sse.NewHubWithOptions[string](&sse.HubOptions{Upgrade: &sse.UpgradeOptions{WriteTimeout: writeTimeout}})
+			hub := sse.NewHubWithOptions[string](&sse.Options{WriteTimeout: writeTimeout})
 			return stallTarget{hub, hub.Broadcast, hub.Stats, hub.Close}
 		}},
 		{"Server", func() stallTarget {
-			s := &sse.Server{WriteTimeout: writeTimeout}
+			s := &sse.Server{Options: sse.Options{WriteTimeout: writeTimeout}}
 			publish := func(data string) error {
 				_, err := s.Publish(context.Background(), "", sse.NewEvent(data))
 				return err

@@ -62,10 +62,10 @@ func TestCloseWithoutDeadlines(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				var logs syncBuffer
 				const writeTimeout = 2 * time.Second
-				hub := sse.NewHubWithOptions[string](&sse.HubOptions{
-					Heartbeat: -1,
-					Logger:    slog.New(slog.NewTextHandler(&logs, nil)),
-					Upgrade:   &sse.UpgradeOptions{WriteTimeout: writeTimeout},
+				hub := sse.NewHubWithOptions[string](&sse.Options{
+					Heartbeat:    -1,
+					Logger:       slog.New(slog.NewTextHandler(&logs, nil)),
+					WriteTimeout: writeTimeout,
 				})
 				var releases []func()
 				for range 2 {

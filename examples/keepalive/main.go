@@ -11,7 +11,7 @@
 //     when the timing is yours to control.
 //
 // A Hub or Server sends heartbeats to the streams registered with it by
-// itself (HubOptions.Heartbeat, 15 seconds by default).
+// itself (Options.Heartbeat, 15 seconds by default).
 //
 // Try it with a short interval:
 //
@@ -41,7 +41,7 @@ import (
 
 func main() {
 	addr := flag.String("addr", "localhost:8080", "listen `address`")
-	heartbeat := flag.Duration("heartbeat", sse.DefaultHeartbeat, "keep-alive interval")
+	heartbeat := flag.Duration("heartbeat", 15*time.Second, "keep-alive interval")
 	every := flag.Duration("every", time.Minute, "interval between events")
 	flag.Parse()
 
