@@ -43,7 +43,7 @@ type writerPool struct {
 	busy    int // workers draining a client
 	stopped bool
 	running sync.WaitGroup // every writing goroutine, handed-off ones included
-	writing atomic.Int64   // goroutines draining a client now (for Close)
+	alive   atomic.Int64   // goroutines counted in running (for Close)
 
 	slots    []*writeSlot // the slots of the pool's workers, for the watchdog
 	idle     []*writeSlot // slots no worker uses, for the next to start
@@ -52,16 +52,21 @@ type writerPool struct {
 }
 
 // writeSlot is the write a worker has in progress, for the watchdog.
+// A write in progress is state, its start in Unix nanoseconds; the writer
+// clears it when the write returns, and the watchdog swaps it for handed
+// when it hands the write off. Only hand-offs take mu.
 type writeSlot struct {
 	pool  *writerPool
-	mu    sync.Mutex
-	conn  *Conn // nil between writes
-	start time.Time
-	dl    bool // the watchdog set conn's deadline for this write
-	own   bool // handed off: the goroutine serves this slot's client only
+	state atomic.Int64 // 0 between writes, the write's start, or handed
+	conn  atomic.Pointer[Conn]
+	mu    sync.Mutex // held by the watchdog while it hands the write off
+	dl    bool       // the watchdog set conn's deadline; guarded by mu
 
 	buf []byte // scratch for the writes of the goroutine using the slot
 }
+
+// handed is writeSlot.state once the watchdog handed the write off.
+const handed = -1
 
 // push makes clients ready to be written and starts workers as needed.
 func (p *writerPool) push(cs []*client) {
@@ -92,6 +97,7 @@ func (p *writerPool) toStartLocked() int {
 	n := max(min(waiting-idle, p.limit-p.workers), 0)
 	p.workers += n
 	p.running.Add(n)
+	p.alive.Add(int64(n))
 	return n
 }
 
@@ -115,9 +121,11 @@ func (p *writerPool) next(finished bool) *client {
 	if p.head == len(p.ready) {
 		p.workers--
 		p.ready, p.head = p.ready[:0], 0
-		// No client waits: the stalls are over, but for writes running
-		// now, which may be stalls yet to be found.
-		p.limit = p.base + p.busy
+		if p.busy == 0 {
+			// No client waits and no write runs: any stalls are over.
+			// (A write running now may be one yet to be found.)
+			p.limit = p.base
+		}
 		return nil
 	}
 	c := p.ready[p.head]
@@ -128,7 +136,10 @@ func (p *writerPool) next(finished bool) *client {
 }
 
 func (p *writerPool) work() {
-	defer p.running.Done()
+	defer func() {
+		p.alive.Add(-1)
+		p.running.Done()
+	}()
 	p.mu.Lock()
 	var s *writeSlot
 	if n := len(p.idle); n > 0 {
@@ -142,10 +153,7 @@ func (p *writerPool) work() {
 	drains := 0
 	for c := p.next(false); c != nil; c = p.next(true) {
 		again := p.drain(c, s)
-		s.mu.Lock()
-		own := s.own
-		s.mu.Unlock()
-		if own {
+		if s.state.Load() == handed {
 			// Handed off: the pool counts this goroutine no more. It
 			// writes c's queue out and exits.
 			for again {
@@ -211,7 +219,7 @@ func (p *writerPool) wait(d time.Duration) int {
 	case <-done:
 		return 0
 	case <-t.C:
-		return int(p.writing.Load())
+		return int(p.alive.Load())
 	}
 }
 
@@ -232,21 +240,24 @@ func (s *writeSlot) write(conn *Conn, b []byte) error {
 // had from the start, and hands its client off. A handed-off goroutine
 // writes under deadlines from the start.
 func (s *writeSlot) watched(conn *Conn, b []byte) error {
-	s.mu.Lock()
-	if s.own {
-		s.mu.Unlock()
+	if s.state.Load() == handed {
 		return conn.writeOut(b, conn.deadlines, 0)
 	}
-	start := time.Now()
-	s.conn, s.start, s.dl = conn, start, false
-	s.mu.Unlock()
+	start := time.Now().UnixNano()
+	s.conn.Store(conn)
+	s.state.Store(start)
 	if !s.pool.watching.Load() {
 		s.pool.armWatch(stallLimit)
 	}
-	err := conn.writeOut(b, false, start.UnixNano())
+	err := conn.writeOut(b, false, start)
+	if s.state.CompareAndSwap(start, 0) {
+		return err
+	}
+	// Handed off meanwhile: wait for the watchdog to be done with the
+	// slot, and clear the deadline it gave this write.
 	s.mu.Lock()
 	dl := s.dl
-	s.conn, s.dl = nil, false
+	s.dl = false
 	s.mu.Unlock()
 	if dl && err == nil {
 		if e := conn.clearDeadline(); e != nil {
@@ -278,42 +289,45 @@ func (p *writerPool) checkWrites() {
 	next := time.Duration(-1)
 	p.mu.Lock()
 	kept := p.slots[:0]
-	handed := 0
+	n := 0 // hand-offs
 	for _, s := range p.slots {
-		s.mu.Lock()
-		if s.conn != nil {
-			if ran := now.Sub(s.start); ran >= stallLimit {
-				if s.conn.deadlines {
-					_ = s.conn.rc().SetWriteDeadline(s.start.Add(s.conn.timeout))
-					s.dl = true
+		start := s.state.Load()
+		if start > 0 {
+			if ran := time.Duration(now.UnixNano() - start); ran < stallLimit {
+				if wait := stallLimit - ran; next < 0 || wait < next {
+					next = wait
 				}
-				s.own = true
-			} else if wait := stallLimit - ran; next < 0 || wait < next {
-				next = wait
+			} else {
+				s.mu.Lock()
+				if s.state.CompareAndSwap(start, handed) {
+					if conn := s.conn.Load(); conn.deadlines {
+						_ = conn.rc().SetWriteDeadline(time.Unix(0, start).Add(conn.timeout))
+						s.dl = true
+					}
+				}
+				s.mu.Unlock()
 			}
 		}
-		own := s.own
-		s.mu.Unlock()
-		if own {
-			handed++
+		if s.state.Load() == handed {
+			n++
 		} else {
 			kept = append(kept, s)
 		}
 	}
 	clear(p.slots[len(kept):])
 	p.slots = kept
-	n := 0
-	if handed > 0 {
-		p.workers -= handed
-		p.busy -= handed
-		p.limit = min(max(2*p.limit, p.base+handed), maxWorkers)
+	start := 0
+	if n > 0 {
+		p.workers -= n
+		p.busy -= n
+		p.limit = min(max(2*p.limit, p.base+n), maxWorkers)
 		if !p.stopped {
-			n = p.toStartLocked()
+			start = p.toStartLocked()
 		}
-		p.hub.stalled.Add(uint64(handed))
+		p.hub.stalled.Add(uint64(n))
 	}
 	p.mu.Unlock()
-	p.start(n)
+	p.start(start)
 	if next >= 0 {
 		p.armWatch(next)
 	}
@@ -324,8 +338,6 @@ func (p *writerPool) checkWrites() {
 // meanwhile, to be written next.
 func (p *writerPool) drain(c *client, s *writeSlot) (again bool) {
 	h := p.hub
-	p.writing.Add(1)
-	defer p.writing.Add(-1)
 	b := s.buf[:0]
 	conn := c.conn
 	conn.lockWrite()
