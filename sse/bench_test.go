@@ -197,6 +197,7 @@ func BenchmarkHubBroadcastLoopback(b *testing.B) {
 			const window = 512 // events a client may lag behind
 			sent := 0
 			start := time.Now()
+			cpu := processCPU()
 			b.ReportAllocs()
 			for b.Loop() {
 				if err := hub.Broadcast(msg); err != nil {
@@ -213,6 +214,10 @@ func BenchmarkHubBroadcastLoopback(b *testing.B) {
 				b.Fatalf("%d clients disconnected as slow", st.SlowDisconnects)
 			}
 			b.ReportMetric(float64(n*sent)/elapsed.Seconds(), "deliveries/s")
+			if used := processCPU() - cpu; used > 0 {
+				// The server's CPU (the clients run in another process).
+				b.ReportMetric(float64(used.Nanoseconds())/float64(n*sent), "cpu-ns/delivery")
+			}
 		})
 	}
 }
