@@ -92,7 +92,7 @@ func (b *beats) remove(i int) {
 // entry, unless the hub sends none or its Conn sends its own; h.mu must be
 // held.
 func (h *hubCore) scheduleBeatLocked(c *client) {
-	if h.cfg.heartbeat <= 0 || c.conn.beats {
+	if h.cfg.heartbeat <= 0 || c.conn.sendsHeartbeats() {
 		return
 	}
 	h.beats.push(beat{due: time.Now().Add(h.cfg.heartbeat).UnixNano(), c: c})
@@ -137,7 +137,7 @@ func (h *hubCore) heartbeat() {
 		b := h.beats.pop()
 		c := b.c
 		c.mu.Lock()
-		next := c.conn.last.Load() + every
+		next := c.conn.lastWrite() + every
 		switch {
 		case c.scheduled || c.closing:
 			// A write is on its way, or the stream ends after it.

@@ -106,11 +106,6 @@ func (c *Conn) extLocked() *connExt {
 	return c.ext
 }
 
-// closeWatcher is told when a Conn ends; hubs use it to drop the Conn.
-type closeWatcher interface {
-	connClosed(c *Conn)
-}
-
 // Upgrade starts a server-sent event stream on w: it checks that w can
 // flush, writes the SSE headers and status 200, and flushes the opening
 // comment ": connected". The stream lives as long as r's context.
@@ -504,7 +499,7 @@ func (c *Conn) shutdown(cause error) {
 	}
 	for _, w := range watchers {
 		if w != nil {
-			w.connClosed(c)
+			w.streamEnded()
 		}
 	}
 	if take {
@@ -593,24 +588,6 @@ func (c *Conn) watch(w closeWatcher) bool {
 		x.more = append(x.more, w)
 	}
 	return true
-}
-
-// clientOf returns the client record that hub h registered c with, or
-// nil.
-func (c *Conn) clientOf(h *hubCore) *client {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if x, ok := c.watcher.(*client); ok && x.hub == h {
-		return x
-	}
-	if c.ext != nil {
-		for _, w := range c.ext.more {
-			if x, ok := w.(*client); ok && x.hub == h {
-				return x
-			}
-		}
-	}
-	return nil
 }
 
 // unwatch undoes watch.

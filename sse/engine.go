@@ -15,7 +15,7 @@ import (
 
 // client is one registered Conn with its queue of encoded events.
 type client struct {
-	conn   *Conn
+	conn   sink
 	hub    *hubCore
 	grp    *group
 	index  int                 // position in grp.clients
@@ -57,7 +57,25 @@ type engineConfig struct {
 	heartbeat   time.Duration // idle time before a client gets a comment; 0: none
 }
 
-// hubCore is the non-generic engine behind Hub and Server.
+// hubCore is the non-generic engine behind Hub and Server. It sees its
+// streams only as sinks (see sink.go).
+//
+// Lock order, outermost first; a goroutine holding one may take only
+// those after it:
+//
+//  1. a stream's write lock (sink.lockWrite): a failed write ends the
+//     stream, which tells its hub, which takes hubCore.mu;
+//  2. hubCore.mu;
+//  3. client.mu;
+//  4. writerPool.mu (push, under hubCore.mu);
+//  5. writeSlot.mu (the watchdog, under writerPool.mu);
+//  6. Conn.mu, taken last and held only briefly (sink.watch under
+//     hubCore.mu).
+//
+// Nothing blocks under any of them: the write lock is waited for (drain,
+// unregister) with none held. A function named …Locked is called with the
+// lock it names held and returns with it held; finishFanout is the one
+// function that releases hubCore.mu it did not take.
 type hubCore struct {
 	cfg     engineConfig
 	upgrade UpgradeOptions // of the streams the hub or server opens
@@ -68,6 +86,7 @@ type hubCore struct {
 	mu        sync.RWMutex
 	def       *group            // a Hub's only group
 	groups    map[string]*group // by key
+	bySink    map[sink]*client  // every client, by its stream
 	byTopic   map[string][]*group
 	heads     map[string]Position // newest event seen per topic (Server)
 	live      map[string]bool     // topics with a running subscription (Server)
@@ -132,6 +151,7 @@ func newHubCore(opts Options) *hubCore {
 		upgrade:   UpgradeOptions{WriteTimeout: opts.WriteTimeout, Retry: opts.Retry, Header: opts.Header},
 		closedErr: ErrHubClosed,
 		def:       &group{},
+		bySink:    make(map[sink]*client),
 		groups:    make(map[string]*group),
 		byTopic:   make(map[string][]*group),
 		heads:     make(map[string]Position),
@@ -171,13 +191,13 @@ func (h *hubCore) logf(level slog.Level, msg string, args ...any) {
 
 // register adds conn to group g (nil: the group of topics, made as
 // needed). A resuming client gets no live events until finishResume.
-func (h *hubCore) register(conn *Conn, g *group, topics []string, filter func(*Message) bool, resuming bool) (*client, error) {
+func (h *hubCore) register(conn sink, g *group, topics []string, filter func(*Message) bool, resuming bool) (*client, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed || h.draining {
 		return nil, h.closedErr
 	}
-	if c := conn.clientOf(h); c != nil {
+	if c := h.bySink[conn]; c != nil {
 		return c, nil
 	}
 	if g == nil {
@@ -193,6 +213,7 @@ func (h *hubCore) register(conn *Conn, g *group, topics []string, filter func(*M
 	if !conn.watch(c) {
 		return nil, conn.Err()
 	}
+	h.bySink[conn] = c
 	if resuming {
 		c.pending = new([]Message)
 	}
@@ -222,9 +243,9 @@ func (h *hubCore) armPollLocked() {
 func (h *hubCore) pollClients() {
 	h.mu.Lock()
 	h.polling = false
-	var gone []*Conn
+	var gone []sink
 	h.eachClientLocked(func(c *client) {
-		if c.conn.requestEnded() {
+		if c.conn.gone() {
 			gone = append(gone, c.conn)
 		}
 	})
@@ -233,7 +254,7 @@ func (h *hubCore) pollClients() {
 	}
 	h.mu.Unlock()
 	for _, conn := range gone {
-		conn.clientGone()
+		conn.end(errClientGone)
 	}
 }
 
@@ -273,7 +294,7 @@ func (h *hubCore) eachClientLocked(f func(*client)) {
 }
 
 // connClosed is the closeWatcher of a client's Conn.
-func (c *client) connClosed(*Conn) { c.hub.clientClosed(c) }
+func (c *client) streamEnded() { c.hub.clientClosed(c) }
 
 // removeLocked drops c from its group and reports whether it was there;
 // h.mu must be held.
@@ -283,6 +304,7 @@ func (h *hubCore) removeLocked(c *client) bool {
 		return false // removed already, or the hub closed
 	}
 	h.dropBeatLocked(c)
+	delete(h.bySink, c.conn)
 	last := len(g.clients) - 1
 	g.clients[c.index] = g.clients[last]
 	g.clients[c.index].index = c.index
@@ -331,8 +353,10 @@ func (h *hubCore) detach(c *client) bool {
 	return ok
 }
 
-func (h *hubCore) unregister(conn *Conn) {
-	c := conn.clientOf(h)
+func (h *hubCore) unregister(conn sink) {
+	h.mu.RLock()
+	c := h.bySink[conn]
+	h.mu.RUnlock()
 	if c == nil || !h.detach(c) {
 		return
 	}
@@ -506,11 +530,11 @@ func (h *hubCore) finishFanout(wake, evict []*client) {
 		if i < slow {
 			h.slowDisconnects.Add(1)
 			h.logf(slog.LevelInfo, "sse: disconnecting slow client", "queued", h.cfg.queueSize)
-			c.conn.shutdown(fmt.Errorf("%w: client too slow: %d events queued", ErrConnectionClosed, h.cfg.queueSize))
+			c.conn.end(fmt.Errorf("%w: client too slow: %d events queued", ErrConnectionClosed, h.cfg.queueSize))
 		} else {
 			h.budgetDisconnects.Add(1)
 			h.logf(slog.LevelWarn, "sse: disconnecting client over the queued bytes budget", "budget", h.cfg.maxBytes)
-			c.conn.shutdown(fmt.Errorf("%w: queued bytes over budget (%d)", ErrConnectionClosed, h.cfg.maxBytes))
+			c.conn.end(fmt.Errorf("%w: queued bytes over budget (%d)", ErrConnectionClosed, h.cfg.maxBytes))
 		}
 	}
 }
@@ -668,7 +692,7 @@ func (h *hubCore) drain(hint bool) <-chan struct{} {
 	drained := h.drained
 	h.mu.Unlock()
 	for _, c := range idle {
-		c.conn.shutdown(errShuttingDown)
+		c.conn.end(errShuttingDown)
 	}
 	return drained
 }
@@ -687,7 +711,7 @@ func (h *hubCore) closeNow() error {
 	var list []*client
 	h.eachClientLocked(func(c *client) { list = append(list, c) })
 	h.def.clients = nil
-	h.groups, h.byTopic = nil, nil
+	h.groups, h.byTopic, h.bySink = nil, nil, nil
 	h.nclients = 0
 	if h.drained != nil {
 		close(h.drained)
@@ -710,7 +734,7 @@ func (h *hubCore) closeNow() error {
 		c.mu.Unlock()
 		c.conn.unwatch(c)
 		h.shutdownDisconnects.Add(1)
-		c.conn.shutdown(fmt.Errorf("%w: %w", ErrConnectionClosed, h.closedErr))
+		c.conn.end(fmt.Errorf("%w: %w", ErrConnectionClosed, h.closedErr))
 	}
 	if n := h.pool.wait(h.writeTimeout()); n > 0 {
 		h.abandoned.Add(uint64(n))
@@ -733,8 +757,8 @@ func (h *hubCore) writeTimeout() time.Duration {
 // warnNoDeadline logs, once per hub, that a stream's writes cannot be
 // given a deadline: a client that stops reading then blocks its write
 // until the client goes away, and Close abandons that write.
-func (h *hubCore) warnNoDeadline(conn *Conn) {
-	if conn.deadlines || conn.timeout <= 0 || !h.warnedNoDeadline.CompareAndSwap(false, true) {
+func (h *hubCore) warnNoDeadline(conn sink) {
+	if !conn.deadlineless() || !h.warnedNoDeadline.CompareAndSwap(false, true) {
 		return
 	}
 	h.logf(slog.LevelWarn, "sse: the ResponseWriter does not support write deadlines (a wrapper without Unwrap?): a client that stops reading can block a write until Close gives up on it")

@@ -58,7 +58,7 @@ type writerPool struct {
 type writeSlot struct {
 	pool  *writerPool
 	state atomic.Int64 // 0 between writes, the write's start, or handed
-	conn  atomic.Pointer[Conn]
+	conn  atomic.Pointer[sink]
 	mu    sync.Mutex // held by the watchdog while it hands the write off
 	dl    bool       // the watchdog set conn's deadline; guarded by mu
 
@@ -225,7 +225,7 @@ func (p *writerPool) wait(d time.Duration) int {
 
 // write writes b to conn, whose write lock the caller holds, under the
 // watchdog, and records the progress for Close (see hubCore.close).
-func (s *writeSlot) write(conn *Conn, b []byte) error {
+func (s *writeSlot) write(conn sink, b []byte) error {
 	err := s.watched(conn, b)
 	if err == nil && s.pool.hub.closing.Load() {
 		s.pool.hub.lastWrite.Store(time.Now().UnixNano())
@@ -239,17 +239,17 @@ func (s *writeSlot) write(conn *Conn, b []byte) error {
 // gives a write still running after stallLimit the deadline it would have
 // had from the start, and hands its client off. A handed-off goroutine
 // writes under deadlines from the start.
-func (s *writeSlot) watched(conn *Conn, b []byte) error {
+func (s *writeSlot) watched(conn sink, b []byte) error {
 	if s.state.Load() == handed {
-		return conn.writeOut(b, conn.deadlines, 0)
+		return conn.writeAt(b, true, 0)
 	}
 	start := time.Now().UnixNano()
-	s.conn.Store(conn)
+	s.conn.Store(&conn)
 	s.state.Store(start)
 	if !s.pool.watching.Load() {
 		s.pool.armWatch(stallLimit)
 	}
-	err := conn.writeOut(b, false, start)
+	err := conn.writeAt(b, false, start)
 	if s.state.CompareAndSwap(start, 0) {
 		return err
 	}
@@ -260,9 +260,7 @@ func (s *writeSlot) watched(conn *Conn, b []byte) error {
 	s.dl = false
 	s.mu.Unlock()
 	if dl && err == nil {
-		if e := conn.clearDeadline(); e != nil {
-			err = conn.fail(e)
-		}
+		err = conn.unbound()
 	}
 	return err
 }
@@ -300,10 +298,7 @@ func (p *writerPool) checkWrites() {
 			} else {
 				s.mu.Lock()
 				if s.state.CompareAndSwap(start, handed) {
-					if conn := s.conn.Load(); conn.deadlines {
-						_ = conn.rc().SetWriteDeadline(time.Unix(0, start).Add(conn.timeout))
-						s.dl = true
-					}
+					s.dl = (*s.conn.Load()).bound(start)
 				}
 				s.mu.Unlock()
 			}
@@ -382,7 +377,7 @@ func (p *writerPool) drain(c *client, s *writeSlot) (again bool) {
 	finished := !again && c.closing && !c.removed && err == nil
 	c.mu.Unlock()
 	if finished {
-		conn.shutdown(errShuttingDown)
+		conn.end(errShuttingDown)
 	}
 	return again
 }

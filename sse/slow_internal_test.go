@@ -31,7 +31,7 @@ func TestDroppingPoliciesKeepReplay(t *testing.T) {
 				const replay = "id: 1\ndata: r1\n\nid: 2\ndata: r2\n\n"
 				h := hub.core
 				h.mu.Lock()
-				c := conn.clientOf(h)
+				c := h.bySink[conn]
 				c.mu.Lock()
 				var wake []*client
 				if h.queueExtraLocked(c, []byte(replay)) {
