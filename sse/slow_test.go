@@ -1,8 +1,11 @@
 package sse_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"slices"
 	"strings"
@@ -296,6 +299,62 @@ func TestHubSlowWriteClearsDeadline(t *testing.T) {
 		}
 		if got, want := c.w.Body(), ": connected\n\ndata: slow\n\n"; got != want {
 			t.Errorf("body %q, want %q", got, want)
+		}
+	})
+}
+
+// TestBudgetEvictsNoProgressFirst has two stalled clients on a Server,
+// one stalled for a second with a few bytes, the other just stalled with
+// more: over the budget, the one whose oldest unsent byte is oldest goes,
+// not the one with the most bytes.
+func TestBudgetEvictsNoProgressFirst(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := &sse.Server{
+			Topics:  queryTopics,
+			Options: sse.Options{Heartbeat: -1, WriteTimeout: time.Hour, MaxQueuedBytes: 230},
+		}
+		defer s.Close()
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		open := func(topic string) (*fakeWriter, <-chan struct{}) {
+			w := newFakeWriter()
+			r := httptest.NewRequestWithContext(ctx, http.MethodGet, "/?topic="+topic, nil)
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				s.ServeHTTP(w, r)
+			}()
+			return w, done
+		}
+		old, oldDone := open("x")
+		busy, busyDone := open("y")
+		synctest.Wait()
+		defer old.setBlock()()
+		mustPublish(t, s, "x", "stalled") // 21 bytes, stuck from now
+		synctest.Wait()
+		time.Sleep(time.Second)
+		defer busy.setBlock()()
+		for i := range 4 {
+			mustPublish(t, s, "y", fmt.Sprintf("%030d", i)) // 44 bytes each
+			synctest.Wait()
+		}
+		if st := s.Stats(); st.QueuedBytes != 21+4*44 || st.BudgetDisconnects != 0 {
+			t.Fatalf("Stats: got queued %d, budget disconnects %d; want %d, 0", st.QueuedBytes, st.BudgetDisconnects, 21+4*44)
+		}
+		mustPublish(t, s, "y", fmt.Sprintf("%030d", 4)) // 21 + 5*44 = 241 > 230, and 5*44 fits
+		synctest.Wait()
+		select {
+		case <-oldDone:
+		default:
+			t.Fatal("the client stalled for longest is still connected")
+		}
+		select {
+		case <-busyDone:
+			t.Fatal("the client with the most bytes, stalled for less long, was disconnected")
+		default:
+		}
+		if st := s.Stats(); st.BudgetDisconnects != 1 || st.Clients != 1 || st.QueuedBytes != 5*44 {
+			t.Errorf("Stats: got %d budget disconnects, %d clients, %d queued; want 1, 1, %d", st.BudgetDisconnects, st.Clients, st.QueuedBytes, 5*44)
 		}
 	})
 }
