@@ -793,16 +793,7 @@ func TestHubNoticesClientGone(t *testing.T) {
 func TestHubZeroValue(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		var hub sse.Hub[string]
-		w := newFakeWriter()
-		r := httptest.NewRequest(http.MethodGet, "/", nil)
-		conn, err := sse.Upgrade(w, r)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer conn.Close()
-		if err := hub.Register(conn); err != nil {
-			t.Fatalf("Register: got %v, want nil", err)
-		}
+		w := fakeClients(t, &hub, 1, nil)[0].w // registers
 		if err := hub.Broadcast("hi"); err != nil {
 			t.Fatalf("Broadcast: got %v, want nil", err)
 		}
