@@ -361,6 +361,11 @@ func (h *hubCore) unregister(conn sink) {
 		return
 	}
 	conn.unwatch(c)
+	if conn.Err() != nil {
+		// The stream ended and its handler got here before the hub
+		// was told (see clientClosed), which then finds it gone.
+		h.countEnded(c)
+	}
 	// Wait for a writer that took the queue before it was dropped.
 	conn.waitWrites()
 }
@@ -368,9 +373,13 @@ func (h *hubCore) unregister(conn sink) {
 // clientClosed is called when c's Conn ended. It may run on a writer that
 // holds the Conn's write lock, so it must not wait for writes.
 func (h *hubCore) clientClosed(c *client) {
-	if !h.detach(c) {
-		return
+	if h.detach(c) {
+		h.countEnded(c)
 	}
+}
+
+// countEnded counts c, whose stream ended on its own and was detached.
+func (h *hubCore) countEnded(c *client) {
 	c.mu.Lock()
 	closing := c.closing
 	c.mu.Unlock()

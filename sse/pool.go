@@ -15,9 +15,10 @@ import (
 // becoming the client's own until its queue is written (or the write
 // fails: a hand-off is given the stream's write deadline at once), and a
 // new worker takes its place in the pool. While writes keep stalling,
-// the pool's size doubles at each hand-off round (up to maxWorkers), so
-// that thousands of clients that stall at once are found in tens of
-// milliseconds rather than stallLimit each; it falls back to base once no
+// the pool grows to twice the stalls each watchdog round found (up to
+// maxWorkers), so that thousands of clients that stall at once are found
+// in rounds that double, tens of milliseconds rather than stallLimit
+// each; it falls back to base after a round without stalls, or once no
 // client waits.
 
 // stallLimit is how long a worker's write may run before the client is
@@ -58,7 +59,7 @@ type writerPool struct {
 type writeSlot struct {
 	pool  *writerPool
 	state atomic.Int64 // 0 between writes, the write's start, or handed
-	conn  atomic.Pointer[sink]
+	conn  sink // the write's stream; read by the watchdog only once it handed the write off
 	mu    sync.Mutex // held by the watchdog while it hands the write off
 	dl    bool       // the watchdog set conn's deadline; guarded by mu
 
@@ -244,7 +245,7 @@ func (s *writeSlot) watched(conn sink, b []byte) error {
 		return conn.writeAt(b, true, 0)
 	}
 	start := time.Now().UnixNano()
-	s.conn.Store(&conn)
+	s.conn = conn
 	s.state.Store(start)
 	if !s.pool.watching.Load() {
 		s.pool.armWatch(stallLimit)
@@ -298,7 +299,7 @@ func (p *writerPool) checkWrites() {
 			} else {
 				s.mu.Lock()
 				if s.state.CompareAndSwap(start, handed) {
-					s.dl = (*s.conn.Load()).bound(start)
+					s.dl = s.conn.bound(start)
 				}
 				s.mu.Unlock()
 			}
@@ -311,11 +312,15 @@ func (p *writerPool) checkWrites() {
 	}
 	clear(p.slots[len(kept):])
 	p.slots = kept
+	// Each round sizes the pool by the stalls it found: twice as many
+	// workers again as were stuck, so that a mass of stalls is worked
+	// through in rounds that double, while a few slow writes (a busy
+	// machine delays writes too) add only a few workers, for a round.
+	p.limit = min(p.base+2*n, maxWorkers)
 	start := 0
 	if n > 0 {
 		p.workers -= n
 		p.busy -= n
-		p.limit = min(max(2*p.limit, p.base+n), maxWorkers)
 		if !p.stopped {
 			start = p.toStartLocked()
 		}

@@ -16,7 +16,7 @@ type sink interface {
 	// waitWrites returns once no write is in progress.
 	waitWrites()
 	// writeAt writes p and flushes it; bounded asks for the stream's
-	// write deadline around it; start is when the write began, in Unix
+	// write deadline around it, when the stream has one; start is when the write began, in Unix
 	// nanoseconds. A failed write ends the stream.
 	writeAt(p []byte, bounded bool, start int64) error
 	// bound gives the write in progress, begun at start, the deadline it
@@ -52,7 +52,7 @@ type closeWatcher interface {
 // Conn's side of sink.
 
 func (c *Conn) writeAt(p []byte, bounded bool, start int64) error {
-	return c.writeOut(p, bounded, start)
+	return c.writeOut(p, bounded && c.deadlines, start)
 }
 
 func (c *Conn) bound(start int64) bool {

@@ -108,3 +108,44 @@ func TestCloseWithoutDeadlines(t *testing.T) {
 		})
 	}
 }
+
+// TestSlowWriteWithoutDeadlines has a write to a writer without deadlines
+// block long enough to be handed off, then go on: the stream keeps every
+// event and stays open.
+func TestSlowWriteWithoutDeadlines(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		hub := sse.NewHubWithOptions[string](&sse.Options{Heartbeat: -1})
+		defer hub.Close()
+		f := newFakeWriter()
+		r := httptest.NewRequest(http.MethodGet, "/", nil)
+		conn, err := sse.Upgrade(flushOnlyWriter{f}, r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		if err := hub.Register(conn); err != nil {
+			t.Fatal(err)
+		}
+		release := f.setBlock()
+		if err := hub.Broadcast("a"); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Second) // the write is handed off meanwhile
+		release()
+		for _, v := range []string{"b", "c"} {
+			if err := hub.Broadcast(v); err != nil {
+				t.Fatal(err)
+			}
+			synctest.Wait()
+		}
+		if got, want := f.Body(), ": connected\n\ndata: a\n\ndata: b\n\ndata: c\n\n"; got != want {
+			t.Errorf("body: got %q, want %q", got, want)
+		}
+		if err := conn.Err(); err != nil {
+			t.Errorf("Err: got %v, want nil", err)
+		}
+		if st := hub.Stats(); st.StalledWrites != 1 || st.Clients != 1 {
+			t.Errorf("Stats: got %d stalled writes, %d clients; want 1, 1", st.StalledWrites, st.Clients)
+		}
+	})
+}
