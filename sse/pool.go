@@ -59,9 +59,9 @@ type writerPool struct {
 type writeSlot struct {
 	pool  *writerPool
 	state atomic.Int64 // 0 between writes, the write's start, or handed
-	conn  sink // the write's stream; read by the watchdog only once it handed the write off
-	mu    sync.Mutex // held by the watchdog while it hands the write off
-	dl    bool       // the watchdog set conn's deadline; guarded by mu
+	conn  sink         // the write's stream; read by the watchdog only once it handed the write off
+	mu    sync.Mutex   // held by the watchdog while it hands the write off
+	dl    bool         // the watchdog set conn's deadline; guarded by mu
 
 	buf []byte // scratch for the writes of the goroutine using the slot
 }
