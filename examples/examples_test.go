@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -329,15 +330,21 @@ func TestDashboard(t *testing.T) {
 
 // TestReplay checks that a client resuming with Last-Event-ID gets every
 // later event exactly once and in order, across the switch from replay to
-// live events, while events are published every millisecond.
+// live events, while events are published every millisecond; and that one
+// whose ID the history does not hold gets the gap event first.
 func TestReplay(t *testing.T) {
 	p := start(t, "replay", "-every", "1ms", "-size", "10000")
 	s := open(t, p.url+"/events", nil)
-	for id := 1; id <= 5; id++ {
-		s.expect(t, sse.Event{Type: "message", ID: strconv.Itoa(id), Data: "event " + strconv.Itoa(id)})
+	// A first connection gets live events only.
+	first, err := strconv.Atoi(s.next(t).ID)
+	if err != nil || first < 1 {
+		t.Fatalf("first event ID %d (%v), want a number from 1", first, err)
+	}
+	for id := first + 1; id <= first+5; id++ {
+		s.expect(t, replayEvent(id))
 	}
 	if retry, ok := s.rd.Retry(); retry != time.Second || !ok {
-		t.Errorf("retry: %v, %v; want 1s", retry, ok)
+		t.Errorf("retry: got %v, %v; want 1s, true", retry, ok)
 	}
 	s.close()
 
@@ -345,26 +352,35 @@ func TestReplay(t *testing.T) {
 	t.Run("resume", func(t *testing.T) {
 		for _, c := range []struct {
 			lastID string
+			gap    bool
 			first  int
 		}{
-			{"3", 4}, {"20", 21}, {"bogus", 1}, {"999999", 1}, {"", 1},
+			{"3", false, 4}, {"20", false, 21}, {"bogus", true, 1}, {"999999", true, 1},
 		} {
 			t.Run("Last-Event-ID="+c.lastID, func(t *testing.T) {
 				t.Parallel()
 				// Let events pile up for the replay, and some go live.
 				time.Sleep(50 * time.Millisecond)
 				s := open(t, p.url+"/events", http.Header{"Last-Event-ID": {c.lastID}})
+				if c.gap {
+					s.expect(t, sse.Event{Type: sse.GapEventType, Data: "1"})
+				}
 				for id := c.first; id < c.first+300; id++ {
-					s.expect(t, sse.Event{Type: "message", ID: strconv.Itoa(id), Data: "event " + strconv.Itoa(id)})
+					s.expect(t, replayEvent(id))
 				}
 			})
 		}
 	})
 }
 
-// TestReplayRing checks that a client that fell out of the bounded log
-// gets what is left of it.
-func TestReplayRing(t *testing.T) {
+// replayEvent returns the event examples/replay publishes with ID id.
+func replayEvent(id int) sse.Event {
+	return sse.Event{Type: "message", ID: strconv.Itoa(id), Data: "event " + strconv.Itoa(id)}
+}
+
+// TestReplayHistoryBound checks that a client that fell out of the
+// bounded history gets the gap event, then what is left of it.
+func TestReplayHistoryBound(t *testing.T) {
 	p := start(t, "replay", "-every", "1ms", "-size", "5")
 	s := open(t, p.url+"/events", nil)
 	for range 20 {
@@ -372,14 +388,13 @@ func TestReplayRing(t *testing.T) {
 	}
 	s.close()
 	s = open(t, p.url+"/events", http.Header{"Last-Event-ID": {"1"}})
-	first, err := strconv.Atoi(s.next(t).ID)
-	if err != nil || first < 16 || first > 50 {
-		t.Fatalf("resumed at %d (%v), want the oldest kept event", first, err)
+	gap := s.next(t)
+	oldest, err := strconv.Atoi(gap.Data)
+	if gap.Type != sse.GapEventType || err != nil || oldest < 16 {
+		t.Fatalf("got %+v, want a gap event naming an event after 15", gap)
 	}
-	for id := first + 1; id < first+20; id++ {
-		if ev := s.next(t); ev.ID != strconv.Itoa(id) {
-			t.Fatalf("got ID %s, want %d", ev.ID, id)
-		}
+	for id := oldest; id < oldest+20; id++ {
+		s.expect(t, replayEvent(id))
 	}
 }
 
@@ -392,14 +407,19 @@ func TestFiltered(t *testing.T) {
 			t.Fatalf("POST /log?%s: %s", q, resp.Status)
 		}
 	}
-	entry := func(level, msg string) sse.Event {
-		return sse.Event{Type: "message", Data: `{"level":"` + level + `","msg":"` + msg + `"}`}
+	// The server numbers the entries 1 to 4, in the order posted.
+	entry := func(id, level, msg string) sse.Event {
+		return sse.Event{Type: "message", ID: id, Data: `{"level":"` + level + `","msg":"` + msg + `"}`}
 	}
-	warn.expect(t, entry("warn", "w"))
-	warn.expect(t, entry("error", "e"))
-	info.expect(t, entry("info", "i"))
-	info.expect(t, entry("warn", "w"))
-	info.expect(t, entry("error", "e"))
+	warn.expect(t, entry("3", "warn", "w"))
+	warn.expect(t, entry("4", "error", "e"))
+	info.expect(t, entry("2", "info", "i"))
+	info.expect(t, entry("3", "warn", "w"))
+	info.expect(t, entry("4", "error", "e"))
+
+	// A client resuming after entry 1 gets what it missed, filtered.
+	resumed := open(t, p.url+"/events?level=error", http.Header{"Last-Event-ID": {"1"}})
+	resumed.expect(t, entry("4", "error", "e"))
 
 	for _, url := range []string{"/events?level=loud", "/log?level=loud&msg=x"} {
 		method := http.MethodGet
@@ -503,45 +523,80 @@ func TestAuth(t *testing.T) {
 	}
 }
 
-// TestShutdown checks that SIGINT ends both kinds of stream and the
-// program promptly, and cleanly.
+// TestShutdown checks, for every example server, that SIGINT or SIGTERM
+// ends its open streams with a retry hint, and the program promptly with
+// status 0.
 func TestShutdown(t *testing.T) {
-	p := start(t, "shutdown", "-every", "20ms")
-	hubStream := open(t, p.url+"/events", nil)
-	ownStream := open(t, p.url+"/clock", nil)
-	hubStream.next(t)
-	ownStream.next(t)
-
-	began := time.Now()
-	if err := p.cmd.Process.Signal(os.Interrupt); err != nil {
-		t.Fatal(err)
-	}
-	for _, s := range []*stream{hubStream, ownStream} {
-		for {
-			_, err := s.rd.Next()
-			if err == io.EOF {
-				break
+	for _, c := range []struct {
+		name   string
+		args   []string
+		paths  []string // streams to open
+		events int      // events to read from each before the signal
+		sig    os.Signal
+	}{
+		// Reading an event first makes sure the stream is registered
+		// with the hub that ends it.
+		{"quickstart", []string{"-every", "20ms"}, []string{"/events"}, 1, os.Interrupt},
+		{"chat", nil, []string{"/events", "/events?room=go"}, 0, syscall.SIGTERM},
+		{"dashboard", []string{"-every", "20ms"}, []string{"/events"}, 2, syscall.SIGTERM},
+		{"replay", []string{"-every", "20ms"}, []string{"/events"}, 1, syscall.SIGTERM},
+		{"filtered", []string{"-every", "20ms"}, []string{"/events?level=debug"}, 1, os.Interrupt},
+		{"backpressure", []string{"-every", "20ms", "-size", "100"}, []string{"/events"}, 1, syscall.SIGTERM},
+		{"auth", []string{"-token", "t", "-every", "20ms"}, []string{"/events?token=t"}, 1, syscall.SIGTERM},
+		{"shutdown", []string{"-every", "20ms"}, []string{"/events", "/clock"}, 1, os.Interrupt},
+		{"keepalive", []string{"-every", "20ms"}, []string{"/events", "/manual"}, 1, syscall.SIGTERM},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			p := start(t, c.name, c.args...)
+			var streams []*stream
+			for _, path := range c.paths {
+				s := open(t, p.url+path, nil)
+				for range c.events {
+					s.next(t)
+				}
+				streams = append(streams, s)
 			}
-			if err != nil {
-				t.Fatalf("stream ended with %v, want a clean end", err)
+			began := time.Now()
+			if err := p.cmd.Process.Signal(c.sig); err != nil {
+				t.Fatal(err)
 			}
-		}
-	}
-	select {
-	case <-p.exited:
-		if p.waitErr != nil {
-			t.Fatalf("exit: %v", p.waitErr)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("the program did not exit")
-	}
-	if d := time.Since(began); d > 3*time.Second {
-		t.Errorf("shutdown took %v", d)
-	}
-	if !strings.Contains(p.logs.String(), "shut down cleanly") {
-		t.Errorf("no clean shutdown in the log")
+			for i, s := range streams {
+				rest, err := io.ReadAll(s.br)
+				if err != nil {
+					t.Fatalf("%s: stream ended with %v, want a clean end", c.paths[i], err)
+				}
+				// The hint asks for 1 s plus up to 5 s at random.
+				ms := 0
+				if m := retryAtEnd.FindSubmatch(rest); m != nil {
+					ms, _ = strconv.Atoi(string(m[1]))
+				}
+				if ms < 1000 || ms > 6000 {
+					t.Errorf("%s: stream ended with %q, want a retry field of 1000 to 6000 ms", c.paths[i], tail(rest))
+				}
+			}
+			select {
+			case <-p.exited:
+				if p.waitErr != nil {
+					t.Fatalf("exit: %v, want status 0", p.waitErr)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("the program did not exit within 5 s of the signal")
+			}
+			if d := time.Since(began); d > 3*time.Second {
+				t.Errorf("shutdown took %v, want less than 3 s", d)
+			}
+			if !strings.Contains(p.logs.String(), "shut down cleanly") {
+				t.Errorf("no clean shutdown in the log")
+			}
+		})
 	}
 }
+
+// retryAtEnd matches a stream that ends with a retry field.
+var retryAtEnd = regexp.MustCompile(`(?:^|\n)retry: (\d+)\n\n$`)
+
+// tail returns the last 200 bytes of b.
+func tail(b []byte) []byte { return b[max(len(b)-200, 0):] }
 
 func TestKeepalive(t *testing.T) {
 	p := start(t, "keepalive", "-heartbeat", "50ms", "-every", "1h")
@@ -549,5 +604,44 @@ func TestKeepalive(t *testing.T) {
 		s := open(t, p.url+path, nil)
 		s.expectRaw(t, ": keep-alive\n\n: keep-alive\n\n")
 		s.close()
+	}
+}
+
+// TestPages checks that every example with a page serves it with the
+// shared stylesheet, script and favicon.
+func TestPages(t *testing.T) {
+	assets := []struct{ path, contentType, contains string }{
+		{"/style.css", "text/css; charset=utf-8", ".status"},
+		{"/status.js", "text/javascript; charset=utf-8", "function watch("},
+		{"/favicon.svg", "image/svg+xml", "<svg"},
+	}
+	for _, name := range []string{"quickstart", "chat", "dashboard", "replay", "filtered"} {
+		t.Run(name, func(t *testing.T) {
+			var args []string
+			if name != "chat" {
+				args = []string{"-every", "1h"}
+			}
+			p := start(t, name, args...)
+			resp := get(t, p.url+"/", nil)
+			body, _ := io.ReadAll(resp.Body)
+			for _, want := range []string{`<meta name="viewport"`, `href="/style.css"`, `href="/favicon.svg"`, `src="/status.js"`, "new EventSource(", "watch(es,"} {
+				if !bytes.Contains(body, []byte(want)) {
+					t.Errorf("GET /: page lacks %s", want)
+				}
+			}
+			if ct := resp.Header.Get("Content-Type"); resp.StatusCode != http.StatusOK || ct != "text/html; charset=utf-8" {
+				t.Errorf("GET /: got %s, %q; want 200 OK, text/html", resp.Status, ct)
+			}
+			for _, a := range assets {
+				resp := get(t, p.url+a.path, nil)
+				body, _ := io.ReadAll(resp.Body)
+				if ct := resp.Header.Get("Content-Type"); resp.StatusCode != http.StatusOK || ct != a.contentType {
+					t.Errorf("GET %s: got %s, %q; want 200 OK, %q", a.path, resp.Status, ct, a.contentType)
+				}
+				if !bytes.Contains(body, []byte(a.contains)) {
+					t.Errorf("GET %s: body lacks %q", a.path, a.contains)
+				}
+			}
+		})
 	}
 }

@@ -22,14 +22,6 @@ func (w *heavyWriter) WriteHeader(int)             {}
 func (w *heavyWriter) Write(p []byte) (int, error) { return copy(w.buf[:], p), nil }
 func (w *heavyWriter) Flush()                      {}
 
-func liveHeap() uint64 {
-	runtime.GC()
-	runtime.GC()
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
-	return ms.HeapAlloc
-}
-
 // TestChurnLeavesNothing opens and closes 50 000 streams through a Hub
 // with heartbeats on: right after, the live heap is within 16 MiB of what
 // it was before (each stream holds 8 KiB, 400 MiB in all, were any kept

@@ -4,13 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"iter"
 	"math"
 	"math/rand/v2"
 	"mime"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -23,30 +23,61 @@ const (
 	// DefaultMaxRetry caps the exponential backoff when Client.MaxRetry
 	// is zero.
 	DefaultMaxRetry = 30 * time.Second
+	// DefaultRetryFloor is the shortest reconnection time a server's
+	// retry field can set when Client.RetryFloor is zero.
+	DefaultRetryFloor = 100 * time.Millisecond
 )
 
 // healthyPeriod is how long a connection must stay up for the backoff to
-// start again from the base delay.
+// start again from the base delay even if it delivered no event.
 const healthyPeriod = 30 * time.Second
 
 // Client subscribes to event streams over HTTP and keeps them going, as a
 // browser's EventSource does. Its zero value is ready to use, and it is
-// safe for concurrent use once its fields are set.
+// safe for concurrent use once its fields are set; it must not be copied
+// after first use. One Client can run many streams at once, sharing the
+// connections of its HTTPClient (over HTTP/2, many streams to one server
+// share one connection).
 //
 // Each subscription sends GET (or the given request) with the headers
 // "Accept: text/event-stream" and "Cache-Control: no-cache" unless the
 // request already has them, and "Last-Event-ID" carrying the last event
-// ID once the stream has set a non-empty one (except an ID holding
-// control characters other than tab, which net/http refuses to send in a
-// header: the request goes without it). A response other than
-// 200 OK with a Content-Type of text/event-stream ends the subscription
-// with a [*ResponseError]; 204 No Content ends it without an error.
+// ID once there is a non-empty one (see LastEventID). A response other
+// than 200 OK with a Content-Type of text/event-stream ends the
+// subscription with a [*ResponseError]; 204 No Content ends it without
+// an error.
+//
+// # Reconnection
+//
 // Network errors, the end of a response, and an idle timeout make the
-// client reconnect: it waits for the base delay (the server's latest
-// retry field, else MinRetry) doubled after each consecutive failure up
-// to MaxRetry, plus a random jitter of up to a fifth of that, so never
-// less than the reconnection time the server asked for. A connection
-// that stays up for 30 seconds resets the doubling.
+// client reconnect after a delay, as browsers do: the base delay is the
+// server's latest retry field (raised to RetryFloor), else MinRetry. A
+// connection that delivered at least one event (or stayed up for 30
+// seconds) is not a failure: the next delay is the base. Each
+// consecutive failure (a connection that could not be made, or that
+// ended before any event) doubles the delay, up to MaxRetry. A random
+// jitter of up to a fifth of the delay comes on top, so the client never
+// waits less than the server asked for. [Client.Restart] reconnects at
+// once.
+//
+// # Limits
+//
+// What a hostile or broken server can make the client do is bounded:
+//   - An event, a line without end or a comment line larger than
+//     MaxEventSize (16 MiB by default) ends the subscription with an
+//     error matching [ErrEventTooLarge]; memory stays within about twice
+//     that.
+//   - A stream of comments alone is read and dropped line by line, in
+//     constant memory, for as long as the server sends it: comments are
+//     heartbeats, so they keep a connection alive against IdleTimeout.
+//   - A retry field of 0 with connections closed after each event makes
+//     at most one reconnection per RetryFloor (10 a second by default).
+//   - Redirects beyond the HTTP client's CheckRedirect policy (by default
+//     ten in a row, so a loop ends) end it with [ErrRedirect].
+//   - A wrong status or Content-Type ends it with a [*ResponseError],
+//     without reconnecting; the error keeps the start of the body.
+//   - A body that stalls is dropped after IdleTimeout, when set;
+//     otherwise the client waits until ctx ends.
 type Client struct {
 	// HTTPClient sends the requests; nil means http.DefaultClient. It
 	// follows redirects as its CheckRedirect allows. Its Timeout, if
@@ -57,6 +88,15 @@ type Client struct {
 	// not set itself.
 	Header http.Header
 
+	// LastEventID, when not empty, is the Last-Event-ID the first
+	// request of each stream sends, to resume where an earlier stream
+	// left off; later requests send the stream's own last event ID. A
+	// Last-Event-ID header on the request given to Stream takes
+	// precedence, then this field, then a Last-Event-ID in Header. An
+	// ID that cannot be sent ends the stream with an error matching
+	// [ErrInvalidLastEventID].
+	LastEventID string
+
 	// MinRetry is the base reconnection delay until the server sends a
 	// retry field; zero means DefaultMinRetry.
 	MinRetry time.Duration
@@ -66,17 +106,30 @@ type Client struct {
 	// cap is still honoured.
 	MaxRetry time.Duration
 
+	// RetryFloor is the shortest base delay a server's retry field can
+	// set, so that a server sending "retry: 0" and closing each
+	// connection cannot make the client reconnect in a busy loop. Zero
+	// means DefaultRetryFloor; a negative value removes the floor, so
+	// that "retry: 0" means reconnecting at once after a connection that
+	// delivered events. It does not apply to MinRetry.
+	RetryFloor time.Duration
+
 	// IdleTimeout, when positive, is how long a connection may go
 	// without receiving a byte (waiting for the response included)
 	// before the client drops it and reconnects, reporting
-	// [ErrIdleTimeout]. Servers send comments to keep quiet streams
-	// alive. The time the caller spends handling an event is not
-	// counted.
+	// [ErrIdleTimeout]. It pairs with the server's heartbeat: a comment
+	// the server sends after a period of silence (see
+	// [UpgradeOptions.Heartbeat] and [HubOptions.Heartbeat]), so set it
+	// to a few heartbeat intervals. Without it, a connection that a
+	// proxy or a dead peer leaves silent stays open until ctx ends. The
+	// time the caller spends handling an event or a comment is not
+	// counted. Zero means no timeout.
 	IdleTimeout time.Duration
 
-	// MaxEventSize, when positive, limits the size of one event as
-	// [Reader.MaxEventSize] does. A larger event ends the subscription
-	// with an error matching [ErrEventTooLarge].
+	// MaxEventSize limits the size of one event as [Reader.MaxEventSize]
+	// does: zero means DefaultMaxEventSize (16 MiB), a negative value
+	// means no limit. A larger event ends the subscription with an error
+	// matching [ErrEventTooLarge].
 	MaxEventSize int
 
 	// OnConnect, when set, is called with each request before it is
@@ -88,25 +141,78 @@ type Client struct {
 	// OnReconnect, when set, is called whenever a connection failed or
 	// ended and the client is about to wait delay and reconnect. err is
 	// the cause: the network error, io.EOF when the server ended the
-	// response, or an error matching [ErrIdleTimeout].
+	// response, or an error matching [ErrIdleTimeout]. When the stream's
+	// last event ID cannot be sent, the first reconnection without it
+	// also wraps [ErrInvalidLastEventID]. A [Client.Restart] does not
+	// call it.
 	OnReconnect func(err error, delay time.Duration)
+
+	// OnComment, when set, is called with the text of each comment line
+	// the server sends (what follows the colon, one leading space
+	// removed), in stream order with the events: it runs in the
+	// goroutine of the loop, between the events that surround the
+	// comment.
+	OnComment func(text string)
+
+	// mu guards streams and the cancel field of each. It is the only
+	// lock of a Client and its streams, held briefly and never while
+	// calling the caller's code.
+	mu      sync.Mutex
+	streams map[*stream]struct{} // running streams, for Restart
 }
 
-// ResponseError reports a response that does not carry an event stream:
-// its status is not 200 OK (nor 204 No Content, which ends a subscription
-// quietly) or its Content-Type is not text/event-stream. The client does
-// not reconnect after it.
-type ResponseError struct {
-	StatusCode  int    // HTTP status code
-	ContentType string // the Content-Type header as received
-}
-
-// Error returns a description starting with "sse: ".
-func (e *ResponseError) Error() string {
-	if e.StatusCode != http.StatusOK {
-		return fmt.Sprintf("sse: unexpected response status %d %s", e.StatusCode, http.StatusText(e.StatusCode))
+// Restart makes every stream of c that is running reconnect now, as when
+// a token changed: a stream that is connected or waiting for a response
+// drops its connection, and one waiting to reconnect stops waiting. Each
+// then sends a new request at once, built like any reconnection
+// (OnConnect is called and Last-Event-ID carries the last event ID). A
+// restart is not a failure: it yields no error, does not call
+// OnReconnect and does not lengthen the backoff.
+//
+// Events already received on the dropped connection are still yielded;
+// an event cut off is discarded, and a server that resumes from
+// Last-Event-ID sends it again. Streams that start after Restart returns
+// are not affected.
+//
+// Restart may be called from any goroutine, including the loop body and
+// the hooks; it does not wait for the reconnections. To restart one
+// stream alone, run it on a Client of its own: Clients that share an
+// HTTPClient share its connections.
+func (c *Client) Restart() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for s := range c.streams {
+		if s.cancel != nil {
+			s.cancel(errRestart)
+		}
+		// The kick also covers a connection that ended on its own just
+		// before: its stream is about to wait. The next connection
+		// forgets it.
+		select {
+		case s.kick <- struct{}{}:
+		default:
+		}
 	}
-	return fmt.Sprintf("sse: unexpected content type %q, want text/event-stream", e.ContentType)
+}
+
+// errRestart is the cause of a connection dropped by Restart.
+var errRestart = errors.New("sse: restart")
+
+// track adds s to the running streams.
+func (c *Client) track(s *stream) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.streams == nil {
+		c.streams = make(map[*stream]struct{})
+	}
+	c.streams[s] = struct{}{}
+}
+
+// untrack removes s from the running streams.
+func (c *Client) untrack(s *stream) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.streams, s)
 }
 
 // Events subscribes to the event stream at url with GET requests and
@@ -129,26 +235,42 @@ func (c *Client) Events(ctx context.Context, url string) iter.Seq2[Event, error]
 //
 // Only a final error is yielded, once, with a zero Event, and ends the
 // iteration: ctx's error, a [*ResponseError], an error from OnConnect,
-// or one matching [ErrEventTooLarge]. Connection failures are not
-// yielded; watch them with OnReconnect. Breaking out of the loop or
-// cancelling ctx closes the connection and releases everything at once.
+// or one matching [ErrEventTooLarge], [ErrRedirect] or
+// [ErrInvalidLastEventID]. Connection failures are not yielded; watch
+// them with OnReconnect. Breaking out of the loop or cancelling ctx
+// closes the connection and releases everything at once.
 func (c *Client) Stream(ctx context.Context, req *http.Request) iter.Seq2[Event, error] {
 	return func(yield func(Event, error) bool) {
-		s := &stream{c: c, req: req, lastID: req.Header.Get("Last-Event-ID")}
+		s := &stream{c: c, req: req, kick: make(chan struct{}, 1)}
+		s.lastID = req.Header.Get("Last-Event-ID")
+		if s.lastID == "" {
+			s.lastID = c.LastEventID
+		}
 		if s.lastID == "" {
 			s.lastID = c.Header.Get("Last-Event-ID")
 		}
+		if !validHeaderValue(s.lastID) {
+			yield(Event{}, fmt.Errorf("%w: %q", ErrInvalidLastEventID, s.lastID))
+			return
+		}
+		s.hc = c.httpClient()
+		c.track(s)
+		defer c.untrack(s)
 		s.run(ctx, yield)
 	}
 }
 
-// stream is the state of one subscription.
+// stream is the state of one subscription. cancel is guarded by c.mu.
 type stream struct {
-	c      *Client
-	req    *http.Request
-	lastID string
-	retry  time.Duration // base delay set by the server
-	hasRet bool
+	c        *Client
+	hc       *http.Client
+	req      *http.Request
+	lastID   string
+	reported string        // unsendable last event ID already reported
+	retry    time.Duration // base delay set by the server
+	hasRet   bool
+	kick     chan struct{}           // Restart while waiting to reconnect
+	cancel   context.CancelCauseFunc // ends the current connection, or nil
 }
 
 // outcome is how one connection ended.
@@ -156,8 +278,17 @@ type outcome int
 
 const (
 	reconnect outcome = iota // transient failure or end of response
+	restart                  // Restart: reconnect at once
 	stop                     // the iteration is over
 )
+
+// result describes how one connection went.
+type result struct {
+	out     outcome
+	events  int   // events yielded
+	healthy bool  // stayed open for healthyPeriod
+	cause   error // cause of a reconnection
+}
 
 func (s *stream) run(ctx context.Context, yield func(Event, error) bool) {
 	failures := 0
@@ -166,27 +297,45 @@ func (s *stream) run(ctx context.Context, yield func(Event, error) bool) {
 			yield(Event{}, err)
 			return
 		}
-		out, opened, cause := s.connect(ctx, attempt, yield)
-		if out == stop {
-			return
-		}
-		if !opened.IsZero() && time.Since(opened) >= healthyPeriod {
+		res := s.connect(ctx, attempt, yield)
+		if res.events > 0 || res.healthy {
 			failures = 0
+		}
+		switch res.out {
+		case stop:
+			return
+		case restart:
+			continue
 		}
 		delay := s.delay(failures)
 		failures++
+		cause := res.cause
+		if s.lastID != s.reported && !validHeaderValue(s.lastID) {
+			s.reported = s.lastID
+			cause = fmt.Errorf("%w; %w: %q, reconnecting without it", cause, ErrInvalidLastEventID, s.lastID)
+		}
 		if s.c.OnReconnect != nil {
 			s.c.OnReconnect(cause, delay)
 		}
-		t := time.NewTimer(delay)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !s.wait(ctx, delay) {
 			yield(Event{}, ctx.Err())
 			return
-		case <-t.C:
 		}
 	}
+}
+
+// wait waits for delay, or less if Restart is called. It reports false
+// when ctx ends first.
+func (s *stream) wait(ctx context.Context, delay time.Duration) bool {
+	t := time.NewTimer(delay)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+	case <-s.kick:
+	}
+	return true
 }
 
 // delay returns the wait before a reconnection after n consecutive
@@ -197,7 +346,11 @@ func (s *stream) delay(n int) time.Duration {
 		base = DefaultMinRetry
 	}
 	if s.hasRet {
-		base = s.retry
+		floor := s.c.RetryFloor
+		if floor == 0 {
+			floor = DefaultRetryFloor
+		}
+		base = max(s.retry, floor)
 	}
 	ceiling := s.c.MaxRetry
 	if ceiling <= 0 {
@@ -206,16 +359,16 @@ func (s *stream) delay(n int) time.Duration {
 	ceiling = max(ceiling, base)
 	d := base
 	if n > 0 {
-		// A server asking for no delay still gets backoff on failures.
-		d = max(d, 100*time.Millisecond)
+		// Doubling needs a start, even after "retry: 0".
+		d = max(d, time.Millisecond)
 		for range n {
 			if d >= ceiling || d > math.MaxInt64/2 {
 				break
 			}
 			d *= 2
 		}
+		d = min(d, ceiling)
 	}
-	d = min(d, ceiling)
 	jitter := rand.N(d/5 + 1)
 	if d > math.MaxInt64-jitter {
 		return math.MaxInt64 // a server's retry field can ask for centuries
@@ -223,27 +376,55 @@ func (s *stream) delay(n int) time.Duration {
 	return d + jitter
 }
 
+// watch makes cancel the way Restart ends the current connection, and
+// forgets a Restart that came while no connection was under way: the
+// connection about to be made already follows it.
+func (s *stream) watch(cancel context.CancelCauseFunc) {
+	s.c.mu.Lock()
+	defer s.c.mu.Unlock()
+	s.cancel = cancel
+	select {
+	case <-s.kick:
+	default:
+	}
+}
+
+func (s *stream) unwatch() {
+	s.c.mu.Lock()
+	defer s.c.mu.Unlock()
+	s.cancel = nil
+}
+
 // connect makes one connection and reads events from it until it ends.
-// It returns how it ended, when the stream opened (zero if it never
-// did), and the cause of a reconnection. Final errors are yielded here.
-func (s *stream) connect(ctx context.Context, attempt int, yield func(Event, error) bool) (out outcome, opened time.Time, cause error) {
-	fail := func(err error) (outcome, time.Time, error) {
+// Final errors are yielded here.
+func (s *stream) connect(ctx context.Context, attempt int, yield func(Event, error) bool) (res result) {
+	var opened time.Time
+	fail := func(err error) result {
 		yield(Event{}, err)
-		return stop, opened, nil
+		res.out = stop
+		return res
 	}
 	// transient sorts out a connection error: the end of ctx is final,
-	// anything else leads to a reconnection.
-	transient := func(cctx context.Context, err error) (outcome, time.Time, error) {
+	// a Restart reconnects at once, anything else after a delay.
+	transient := func(cctx context.Context, err error) result {
 		if ctx.Err() != nil {
 			return fail(ctx.Err())
 		}
-		if cause := context.Cause(cctx); errors.Is(cause, ErrIdleTimeout) {
+		switch cause := context.Cause(cctx); {
+		case errors.Is(cause, errRestart):
+			res.out = restart
+			return res
+		case errors.Is(cause, ErrIdleTimeout):
 			err = cause
 		}
-		return reconnect, opened, err
+		res.healthy = !opened.IsZero() && time.Since(opened) >= healthyPeriod
+		res.out, res.cause = reconnect, err
+		return res
 	}
 	cctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
+	s.watch(cancel)
+	defer s.unwatch()
 	idle := newIdleTimer(s.c.IdleTimeout, cancel)
 	defer idle.stop()
 
@@ -251,29 +432,37 @@ func (s *stream) connect(ctx context.Context, attempt int, yield func(Event, err
 	if err != nil {
 		return fail(err)
 	}
-	hc := s.c.HTTPClient
-	if hc == nil {
-		hc = http.DefaultClient
-	}
-	res, err := hc.Do(req)
+	resp, err := s.hc.Do(req)
 	if err != nil {
+		if re := (*redirectError)(nil); errors.As(err, &re) {
+			return fail(fmt.Errorf("%w: %w", ErrRedirect, re.err))
+		}
 		return transient(cctx, err)
 	}
-	defer res.Body.Close()
+	defer resp.Body.Close()
 	switch {
-	case res.StatusCode == http.StatusNoContent:
-		return stop, opened, nil
-	case res.StatusCode != http.StatusOK:
-		return fail(&ResponseError{StatusCode: res.StatusCode, ContentType: res.Header.Get("Content-Type")})
-	case !isEventStream(res.Header.Get("Content-Type")):
-		return fail(&ResponseError{StatusCode: res.StatusCode, ContentType: res.Header.Get("Content-Type")})
+	case resp.StatusCode == http.StatusNoContent:
+		res.out = stop
+		return res
+	case resp.StatusCode != http.StatusOK, !isEventStream(resp.Header.Get("Content-Type")):
+		t := time.AfterFunc(errorBodyWait, func() { cancel(errors.New("sse: reading error body took too long")) })
+		body := readErrorBody(resp.Body)
+		t.Stop()
+		return fail(&ResponseError{StatusCode: resp.StatusCode, ContentType: resp.Header.Get("Content-Type"), Body: body})
 	}
 	opened = time.Now()
 	idle.reset()
 
-	rd := NewReader(&idleReader{r: res.Body, t: idle})
+	rd := NewReader(&idleReader{r: resp.Body, t: idle})
 	rd.MaxEventSize = s.c.MaxEventSize
 	rd.setLastEventID(s.lastID)
+	if onComment := s.c.OnComment; onComment != nil {
+		rd.OnComment = func(text string) {
+			idle.pause()
+			onComment(text)
+			idle.reset()
+		}
+	}
 	for {
 		ev, err := rd.Next()
 		s.lastID = rd.LastEventID()
@@ -287,8 +476,10 @@ func (s *stream) connect(ctx context.Context, attempt int, yield func(Event, err
 			return transient(cctx, err)
 		}
 		idle.pause()
+		res.events++
 		if !yield(ev, nil) {
-			return stop, opened, nil
+			res.out = stop
+			return res
 		}
 		idle.reset()
 	}
@@ -353,49 +544,4 @@ func isEventStream(ct string) bool {
 		mt = strings.ToLower(strings.TrimSpace(mt))
 	}
 	return mt == "text/event-stream"
-}
-
-// idleTimer cancels a connection that receives nothing for too long. Its
-// zero value (no timeout) does nothing.
-type idleTimer struct {
-	d time.Duration
-	t *time.Timer
-}
-
-func newIdleTimer(d time.Duration, cancel context.CancelCauseFunc) *idleTimer {
-	it := &idleTimer{d: d}
-	if d > 0 {
-		it.t = time.AfterFunc(d, func() {
-			cancel(fmt.Errorf("%w: nothing received for %v", ErrIdleTimeout, d))
-		})
-	}
-	return it
-}
-
-func (it *idleTimer) reset() {
-	if it.t != nil {
-		it.t.Reset(it.d)
-	}
-}
-
-func (it *idleTimer) pause() {
-	if it.t != nil {
-		it.t.Stop()
-	}
-}
-
-func (it *idleTimer) stop() { it.pause() }
-
-// idleReader restarts the idle timer whenever bytes arrive.
-type idleReader struct {
-	r io.Reader
-	t *idleTimer
-}
-
-func (r *idleReader) Read(p []byte) (int, error) {
-	n, err := r.r.Read(p)
-	if n > 0 {
-		r.t.reset()
-	}
-	return n, err
 }

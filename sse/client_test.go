@@ -170,22 +170,46 @@ func TestClientResponseErrors(t *testing.T) {
 	}{
 		{"500", func(w http.ResponseWriter, r *http.Request) {
 			http.Error(w, "boom", http.StatusInternalServerError)
-		}, nil, "sse: unexpected response status 500 Internal Server Error",
-			&sse.ResponseError{StatusCode: 500, ContentType: "text/plain; charset=utf-8"}},
-		{"404", func(w http.ResponseWriter, r *http.Request) {
-			http.NotFound(w, r)
-		}, nil, "sse: unexpected response status 404 Not Found",
-			&sse.ResponseError{StatusCode: 404, ContentType: "text/plain; charset=utf-8"}},
+		}, nil, "sse: unexpected response status 500 Internal Server Error: boom",
+			&sse.ResponseError{StatusCode: 500, ContentType: "text/plain; charset=utf-8", Body: "boom\n"}},
+		{"404 with server text", func(w http.ResponseWriter, r *http.Request) {
+			http.Error(w, `no topic "nope"`, http.StatusNotFound)
+		}, nil, `sse: unexpected response status 404 Not Found: no topic "nope"`,
+			&sse.ResponseError{StatusCode: 404, ContentType: "text/plain; charset=utf-8", Body: "no topic \"nope\"\n"}},
+		{"403 empty body", func(w http.ResponseWriter, r *http.Request) {
+			w.WriteHeader(http.StatusForbidden)
+		}, nil, "sse: unexpected response status 403 Forbidden",
+			&sse.ResponseError{StatusCode: 403}},
 		{"wrong content type", func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Type", "text/html")
-			io.WriteString(w, "data: no\n\n")
-		}, nil, `sse: unexpected content type "text/html", want text/event-stream`,
-			&sse.ResponseError{StatusCode: 200, ContentType: "text/html"}},
+			io.WriteString(w, "<p>sign in</p>\r\n<p>again</p>\n")
+		}, nil, `sse: unexpected content type "text/html", want text/event-stream: <p>sign in</p>  <p>again</p>`,
+			&sse.ResponseError{StatusCode: 200, ContentType: "text/html", Body: "<p>sign in</p>\r\n<p>again</p>\n"}},
 		{"missing content type", func(w http.ResponseWriter, r *http.Request) {
 			w.Header()["Content-Type"] = nil
 			io.WriteString(w, "data: no\n\n")
-		}, nil, `sse: unexpected content type "", want text/event-stream`,
-			&sse.ResponseError{StatusCode: 200, ContentType: ""}},
+		}, nil, `sse: unexpected content type "", want text/event-stream: data: no`,
+			&sse.ResponseError{StatusCode: 200, ContentType: "", Body: "data: no\n\n"}},
+		// 511 ASCII bytes then a 3-byte character: the character would
+		// end past 512 bytes, so the prefix stops before it.
+		{"long body cut before a character", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "text/plain")
+			w.WriteHeader(http.StatusBadGateway)
+			io.WriteString(w, strings.Repeat("a", 511)+"€"+strings.Repeat("b", 4000))
+		}, nil, "sse: unexpected response status 502 Bad Gateway: " + strings.Repeat("a", 511),
+			&sse.ResponseError{StatusCode: 502, ContentType: "text/plain", Body: strings.Repeat("a", 511)}},
+		{"invalid UTF-8 replaced", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "text/plain")
+			w.WriteHeader(http.StatusServiceUnavailable)
+			io.WriteString(w, "busy \xff\xe2\x82 now")
+		}, nil, "sse: unexpected response status 503 Service Unavailable: busy \uFFFD\uFFFD now",
+			&sse.ResponseError{StatusCode: 503, ContentType: "text/plain", Body: "busy \uFFFD\uFFFD now"}},
+		{"replacements count toward the limit", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "text/plain")
+			w.WriteHeader(http.StatusBadRequest)
+			io.WriteString(w, strings.Repeat("\xff", 600))
+		}, nil, "sse: unexpected response status 400 Bad Request: " + strings.Repeat("\uFFFD", 170),
+			&sse.ResponseError{StatusCode: 400, ContentType: "text/plain", Body: strings.Repeat("\uFFFD", 170)}},
 		{"204 stops", func(w http.ResponseWriter, r *http.Request) {
 			w.WriteHeader(http.StatusNoContent)
 		}, nil, "", nil},
@@ -531,13 +555,19 @@ func (p *pipeTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 
 // open answers with an event stream and returns its writer.
 func (c *pipeConn) open() *io.PipeWriter {
+	return c.respond(http.StatusOK, "text/event-stream")
+}
+
+// respond answers with the status and content type, and returns the
+// writer of the body.
+func (c *pipeConn) respond(code int, contentType string) *io.PipeWriter {
 	pr, pw := io.Pipe()
 	ctx := c.req.Context()
 	stop := context.AfterFunc(ctx, func() { pw.CloseWithError(ctx.Err()) })
 	c.res <- func() (*http.Response, error) {
 		return &http.Response{
-			StatusCode: http.StatusOK,
-			Header:     http.Header{"Content-Type": {"text/event-stream"}},
+			StatusCode: code,
+			Header:     http.Header{"Content-Type": {contentType}},
 			Body:       &pipeBody{pr, stop},
 			Request:    c.req,
 		}, nil
@@ -699,7 +729,8 @@ func TestClientServerRetry(t *testing.T) {
 			t.Errorf("events = %q, want %q", got, want)
 		}
 		entries := log.get()
-		bases := []time.Duration{500 * time.Millisecond, time.Second, 2 * time.Second, 0, 100 * time.Millisecond * 2, 100 * time.Millisecond * 4}
+		// retry: 0 is raised to the default floor of 100ms.
+		bases := []time.Duration{500 * time.Millisecond, time.Second, 2 * time.Second, 100 * time.Millisecond, 200 * time.Millisecond, 400 * time.Millisecond}
 		if len(entries) != len(bases) {
 			t.Fatalf("%d reconnections, want %d", len(entries), len(bases))
 		}

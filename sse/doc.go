@@ -74,7 +74,10 @@
 // [GapEventType]. Slow clients are handled by a [SlowPolicy] within a
 // budget of queued bytes, and [Server.Shutdown] drains the streams and
 // spreads the clients' reconnections. Other brokers implement the same
-// interface; package ssetest checks them against its contract.
+// interface, so that several servers share topics and a client resumes
+// on any of them (modules github.com/coregx/stream/redisbroker and
+// github.com/coregx/stream/natsbroker); package ssetest checks them
+// against its contract.
 //
 // # Reading streams
 //
@@ -87,6 +90,7 @@
 //
 // Errors match the sentinels [ErrNoFlusher], [ErrConnectionClosed],
 // [ErrHubClosed], [ErrInvalidEvent], [ErrEventTooLarge], [ErrIdleTimeout],
-// [ErrBrokerClosed] and [ErrGap] through [errors.Is]; they are wrapped
+// [ErrBrokerClosed], [ErrBrokerUnavailable] and [ErrGap] through
+// [errors.Is]; they are wrapped
 // with context.
 package sse

@@ -30,7 +30,8 @@ var (
 var (
 	// ErrEventTooLarge is returned by [Reader.Next] when an event outgrows
 	// [Reader.MaxEventSize] (or [Client.MaxEventSize]). The stream cannot
-	// be parsed further.
+	// be parsed further. [Broker.Publish] returns it for an event larger
+	// than the broker holds; nothing is stored then.
 	ErrEventTooLarge = errors.New("sse: event too large")
 
 	// ErrIdleTimeout is reported to [Client.OnReconnect] when a connection
@@ -52,4 +53,10 @@ var (
 	// ErrGap is returned by [Broker.Subscribe] when events after the
 	// asked position are no longer retained.
 	ErrGap = errors.New("sse: events missing from history")
+
+	// ErrBrokerUnavailable is returned by a [Broker] that cannot reach
+	// the service holding its events, and ends its subscriptions then.
+	// Nothing was stored. A [Server] answers new streams with 503 and a
+	// Retry-After header meanwhile; the broker reconnects by itself.
+	ErrBrokerUnavailable = errors.New("sse: broker unavailable")
 )

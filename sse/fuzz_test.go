@@ -332,3 +332,71 @@ func FuzzRoundTrip(f *testing.F) {
 		}
 	})
 }
+
+// FuzzReadLimited checks the size limit: whatever the limit and however
+// the input is split into reads, the reader reports the same comments
+// and events, a prefix of what the reference parser finds, and stops
+// with ErrEventTooLarge at the same place or not at all.
+func FuzzReadLimited(f *testing.F) {
+	f.Add([]byte("data: 0123456789\n\n: comment\n\n"), uint8(16))
+	f.Add([]byte("data: 0123456789\n\n"), uint8(15))
+	f.Add([]byte(":"+strings.Repeat("x", 300)+"\r\ndata: a\r\n\r\n"), uint8(200))
+	f.Add([]byte("\xEF\xBB\xBFdata: \xff\xff\xff\xff\n\n"), uint8(10))
+	f.Add([]byte("event: 12345\ndata: 12345\r\r"), uint8(14))
+	f.Fuzz(func(t *testing.T, stream []byte, limit uint8) {
+		max := int(limit) + 1
+		ref := referenceParse(stream)
+		ref = ref[:len(ref)-1] // without the end state
+		var first []string
+		var firstTooBig bool
+		readers := []struct {
+			name string
+			r    io.Reader
+		}{
+			{"whole", bytes.NewReader(stream)},
+			{"one byte", iotest.OneByteReader(bytes.NewReader(stream))},
+			{"half", iotest.HalfReader(bytes.NewReader(stream))},
+		}
+		for i, in := range readers {
+			var got []string
+			rd := sse.NewReader(in.r)
+			rd.MaxEventSize = max
+			rd.OnComment = func(text string) {
+				got = append(got, record{Comment: &text}.String())
+			}
+			tooBig := false
+			for {
+				ev, err := rd.Next()
+				if err == io.EOF {
+					break
+				}
+				if err != nil {
+					if !errors.Is(err, sse.ErrEventTooLarge) {
+						t.Fatalf("%s: error %v, want ErrEventTooLarge", in.name, err)
+					}
+					tooBig = true
+					break
+				}
+				if len(ev.Data)+1 > max { // the data buffer held Data and a final LF
+					t.Fatalf("%s: Data of %d bytes over the limit of %d", in.name, len(ev.Data), max)
+				}
+				got = append(got, record{Event: (*plainEvent)(&ev)}.String())
+			}
+			if len(got) > len(ref) || strings.Join(got, "\n") != strings.Join(ref[:len(got)], "\n") {
+				t.Errorf("%s: not a prefix of the reference:", in.name)
+				compareRecords(t, got, ref)
+			}
+			if !tooBig && len(got) != len(ref) {
+				t.Errorf("%s: ended without error after %d of %d records", in.name, len(got), len(ref))
+			}
+			if i == 0 {
+				first, firstTooBig = got, tooBig
+				continue
+			}
+			if tooBig != firstTooBig || strings.Join(got, "\n") != strings.Join(first, "\n") {
+				t.Errorf("%s reader: %d records, too big %v; whole reader: %d records, too big %v",
+					in.name, len(got), tooBig, len(first), firstTooBig)
+			}
+		}
+	})
+}

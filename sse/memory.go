@@ -26,8 +26,10 @@ type HistoryLimits struct {
 	MaxEvents int
 
 	// MaxBytes bounds the total size of a topic's retained events,
-	// counting the bytes of each event's Type, ID and Data. Zero means
-	// DefaultHistoryBytes (1 MiB); a negative value removes the bound.
+	// counting the bytes of each event's Type, ID and Data and of its
+	// [Meta]. Zero means DefaultHistoryBytes (1 MiB); a negative value
+	// removes the bound. An event larger than MaxBytes is refused with
+	// [ErrEventTooLarge].
 	MaxBytes int64
 
 	// MaxAge is how long an event is retained. Zero means
@@ -57,16 +59,21 @@ func (l HistoryLimits) resolved() HistoryLimits {
 // Seq numbers of a topic are 1, 2, 3, ...; IDs it assigns are decimal
 // numbers drawn from one counter shared by all topics, so an ID from
 // another topic is recognised as unknown. Subscribers are called from
-// the publisher's goroutine, while the topic is locked. The last event
-// published to a topic is recognised by History even after it expired,
-// so a client that saw it resumes without a gap. A topic whose events
-// all expired keeps only its newest position (about 200 bytes), so that
-// its Seq numbers never start over.
+// the publisher's goroutine, while the topic is locked.
+//
+// A topic costs memory only while it has a subscriber or retains an
+// event: one that has neither is forgotten at once. Until then the ID of
+// the newest pruned event stays a valid position (the client that saw
+// it missed nothing), so that a topic whose events all expired while it
+// was followed resumes without a gap.
 type MemoryBroker struct {
 	// Limits bounds each topic's history. It must not change after the
 	// broker is first used.
 	Limits HistoryLimits
 
+	// Lock order: mu, then a memTopic's mu. A topic is removed from
+	// topics with both held, and marked dead then, so that whoever
+	// found it before retries.
 	once   sync.Once
 	limits HistoryLimits
 	mu     sync.Mutex
@@ -88,29 +95,36 @@ type memMsg struct {
 }
 
 type memTopic struct {
-	mu    sync.Mutex
-	msgs  []memMsg // retained events are msgs[start:]
-	start int
-	bytes int64
-	head  Position
-	own   map[string]uint64 // publisher IDs of retained events → Seq
-	subs  []*memSub
+	name   string
+	mu     sync.Mutex
+	msgs   []memMsg // retained events are msgs[start:]
+	start  int
+	bytes  int64
+	head   Position
+	pruned Position          // the newest event pruned; zero if none
+	own    map[string]uint64 // publisher IDs of retained events → Seq
+	subs   []*memSub
+	dead   bool // removed from the broker; set with both locks held
 }
 
 type memSub struct {
-	t    *memTopic
-	fn   func(Message)
-	stop func() bool
-	done chan struct{}
-	err  error // set under t.mu before done is closed
+	b     *MemoryBroker
+	t     *memTopic
+	after Position
+	fn    func(Message)
+	stop  func() bool
+	done  chan struct{}
+	err   error // set under t.mu before done is closed
 }
 
 func (b *MemoryBroker) init() {
 	b.once.Do(func() { b.limits = b.Limits.resolved() })
 }
 
-// topic returns the topic named name, creating it.
-func (b *MemoryBroker) topic(ctx context.Context, name string) (*memTopic, error) {
+// lockTopic returns the topic named name with its lock held, creating it
+// when create is set, or nil and no lock when it does not exist, or an
+// error (the broker closed, say) and no lock.
+func (b *MemoryBroker) lockTopic(ctx context.Context, name string, create bool) (*memTopic, error) {
 	b.init()
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -119,32 +133,53 @@ func (b *MemoryBroker) topic(ctx context.Context, name string) (*memTopic, error
 		return nil, ErrBrokerClosed
 	}
 	b.maybeSweep(time.Now())
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	t := b.topics[name]
-	if t == nil {
-		if b.topics == nil {
-			b.topics = make(map[string]*memTopic)
+	for {
+		b.mu.Lock()
+		t := b.topics[name]
+		if t == nil && create && !b.closed.Load() {
+			if b.topics == nil {
+				b.topics = make(map[string]*memTopic)
+			}
+			t = &memTopic{name: name}
+			b.topics[name] = t
 		}
-		t = &memTopic{}
-		b.topics[name] = t
+		b.mu.Unlock()
+		if t == nil {
+			if b.closed.Load() {
+				return nil, ErrBrokerClosed
+			}
+			return nil, nil
+		}
+		t.mu.Lock()
+		if b.closed.Load() {
+			t.mu.Unlock()
+			return nil, ErrBrokerClosed
+		}
+		if !t.dead {
+			return t, nil
+		}
+		t.mu.Unlock() // forgotten meanwhile: look again
 	}
-	return t, nil
 }
 
-// lockTopic returns the topic named name, creating it, with its lock
-// held, or an error (the broker closed meanwhile, say) and no lock.
-func (b *MemoryBroker) lockTopic(ctx context.Context, name string) (*memTopic, error) {
-	t, err := b.topic(ctx, name)
-	if err != nil {
-		return nil, err
-	}
+// idleLocked reports whether t may be forgotten; t.mu must be held.
+func (t *memTopic) idleLocked() bool { return len(t.subs) == 0 && t.start == len(t.msgs) }
+
+// forget removes t from the broker if it has no subscriber and retains
+// no event. It takes b.mu and t.mu.
+func (b *MemoryBroker) forget(t *memTopic) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
 	t.mu.Lock()
-	if b.closed.Load() {
-		t.mu.Unlock()
-		return nil, ErrBrokerClosed
+	defer t.mu.Unlock()
+	if t.dead || !t.idleLocked() {
+		return
 	}
-	return t, nil
+	t.dead = true
+	if b.topics[t.name] == t {
+		delete(b.topics, t.name)
+	}
+	t.msgs, t.start, t.own = nil, 0, nil
 }
 
 // maybeSweep drops the expired events of every topic when the last sweep
@@ -168,38 +203,46 @@ func (b *MemoryBroker) maybeSweep(now time.Time) {
 	for _, t := range topics {
 		t.mu.Lock()
 		t.prune(b.limits, now)
+		idle := t.idleLocked()
 		if len(t.retained()) == 0 {
-			// Nothing retained: give the memory back; head stays.
-			t.msgs, t.start, t.own = nil, 0, nil
+			t.msgs, t.start, t.own = nil, 0, nil // give the memory back
 		}
 		t.mu.Unlock()
+		if idle {
+			b.forget(t)
+		}
 	}
 }
 
 // Publish stores ev; see [Broker.Publish].
-func (b *MemoryBroker) Publish(ctx context.Context, topic string, ev *Event) (Message, error) {
+func (b *MemoryBroker) Publish(ctx context.Context, topic string, ev *Event, meta *Meta) (Message, error) {
 	if ev == nil {
 		return Message{}, fmt.Errorf("%w: nil *Event", ErrInvalidEvent)
 	}
 	if err := ev.Validate(); err != nil {
 		return Message{}, err
 	}
-	t, err := b.lockTopic(ctx, topic)
+	t, err := b.lockTopic(ctx, topic, true)
 	if err != nil {
 		return Message{}, err
 	}
 	defer t.mu.Unlock()
-	m := memMsg{Message: Message{Topic: topic, Seq: t.head.Seq + 1, Event: *ev, Time: time.Now()}}
+	m := memMsg{Message: Message{Topic: t.name, Seq: t.head.Seq + 1, Event: *ev, Time: time.Now()}}
 	if m.Event.ID == "" {
-		m.gid = b.nextID.Add(1)
+		m.gid = b.nextID.Add(1) // under t.mu: grows with Seq in the topic
 		m.Event.ID = strconv.FormatUint(m.gid, 10)
-	} else {
+	}
+	m.size = int64(len(ev.Type)+len(m.Event.ID)+len(ev.Data)) + int64(meta.size())
+	if b.limits.MaxBytes >= 0 && m.size > b.limits.MaxBytes {
+		return Message{}, fmt.Errorf("%w: %d bytes, a topic holds %d", ErrEventTooLarge, m.size, b.limits.MaxBytes)
+	}
+	if m.gid == 0 {
 		if t.own == nil {
 			t.own = make(map[string]uint64)
 		}
 		t.own[m.Event.ID] = m.Seq
 	}
-	m.size = int64(len(ev.Type) + len(m.Event.ID) + len(ev.Data))
+	m.Meta = meta.clone()
 	t.head = m.Position()
 	t.msgs = append(t.msgs, m)
 	t.bytes += m.size
@@ -224,6 +267,7 @@ func (t *memTopic) prune(l HistoryLimits, now time.Time) {
 		if m.gid == 0 && t.own[m.Event.ID] == m.Seq {
 			delete(t.own, m.Event.ID)
 		}
+		t.pruned = m.Position()
 		*m = memMsg{}
 		t.start++
 	}
@@ -248,65 +292,75 @@ func (t *memTopic) oldestSeq() uint64 {
 	return t.head.Seq + 1
 }
 
-// find returns the Seq of the event whose ID is id; t.mu must be held.
-func (t *memTopic) find(id string) (uint64, bool) {
-	if id == t.head.ID && id != "" {
-		return t.head.Seq, true
+// find returns the position of the event whose ID is id, if it is
+// retained or the newest pruned one; t.mu must be held.
+func (t *memTopic) find(id string) (Position, bool) {
+	switch {
+	case id == "":
+		return Position{}, false
+	case id == t.head.ID:
+		return t.head, true
+	case id == t.pruned.ID:
+		return t.pruned, true
 	}
+	r := t.retained()
 	if seq, ok := t.own[id]; ok {
-		return seq, true
+		return r[seq-r[0].Seq].Position(), true
 	}
 	n, err := strconv.ParseUint(id, 10, 64)
 	if err != nil || n == 0 || strconv.FormatUint(n, 10) != id {
-		return 0, false
+		return Position{}, false
 	}
-	// Resumes are usually recent: scan from the newest event.
-	r := t.retained()
+	// Resumes are usually recent: scan from the newest event. Assigned
+	// IDs grow with Seq within a topic.
 	for j := len(r) - 1; j >= 0; j-- {
 		if g := r[j].gid; g == n {
-			return r[j].Seq, true
+			return r[j].Position(), true
 		} else if g != 0 && g < n {
 			break
 		}
 	}
-	return 0, false
+	return Position{}, false
 }
 
-// Head returns the newest position of topic; see [Broker.Head].
-func (b *MemoryBroker) Head(ctx context.Context, topic string) (Position, error) {
-	t, err := b.topic(ctx, topic)
-	if err != nil {
-		return Position{}, err
+// at returns the position of the event whose Seq is seq, which must be 0,
+// the head, the newest pruned or a retained one; t.mu must be held.
+func (t *memTopic) at(seq uint64) Position {
+	switch seq {
+	case 0:
+		return Position{}
+	case t.head.Seq:
+		return t.head
+	case t.pruned.Seq:
+		return t.pruned
 	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.head, nil
+	r := t.retained()
+	return r[seq-r[0].Seq].Position()
 }
 
 // History returns the events after afterID; see [Broker.History].
 func (b *MemoryBroker) History(ctx context.Context, topic, afterID string) (History, error) {
-	t, err := b.lockTopic(ctx, topic)
-	if err != nil {
-		return History{}, err
+	t, err := b.lockTopic(ctx, topic, false)
+	if err != nil || t == nil {
+		return History{Gap: afterID != ""}, err
 	}
-	defer t.mu.Unlock()
 	t.prune(b.limits, time.Now())
 	h := History{Head: t.head}
 	r := t.retained()
 	if len(r) > 0 {
 		h.Oldest = r[0].Position()
 	}
-	after, known := uint64(0), afterID == ""
+	after, known := Position{}, afterID == ""
 	if !known {
 		after, known = t.find(afterID)
 	}
-	if !known || after+1 < t.oldestSeq() {
-		h.Gap, after = true, 0
+	if !known || after.Seq+1 < t.oldestSeq() {
+		h.Gap, after = true, Position{}
 	} else {
 		h.After = after
 	}
 	for i := range r {
-		if r[i].Seq > after {
+		if r[i].Seq > after.Seq {
 			h.Messages = make([]Message, 0, len(r)-i)
 			for _, m := range r[i:] {
 				h.Messages = append(h.Messages, m.Message)
@@ -314,37 +368,56 @@ func (b *MemoryBroker) History(ctx context.Context, topic, afterID string) (Hist
 			break
 		}
 	}
+	idle := t.idleLocked()
+	t.mu.Unlock()
+	if idle {
+		b.forget(t)
+	}
 	return h, nil
 }
 
 // Subscribe feeds fn the events after the position; see
 // [Broker.Subscribe].
 func (b *MemoryBroker) Subscribe(ctx context.Context, topic string, after uint64, fn func(Message)) (Subscription, error) {
-	t, err := b.lockTopic(ctx, topic)
+	t, err := b.lockTopic(ctx, topic, true)
 	if err != nil {
 		return nil, err
 	}
-	defer t.mu.Unlock()
 	t.prune(b.limits, time.Now())
-	if after < t.head.Seq && after+1 < t.oldestSeq() {
-		return nil, fmt.Errorf("%w: topic %q retains events from seq %d, asked after %d", ErrGap, topic, t.oldestSeq(), after)
+	if after == Newest {
+		after = t.head.Seq
 	}
+	if after > t.head.Seq || after < t.head.Seq && after+1 < t.oldestSeq() {
+		err := fmt.Errorf("%w: topic %q retains seq %d to %d, asked after %d", ErrGap, topic, t.oldestSeq(), t.head.Seq, after)
+		idle := t.idleLocked()
+		t.mu.Unlock()
+		if idle {
+			b.forget(t) // leave nothing behind
+		}
+		return nil, err
+	}
+	defer t.mu.Unlock()
 	for _, m := range t.retained() {
 		if m.Seq > after {
 			fn(m.Message)
 		}
 	}
-	s := &memSub{t: t, fn: fn, done: make(chan struct{})}
+	s := &memSub{b: b, t: t, after: t.at(after), fn: fn, done: make(chan struct{})}
 	t.subs = append(t.subs, s)
 	s.stop = context.AfterFunc(ctx, func() { s.end(context.Cause(ctx)) })
 	return s, nil
 }
 
-// end removes s with err; it takes s.t.mu.
+// end removes s with err and forgets its topic if it became idle; it
+// takes s.t.mu, then the broker's lock.
 func (s *memSub) end(err error) {
 	s.t.mu.Lock()
-	defer s.t.mu.Unlock()
 	s.endLocked(err)
+	idle := s.t.idleLocked()
+	s.t.mu.Unlock()
+	if idle {
+		s.b.forget(s.t)
+	}
 }
 
 func (s *memSub) endLocked(err error) {
@@ -358,8 +431,14 @@ func (s *memSub) endLocked(err error) {
 			break
 		}
 	}
+	if len(s.t.subs) == 0 {
+		s.t.subs = nil
+	}
 	close(s.done)
 }
+
+// After returns the position the feed started after.
+func (s *memSub) After() Position { return s.after }
 
 // Close ends the subscription.
 func (s *memSub) Close() error {
@@ -396,7 +475,7 @@ func (b *MemoryBroker) Close() error {
 			s.stop()
 			s.endLocked(ErrBrokerClosed)
 		}
-		t.msgs, t.start, t.own = nil, 0, nil
+		t.msgs, t.start, t.own, t.dead = nil, 0, nil, true
 		t.mu.Unlock()
 	}
 	return nil

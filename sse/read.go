@@ -42,18 +42,25 @@ func Read(r io.Reader) iter.Seq2[Event, error] {
 // retry field (ASCII digits only) since the previous empty line, else 0;
 // use [Reader.Retry] to tell "retry: 0" from none.
 //
-// A Reader buffers its input and does not limit the length of lines or
-// events unless MaxEventSize is set. It is not safe for concurrent use.
+// A Reader buffers its input and limits the size of one event (and of
+// any line, comments included) to MaxEventSize, 16 MiB by default, so
+// that a stream without line ends cannot take all memory. A stream of
+// comments or empty lines is read in constant memory. It is not safe for
+// concurrent use.
 type Reader struct {
-	// MaxEventSize, when positive, caps the memory one event may take:
-	// the length of the line being read (field name included, line end
-	// excluded) plus the data and event type gathered so far for the
-	// event. Going over makes Next return an error matching
-	// [ErrEventTooLarge], and the Reader stops. Zero means no limit.
+	// MaxEventSize caps the memory one event may take: the length of
+	// the line being read (field name included, line end excluded) plus
+	// the data and event type gathered so far for the event. Going over
+	// makes Next return an error matching [ErrEventTooLarge], and the
+	// Reader stops; its input buffer never grows past one byte more than
+	// MaxEventSize. Zero means DefaultMaxEventSize; a negative value
+	// means no limit.
 	MaxEventSize int
 
 	// OnComment, when set, is called with the text of each comment line:
-	// what follows the leading colon, with one leading space removed.
+	// what follows the leading colon, with one leading space removed. It
+	// is called from Next, in stream order: before Next returns the
+	// event that follows the comment.
 	OnComment func(text string)
 
 	rd      io.Reader
@@ -66,7 +73,9 @@ type Reader struct {
 	bomDone bool // the start of the stream has been checked for a BOM
 	skipLF  bool // the last line ended in CR: drop an LF that follows
 
-	data    []byte // data buffer
+	data    []byte // data buffer, when it holds more than one line
+	one     string // the data buffer while it holds one line: its value
+	hasOne  bool   // the data buffer is one, followed by an LF
 	typ     []byte // event type buffer
 	typStr  string // last dispatched non-empty type, reused to save allocations
 	idBuf   string // last event ID buffer
@@ -74,6 +83,10 @@ type Reader struct {
 	retry   int    // reconnection time in ms from the stream, or -1
 	evRetry int    // retry set since the previous dispatch, or 0
 }
+
+// DefaultMaxEventSize is the size limit of one event when
+// Reader.MaxEventSize or Client.MaxEventSize is zero.
+const DefaultMaxEventSize = 16 << 20
 
 const (
 	minBufSize  = 4 << 10
@@ -173,7 +186,7 @@ func (r *Reader) setLastEventID(id string) {
 // dispatch runs the standard's dispatch steps at an empty line.
 func (r *Reader) dispatch() (Event, bool) {
 	r.lastID = r.idBuf
-	if len(r.data) == 0 {
+	if len(r.data) == 0 && !r.hasOne {
 		r.typ = r.typ[:0]
 		r.evRetry = 0
 		return Event{}, false
@@ -188,24 +201,64 @@ func (r *Reader) dispatch() (Event, bool) {
 	ev := Event{
 		Type:  typ,
 		ID:    r.lastID,
-		Data:  string(r.data[:len(r.data)-1]),
 		Retry: r.evRetry,
 	}
-	if cap(r.data) > keepBufSize {
-		r.data = nil
+	if r.hasOne {
+		// The usual event of one data line costs no copy but its
+		// string.
+		ev.Data = r.one
+		r.one, r.hasOne = "", false
 	} else {
-		r.data = r.data[:0]
+		ev.Data = string(r.data[:len(r.data)-1])
+		if cap(r.data) > keepBufSize {
+			r.data = nil
+		} else {
+			r.data = r.data[:0]
+		}
 	}
 	r.typ = r.typ[:0]
 	r.evRetry = 0
 	return ev, true
 }
 
+// appendData appends a data field's value and an LF to the data buffer.
+func (r *Reader) appendData(value []byte) {
+	switch {
+	case len(r.data) == 0 && !r.hasOne:
+		if utf8.Valid(value) {
+			r.one = string(value)
+		} else {
+			r.one = string(appendUTF8(nil, value))
+		}
+		r.hasOne = true
+		return
+	case r.hasOne:
+		r.data = append(r.data[:0], r.one...)
+		r.data = append(r.data, '\n')
+		r.one, r.hasOne = "", false
+	}
+	r.data = appendUTF8(r.data, value)
+	r.data = append(r.data, '\n')
+}
+
+// dataLen returns the length of the data buffer.
+func (r *Reader) dataLen() int {
+	if r.hasOne {
+		return len(r.one) + 1
+	}
+	return len(r.data)
+}
+
 // processLine interprets a non-empty line.
 func (r *Reader) processLine(line []byte) error {
 	if line[0] == ':' {
 		if r.OnComment != nil {
-			r.OnComment(string(appendUTF8(nil, trimSpace(line[1:]))))
+			text := trimSpace(line[1:])
+			if utf8.Valid(text) {
+				r.OnComment(string(text))
+			} else {
+				r.OnComment(string(appendUTF8(nil, text)))
+			}
 		}
 		return nil
 	}
@@ -219,8 +272,7 @@ func (r *Reader) processLine(line []byte) error {
 	case "event":
 		r.typ = appendUTF8(r.typ[:0], value)
 	case "data":
-		r.data = appendUTF8(r.data, value)
-		r.data = append(r.data, '\n')
+		r.appendData(value)
 	case "id":
 		if bytes.IndexByte(value, 0) >= 0 {
 			return nil
@@ -246,11 +298,23 @@ func (r *Reader) processLine(line []byte) error {
 // interpreted, so the outcome does not depend on how the input is split
 // into reads.
 func (r *Reader) checkSize(line int) error {
-	n := line + len(r.data) + len(r.typ)
-	if r.MaxEventSize <= 0 || n <= r.MaxEventSize {
+	n := line + r.dataLen() + len(r.typ)
+	limit := r.limit()
+	if limit < 0 || n <= limit {
 		return nil
 	}
-	return fmt.Errorf("%w: %d bytes or more exceed the limit of %d", ErrEventTooLarge, n, r.MaxEventSize)
+	return fmt.Errorf("%w: %d bytes or more exceed the limit of %d", ErrEventTooLarge, n, limit)
+}
+
+// limit returns the effective MaxEventSize, or -1 for none.
+func (r *Reader) limit() int {
+	switch {
+	case r.MaxEventSize == 0:
+		return DefaultMaxEventSize
+	case r.MaxEventSize < 0:
+		return -1
+	}
+	return r.MaxEventSize
 }
 
 // trimSpace removes one leading space.
@@ -377,8 +441,15 @@ func (r *Reader) fill() error {
 		r.w = copy(r.buf, r.buf[r.r:r.w])
 		r.r = 0
 	default:
-		r.buf = append(r.buf, make([]byte, len(r.buf))...)
-		r.buf = r.buf[:cap(r.buf)]
+		// The buffer holds one unfinished line: double it, but only to
+		// one byte past the limit, which is enough to detect going over.
+		size := 2 * len(r.buf)
+		if limit := r.limit(); limit >= 0 && size >= limit {
+			size = max(len(r.buf)+1, limit+1)
+		}
+		buf := make([]byte, size)
+		copy(buf, r.buf[:r.w])
+		r.buf = buf
 	}
 	for range maxEmpty {
 		n, err := r.rd.Read(r.buf[r.w:])

@@ -511,3 +511,36 @@ func BenchmarkReader(b *testing.B) {
 		}
 	}
 }
+
+// TestReaderDefaultMaxEventSize checks that a zero MaxEventSize means
+// DefaultMaxEventSize and a negative one no limit.
+func TestReaderDefaultMaxEventSize(t *testing.T) {
+	fits := "data: " + strings.Repeat("x", sse.DefaultMaxEventSize-len("data: ")) + "\n\n"
+	over := "data: " + strings.Repeat("x", sse.DefaultMaxEventSize-len("data: ")+1) + "\n\n"
+	tests := []struct {
+		name   string
+		max    int
+		stream string
+		tooBig bool
+	}{
+		{"default fits", 0, fits, false},
+		{"default over by one", 0, over, true},
+		{"no limit", -1, over, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rd := sse.NewReader(strings.NewReader(tt.stream))
+			rd.MaxEventSize = tt.max
+			ev, err := rd.Next()
+			if tt.tooBig {
+				if !errors.Is(err, sse.ErrEventTooLarge) {
+					t.Errorf("error = %v, want ErrEventTooLarge", err)
+				}
+				return
+			}
+			if err != nil || len(ev.Data) != len(tt.stream)-len("data: \n\n") {
+				t.Errorf("got %d bytes of data, error %v; want %d bytes", len(ev.Data), err, len(tt.stream)-len("data: \n\n"))
+			}
+		})
+	}
+}

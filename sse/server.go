@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"slices"
 	"sync"
+	"time"
 )
 
 // StatusError is an error that makes a [Server] answer a request with an
@@ -83,6 +84,19 @@ type Server struct {
 	// follows the topic "".
 	Topics func(r *http.Request) ([]string, error)
 
+	// MaxTopicLen bounds the length in bytes of each topic name a
+	// request follows; a request naming a longer one gets 400 Bad
+	// Request, saying so. Zero means 1 KiB; negative removes the bound.
+	MaxTopicLen int
+
+	// MaxTopics caps the topics followed at once, by all requests
+	// together, so that clients choosing topic names cannot make the
+	// server hold any number of them. A request that would add a topic
+	// beyond the cap gets 503 Service Unavailable with a Retry-After
+	// header, as when the broker is unavailable: the server is full, not
+	// the request wrong. Zero means no cap.
+	MaxTopics int
+
 	// Filter, when set, is called once per request; the predicate it
 	// returns (nil passes everything) decides which events of the
 	// request's topics are sent to it, replayed ones included. It runs
@@ -142,7 +156,7 @@ func (s *Server) Publish(ctx context.Context, topic string, ev *Event) (string, 
 	if s.core.isClosed() {
 		return "", ErrServerClosed
 	}
-	m, err := s.broker.Publish(ctx, topic, ev)
+	m, err := s.broker.Publish(ctx, topic, ev, nil)
 	if err != nil {
 		if errors.Is(err, ErrBrokerClosed) {
 			return "", fmt.Errorf("%w: %w", ErrServerClosed, err)
@@ -227,7 +241,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		ts, err := s.follow(r.Context(), t)
 		if err != nil {
 			if r.Context().Err() == nil {
-				http.Error(w, "sse: topic unavailable", http.StatusServiceUnavailable)
+				refuseFollow(w, err)
 			}
 			return
 		}
@@ -257,6 +271,31 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	waitEnd(conn)
 }
 
+// retryAfter is the Retry-After header, in seconds, of a request
+// refused because the broker is unavailable or the topics are at their
+// cap.
+const retryAfter = "5"
+
+// errTooManyTopics refuses a request that would follow a topic beyond
+// Server.MaxTopics.
+var errTooManyTopics = errors.New("sse: too many topics followed, retry later")
+
+// refuseFollow answers a request whose topic could not be followed.
+func refuseFollow(w http.ResponseWriter, err error) {
+	msg := "sse: topic unavailable"
+	switch {
+	case errors.Is(err, errTooManyTopics):
+		msg = errTooManyTopics.Error()
+	case errors.Is(err, ErrBrokerUnavailable):
+		msg = ErrBrokerUnavailable.Error() + ", retry later"
+	default:
+		http.Error(w, msg, http.StatusServiceUnavailable)
+		return
+	}
+	w.Header().Set("Retry-After", retryAfter)
+	http.Error(w, msg, http.StatusServiceUnavailable)
+}
+
 // topicsFor returns the sorted, distinct topics r follows.
 func (s *Server) topicsFor(r *http.Request) ([]string, error) {
 	if s.Topics == nil {
@@ -269,6 +308,15 @@ func (s *Server) topicsFor(r *http.Request) ([]string, error) {
 	if len(topics) == 0 {
 		return nil, errors.New("sse: no topics")
 	}
+	limit := s.MaxTopicLen
+	if limit == 0 {
+		limit = 1 << 10
+	}
+	for _, t := range topics {
+		if limit > 0 && len(t) > limit {
+			return nil, fmt.Errorf("sse: topic name of %d bytes is longer than the %d allowed", len(t), limit)
+		}
+	}
 	topics = slices.Clone(topics)
 	slices.Sort(topics)
 	return slices.Compact(topics), nil
@@ -280,6 +328,10 @@ func (s *Server) topicsFor(r *http.Request) ([]string, error) {
 func (s *Server) follow(ctx context.Context, topic string) (*topicSub, error) {
 	s.smu.Lock()
 	ts := s.subs[topic]
+	if ts == nil && s.MaxTopics > 0 && len(s.subs) >= s.MaxTopics {
+		s.smu.Unlock()
+		return nil, errTooManyTopics
+	}
 	if ts == nil {
 		ts = &topicSub{ready: make(chan struct{}), refs: 1}
 		s.subs[topic] = ts
@@ -331,18 +383,15 @@ func (s *Server) unfollow(topic string, ts *topicSub) {
 }
 
 // subscribe opens the subscription ts feeding topic to the clients, from
-// its current head, and watches it.
+// its newest event on, and watches it.
 func (s *Server) subscribe(topic string, ts *topicSub) (Subscription, error) {
-	head, err := s.broker.Head(s.ctx, topic)
-	if err != nil {
-		return nil, err
-	}
-	s.core.setLive(topic, head)
-	sub, err := s.broker.Subscribe(s.ctx, topic, head.Seq, s.core.deliver)
+	s.core.forgetTopic(topic) // what an earlier subscription left
+	sub, err := s.broker.Subscribe(s.ctx, topic, Newest, s.core.deliver)
 	if err != nil {
 		s.core.dropTopic(topic, err)
 		return nil, err
 	}
+	s.core.setLive(topic, sub.After())
 	s.watchers.Add(1)
 	go func() {
 		defer s.watchers.Done()
@@ -378,12 +427,52 @@ func (s *Server) resume(ctx context.Context, conn *Conn, c *client, topics []str
 			return err
 		}
 		if !known[i] {
-			h.Gap, h.After = true, 0
+			h.Gap, h.After = true, Position{}
+		}
+		// A network broker feeds this node a moment after it stores:
+		// the client may have seen, on another node, events this
+		// node's live feed has yet to bring. Wait for them, or they
+		// would reach the client twice.
+		if fed, err := s.waitFed(ctx, conn, t, h.After.Seq); !fed {
+			if err != nil {
+				conn.end(fmt.Errorf("%w: %w", ErrConnectionClosed, err))
+			}
+			return err
 		}
 		hists[i] = h
 	}
 	s.core.finishResume(c, topics, ids, hists)
 	return nil
+}
+
+// maxFeedWait bounds how long a resuming client waits for this node's
+// live feed of a topic to reach the position it asked for.
+const maxFeedWait = 10 * time.Second
+
+// waitFed waits until the live feed of topic brought the event whose
+// Seq is seq. It reports false, with no error, when ctx or conn ended
+// first, and false with an error when the feed stayed behind for
+// maxFeedWait.
+func (s *Server) waitFed(ctx context.Context, conn *Conn, topic string, seq uint64) (bool, error) {
+	if s.core.fedUpTo(topic, seq) {
+		return true, nil
+	}
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	limit := time.NewTimer(maxFeedWait)
+	defer limit.Stop()
+	for !s.core.fedUpTo(topic, seq) {
+		select {
+		case <-ctx.Done():
+			return false, nil
+		case <-conn.Done():
+			return false, nil
+		case <-limit.C:
+			return false, fmt.Errorf("sse: the live feed of topic %q stayed behind the client's position for %v", topic, maxFeedWait)
+		case <-tick.C:
+		}
+	}
+	return true, nil
 }
 
 // parseCursor reads a Last-Event-ID as the position in each of the

@@ -78,7 +78,7 @@ func TestServerResumeSingleTopic(t *testing.T) {
 		{"after 4 by query", "4", true, "id: 5\ndata: e5\n\n"},
 		{"up to date", "5", false, ""},
 		{"oldest retained", "2", false, "id: 3\ndata: e3\n\nid: 4\ndata: e4\n\nid: 5\ndata: e5\n\n"},
-		{"pruned", "1", false, gap},
+		{"newest pruned", "1", false, "id: 2\ndata: e2\n\nid: 3\ndata: e3\n\nid: 4\ndata: e4\n\nid: 5\ndata: e5\n\n"},
 		{"garbage", "garbage", false, gap},
 		{"negative", "-1", false, gap},
 		{"leading zeros", "0004", false, gap},

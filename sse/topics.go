@@ -21,6 +21,14 @@ func (h *hubCore) setLive(topic string, head Position) {
 	h.live[topic] = true
 }
 
+// fedUpTo reports whether the live feed of topic has brought the event
+// whose Seq is seq, or a later one.
+func (h *hubCore) fedUpTo(topic string, seq uint64) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.heads[topic].Seq >= seq
+}
+
 // forgetTopic drops what the engine keeps of topic once no client
 // follows it and its subscription is ending.
 func (h *hubCore) forgetTopic(topic string) {
@@ -110,7 +118,7 @@ func (h *hubCore) finishResume(c *client, topics, ids []string, hists []History)
 	cur := make([]string, len(topics)) // what the client has seen, per topic
 	for i, t := range topics {
 		hist, head := hists[i], h.heads[t]
-		last := hist.After
+		last := hist.After.Seq
 		var list []Message
 		for _, m := range hist.Messages {
 			// Later events come live: the client is live from now on.

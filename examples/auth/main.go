@@ -12,20 +12,27 @@
 // parameter. URLs end up in logs and browser history: give such tokens a
 // short life. EventSource gives up, without reconnecting, on a 401 or
 // 503; only a 200 event stream makes it retry.
+//
+// Ctrl-C (or SIGTERM) ends every stream with a "retry:" hint, then the
+// program.
 package main
 
 import (
+	"context"
 	"crypto/subtle"
 	"flag"
 	"fmt"
 	"log"
 	"log/slog"
-	"net"
 	"net/http"
+	"os"
+	"os/signal"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"time"
 
+	"github.com/coregx/stream/examples/internal/serve"
 	"github.com/coregx/stream/sse"
 )
 
@@ -98,7 +105,7 @@ func (s *server) notify(every time.Duration) {
 		<-ticker.C
 		ev := sse.NewEvent(fmt.Sprintf("notification %d", n)).WithType("notification")
 		if s.hub.Broadcast(ev) != nil {
-			return // the hub was closed
+			return // the hub is shutting down
 		}
 	}
 }
@@ -118,13 +125,11 @@ func main() {
 	every := flag.Duration("every", time.Second, "interval between notifications")
 	flag.Parse()
 
-	ln, err := net.Listen("tcp", *addr)
-	if err != nil {
-		log.Fatal(err)
-	}
-	log.Printf("listening on http://%s", ln.Addr())
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
 	s := &server{hub: sse.NewHub[*sse.Event](), token: *token, origin: *origin, max: *maxConns}
 	go s.notify(*every)
-	srv := &http.Server{Handler: newMux(s), ReadHeaderTimeout: 10 * time.Second}
-	log.Fatal(srv.Serve(ln))
+	if err := serve.Run(ctx, *addr, newMux(s), s.hub); err != nil {
+		log.Fatal(err)
+	}
 }

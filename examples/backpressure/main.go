@@ -29,18 +29,25 @@
 // client whose queue is full is disconnected, not silently skipped, and
 // counted in Stats().SlowDisconnects; with event IDs and a replay log
 // (see examples/replay) it reconnects and catches up.
+//
+// Ctrl-C (or SIGTERM) ends every stream with a "retry:" hint, then the
+// program.
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"flag"
 	"log"
-	"net"
 	"net/http"
+	"os"
+	"os/signal"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
+	"github.com/coregx/stream/examples/internal/serve"
 	"github.com/coregx/stream/sse"
 )
 
@@ -51,18 +58,16 @@ func main() {
 	queue := flag.Int("queue", 256, "events queued per client before it is disconnected")
 	flag.Parse()
 
-	ln, err := net.Listen("tcp", *addr)
-	if err != nil {
-		log.Fatal(err)
-	}
-	log.Printf("listening on http://%s", ln.Addr())
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
 	hub := sse.NewHubWithOptions[*sse.Event](&sse.Options{QueueSize: *queue})
 	go produce(hub, *every, *size)
-	srv := &http.Server{Handler: newMux(hub), ReadHeaderTimeout: 10 * time.Second}
-	log.Fatal(srv.Serve(ln))
+	if err := serve.Run(ctx, *addr, newMux(hub), hub); err != nil {
+		log.Fatal(err)
+	}
 }
 
-// produce broadcasts events until the hub closes, logging the hub's
+// produce broadcasts events until the hub shuts down, logging the hub's
 // counters each second when they change.
 func produce(hub *sse.Hub[*sse.Event], every time.Duration, size int) {
 	ticker := time.NewTicker(every)
@@ -77,7 +82,7 @@ func produce(hub *sse.Hub[*sse.Event], every time.Duration, size int) {
 			id := strconv.Itoa(n)
 			// Broadcast returns at once, however slow the clients are.
 			if err := hub.Broadcast(sse.NewEvent(id + " " + padding).WithID(id)); err != nil {
-				return // the hub was closed
+				return // the hub is shutting down
 			}
 			n++
 		case <-report.C:

@@ -9,18 +9,25 @@
 //	curl -X POST 'http://localhost:8080/send?room=go&user=alice&text=hi'
 //
 // Each message arrives as a JSON event: data: {"user":"alice","text":"hi"}
+// Ctrl-C (or SIGTERM) ends every stream with a "retry:" hint, then the
+// program.
 package main
 
 import (
+	"context"
 	_ "embed"
+	"errors"
 	"flag"
 	"fmt"
 	"log"
-	"net"
 	"net/http"
+	"os"
+	"os/signal"
 	"sync"
-	"time"
+	"syscall"
 
+	"github.com/coregx/stream/examples/internal/page"
+	"github.com/coregx/stream/examples/internal/serve"
 	"github.com/coregx/stream/sse"
 )
 
@@ -59,36 +66,36 @@ func (c *chat) room(name string, create bool) *sse.Hub[Message] {
 	return hub
 }
 
-// Close disconnects every client of every room.
-func (c *chat) Close() {
+// Shutdown ends the streams of every room, each with a retry hint, and
+// refuses new ones; rooms are not created any more.
+func (c *chat) Shutdown(ctx context.Context) error {
 	c.mu.Lock()
 	rooms := c.rooms
 	c.rooms = nil
 	c.mu.Unlock()
+	var errs []error
 	for _, hub := range rooms {
-		hub.Close()
+		errs = append(errs, hub.Shutdown(ctx))
 	}
+	return errors.Join(errs...)
 }
 
 func main() {
 	addr := flag.String("addr", "localhost:8080", "listen `address`")
 	flag.Parse()
 
-	ln, err := net.Listen("tcp", *addr)
-	if err != nil {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	c := newChat()
+	if err := serve.Run(ctx, *addr, c.newMux(), c); err != nil {
 		log.Fatal(err)
 	}
-	log.Printf("listening on http://%s", ln.Addr())
-	srv := &http.Server{Handler: newChat().newMux(), ReadHeaderTimeout: 10 * time.Second}
-	log.Fatal(srv.Serve(ln))
 }
 
 func (c *chat) newMux() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		w.Write(indexHTML)
-	})
+	page.Register(mux)
+	mux.Handle("GET /{$}", page.HTML(indexHTML))
 	mux.HandleFunc("GET /events", c.handleEvents)
 	mux.HandleFunc("POST /send", c.handleSend)
 	return mux
@@ -111,7 +118,7 @@ func (c *chat) handleEvents(w http.ResponseWriter, r *http.Request) {
 	}
 	hub := c.room(name, true)
 	if hub == nil {
-		http.Error(w, "too many rooms", http.StatusServiceUnavailable)
+		http.Error(w, "too many rooms, or shutting down", http.StatusServiceUnavailable)
 		return
 	}
 	// The hub is an http.Handler. Unlike Upgrade followed by Register, it

@@ -9,19 +9,28 @@
 //
 //	event: metrics
 //	data: {"time":"...","goroutines":5,"heap_alloc":281432,...}
+//
+// The page charts the heap, goroutines and clients over the last five
+// minutes. Ctrl-C (or SIGTERM) ends every stream with a "retry:" hint,
+// then the program.
 package main
 
 import (
+	"context"
 	_ "embed"
 	"encoding/json"
 	"errors"
 	"flag"
 	"log"
-	"net"
 	"net/http"
+	"os"
+	"os/signal"
 	"runtime"
+	"syscall"
 	"time"
 
+	"github.com/coregx/stream/examples/internal/page"
+	"github.com/coregx/stream/examples/internal/serve"
 	"github.com/coregx/stream/sse"
 )
 
@@ -56,11 +65,11 @@ func newDashboard(every time.Duration) *dashboard {
 	return d
 }
 
-// Close stops sampling and disconnects the clients.
-func (d *dashboard) Close() {
+// Shutdown stops sampling and ends every stream, each with a retry hint.
+func (d *dashboard) Shutdown(ctx context.Context) error {
 	close(d.stop)
 	<-d.done
-	d.hub.Close()
+	return d.hub.Shutdown(ctx)
 }
 
 func (d *dashboard) publish(every time.Duration) {
@@ -127,23 +136,18 @@ func main() {
 	every := flag.Duration("every", time.Second, "sampling interval")
 	flag.Parse()
 
-	ln, err := net.Listen("tcp", *addr)
-	if err != nil {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	d := newDashboard(*every)
+	if err := serve.Run(ctx, *addr, newMux(d), d); err != nil {
 		log.Fatal(err)
 	}
-	log.Printf("listening on http://%s", ln.Addr())
-	d := newDashboard(*every)
-	defer d.Close()
-	srv := &http.Server{Handler: newMux(d), ReadHeaderTimeout: 10 * time.Second}
-	log.Print(srv.Serve(ln))
 }
 
 func newMux(d *dashboard) http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		w.Write(indexHTML)
-	})
+	page.Register(mux)
+	mux.Handle("GET /{$}", page.HTML(indexHTML))
 	mux.Handle("GET /events", d)
 	return mux
 }

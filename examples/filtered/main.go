@@ -6,38 +6,48 @@
 //	go run ./examples/filtered
 //	curl -N 'http://localhost:8080/events?level=warn'
 //	curl -X POST 'http://localhost:8080/log?level=error&msg=disk+full'
+//	open http://localhost:8080/
 //
-// # Why one hub per filter
+// The server is an sse.Server whose Filter gives each request a
+// predicate of its own, applied to every event before it is queued for
+// that client (and to replayed events alike). Publishing only queues:
+// it never waits for a client, and a client too slow for its queue is
+// disconnected, then resumes with Last-Event-ID from the history,
+// filtered the same way.
 //
-// The guide's FilteredHub calls conn.SendJSON for each client in turn
-// while it holds its lock: one client that stops reading stalls every
-// broadcast (for up to the write timeout, each time), its filter map
-// never forgets a closed connection, and its connections, registered in
-// the hub too, also get every unfiltered hub broadcast. Here the clients
-// are grouped by filter, one sse.Hub per level: publishing only queues
-// the entry in each hub that wants it (encoded once per hub), the hubs
-// write in the background, and a client too slow for its queue is
-// disconnected instead of slowing down the others.
+// The guide's FilteredHub instead calls conn.SendJSON for each client in
+// turn while holding its lock: one client that stops reading stalls
+// every broadcast, and its map of filters never forgets a closed
+// connection.
 //
-// With arbitrary per-client predicates, grouping is not possible; give
-// each client a bounded channel drained by its own handler goroutine,
-// which applies the predicate and sends, and have the publisher drop
-// (disconnect) a client whose channel is full rather than wait for it.
-// That is what a hub does for each of its clients.
+// Ctrl-C (or SIGTERM) ends every stream with a "retry:" hint, then the
+// program.
 package main
 
 import (
+	"context"
+	_ "embed"
+	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"log"
 	"math/rand/v2"
-	"net"
 	"net/http"
+	"os"
+	"os/signal"
 	"slices"
+	"strings"
+	"syscall"
 	"time"
 
+	"github.com/coregx/stream/examples/internal/page"
+	"github.com/coregx/stream/examples/internal/serve"
 	"github.com/coregx/stream/sse"
 )
+
+//go:embed index.html
+var indexHTML []byte
 
 // Entry is one log entry, sent as JSON.
 type Entry struct {
@@ -48,70 +58,101 @@ type Entry struct {
 // levels in increasing order of severity.
 var levels = []string{"debug", "info", "warn", "error"}
 
-// logStream has one hub per level: hubs[i] streams the entries of level
-// levels[i] and above.
-type logStream struct {
-	hubs []*sse.Hub[Entry]
+// severity returns the index of level in levels, or -1.
+func severity(level string) int { return slices.Index(levels, level) }
+
+// newServer returns the event server. Every request follows the one
+// topic "" (Topics is nil); the filter picks the entries.
+func newServer() *sse.Server {
+	return &sse.Server{
+		Filter: func(r *http.Request) func(m *sse.Message) bool {
+			least := severity(levelParam(r))
+			// The predicate runs for every event and client, so it must
+			// be cheap: the entry's level is read from the start of its
+			// JSON, which publish writes.
+			return func(m *sse.Message) bool {
+				return severity(levelOf(m.Event.Data)) >= least
+			}
+		},
+	}
 }
 
-func newLogStream() *logStream {
-	s := &logStream{}
-	for range levels {
-		s.hubs = append(s.hubs, sse.NewHub[Entry]())
+// levelParam returns the level asked for by r, "info" by default.
+func levelParam(r *http.Request) string {
+	if level := r.FormValue("level"); level != "" {
+		return level
 	}
-	return s
+	return "info"
+}
+
+// jsonPrefix starts the JSON of every Entry, whose first field is Level.
+const jsonPrefix = `{"level":"`
+
+// levelOf returns the level of an entry encoded as JSON, or "".
+func levelOf(data string) string {
+	rest, ok := strings.CutPrefix(data, jsonPrefix)
+	if !ok {
+		return ""
+	}
+	level, _, _ := strings.Cut(rest, `"`)
+	return level
 }
 
 // publish sends e to the clients that want its level. It never blocks.
-func (s *logStream) publish(e Entry) error {
-	lvl := slices.Index(levels, e.Level)
-	if lvl < 0 {
-		return fmt.Errorf("unknown level %q", e.Level)
+func publish(ctx context.Context, events *sse.Server, e Entry) error {
+	if severity(e.Level) < 0 {
+		return fmt.Errorf("unknown level %q: want one of %s", e.Level, strings.Join(levels, ", "))
 	}
-	for _, hub := range s.hubs[:lvl+1] {
-		if err := hub.Broadcast(e); err != nil {
-			return err
+	data, err := json.Marshal(e)
+	if err != nil {
+		return err
+	}
+	_, err = events.Publish(ctx, "", sse.NewEvent(string(data)))
+	return err
+}
+
+func newMux(events *sse.Server) http.Handler {
+	mux := http.NewServeMux()
+	page.Register(mux)
+	mux.Handle("GET /{$}", page.HTML(indexHTML))
+	mux.HandleFunc("GET /events", func(w http.ResponseWriter, r *http.Request) {
+		if severity(levelParam(r)) < 0 {
+			http.Error(w, "level must be one of "+strings.Join(levels, ", "), http.StatusBadRequest)
+			return
+		}
+		events.ServeHTTP(w, r)
+	})
+	mux.HandleFunc("POST /log", func(w http.ResponseWriter, r *http.Request) {
+		e := Entry{Level: r.FormValue("level"), Msg: r.FormValue("msg")}
+		if err := publish(r.Context(), events, e); err != nil {
+			code := http.StatusBadRequest
+			if errors.Is(err, sse.ErrHubClosed) {
+				code = http.StatusServiceUnavailable
+			}
+			http.Error(w, err.Error(), code)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
+	return mux
+}
+
+// generate publishes a sample entry of a random level every interval
+// until ctx ends or the server shuts down.
+func generate(ctx context.Context, events *sse.Server, every time.Duration) {
+	ticker := time.NewTicker(every)
+	defer ticker.Stop()
+	for i := 1; ; i++ {
+		select {
+		case <-ticker.C:
+		case <-ctx.Done():
+			return
+		}
+		e := Entry{Level: levels[rand.IntN(len(levels))], Msg: fmt.Sprintf("sample %d", i)}
+		if publish(ctx, events, e) != nil {
+			return
 		}
 	}
-	return nil
-}
-
-// Close disconnects every client.
-func (s *logStream) Close() {
-	for _, hub := range s.hubs {
-		hub.Close()
-	}
-}
-
-func (s *logStream) handleEvents(w http.ResponseWriter, r *http.Request) {
-	level := r.FormValue("level")
-	if level == "" {
-		level = "info"
-	}
-	lvl := slices.Index(levels, level)
-	if lvl < 0 {
-		http.Error(w, "level must be one of debug, info, warn, error", http.StatusBadRequest)
-		return
-	}
-	// The hub registers the client before it sends ": connected", and
-	// holds the stream open until the client goes away.
-	s.hubs[lvl].ServeHTTP(w, r)
-}
-
-func (s *logStream) handleLog(w http.ResponseWriter, r *http.Request) {
-	e := Entry{Level: r.FormValue("level"), Msg: r.FormValue("msg")}
-	if err := s.publish(e); err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
-		return
-	}
-	w.WriteHeader(http.StatusNoContent)
-}
-
-func newMux(s *logStream) http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /events", s.handleEvents)
-	mux.HandleFunc("POST /log", s.handleLog)
-	return mux
 }
 
 func main() {
@@ -119,23 +160,13 @@ func main() {
 	every := flag.Duration("every", time.Second, "interval between sample entries (0: none)")
 	flag.Parse()
 
-	ln, err := net.Listen("tcp", *addr)
-	if err != nil {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	events := newServer()
+	if *every > 0 {
+		go generate(ctx, events, *every)
+	}
+	if err := serve.Run(ctx, *addr, newMux(events), events); err != nil {
 		log.Fatal(err)
 	}
-	log.Printf("listening on http://%s", ln.Addr())
-	s := newLogStream()
-	if *every > 0 {
-		go func() { // generates for as long as the program runs
-			for i := 1; ; i++ {
-				time.Sleep(*every)
-				e := Entry{Level: levels[rand.IntN(len(levels))], Msg: fmt.Sprintf("sample %d", i)}
-				if s.publish(e) != nil {
-					return
-				}
-			}
-		}()
-	}
-	srv := &http.Server{Handler: newMux(s), ReadHeaderTimeout: 10 * time.Second}
-	log.Fatal(srv.Serve(ln))
 }

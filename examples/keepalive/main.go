@@ -27,15 +27,22 @@
 // skips the Conn's write deadline, so a client that stops reading can
 // block it indefinitely. Conn.SendComment takes the Conn's write lock and
 // deadline like every other send, and is safe everywhere.
+//
+// Ctrl-C (or SIGTERM) ends every stream with a "retry:" hint, then the
+// program.
 package main
 
 import (
+	"context"
 	"flag"
 	"log"
-	"net"
 	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
 	"time"
 
+	"github.com/coregx/stream/examples/internal/serve"
 	"github.com/coregx/stream/sse"
 )
 
@@ -45,16 +52,18 @@ func main() {
 	every := flag.Duration("every", time.Minute, "interval between events")
 	flag.Parse()
 
-	ln, err := net.Listen("tcp", *addr)
-	if err != nil {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	// The hub broadcasts nothing: it keeps track of the streams, so that
+	// its Shutdown ends them all, each with a retry hint. Its own
+	// heartbeats are off, to leave them to the endpoints.
+	streams := sse.NewHubWithOptions[string](&sse.Options{Heartbeat: -1})
+	if err := serve.Run(ctx, *addr, newMux(streams, *heartbeat, *every), streams); err != nil {
 		log.Fatal(err)
 	}
-	log.Printf("listening on http://%s", ln.Addr())
-	srv := &http.Server{Handler: newMux(*heartbeat, *every), ReadHeaderTimeout: 10 * time.Second}
-	log.Fatal(srv.Serve(ln))
 }
 
-func newMux(heartbeat, every time.Duration) http.Handler {
+func newMux(streams *sse.Hub[string], heartbeat, every time.Duration) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /events", func(w http.ResponseWriter, r *http.Request) {
 		conn, err := sse.UpgradeWithOptions(r.Context(), w, r, &sse.UpgradeOptions{Heartbeat: heartbeat})
@@ -64,7 +73,7 @@ func newMux(heartbeat, every time.Duration) http.Handler {
 		}
 		defer conn.Close()
 		// Nothing to do for keep-alives: the Conn sends them when idle.
-		stream(conn, every, nil)
+		stream(streams, conn, every, nil)
 	})
 	mux.HandleFunc("GET /manual", func(w http.ResponseWriter, r *http.Request) {
 		// A Conn from Upgrade sends no heartbeats of its own.
@@ -76,14 +85,19 @@ func newMux(heartbeat, every time.Duration) http.Handler {
 		defer conn.Close()
 		keepAlive := time.NewTicker(heartbeat)
 		defer keepAlive.Stop()
-		stream(conn, every, keepAlive.C)
+		stream(streams, conn, every, keepAlive.C)
 	})
 	return mux
 }
 
 // stream sends the time every interval, and a keep-alive comment on each
-// tick of keepAlive, until the stream ends.
-func stream(conn *sse.Conn, every time.Duration, keepAlive <-chan time.Time) {
+// tick of keepAlive, until the stream ends. It registers conn with
+// streams for as long.
+func stream(streams *sse.Hub[string], conn *sse.Conn, every time.Duration, keepAlive <-chan time.Time) {
+	if streams.Register(conn) != nil {
+		return // shutting down, or the client is gone
+	}
+	defer streams.Unregister(conn)
 	ticker := time.NewTicker(every)
 	defer ticker.Stop()
 	for {

@@ -10,17 +10,25 @@
 //	: connected
 //
 //	data: ping
+//
+// Ctrl-C (or SIGTERM) ends every stream with a "retry:" hint, then the
+// program.
 package main
 
 import (
+	"context"
 	_ "embed"
 	"errors"
 	"flag"
 	"log"
-	"net"
 	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
 	"time"
 
+	"github.com/coregx/stream/examples/internal/page"
+	"github.com/coregx/stream/examples/internal/serve"
 	"github.com/coregx/stream/sse"
 )
 
@@ -32,33 +40,32 @@ func main() {
 	every := flag.Duration("every", time.Second, "interval between pings")
 	flag.Parse()
 
-	ln, err := net.Listen("tcp", *addr)
-	if err != nil {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	// The streams below each have a loop of their own, and the hub
+	// broadcasts nothing: it only keeps track of them, so that its
+	// Shutdown can end them all, each with a retry hint.
+	streams := sse.NewHub[string]()
+	if err := serve.Run(ctx, *addr, newMux(streams, *every), streams); err != nil {
 		log.Fatal(err)
 	}
-	log.Printf("listening on http://%s", ln.Addr())
-	// No WriteTimeout: it would bound the whole stream. sse.Conn sets a
-	// deadline on each of its writes instead.
-	srv := &http.Server{Handler: newMux(*every), ReadHeaderTimeout: 10 * time.Second}
-	log.Fatal(srv.Serve(ln))
 }
 
 // newMux returns the handler of the server: the page at / and the stream
 // at /events.
-func newMux(every time.Duration) http.Handler {
+func newMux(streams *sse.Hub[string], every time.Duration) http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		w.Write(indexHTML)
-	})
+	page.Register(mux)
+	mux.Handle("GET /{$}", page.HTML(indexHTML))
 	mux.HandleFunc("GET /events", func(w http.ResponseWriter, r *http.Request) {
-		ping(w, r, every)
+		ping(w, r, streams, every)
 	})
 	return mux
 }
 
-// ping streams "ping" every interval until the client goes away.
-func ping(w http.ResponseWriter, r *http.Request, every time.Duration) {
+// ping streams "ping" every interval until the client goes away or the
+// server shuts down.
+func ping(w http.ResponseWriter, r *http.Request, streams *sse.Hub[string], every time.Duration) {
 	// Upgrade writes the SSE headers and the opening ": connected"
 	// comment. It fails, having written nothing, only when w cannot flush.
 	conn, err := sse.Upgrade(w, r)
@@ -69,6 +76,10 @@ func ping(w http.ResponseWriter, r *http.Request, every time.Duration) {
 	// Close waits for a write in progress, so nothing touches w after the
 	// handler returns.
 	defer conn.Close()
+	if err := streams.Register(conn); err != nil {
+		return // shutting down, or the client is gone
+	}
+	defer streams.Unregister(conn)
 
 	ticker := time.NewTicker(every)
 	defer ticker.Stop()

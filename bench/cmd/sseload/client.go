@@ -33,6 +33,8 @@ type runSpec struct {
 // pool is a set of clients connected to one server.
 type pool struct {
 	addr    string
+	path    string // request target of the event stream
+	header  string // extra request header lines, each ending in CRLF
 	clients []*client
 
 	completed atomic.Int64 // clients that have every event of the current run
@@ -42,6 +44,7 @@ type pool struct {
 // client is one SSE connection.
 type client struct {
 	p    *pool
+	addr string // the server's host:port; "": the pool's
 	conn net.Conn
 
 	alive     atomic.Bool
@@ -56,6 +59,8 @@ type client struct {
 	got     int
 	dups    int
 	stray   int
+	late    int   // events that arrived after one with a higher sequence number
+	lastSeq int64 // highest sequence number seen in this run
 	doneAt  int64 // unix ns when got reached spec.events
 	lastAt  int64 // unix ns of the last measured event
 	lats    []int64
@@ -75,7 +80,7 @@ type client struct {
 }
 
 func newPool(addr string, n int) *pool {
-	p := &pool{addr: addr, clients: make([]*client, n)}
+	p := &pool{addr: addr, path: eventsPath, clients: make([]*client, n)}
 	for i := range p.clients {
 		p.clients[i] = &client{p: p}
 	}
@@ -84,44 +89,53 @@ func newPool(addr string, n int) *pool {
 
 // connect dials every client that is not connected, a few at a time.
 func (p *pool) connect(ctx context.Context) error {
-	sem := make(chan struct{}, dialers)
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var firstErr error
+	var todo []*client
 	for _, c := range p.clients {
-		if c.alive.Load() {
-			continue
+		if !c.alive.Load() {
+			todo = append(todo, c)
 		}
+	}
+	return dialAll(ctx, len(todo), func(i int) error { return todo[i].dial(ctx) })
+}
+
+// dialAll calls dial(0) … dial(n-1), dialers at a time, and returns the
+// first error, or ctx's if it ends before every call started.
+func dialAll(ctx context.Context, n int, dial func(i int) error) error {
+	sem := make(chan struct{}, dialers)
+	errc := make(chan error, n)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for i := range n {
 		select {
 		case sem <- struct{}{}:
 		case <-ctx.Done():
-			wg.Wait()
 			return ctx.Err()
 		}
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			if err := c.dial(ctx); err != nil {
-				mu.Lock()
-				if firstErr == nil {
-					firstErr = err
-				}
-				mu.Unlock()
+			if err := dial(i); err != nil {
+				errc <- err
 			}
 		}()
 	}
 	wg.Wait()
-	return firstErr
+	close(errc)
+	return <-errc // nil when every dial succeeded
 }
 
 func (c *client) dial(ctx context.Context) error {
-	d := net.Dialer{Timeout: 10 * time.Second}
-	conn, err := d.DialContext(ctx, "tcp", c.p.addr)
-	if err != nil {
-		return fmt.Errorf("dial %s: %w", c.p.addr, err)
+	addr := c.addr
+	if addr == "" {
+		addr = c.p.addr
 	}
-	req := "GET " + eventsPath + " HTTP/1.1\r\nHost: " + c.p.addr +
-		"\r\nAccept: text/event-stream\r\nCache-Control: no-cache\r\n\r\n"
+	d := net.Dialer{Timeout: 10 * time.Second}
+	conn, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return fmt.Errorf("dial %s: %w", addr, err)
+	}
+	req := "GET " + c.p.path + " HTTP/1.1\r\nHost: " + addr +
+		"\r\nAccept: text/event-stream\r\nCache-Control: no-cache\r\n" + c.p.header + "\r\n"
 	if _, err := io.WriteString(conn, req); err != nil {
 		conn.Close()
 		return fmt.Errorf("write request: %w", err)
@@ -176,7 +190,8 @@ func (c *client) reset(spec *runSpec) {
 	} else {
 		c.bits = make([]uint64, words)
 	}
-	c.got, c.dups, c.stray, c.doneAt, c.lastAt = 0, 0, 0, 0, 0
+	c.got, c.dups, c.stray, c.late, c.doneAt, c.lastAt = 0, 0, 0, 0, 0, 0
+	c.lastSeq = -1
 	c.lats = c.lats[:0]
 	if spec.latency && cap(c.lats) < spec.events {
 		c.lats = make([]int64, 0, spec.events)
@@ -408,6 +423,10 @@ func (c *client) event() {
 		c.dups++
 		return
 	}
+	if seq < c.lastSeq {
+		c.late++
+	}
+	c.lastSeq = max(c.lastSeq, seq)
 	c.bits[w] |= bit
 	c.got++
 	c.lastAt = c.now
@@ -427,6 +446,8 @@ type runResult struct {
 	lost      int64
 	dups      int64
 	stray     int64
+	late      int64 // events that arrived out of order
+	complete  int   // counted clients with every event, in order, once
 	dropped   int   // clients disconnected during the run
 	lastAt    int64 // unix ns of the last delivery
 	lats      []int64
@@ -450,6 +471,10 @@ func (p *pool) collect(spec *runSpec, counted []bool) runResult {
 			r.clients++
 			if c.spec == spec {
 				r.lost += int64(spec.events - c.got)
+				r.late += int64(c.late)
+				if c.got == spec.events && c.dups == 0 && c.late == 0 {
+					r.complete++
+				}
 			} else {
 				r.lost += int64(spec.events)
 			}

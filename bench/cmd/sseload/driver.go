@@ -31,17 +31,30 @@ type server struct {
 	addr string
 	cmd  *exec.Cmd // nil for a -target
 	hc   *http.Client
+
+	// hub is set for an ssehub process, which has no control API: the
+	// driver publishes to it and reads its figures itself.
+	hub *hubProc
+	// exited, when set, is closed once a goroutine's cmd.Wait returned.
+	exited chan struct{}
 }
 
 // startServer starts this binary as a server of impl in a child process
 // and waits for its address.
 func startServer(ctx context.Context, impl, host string, stderr io.Writer) (*server, error) {
+	return startChild(ctx, impl, []string{"-serve=" + impl, "-listen=" + net.JoinHostPort(host, "0")}, stderr)
+}
+
+// startChild starts this binary with args as a server in a child process
+// that dies with this one, and waits for its address.
+func startChild(ctx context.Context, impl string, args []string, stderr io.Writer) (*server, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(exe, "-serve="+impl, "-listen="+net.JoinHostPort(host, "0"))
+	cmd := exec.Command(exe, args...)
 	cmd.Env = append(os.Environ(), childEnv+"=1")
+	killWithParent(cmd)
 	cmd.Stderr = stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -58,11 +71,16 @@ func startServer(ctx context.Context, impl, host string, stderr io.Writer) (*ser
 				addrc <- a
 			}
 		}
+		close(addrc) // the process ended, or closed its stdout
 	}()
 	s := &server{impl: impl, cmd: cmd, hc: &http.Client{}}
 	select {
-	case s.addr = <-addrc:
-		return s, nil
+	case a, ok := <-addrc:
+		if ok {
+			s.addr = a
+			return s, nil
+		}
+		err = errors.New("it exited without listening (its error is above)")
 	case <-time.After(20 * time.Second):
 		err = errors.New("no address within 20s")
 	case <-ctx.Done():
@@ -78,7 +96,11 @@ func (s *server) stop() {
 		return
 	}
 	_ = s.cmd.Process.Kill()
-	_ = s.cmd.Wait()
+	if s.exited != nil {
+		<-s.exited
+	} else {
+		_ = s.cmd.Wait()
+	}
 	s.cmd = nil
 }
 
@@ -91,17 +113,9 @@ func (s *server) call(ctx context.Context, method, path string, q url.Values, v 
 	if err != nil {
 		return err
 	}
-	res, err := s.hc.Do(req)
+	body, err := roundTrip(s.hc, req, 1<<20)
 	if err != nil {
-		return err
-	}
-	defer res.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(res.Body, 1<<20))
-	if err != nil {
-		return err
-	}
-	if res.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s %s: %s: %s", method, path, res.Status, strings.TrimSpace(string(body)))
+		return fmt.Errorf("%s %s: %w", method, path, err)
 	}
 	if v == nil {
 		return nil
@@ -109,7 +123,28 @@ func (s *server) call(ctx context.Context, method, path string, q url.Values, v 
 	return json.Unmarshal(body, v)
 }
 
+// roundTrip sends req and returns up to limit bytes of the body of a 200
+// answer; another status is an error with the start of the body.
+func roundTrip(hc *http.Client, req *http.Request, limit int64) ([]byte, error) {
+	res, err := hc.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer res.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(res.Body, limit))
+	if err != nil {
+		return nil, err
+	}
+	if res.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("%s: %s", res.Status, strings.TrimSpace(string(body)))
+	}
+	return body, nil
+}
+
 func (s *server) stats(ctx context.Context, gc bool) (serverStats, error) {
+	if s.hub != nil {
+		return s.hub.stats(ctx)
+	}
 	var st serverStats
 	q := url.Values{}
 	if gc {
@@ -122,6 +157,9 @@ func (s *server) stats(ctx context.Context, gc bool) (serverStats, error) {
 }
 
 func (s *server) publish(ctx context.Context, kind string, run int64, n, size, rate int) (publishResult, error) {
+	if s.hub != nil {
+		return s.hub.publish(ctx, kind, run, n, size, rate)
+	}
 	var res publishResult
 	q := url.Values{"kind": {kind}, "run": {strconv.FormatInt(run, 10)}, "n": {strconv.Itoa(n)},
 		"size": {strconv.Itoa(size)}, "rate": {strconv.Itoa(rate)}}
@@ -141,6 +179,7 @@ type result struct {
 
 	memErr        error
 	heapStackConn float64 // bytes per idle connection
+	heapUnknown   bool    // the server exposes no heap and stack figures
 	rssConn       float64
 	goroutines    float64 // server goroutines per idle connection
 
@@ -175,6 +214,10 @@ type measurement struct {
 	serverCPU   time.Duration // CPU the server process used during the run
 	clientCPU   time.Duration // CPU this (client) process used during the run
 	medianOf    int           // > 0: medians over this many latency rounds, counts summed
+	startNS     int64         // unix ns the publish request was sent
+	maxCall     time.Duration // the slowest publish call
+	callBlocked bool          // a publish call was still running when the run ended
+	pubPerSec   float64       // publish calls that succeeded per second
 }
 
 func (m measurement) ok() bool { return m.err == nil && m.rr.clients > 0 }
@@ -183,6 +226,12 @@ func (m measurement) ok() bool { return m.err == nil && m.rr.clients > 0 }
 // prints the report.
 func drive(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 	logf := func(format string, a ...any) { fmt.Fprintf(stderr, format+"\n", a...) }
+	switch cfg.scenario {
+	case scenarioStalled:
+		return driveStalled(ctx, cfg, stdout, logf)
+	case scenarioCluster:
+		return driveCluster(ctx, cfg, stdout, logf)
+	}
 	impls := cfg.impls
 	if cfg.target != "" {
 		s := &server{addr: cfg.target, hc: &http.Client{}}
@@ -202,6 +251,11 @@ func drive(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 		}
 		cfg.cpuProfDir = abs
 	}
+	cleanup, err := prepareSSEHub(ctx, cfg, impls, logf)
+	if err != nil {
+		return err
+	}
+	defer cleanup()
 	if st := takeCPUSnapshot(); st.jiffies {
 		time.Sleep(time.Second)
 		if cores, ok := foreignLoad(st, takeCPUSnapshot()); ok && cores > 0.2 {
@@ -216,6 +270,12 @@ func drive(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 	}
 	foreign, _ := foreignLoad(cpuStart, takeCPUSnapshot())
 	writeReport(stdout, cfg, impls, results, time.Since(start), foreign)
+	if cfg.plotDir != "" {
+		charts, order := fanoutCharts(cfg, impls, results)
+		if err := writePlots(cfg.plotDir, charts, order, logf); err != nil {
+			return err
+		}
+	}
 	for _, r := range results {
 		if r.err != nil {
 			return fmt.Errorf("%s with %d clients: %w", r.impl, r.clients, r.err)
@@ -237,8 +297,9 @@ func drive(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 // impls. It stops with ctx's error when ctx is cancelled.
 func measureAll(ctx context.Context, cfg *config, impls []string, logf func(string, ...any)) ([]*result, error) {
 	var results []*result
+	prog := newProgress(len(cfg.clients) * len(impls) * effectiveRounds(cfg))
 	for i, n := range cfg.clients {
-		rs, err := measureRounds(ctx, cfg, impls, n, cfg.events[i], logf)
+		rs, err := measureRounds(ctx, cfg, impls, n, cfg.events[i], prog, logf)
 		if err != nil {
 			return nil, err
 		}
@@ -252,27 +313,26 @@ func measureAll(ctx context.Context, cfg *config, impls []string, logf func(stri
 // a round the implementations run in roundOrder, so slow drifts of the
 // machine hit each alike. With more than one round, each result's
 // latency is set to the medians over its rounds.
-func measureRounds(ctx context.Context, cfg *config, impls []string, n, m int, logf func(string, ...any)) ([]*result, error) {
+func measureRounds(ctx context.Context, cfg *config, impls []string, n, m int, prog *progress, logf func(string, ...any)) ([]*result, error) {
 	byImpl := make(map[string]*result, len(impls))
 	for _, impl := range roundOrder(impls, 0) {
 		if err := beforeMeasurement(ctx, cfg, logf); err != nil {
 			return nil, err
 		}
+		prog.step(logf, fmt.Sprintf("%s, %d clients", impl, n))
 		snap := takeCPUSnapshot()
 		r := measureOne(ctx, cfg, impl, n, m, logf)
 		r.foreign, _ = foreignLoad(snap, takeCPUSnapshot())
 		r.rounds = []latencyRound{firstRound(r, cfg.rates)}
 		byImpl[impl] = r
 	}
-	rounds := cfg.rounds
-	if len(cfg.rates) == 0 {
-		rounds = 1 // nothing to repeat
-	}
+	rounds := effectiveRounds(cfg)
 	for k := 1; k < rounds; k++ {
 		for _, impl := range roundOrder(impls, k) {
 			if err := beforeMeasurement(ctx, cfg, logf); err != nil {
 				return nil, err
 			}
+			prog.step(logf, fmt.Sprintf("%s, %d clients, latency round %d", impl, n, k+1))
 			r := byImpl[impl]
 			r.rounds = append(r.rounds, measureRound(ctx, cfg, impl, n, k, logf))
 		}
@@ -286,6 +346,15 @@ func measureRounds(ctx context.Context, cfg *config, impls []string, n, m int, l
 		out = append(out, r)
 	}
 	return out, nil
+}
+
+// effectiveRounds is the number of rounds per client count: cfg.rounds,
+// or 1 when there is no latency run to repeat.
+func effectiveRounds(cfg *config) int {
+	if len(cfg.rates) == 0 {
+		return 1
+	}
+	return cfg.rounds
 }
 
 // roundOrder is the order the implementations run in round k (0-based):
@@ -360,6 +429,9 @@ func roundRuns(ctx context.Context, cfg *config, impl string, n, k int, logf fun
 
 // openServer starts a server process for impl, or returns -target.
 func openServer(ctx context.Context, cfg *config, impl string) (*server, error) {
+	if impl == implSSEHub {
+		return startSSEHub(ctx, cfg, os.Stderr)
+	}
 	if cfg.target != "" {
 		return &server{impl: impl, addr: cfg.target, hc: &http.Client{}}, nil
 	}
@@ -370,6 +442,9 @@ func openServer(ctx context.Context, cfg *config, impl string) (*server, error) 
 // closes whatever it connected.
 func connectClients(ctx context.Context, cfg *config, s *server, n int) (*pool, error) {
 	p := newPool(s.addr, n)
+	if s.hub != nil {
+		p.path, p.header = s.hub.streamPath, s.hub.streamHeader
+	}
 	cctx, cancel := context.WithTimeout(ctx, cfg.timeout)
 	err := p.connect(cctx)
 	cancel()
@@ -411,6 +486,10 @@ func measureOne(ctx context.Context, cfg *config, impl string, n, m int, logf fu
 	loaded, err := s.stats(ctx, true)
 	if err != nil {
 		r.memErr = err
+	} else if base.NoRuntime || loaded.NoRuntime {
+		r.heapUnknown = true
+		r.rssConn = (float64(loaded.RSS) - float64(base.RSS)) / float64(n)
+		logf("%-7s n=%-6d memory: heap+stack unknown (the server exposes no runtime figures), %.0f B RSS/conn", impl, n, r.rssConn)
 	} else {
 		r.heapStackConn = (float64(loaded.HeapInuse+loaded.StackInuse) - float64(base.HeapInuse+base.StackInuse)) / float64(n)
 		r.rssConn = (float64(loaded.RSS) - float64(base.RSS)) / float64(n)
@@ -655,13 +734,24 @@ wait:
 		pub = &d
 	}
 	// The run's context may be past its deadline: ask with a fresh one.
-	if after, err := s.stats(context.WithoutCancel(ctx), false); err == nil && before.CPUNS > 0 {
-		out.serverCPU = time.Duration(after.CPUNS - before.CPUNS)
+	out.startNS, out.maxCall = t0.UnixNano(), time.Duration(pub.res.MaxCallNS)
+	if after, err := s.stats(context.WithoutCancel(ctx), false); err == nil {
+		if before.CPUNS > 0 {
+			out.serverCPU = time.Duration(after.CPUNS - before.CPUNS)
+		}
+		if pub.err != nil && after.InCallSinceNS > 0 {
+			// The publish request was abandoned with a call still running.
+			out.callBlocked = true
+			out.maxCall = max(out.maxCall, time.Since(time.Unix(0, after.InCallSinceNS)))
+		}
 	}
 	out.clientCPU = time.Duration(cpuTime() - cpu0)
 	out.rr = p.collect(spec, counted)
 	out.publishErrs = pub.res.Errors
 	out.publishErr = pub.res.FirstErr
+	if pub.res.ElapsedNS > 0 {
+		out.pubPerSec = float64(pub.res.Published) / (float64(pub.res.ElapsedNS) / 1e9)
+	}
 	if out.rr.lastAt > 0 {
 		out.seconds = float64(out.rr.lastAt-t0.UnixNano()) / 1e9
 		if out.seconds > 0 {
@@ -690,11 +780,14 @@ func describe(m measurement) string {
 	}
 	var b strings.Builder
 	if m.rr.lats == nil && m.p50 > 0 {
-		fmt.Fprintf(&b, "p50 %v p99 %v max %v, ", m.p50, m.p99, m.max)
+		fmt.Fprintf(&b, "p50 %s p99 %s max %s, ", roundDur(m.p50), roundDur(m.p99), roundDur(m.max))
 	}
 	fmt.Fprintf(&b, "%d deliveries in %.2fs = %s/s, %d lost, %d duplicates, %d clients dropped",
 		m.rr.delivered, m.seconds, si(m.perSec), m.rr.lost, m.rr.dups, m.rr.dropped)
 	fmt.Fprintf(&b, ", CPU server %.2fs clients %.2fs", m.serverCPU.Seconds(), m.clientCPU.Seconds())
+	if m.pubPerSec > 0 {
+		fmt.Fprintf(&b, ", %s publishes/s", si(m.pubPerSec))
+	}
 	if m.publishErrs > 0 {
 		fmt.Fprintf(&b, ", %d publish errors (%s)", m.publishErrs, m.publishErr)
 	}

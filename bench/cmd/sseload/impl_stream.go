@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"net/http"
 
 	"github.com/coregx/stream/sse"
@@ -9,6 +10,7 @@ import (
 func init() {
 	newBroadcaster[implStream] = newStreamHub
 	newBroadcaster[implStreamHTTP] = newStreamHubHTTP
+	newBroadcaster[implStreamServer] = newStreamServer
 }
 
 // streamHub is this module's sse.Hub, with its defaults, used through the
@@ -46,3 +48,29 @@ type streamHubHTTP struct{ streamHub }
 func newStreamHubHTTP() broadcaster { return streamHubHTTP{newStreamHub().(streamHub)} }
 
 func (s streamHubHTTP) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.hub.ServeHTTP(w, r) }
+
+func (s streamHub) counts() engineCounts { return countsFrom(s.hub.Stats()) }
+
+// streamServer is this module's sse.Server with its defaults: every
+// request follows the one topic "" (Topics is nil), events are published
+// to it with Server.Publish.
+type streamServer struct{ srv *sse.Server }
+
+func newStreamServer() broadcaster { return streamServer{&sse.Server{}} }
+
+func (s streamServer) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.srv.ServeHTTP(w, r) }
+
+func (s streamServer) Publish(data string) error {
+	_, err := s.srv.Publish(context.Background(), "", sse.NewEvent(data))
+	return err
+}
+
+func (s streamServer) Close() { _ = s.srv.Close() }
+
+func (s streamServer) counts() engineCounts { return countsFrom(s.srv.Stats()) }
+
+// countsFrom is the one place that reads the engine's statistics.
+func countsFrom(st sse.Stats) engineCounts {
+	return engineCounts{Clients: st.Clients, SlowDisconnects: st.SlowDisconnects,
+		BudgetDisconnects: st.BudgetDisconnects, ClientDisconnects: st.ClientDisconnects}
+}

@@ -31,13 +31,14 @@ import (
 
 // Implementation names, as used by -impls and -serve.
 const (
-	implStream     = "stream"
-	implGoSSE      = "gosse"
-	implR3labs     = "r3labs"
-	implStreamHTTP = "stream-http"
+	implStream       = "stream"
+	implGoSSE        = "gosse"
+	implR3labs       = "r3labs"
+	implStreamHTTP   = "stream-http"
+	implStreamServer = "stream-server"
 )
 
-var allImpls = []string{implStream, implGoSSE, implR3labs, implStreamHTTP}
+var allImpls = []string{implStream, implGoSSE, implR3labs, implStreamHTTP, implStreamServer}
 
 // defaultImpls are compared when -impls is not given; stream-http, the
 // Hub serving requests itself, is measured only when asked for.
@@ -45,14 +46,18 @@ var defaultImpls = []string{implStream, implGoSSE, implR3labs}
 
 // implTitle is the column heading of each implementation in the report.
 var implTitle = map[string]string{
-	implStream:     "coregx/stream Hub",
-	implGoSSE:      "tmaxmax/go-sse",
-	implR3labs:     "r3labs/sse v2",
-	implStreamHTTP: "coregx/stream Hub.ServeHTTP",
+	implStream:       "coregx/stream Hub",
+	implGoSSE:        "tmaxmax/go-sse",
+	implR3labs:       "r3labs/sse v2",
+	implStreamHTTP:   "coregx/stream Hub.ServeHTTP",
+	implStreamServer: "coregx/stream Server",
+	implSSEHub:       "coregx/stream ssehub (Mercure)",
 }
 
 // isOurs reports whether impl is this module's, not a peer.
-func isOurs(impl string) bool { return impl == implStream || impl == implStreamHTTP }
+func isOurs(impl string) bool {
+	return impl == implStream || impl == implStreamHTTP || impl == implStreamServer || impl == implSSEHub
+}
 
 // Limits that keep every run bounded on a small machine.
 const (
@@ -99,10 +104,53 @@ type config struct {
 	waitIdle   time.Duration // wait this long at most for other load to stop
 	rounds     int           // latency rounds per client count; 1: latency once, with the rest
 
+	plotDir string // write SVG charts here
+
+	ssehubBin  string // the ssehub binary; "": built from ../cmd/ssehub when -impls has ssehub
+	publishers int    // ssehub: publish requests in flight at once
+
+	// the stalled scenario
+	scenario  string // scenarioFanout or scenarioStalled
+	stalled   []int  // stalled client counts, one run each
+	healthy   int    // healthy clients beside them
+	stallRate int    // events per second
+	stallDur  time.Duration
+	stallSize int // event data bytes
+	rcvbuf    int // stalled clients' SO_RCVBUF; 0: the system's default
+
 	// server mode
 	serve  string
 	listen string
+
+	// stalled clients mode (a child process of the stalled scenario)
+	stallClients int
+	stallIDBase  int
+
+	cluster clusterConfig // -scenario cluster, and its nodes
 }
+
+// Scenarios, as -scenario names them.
+const (
+	scenarioFanout  = "fanout"
+	scenarioStalled = "stalled"
+	scenarioCluster = "cluster"
+)
+
+// Defaults and limits of the stalled scenario.
+const (
+	fullStalled     = "5000,10000"
+	quickStalled    = "200"
+	maxStalled      = 15000
+	maxHealthy      = 1000
+	defaultRcvbuf   = 4096
+	maxRcvbuf       = 64 << 20
+	defaultStallDur = 10 * time.Second
+	quickStallDur   = 2 * time.Second
+)
+
+// stalledImpls are compared by -scenario stalled when -impls is not
+// given: the Hub and the Server, beside the peers.
+var stalledImpls = []string{implStream, implStreamServer, implGoSSE, implR3labs}
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -124,9 +172,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	raiseFileLimit(stderr)
-	if cfg.serve != "" {
+	switch {
+	case cfg.stallClients > 0:
+		err = runStallClients(ctx, cfg, os.Stdin, stdout)
+	case cfg.cluster.node != "":
+		err = serveClusterNode(ctx, cfg, stdout)
+	case cfg.serve != "":
 		err = serve(ctx, cfg, stdout, stderr)
-	} else {
+	default:
 		err = drive(ctx, cfg, stdout, stderr)
 	}
 	if err != nil {
@@ -140,7 +193,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs := flag.NewFlagSet("sseload", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var (
-		impls      = fs.String("impls", strings.Join(builtImpls(), ","), "implementations to compare: "+strings.Join(allImpls, ", "))
+		impls      = fs.String("impls", strings.Join(builtImpls(), ","), "implementations to compare: "+strings.Join(allImpls, ", ")+", "+implSSEHub+" (the Mercure hub cmd/ssehub, in its own process)")
 		clients    = fs.String("clients", "", "comma-separated client counts (default "+fullClients+"; with -quick "+quickClients+")")
 		events     = fs.String("events", "", "events per throughput run: one number, or one per -clients entry (default 1 000 000 / clients within 100..1000; with -quick 200 000 / clients within 200..1000)")
 		size       = fs.Int("size", 64, "event data size in bytes")
@@ -155,15 +208,54 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		quick      = fs.Bool("quick", false, "smoke test: small counts, short latency runs (under a minute)")
 		serveImpl  = fs.String("serve", "", "serve one implementation ("+strings.Join(allImpls, ", ")+") instead of driving")
 		listen     = fs.String("listen", "127.0.0.1:0", "with -serve: loopback address to listen on")
+		plotDir    = fs.String("plot", "", "write SVG charts of the results into this directory")
+		ssehubBin  = fs.String("ssehub-bin", "", "with -impls ssehub: the ssehub binary to run (default: built from the repository's cmd/ssehub)")
+		publishers = fs.Int("publishers", 1, "with -impls ssehub: publish requests in flight at once, each on its own connection (1: one at a time, in order)")
+		scenario   = fs.String("scenario", scenarioFanout, "what to measure: "+scenarioFanout+" (throughput, latency, memory), "+scenarioStalled+" (clients that never read beside healthy ones) or "+scenarioCluster+" (three nodes sharing a broker)")
+		stalled    = fs.String("stalled", "", "-scenario stalled: comma-separated counts of stalled clients, one run each (default "+fullStalled+"; with -quick "+quickStalled+")")
+		healthy    = fs.Int("healthy", 200, "-scenario stalled: healthy clients beside the stalled ones")
+		stallRate  = fs.Int("stall-rate", 1000, "-scenario stalled: events published per second")
+		stallDur   = fs.Duration("stall-duration", 0, "-scenario stalled: how long to publish (default 10s; with -quick 2s)")
+		rcvbuf     = fs.Int("rcvbuf", defaultRcvbuf, "-scenario stalled: the stalled clients' receive buffer (SO_RCVBUF, set before connecting; Linux doubles it); 0 keeps the system's default")
+		stallN     = fs.Int("stall-clients", 0, "internal: run this many stalled clients against -target (a child process of -scenario stalled)")
+		stallBase  = fs.Int("stall-id-base", 0, "internal: id of the first of -stall-clients")
 	)
+	cf := addClusterFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	cfg := &config{size: *size, timeout: *timeout, target: *target, host: *host,
-		cpuProfDir: *cpuProfDir, quick: *quick, waitIdle: *waitIdle, rounds: *rounds, serve: *serveImpl, listen: *listen}
+		cpuProfDir: *cpuProfDir, quick: *quick, waitIdle: *waitIdle, rounds: *rounds, serve: *serveImpl, listen: *listen,
+		plotDir: *plotDir, scenario: *scenario, healthy: *healthy, stallRate: *stallRate, stallDur: *stallDur,
+		rcvbuf: *rcvbuf, stallClients: *stallN, stallIDBase: *stallBase, ssehubBin: *ssehubBin, publishers: *publishers}
+
+	if cfg.rcvbuf < 0 || cfg.rcvbuf > maxRcvbuf {
+		return nil, fmt.Errorf("-rcvbuf: must be between 0 and %d bytes, got %d", maxRcvbuf, cfg.rcvbuf)
+	}
+	if cfg.stallClients != 0 {
+		if cfg.stallClients < 0 || cfg.stallClients > maxStalled {
+			return nil, fmt.Errorf("-stall-clients: must be between 1 and %d, got %d", maxStalled, cfg.stallClients)
+		}
+		if cfg.stallIDBase < 0 {
+			return nil, fmt.Errorf("-stall-id-base: must not be negative, got %d", cfg.stallIDBase)
+		}
+		if err := checkLoopbackHostPort(cfg.target); err != nil {
+			return nil, fmt.Errorf("-target (needed by -stall-clients): %w", err)
+		}
+		if cfg.timeout <= 0 || cfg.timeout > maxTimeout {
+			return nil, fmt.Errorf("-timeout: must be > 0 and at most %v, got %v", maxTimeout, cfg.timeout)
+		}
+		return cfg, nil
+	}
+
+	if *cf.node != "" {
+		return cfg, parseClusterNode(cfg, cf)
+	}
 
 	if cfg.serve != "" {
 		if !isImpl(cfg.serve) {
@@ -176,8 +268,27 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	}
 
 	var err error
+	switch cfg.scenario {
+	case scenarioFanout:
+	case scenarioStalled:
+		if err := parseStalledFlags(cfg, *stalled, *size, set); err != nil {
+			return nil, err
+		}
+		if !set["impls"] {
+			*impls = strings.Join(stalledImpls, ",")
+		}
+	case scenarioCluster:
+		if err := parseClusterFlags(cfg, cf, set, clients, rates); err != nil {
+			return nil, err
+		}
+	default:
+		return nil, fmt.Errorf("-scenario: unknown scenario %q (want %s, %s or %s)", cfg.scenario, scenarioFanout, scenarioStalled, scenarioCluster)
+	}
 	if cfg.impls, err = parseImpls(*impls); err != nil {
 		return nil, fmt.Errorf("-impls: %w", err)
+	}
+	if err := checkSSEHubFlags(cfg); err != nil {
+		return nil, err
 	}
 	defClients, defDur := fullClients, 5*time.Second
 	if cfg.quick {
@@ -242,6 +353,47 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	return cfg, nil
 }
 
+// parseStalledFlags checks and completes the flags of -scenario stalled;
+// set holds the flags given on the command line.
+func parseStalledFlags(cfg *config, stalled string, size int, set map[string]bool) error {
+	if cfg.target != "" {
+		return errors.New("-target: -scenario stalled starts a fresh server for each run")
+	}
+	if stalled == "" {
+		stalled = fullStalled
+		if cfg.quick {
+			stalled = quickStalled
+		}
+	}
+	var err error
+	if cfg.stalled, err = parseInts(stalled, 1, maxStalled); err != nil {
+		return fmt.Errorf("-stalled: %w", err)
+	}
+	if cfg.healthy < 1 || cfg.healthy > maxHealthy {
+		return fmt.Errorf("-healthy: must be between 1 and %d, got %d", maxHealthy, cfg.healthy)
+	}
+	if cfg.stallRate < 1 || cfg.stallRate > maxRate {
+		return fmt.Errorf("-stall-rate: must be between 1 and %d, got %d", maxRate, cfg.stallRate)
+	}
+	if cfg.stallDur == 0 {
+		cfg.stallDur = defaultStallDur
+		if cfg.quick {
+			cfg.stallDur = quickStallDur
+		}
+	}
+	if cfg.stallDur < 0 || cfg.stallDur > maxDuration {
+		return fmt.Errorf("-stall-duration: must be > 0 and at most %v, got %v", maxDuration, cfg.stallDur)
+	}
+	if events := float64(cfg.stallRate) * cfg.stallDur.Seconds(); events > maxEvents {
+		return fmt.Errorf("-stall-rate × -stall-duration: %.0f events, more than %d", events, maxEvents)
+	}
+	cfg.stallSize = 1024
+	if set["size"] {
+		cfg.stallSize = size
+	}
+	return nil
+}
+
 // builtImpls lists the implementations compiled into this binary.
 func builtImpls() []string {
 	var out []string
@@ -267,8 +419,15 @@ func parseImpls(s string) ([]string, error) {
 	seen := map[string]bool{}
 	for _, f := range strings.Split(s, ",") {
 		f = strings.TrimSpace(f)
+		if f == implSSEHub {
+			if !seen[f] {
+				seen[f] = true
+				out = append(out, f)
+			}
+			continue
+		}
 		if !isImpl(f) {
-			return nil, fmt.Errorf("unknown implementation %q (want some of %s)", f, strings.Join(allImpls, ", "))
+			return nil, fmt.Errorf("unknown implementation %q (want some of %s, %s)", f, strings.Join(allImpls, ", "), implSSEHub)
 		}
 		if newBroadcaster[f] == nil {
 			return nil, fmt.Errorf("implementation %q is not built into this binary", f)

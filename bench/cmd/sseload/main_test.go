@@ -56,6 +56,17 @@ func TestFlagValidation(t *testing.T) {
 		{"serve on public address", []string{"-serve=gosse", "-listen=0.0.0.0:8080"}, "-listen: 0.0.0.0 is not a loopback address"},
 		{"stray argument", []string{"-quick", "extra"}, `unexpected argument "extra"`},
 		{"unknown flag", []string{"-bogus"}, "flag provided but not defined"},
+		{"unknown scenario", []string{"-scenario=slow"}, `-scenario: unknown scenario "slow"`},
+		{"zero stalled", []string{"-scenario=stalled", "-stalled=0"}, "-stalled: 0 is out of range"},
+		{"too many stalled", []string{"-scenario=stalled", "-stalled=200,20000"}, "-stalled: 20000 is out of range"},
+		{"zero healthy", []string{"-scenario=stalled", "-healthy=0"}, "-healthy: must be between 1 and 1000, got 0"},
+		{"zero stall rate", []string{"-scenario=stalled", "-stall-rate=0"}, "-stall-rate: must be between 1 and 10000, got 0"},
+		{"long stall duration", []string{"-scenario=stalled", "-stall-duration=2m"}, "-stall-duration: must be > 0 and at most 1m0s, got 2m0s"},
+		{"negative rcvbuf", []string{"-rcvbuf=-1"}, "-rcvbuf: must be between 0 and 67108864 bytes, got -1"},
+		{"stalled against a target", []string{"-scenario=stalled", "-target=127.0.0.1:8080"}, "-target: -scenario stalled starts a fresh server"},
+		{"stall clients without target", []string{"-stall-clients=5"}, "-target (needed by -stall-clients)"},
+		{"stall clients on a public target", []string{"-stall-clients=5", "-target=10.0.0.1:80"}, "10.0.0.1 is not a loopback address"},
+		{"too many stall clients", []string{"-stall-clients=16000", "-target=127.0.0.1:80"}, "-stall-clients: must be between 1 and 15000"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

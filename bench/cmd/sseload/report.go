@@ -7,6 +7,7 @@ import (
 	"math"
 	"os"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 )
@@ -92,11 +93,26 @@ func writeReport(w io.Writer, cfg *config, impls []string, results []*result, to
 			},
 		})
 	}
+	if slices.Contains(impls, implSSEHub) {
+		rows = append(rows, row{
+			name:   "publishes/s in the throughput run ↑",
+			higher: true,
+			cell: func(r *result) (string, float64, bool) {
+				if !r.tput.ok() {
+					return errCell(r.tput.err), 0, false
+				}
+				return si(r.tput.pubPerSec), r.tput.pubPerSec, true
+			},
+		})
+	}
 	rows = append(rows, row{
 		name: "memory per idle conn, heap+stack ↓",
 		cell: func(r *result) (string, float64, bool) {
 			if r.err != nil || r.memErr != nil {
 				return errCell(r.memErr), 0, false
+			}
+			if r.heapUnknown {
+				return "n/a", 0, false
 			}
 			return bytesCell(r.heapStackConn), r.heapStackConn, true
 		},
@@ -162,6 +178,9 @@ func writeReport(w io.Writer, cfg *config, impls []string, results []*result, to
 			continue
 		}
 		line := fmt.Sprintf("%s, %d clients: %.2f server goroutines per idle connection", implTitle[r.impl], r.clients, r.goroutines)
+		if r.heapUnknown {
+			line = fmt.Sprintf("%s, %d clients: heap, stack and goroutines unknown (no runtime figures from the server)", implTitle[r.impl], r.clients)
+		}
 		if r.tput.ok() {
 			line += fmt.Sprintf("; throughput run CPU: server %.2fs, clients %.2fs, over %.2fs",
 				r.tput.serverCPU.Seconds(), r.tput.clientCPU.Seconds(), r.tput.seconds)

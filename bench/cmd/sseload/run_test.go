@@ -28,23 +28,13 @@ func TestTinyRunAllImpls(t *testing.T) {
 		t.Run(impl, func(t *testing.T) {
 			r := measureOne(t.Context(), cfg, impl, clients, events, t.Logf)
 			results = append(results, r)
-			if r.err != nil {
-				t.Fatalf("run failed: %v", r.err)
-			}
-			if r.memErr != nil {
-				t.Errorf("memory stats: %v", r.memErr)
-			}
-			checkRun(t, "throughput", r.tput, clients, events)
-			checkRun(t, "latency", r.latency[rate], clients, rate/2)
-			if m := r.latency[rate]; m.p50 <= 0 || m.p99 < m.p50 || m.max < m.p99 || m.max > 10*time.Second {
-				t.Errorf("latency: got p50 %v p99 %v max %v, want 0 < p50 <= p99 <= max < 10s", m.p50, m.p99, m.max)
-			}
+			checkTinyRun(t, r, clients, events, rate)
 		})
 	}
 	var out bytes.Buffer
 	writeReport(&out, cfg, allImpls, results, time.Second, 0)
 	table := out.String()
-	for _, want := range []string{"| coregx/stream Hub | tmaxmax/go-sse | r3labs/sse v2 | coregx/stream Hub.ServeHTTP | ours ÷ best peer |",
+	for _, want := range []string{"| coregx/stream Hub | tmaxmax/go-sse | r3labs/sse v2 | coregx/stream Hub.ServeHTTP | coregx/stream Server | ours ÷ best peer |",
 		"| throughput, deliveries/s (lost) ↑ | 20 |", "| latency @ 40 ev/s, p50 / p99 / max (lost) ↓ | 20 |",
 		"| memory per idle conn, heap+stack ↓ | 20 |"} {
 		if !strings.Contains(table, want) {
@@ -53,6 +43,15 @@ func TestTinyRunAllImpls(t *testing.T) {
 	}
 	if strings.Contains(table, "error") {
 		t.Errorf("report has an error cell:\n%s", table)
+	}
+	charts, order := fanoutCharts(cfg, allImpls, results)
+	for _, name := range order {
+		s := parseSVG(t, charts[name])
+		for _, impl := range allImpls {
+			if name == "throughput.svg" && s.series[implTitle[impl]] != 1 {
+				t.Errorf("%s: series %q has %d lines, want 1", name, implTitle[impl], s.series[implTitle[impl]])
+			}
+		}
 	}
 }
 
@@ -114,6 +113,24 @@ func TestTinyRounds(t *testing.T) {
 	}
 	if strings.Contains(report, "error") {
 		t.Errorf("report has an error:\n%s", report)
+	}
+}
+
+// checkTinyRun checks measureOne's result r of a tiny run: memory
+// measured, every client got every event of the throughput run and of
+// the latency run at rate (half a second long), and sane latencies.
+func checkTinyRun(t *testing.T, r *result, clients, events, rate int) {
+	t.Helper()
+	if r.err != nil {
+		t.Fatalf("run failed: %v", r.err)
+	}
+	if r.memErr != nil {
+		t.Errorf("memory stats: %v", r.memErr)
+	}
+	checkRun(t, "throughput", r.tput, clients, events)
+	checkRun(t, "latency", r.latency[rate], clients, rate/2)
+	if m := r.latency[rate]; m.p50 <= 0 || m.p99 < m.p50 || m.max < m.p99 || m.max > 10*time.Second {
+		t.Errorf("latency: got p50 %v p99 %v max %v, want 0 < p50 <= p99 <= max < 10s", m.p50, m.p99, m.max)
 	}
 }
 

@@ -34,10 +34,12 @@ type broadcaster interface {
 
 // settings documents every non-default setting of each implementation.
 var settings = map[string]string{
-	implStream:     "sse.NewHub[string]() with defaults; handler as in the user guide (Upgrade, Register, <-Done)",
-	implGoSSE:      "sse.Server{} with its default Joe provider (no replayer); Publish(msg)",
-	implR3labs:     "sse.New() with AutoReplay=false (the default true keeps every event forever and replays it to each new client); CreateStream, Publish",
-	implStreamHTTP: "sse.NewHub[string]() with defaults, serving the requests itself (Hub.ServeHTTP)",
+	implStream:       "sse.NewHub[string]() with defaults; handler as in the user guide (Upgrade, Register, <-Done)",
+	implGoSSE:        "sse.Server{} with its default Joe provider (no replayer); Publish(msg)",
+	implR3labs:       "sse.New() with AutoReplay=false (the default true keeps every event forever and replays it to each new client); CreateStream, Publish",
+	implStreamHTTP:   "sse.NewHub[string]() with defaults, serving the requests itself (Hub.ServeHTTP)",
+	implStreamServer: "&sse.Server{} with defaults: one topic (Topics nil), the default MemoryBroker; Publish(ctx, \"\", sse.NewEvent(data))",
+	implSSEHub:       ssehubSettings,
 }
 
 var newBroadcaster = map[string]func() broadcaster{}
@@ -52,6 +54,9 @@ type control struct {
 	impl   string
 	b      broadcaster
 	active atomic.Int64 // event stream handlers running
+
+	stalls stallLog     // streams of the stalled scenario's non-reading clients
+	inCall atomic.Int64 // unix ns the running Publish call began; 0: none
 
 	profMu  sync.Mutex
 	profOut *os.File
@@ -70,8 +75,13 @@ func (c *control) handler() http.Handler {
 	mux.HandleFunc("GET /events", func(w http.ResponseWriter, r *http.Request) {
 		c.active.Add(1)
 		defer c.active.Add(-1)
+		if id, ok := stalledID(r); ok {
+			c.stalls.begin(id)
+			defer c.stalls.end(id)
+		}
 		c.b.ServeHTTP(w, r)
 	})
+	mux.HandleFunc("GET /ctl/stalled", c.stalledStreams)
 	mux.HandleFunc("POST /ctl/publish", c.publish)
 	mux.HandleFunc("GET /ctl/stats", c.stats)
 	mux.HandleFunc("POST /ctl/cpuprofile", c.cpuProfile)
@@ -89,6 +99,7 @@ type publishResult struct {
 	Errors    int    `json:"errors"`
 	FirstErr  string `json:"first_error,omitempty"`
 	ElapsedNS int64  `json:"elapsed_ns"`
+	MaxCallNS int64  `json:"max_call_ns"` // the slowest Publish call
 }
 
 // publish broadcasts n events of the given size, as fast as the
@@ -113,6 +124,16 @@ func (c *control) publish(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "bad publish parameters", http.StatusBadRequest)
 		return
 	}
+	res := publishEvents(r.Context(), kind[0], run, 0, 1, n, size, rate, &c.inCall, c.b.Publish)
+	writeJSON(w, res)
+}
+
+// publishEvents calls publish with events first, first+step, … below n
+// of the given size, as fast as it returns (rate=0) or each at its time
+// on a fixed schedule of rate events per second, and returns when the
+// last call did or ctx ended; inCall holds the unix ns the running call
+// began.
+func publishEvents(ctx context.Context, kind byte, run int64, first, step, n, size, rate int, inCall *atomic.Int64, publish func(data string) error) publishResult {
 	var res publishResult
 	var interval time.Duration
 	if rate > 0 {
@@ -120,7 +141,7 @@ func (c *control) publish(w http.ResponseWriter, r *http.Request) {
 	}
 	buf := make([]byte, 0, size)
 	start := time.Now()
-	for i := 0; i < n; i++ {
+	for i := first; i < n; i += step {
 		ts := time.Now()
 		if interval > 0 {
 			// The timestamp is the scheduled time: a publisher held up
@@ -131,11 +152,16 @@ func (c *control) publish(w http.ResponseWriter, r *http.Request) {
 				time.Sleep(d)
 			}
 		}
-		if r.Context().Err() != nil {
+		if ctx.Err() != nil {
 			break
 		}
-		buf = appendEventData(buf[:0], kind[0], run, int64(i), ts.UnixNano(), size)
-		if err := c.b.Publish(string(buf)); err != nil {
+		buf = appendEventData(buf[:0], kind, run, int64(i), ts.UnixNano(), size)
+		callStart := time.Now()
+		inCall.Store(callStart.UnixNano())
+		err := publish(string(buf))
+		inCall.Store(0)
+		res.MaxCallNS = max(res.MaxCallNS, int64(time.Since(callStart)))
+		if err != nil {
 			res.Errors++
 			if res.FirstErr == "" {
 				res.FirstErr = err.Error()
@@ -145,7 +171,7 @@ func (c *control) publish(w http.ResponseWriter, r *http.Request) {
 		res.Published++
 	}
 	res.ElapsedNS = int64(time.Since(start))
-	writeJSON(w, res)
+	return res
 }
 
 // appendEventData appends one event's data: kind, run, seq and the
@@ -173,10 +199,21 @@ type serverStats struct {
 	StackInuse uint64 `json:"stack_inuse"`
 	HeapAlloc  uint64 `json:"heap_alloc"`
 	Sys        uint64 `json:"sys"`
-	RSS        uint64 `json:"rss"` // VmRSS, bytes
+	RSS        uint64 `json:"rss"`      // VmRSS, bytes
+	RSSPeak    uint64 `json:"rss_peak"` // VmHWM, bytes: the highest RSS so far
 	NumGC      uint32 `json:"num_gc"`
 	FileLimit  uint64 `json:"file_limit"`
 	CPUNS      int64  `json:"cpu_ns"` // user+system CPU time of the process
+
+	InCallSinceNS int64 `json:"in_call_since_ns,omitempty"` // unix ns the running Publish call began
+
+	// NoRuntime is set when Goroutines, HeapInuse and StackInuse are
+	// unknown: a server that exposes no Go runtime figures.
+	NoRuntime bool `json:"no_runtime,omitempty"`
+
+	// Counters are the implementation's own counts of the clients it
+	// disconnected, where it keeps them (ours); nil otherwise.
+	Counters *engineCounts `json:"counters,omitempty"`
 }
 
 // stats reports memory; with gc=1 it collects garbage first and returns
@@ -189,17 +226,20 @@ func (c *control) stats(w http.ResponseWriter, r *http.Request) {
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	writeJSON(w, serverStats{
-		Impl:       c.impl,
-		Active:     c.active.Load(),
-		Goroutines: runtime.NumGoroutine(),
-		HeapInuse:  ms.HeapInuse,
-		StackInuse: ms.StackInuse,
-		HeapAlloc:  ms.HeapAlloc,
-		Sys:        ms.Sys,
-		RSS:        readRSS("self"),
-		NumGC:      ms.NumGC,
-		FileLimit:  fileLimit(),
-		CPUNS:      cpuTime(),
+		Impl:          c.impl,
+		Active:        c.active.Load(),
+		Goroutines:    runtime.NumGoroutine(),
+		HeapInuse:     ms.HeapInuse,
+		StackInuse:    ms.StackInuse,
+		HeapAlloc:     ms.HeapAlloc,
+		Sys:           ms.Sys,
+		RSS:           readProcStatus("self", "VmRSS:"),
+		RSSPeak:       readProcStatus("self", "VmHWM:"),
+		NumGC:         ms.NumGC,
+		FileLimit:     fileLimit(),
+		CPUNS:         cpuTime(),
+		Counters:      countsOf(c.b),
+		InCallSinceNS: c.inCall.Load(),
 	})
 }
 
@@ -245,8 +285,9 @@ func writeJSON(w http.ResponseWriter, v any) {
 	}
 }
 
-// readRSS returns VmRSS of /proc/<pid>/status in bytes, or 0.
-func readRSS(pid string) uint64 {
+// readProcStatus returns a size field of /proc/<pid>/status, such as
+// "VmRSS:", in bytes, or 0.
+func readProcStatus(pid, field string) uint64 {
 	f, err := os.Open("/proc/" + pid + "/status")
 	if err != nil {
 		return 0
@@ -254,7 +295,7 @@ func readRSS(pid string) uint64 {
 	defer f.Close()
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
+		if v, ok := strings.CutPrefix(sc.Text(), field); ok {
 			kb, err := strconv.ParseUint(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
 			if err != nil {
 				return 0
@@ -275,13 +316,19 @@ func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", cfg.listen)
+	return serveControl(ctx, cfg.listen, c.handler(), c.b.Close, stdout)
+}
+
+// serveControl serves h on listen until ctx ends, printing listenLine
+// first; closeFn stops the implementation before the server shuts down.
+func serveControl(ctx context.Context, listen string, h http.Handler, closeFn func(), stdout io.Writer) error {
+	ln, err := net.Listen("tcp", listen)
 	if err != nil {
-		c.b.Close()
+		closeFn()
 		return err
 	}
 	srv := &http.Server{
-		Handler:           c.handler(),
+		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          nil,
 	}
@@ -292,7 +339,7 @@ func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 	case err = <-errc:
 	case <-ctx.Done():
 	}
-	c.b.Close()
+	closeFn()
 	sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	if serr := srv.Shutdown(sctx); serr != nil {
