@@ -158,7 +158,7 @@ func (e *Engine) Publish(ctx context.Context, u *Update) error {
 	}
 	ev := &sse.Event{ID: u.ID, Type: u.Type, Retry: u.Retry, Data: encodeEnvelope(u)}
 	_, err := e.srv.Publish(ctx, allTopic, ev)
-	if errors.Is(err, sse.ErrHubClosed) {
+	if errors.Is(err, sse.ErrServerClosed) {
 		return fmt.Errorf("%w: %w", ErrClosed, err)
 	}
 	return err
