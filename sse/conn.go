@@ -56,11 +56,12 @@ type UpgradeOptions struct {
 // that goes away (the request's context ends) is noticed at once, except
 // by a Conn registered with [Hub.Register]: its hub checks the requests
 // of its clients every 100 ms, which saves each stream a callback on its
-// request's context (half a KiB). ([Hub.ServeHTTP] and [Server] watch
-// their own requests at once.) The handler that created
-// it must not return before [Conn.Close] (or [Hub.Unregister], for a
-// registered Conn) has returned: both wait for a write in progress, so
-// that nothing touches the ResponseWriter afterwards.
+// request's context. ([Hub.ServeHTTP] and [Server] watch their own
+// requests at once.) The handler that created it must not return before
+// [Conn.Close] (or [Hub.Unregister], for a registered Conn) has returned:
+// both wait for a write in progress, so that nothing touches the
+// ResponseWriter afterwards. Once the handler returns, the connection
+// closes (on HTTP/2, the stream ends or is reset); see [Upgrade].
 type Conn struct {
 	w         http.ResponseWriter
 	r         *http.Request
@@ -109,6 +110,14 @@ func (c *Conn) extLocked() *connExt {
 // Upgrade starts a server-sent event stream on w: it checks that w can
 // flush, writes the SSE headers and status 200, and flushes the opening
 // comment ": connected". The stream lives as long as r's context.
+//
+// The headers are Content-Type: text/event-stream, Cache-Control:
+// no-cache, X-Accel-Buffering: no and, on HTTP/1.x, Connection: close: a
+// stream is never followed by another request on its connection, so
+// net/http closes it when the handler returns instead of keeping it idle.
+// Once the stream ended, what net/http writes last gets a short write
+// deadline, so that a client that stopped reading cannot hold the
+// connection open.
 //
 // When w cannot flush, Upgrade returns [ErrNoFlusher] and writes nothing,
 // so the caller can still reply with an ordinary HTTP error.

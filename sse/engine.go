@@ -293,7 +293,7 @@ func (h *hubCore) eachClientLocked(f func(*client)) {
 	}
 }
 
-// connClosed is the closeWatcher of a client's Conn.
+// streamEnded makes c the closeWatcher of its stream.
 func (c *client) streamEnded() { c.hub.clientClosed(c) }
 
 // removeLocked drops c from its group and reports whether it was there;

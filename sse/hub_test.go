@@ -607,7 +607,7 @@ func TestHubCloseDoesNotWaitForStuckClients(t *testing.T) {
 }
 
 // A hub sends its clients' heartbeats: a comment once a client has had no
-// write for HubOptions.Heartbeat, counted nowhere as an event.
+// write for Options.Heartbeat, counted nowhere as an event.
 func TestHubHeartbeat(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		hub := sse.NewHub[string]()
