@@ -216,7 +216,7 @@ func TestBrowserHubBroadcast(t *testing.T) {
 // event, then every retained event, then live ones; and one resuming
 // from a known ID gets exactly what it missed.
 func TestBrowserServerGapAndResume(t *testing.T) {
-	events := &sse.Server{Heartbeat: -1}
+	events := &sse.Server{Options: sse.Options{Heartbeat: -1}}
 	t.Cleanup(func() { events.Close() })
 	ctx := t.Context()
 	var ids []string

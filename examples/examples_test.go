@@ -448,7 +448,7 @@ func TestBackpressure(t *testing.T) {
 
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		var st sse.HubStats
+		var st sse.Stats
 		resp := get(t, p.url+"/stats", nil)
 		if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
 			t.Fatal(err)

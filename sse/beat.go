@@ -7,8 +7,9 @@ import "time"
 // a min-heap ordered by when it is due; when the timer fires, the due
 // clients that were silent for a whole interval get a comment queued like
 // any event, and every due client is put back at its next due time: the
-// interval after its last write. A client that was removed is dropped when
-// its entry comes up.
+// interval after its last write. A client leaves the heap when it is
+// removed from the hub, so a closed stream holds nothing until its entry
+// would have come due.
 
 // beat is a client's place in the heartbeat heap.
 type beat struct {
@@ -16,56 +17,94 @@ type beat struct {
 	c   *client
 }
 
-// beats is a min-heap of beat by due time.
+// beats is a min-heap of beat by due time; each client's beatAt is its
+// index in it, -1 when it has none.
 type beats []beat
 
-func (b *beats) push(x beat) {
-	*b = append(*b, x)
-	h := *b
-	for i := len(h) - 1; i > 0; {
+func (b beats) swap(i, j int) {
+	b[i], b[j] = b[j], b[i]
+	b[i].c.beatAt = i
+	b[j].c.beatAt = j
+}
+
+func (b beats) up(i int) {
+	for i > 0 {
 		parent := (i - 1) / 2
-		if h[parent].due <= h[i].due {
+		if b[parent].due <= b[i].due {
 			break
 		}
-		h[parent], h[i] = h[i], h[parent]
+		b.swap(parent, i)
 		i = parent
 	}
 }
 
-func (b *beats) pop() beat {
-	h := *b
-	top := h[0]
-	last := len(h) - 1
-	h[0] = h[last]
-	h[last] = beat{}
-	h = h[:last]
-	for i := 0; ; {
+func (b beats) down(i int) {
+	for {
 		small, left, right := i, 2*i+1, 2*i+2
-		if left < len(h) && h[left].due < h[small].due {
+		if left < len(b) && b[left].due < b[small].due {
 			small = left
 		}
-		if right < len(h) && h[right].due < h[small].due {
+		if right < len(b) && b[right].due < b[small].due {
 			small = right
 		}
 		if small == i {
-			break
+			return
 		}
-		h[small], h[i] = h[i], h[small]
+		b.swap(small, i)
 		i = small
 	}
-	*b = h
+}
+
+func (b *beats) push(x beat) {
+	x.c.beatAt = len(*b)
+	*b = append(*b, x)
+	b.up(len(*b) - 1)
+}
+
+func (b *beats) pop() beat {
+	top := (*b)[0]
+	b.remove(0)
 	return top
+}
+
+// remove takes out the entry at index i.
+func (b *beats) remove(i int) {
+	h := *b
+	last := len(h) - 1
+	h[i].c.beatAt = -1
+	if i != last {
+		h[i] = h[last]
+		h[i].c.beatAt = i
+	}
+	h[last] = beat{}
+	h = h[:last]
+	*b = h
+	if i < len(h) {
+		h.down(i)
+		h.up(i)
+	}
+	if cap(h) > 64 && len(h) < cap(h)/4 {
+		*b = append(beats(nil), h...) // churn must not leave a large array behind
+	}
 }
 
 // scheduleBeatLocked gives a newly registered client its first heartbeat
 // entry, unless the hub sends none or its Conn sends its own; h.mu must be
 // held.
 func (h *hubCore) scheduleBeatLocked(c *client) {
-	if h.cfg.heartbeat <= 0 || c.conn.beats {
+	if h.cfg.heartbeat <= 0 || c.conn.sendsHeartbeats() {
 		return
 	}
 	h.beats.push(beat{due: time.Now().Add(h.cfg.heartbeat).UnixNano(), c: c})
 	h.armBeatLocked()
+}
+
+// dropBeatLocked takes c's entry out of the heap; h.mu must be held.
+func (h *hubCore) dropBeatLocked(c *client) {
+	if i := c.beatAt; i >= 0 && i < len(h.beats) && h.beats[i].c == c {
+		h.beats.remove(i)
+	}
+	c.beatAt = -1
 }
 
 // armBeatLocked sets the heartbeat timer for the first entry; h.mu must be
@@ -98,11 +137,7 @@ func (h *hubCore) heartbeat() {
 		b := h.beats.pop()
 		c := b.c
 		c.mu.Lock()
-		if c.removed {
-			c.mu.Unlock()
-			continue
-		}
-		next := c.conn.last.Load() + every
+		next := c.conn.lastWrite() + every
 		switch {
 		case c.scheduled || c.closing:
 			// A write is on its way, or the stream ends after it.

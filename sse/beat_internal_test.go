@@ -6,13 +6,26 @@ import (
 	"testing"
 )
 
+// checkBeats fails unless h is a min-heap whose clients know their index.
+func checkBeats(t *testing.T, h beats) {
+	t.Helper()
+	for i, b := range h {
+		if b.c.beatAt != i {
+			t.Fatalf("entry %d: client's beatAt = %d, want %d", i, b.c.beatAt, i)
+		}
+		if i > 0 && h[(i-1)/2].due > b.due {
+			t.Fatalf("entry %d (due %d) under its parent (due %d)", i, b.due, h[(i-1)/2].due)
+		}
+	}
+}
+
 func TestBeatsHeapOrder(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))
 	var h beats
 	var want []int64
 	for range 1000 {
 		due := r.Int64N(500) // with repeats
-		h.push(beat{due: due})
+		h.push(beat{due: due, c: &client{}})
 		want = append(want, due)
 		if r.IntN(3) == 0 { // interleave pops
 			slices.Sort(want)
@@ -22,6 +35,7 @@ func TestBeatsHeapOrder(t *testing.T) {
 			want = want[1:]
 		}
 	}
+	checkBeats(t, h)
 	slices.Sort(want)
 	for _, w := range want {
 		if got := h.pop().due; got != w {
@@ -30,5 +44,39 @@ func TestBeatsHeapOrder(t *testing.T) {
 	}
 	if len(h) != 0 {
 		t.Fatalf("%d entries left", len(h))
+	}
+}
+
+// TestBeatsRemove removes entries from anywhere in the heap, as closing
+// streams do, and checks the heap and what is left.
+func TestBeatsRemove(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	var h beats
+	var clients []*client
+	for range 2000 {
+		c := &client{}
+		h.push(beat{due: r.Int64N(1000), c: c})
+		clients = append(clients, c)
+	}
+	r.Shuffle(len(clients), func(i, j int) { clients[i], clients[j] = clients[j], clients[i] })
+	kept := map[*client]bool{}
+	for i, c := range clients {
+		if i%4 == 0 {
+			kept[c] = true
+			continue
+		}
+		h.remove(c.beatAt)
+		if c.beatAt != -1 {
+			t.Fatalf("removed client: beatAt = %d, want -1", c.beatAt)
+		}
+	}
+	checkBeats(t, h)
+	if len(h) != len(kept) {
+		t.Fatalf("%d entries left, want %d", len(h), len(kept))
+	}
+	for _, b := range h {
+		if !kept[b.c] {
+			t.Fatal("a removed client is still in the heap")
+		}
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/exec"
+	"runtime"
 	"strconv"
 	"sync/atomic"
 	"testing"
@@ -196,6 +197,7 @@ func BenchmarkHubBroadcastLoopback(b *testing.B) {
 			const window = 512 // events a client may lag behind
 			sent := 0
 			start := time.Now()
+			cpu := processCPU()
 			b.ReportAllocs()
 			for b.Loop() {
 				if err := hub.Broadcast(msg); err != nil {
@@ -212,6 +214,49 @@ func BenchmarkHubBroadcastLoopback(b *testing.B) {
 				b.Fatalf("%d clients disconnected as slow", st.SlowDisconnects)
 			}
 			b.ReportMetric(float64(n*sent)/elapsed.Seconds(), "deliveries/s")
+			if used := processCPU() - cpu; used > 0 {
+				// The server's CPU (the clients run in another process).
+				b.ReportMetric(float64(used.Nanoseconds())/float64(n*sent), "cpu-ns/delivery")
+			}
 		})
 	}
+}
+
+// BenchmarkIdleStreams measures what an idle stream costs the server: n
+// clients in a second process connect to a Hub over loopback, and the
+// server's heap and goroutine stacks in use are compared with before they
+// came (after a GC). One op is the whole census.
+func BenchmarkIdleStreams(b *testing.B) {
+	for _, n := range []int{1000, 10000} {
+		b.Run(fmt.Sprintf("clients=%d", n), func(b *testing.B) {
+			for b.Loop() {
+				hub := sse.NewHub[string]()
+				srv := httptest.NewServer(hub)
+				before := inUse()
+				clients := startClients(b, srv.URL, n)
+				if got := hub.Clients(); got != n {
+					b.Fatalf("Clients() = %d, want %d", got, n)
+				}
+				time.Sleep(200 * time.Millisecond) // let helpers and handshakes settle
+				after := inUse()
+				b.ReportMetric(float64(after.heap-before.heap)/float64(n), "heap-B/stream")
+				b.ReportMetric(float64(after.stack-before.stack)/float64(n), "stack-B/stream")
+				b.ReportMetric(float64(after.heap+after.stack-before.heap-before.stack)/float64(n), "B/stream")
+				hub.Close()
+				clients.in.Close()
+				clients.cmd.Wait()
+				srv.Close()
+			}
+		})
+	}
+}
+
+type memInUse struct{ heap, stack uint64 }
+
+func inUse() memInUse {
+	runtime.GC()
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return memInUse{heap: ms.HeapAlloc, stack: ms.StackInuse}
 }

@@ -110,10 +110,12 @@ func TestChaosResume(t *testing.T) {
 		events, clients, timeout = 1000, 8, 10*time.Second
 	}
 	topics := []string{"t0", "t1", "t2", "t3"}
+	broker := sse.NewMemoryBroker(sse.HistoryLimits{MaxEvents: events + len(topics), MaxBytes: -1, MaxAge: -1})
+	defer broker.Close()
 	s := &sse.Server{
-		Heartbeat: -1,
-		Topics:    queryTopics,
-		History:   sse.HistoryLimits{MaxEvents: events + len(topics), MaxBytes: -1, MaxAge: -1},
+		Broker:  broker,
+		Topics:  queryTopics,
+		Options: sse.Options{Heartbeat: -1},
 	}
 	ct := &connTracker{conns: make(map[net.Conn]bool)}
 	hs := httptest.NewUnstartedServer(s)

@@ -12,13 +12,6 @@ import (
 	"time"
 )
 
-// Defaults used when the matching option is zero: DefaultWriteTimeout for
-// [UpgradeOptions], DefaultHeartbeat for [HubOptions] and [Server].
-const (
-	DefaultWriteTimeout = 10 * time.Second
-	DefaultHeartbeat    = 15 * time.Second
-)
-
 // connectedComment opens every stream. Flushing it at once tells the
 // client (and any proxy in between) that the stream is live.
 const connectedComment = ": connected\n\n"
@@ -26,20 +19,13 @@ const connectedComment = ": connected\n\n"
 // heartbeatComment is written after a period without any other write.
 var heartbeatComment = []byte(": keep-alive\n\n")
 
-// Values of the response headers, shared by every stream.
-var (
-	headerEventStream = []string{"text/event-stream"}
-	headerNoCache     = []string{"no-cache"}
-	headerNo          = []string{"no"}
-	headerKeepAlive   = []string{"keep-alive"}
-)
-
 // UpgradeOptions configures a [Conn]. The zero value gives the defaults.
 type UpgradeOptions struct {
-	// WriteTimeout bounds every write to the client, so a client that
+	// WriteTimeout bounds each write to the client, so a client that
 	// stops reading makes the write fail and the connection close instead
-	// of blocking forever. Zero means DefaultWriteTimeout (10s); a negative
-	// value disables the deadline.
+	// of blocking forever. It needs a ResponseWriter with write deadlines
+	// (see [http.ResponseController]); without them writes are not
+	// bounded. Zero means 10s; a negative value disables the deadline.
 	WriteTimeout time.Duration
 
 	// Heartbeat, when positive, is how long the stream may stay silent
@@ -47,7 +33,7 @@ type UpgradeOptions struct {
 	// and load balancers from closing it. Zero or negative: the Conn
 	// sends none itself, so that a handler may write keep-alives of its
 	// own (see [Conn.SendComment]); a [Hub] or [Server] sends heartbeats
-	// to the streams registered with it (HubOptions.Heartbeat, 15s by
+	// to the streams registered with it ([Options.Heartbeat], 15s by
 	// default).
 	Heartbeat time.Duration
 
@@ -70,11 +56,12 @@ type UpgradeOptions struct {
 // that goes away (the request's context ends) is noticed at once, except
 // by a Conn registered with [Hub.Register]: its hub checks the requests
 // of its clients every 100 ms, which saves each stream a callback on its
-// request's context (half a KiB). ([Hub.ServeHTTP] and [Server] watch
-// their own requests at once.) The handler that created
-// it must not return before [Conn.Close] (or [Hub.Unregister], for a
-// registered Conn) has returned: both wait for a write in progress, so
-// that nothing touches the ResponseWriter afterwards.
+// request's context. ([Hub.ServeHTTP] and [Server] watch their own
+// requests at once.) The handler that created it must not return before
+// [Conn.Close] (or [Hub.Unregister], for a registered Conn) has returned:
+// both wait for a write in progress, so that nothing touches the
+// ResponseWriter afterwards. Once the handler returns, the connection
+// closes (on HTTP/2, the stream ends or is reset); see [Upgrade].
 type Conn struct {
 	w         http.ResponseWriter
 	r         *http.Request
@@ -120,14 +107,17 @@ func (c *Conn) extLocked() *connExt {
 	return c.ext
 }
 
-// closeWatcher is told when a Conn ends; hubs use it to drop the Conn.
-type closeWatcher interface {
-	connClosed(c *Conn)
-}
-
 // Upgrade starts a server-sent event stream on w: it checks that w can
 // flush, writes the SSE headers and status 200, and flushes the opening
 // comment ": connected". The stream lives as long as r's context.
+//
+// The headers are Content-Type: text/event-stream, Cache-Control:
+// no-cache, X-Accel-Buffering: no and, on HTTP/1.x, Connection: close: a
+// stream is never followed by another request on its connection, so
+// net/http closes it when the handler returns instead of keeping it idle.
+// Once the stream ended, what net/http writes last gets a short write
+// deadline, so that a client that stopped reading cannot hold the
+// connection open.
 //
 // When w cannot flush, Upgrade returns [ErrNoFlusher] and writes nothing,
 // so the caller can still reply with an ordinary HTTP error.
@@ -158,48 +148,20 @@ func upgrade(ctx context.Context, w http.ResponseWriter, r *http.Request, opts *
 	if !canFlush(w) {
 		return nil, ErrNoFlusher
 	}
-	t := openTasks.Get().(*openTask)
-	*t = openTask{ctx: ctx, w: w, r: r, opts: opts, ready: ready}
-	offstack(t)
-	c, err := t.conn, t.err
-	*t = openTask{}
-	openTasks.Put(t)
-	return c, err
-}
-
-// defaultUpgradeOptions stands for nil options; never written.
-var defaultUpgradeOptions UpgradeOptions
-
-// openTasks are reused: the handler's goroutine then allocates nothing
-// (see offstack).
-var openTasks = sync.Pool{New: func() any { return new(openTask) }}
-
-// openTask opens a stream; see offstack for why it runs as a task.
-type openTask struct {
-	ctx   context.Context
-	w     http.ResponseWriter
-	r     *http.Request
-	opts  *UpgradeOptions
-	ready func(*Conn) error
-
-	conn *Conn
-	err  error
-}
-
-func (t *openTask) run() {
-	ctx, w, r, opts := t.ctx, t.w, t.r, t.opts
 	h := w.Header()
 	for k, v := range opts.Header {
-		h[k] = v
+		h[k] = slices.Clone(v) // a handler may edit its response's values
 	}
-	// Shared value slices: net/http only reads them, and each
-	// connection saves their allocations.
-	h["Content-Type"] = headerEventStream
-	h["Cache-Control"] = headerNoCache
-	h["X-Accel-Buffering"] = headerNo
+	h["Content-Type"] = []string{"text/event-stream"}
+	h["Cache-Control"] = []string{"no-cache"}
+	h["X-Accel-Buffering"] = []string{"no"}
 	h.Del("Content-Length")
 	if r.ProtoMajor == 1 {
-		h["Connection"] = headerKeepAlive
+		// A stream ends only when one side ends it, and a client
+		// reconnects on a new connection: net/http closes this one
+		// when the handler returns, rather than keeping it for a next
+		// request that never comes.
+		h["Connection"] = []string{"close"}
 	} else {
 		h.Del("Connection") // forbidden in HTTP/2 and later
 	}
@@ -208,7 +170,7 @@ func (t *openTask) run() {
 		w:       w,
 		r:       r,
 		rctx:    r.Context(),
-		timeout: durationOr(opts.WriteTimeout, DefaultWriteTimeout),
+		timeout: durationOr(opts.WriteTimeout, defaultWriteTimeout),
 		beats:   opts.Heartbeat > 0,
 		done:    make(chan struct{}),
 		// Hold the write lock until the opening is written, so that a
@@ -229,12 +191,22 @@ func (t *openTask) run() {
 		})
 		c.mu.Unlock()
 	}
-	if t.ready != nil {
-		if err := t.ready(c); err != nil {
+	// A panic or runtime.Goexit in w (or in ready) goes on as it would
+	// without us; the stream ends first, so that nothing waits for its
+	// write lock.
+	opened := false
+	defer func() {
+		if !opened {
+			c.unlockWrite()
+			c.shutdown(errUpgradeAborted)
+		}
+	}()
+	if ready != nil {
+		if err := ready(c); err != nil {
+			opened = true
 			c.unlockWrite()
 			c.shutdown(fmt.Errorf("%w: %w", ErrConnectionClosed, err))
-			t.err = err
-			return
+			return nil, err
 		}
 	}
 
@@ -244,10 +216,10 @@ func (t *openTask) run() {
 	}
 	w.WriteHeader(http.StatusOK)
 	err := c.writeLocked(opening)
+	opened = true
 	c.unlockWrite()
 	if err != nil {
-		t.err = err
-		return
+		return nil, err
 	}
 	if c.beats {
 		c.mu.Lock()
@@ -258,8 +230,15 @@ func (t *openTask) run() {
 		}
 		c.mu.Unlock()
 	}
-	t.conn = c
+	return c, nil
 }
+
+// defaultUpgradeOptions stands for nil options; never written.
+var defaultUpgradeOptions UpgradeOptions
+
+// errUpgradeAborted ends a stream whose opening panicked or exited its
+// goroutine.
+var errUpgradeAborted = fmt.Errorf("%w: upgrade aborted", ErrConnectionClosed)
 
 // canFlush reports whether w, or a writer it wraps through Unwrap, can
 // flush, without writing anything (http.ResponseController can only tell
@@ -500,6 +479,17 @@ func (c *Conn) shutdown(cause error) {
 	}
 	c.cause = cause
 	c.closed.Store(true)
+	// Whoever holds the write lock ends the stream on unlock; if nobody
+	// does, take it to do so once the watchers are told.
+	c.ending = true
+	take := !c.held
+	c.held = true
+	if !take && c.writing.Load() && c.deadlines {
+		// Cut the write in progress short. Under c.mu, so that its
+		// writer cannot end the stream, and the handler return,
+		// meanwhile.
+		_ = c.rc().SetWriteDeadline(time.Now())
+	}
 	watchers := []closeWatcher{c.watcher}
 	var stop func() bool
 	var beat *ownBeat
@@ -510,9 +500,6 @@ func (c *Conn) shutdown(cause error) {
 	c.watcher, c.ext = nil, nil
 	c.mu.Unlock()
 
-	if c.writing.Load() && c.deadlines {
-		_ = c.rc().SetWriteDeadline(time.Now())
-	}
 	if stop != nil {
 		stop()
 	}
@@ -521,18 +508,29 @@ func (c *Conn) shutdown(cause error) {
 	}
 	for _, w := range watchers {
 		if w != nil {
-			w.connClosed(c)
+			w.streamEnded()
 		}
 	}
-	// Whoever holds the write lock closes done on unlock; if nobody
-	// does, close it here.
-	c.mu.Lock()
-	c.ending = true
-	closeDone := !c.held && !c.ended
-	c.ended = c.ended || closeDone
-	c.mu.Unlock()
-	if closeDone {
-		close(c.done)
+	if take {
+		c.unlockWrite()
+	}
+}
+
+// endGrace is how long the response may take, after its stream ended,
+// to write what net/http sends last (the end of the chunked body, or of
+// the HTTP/2 stream): a client that stopped reading would otherwise hold
+// the handler's connection open.
+const endGrace = 250 * time.Millisecond
+
+// limitEnd runs once the stream ended, with the write lock held, before
+// done is closed and the handler may return. With Connection: close (see
+// upgrade), net/http closes the connection when the handler returns; the
+// write deadline set here keeps its last flush from blocking on a client
+// that does not read (the flush fails, and the connection is closed or,
+// on HTTP/2, the stream reset).
+func (c *Conn) limitEnd() {
+	if c.deadlines {
+		_ = c.rc().SetWriteDeadline(time.Now().Add(endGrace))
 	}
 }
 
@@ -562,11 +560,18 @@ func (c *Conn) waitWrites() {
 // the stream has ended, it closes done.
 func (c *Conn) unlockWrite() {
 	c.mu.Lock()
+	closeDone := c.ending && !c.ended
+	if closeDone {
+		// Bound net/http's last writes while the lock is still held:
+		// once it is released, the handler may return.
+		c.ended = true
+		c.mu.Unlock()
+		c.limitEnd()
+		c.mu.Lock()
+	}
 	c.held = false
 	wake := c.wake
 	c.wake = nil
-	closeDone := c.ending && !c.ended
-	c.ended = c.ended || closeDone
 	c.mu.Unlock()
 	if closeDone {
 		close(c.done)
@@ -592,24 +597,6 @@ func (c *Conn) watch(w closeWatcher) bool {
 		x.more = append(x.more, w)
 	}
 	return true
-}
-
-// clientOf returns the client record that hub h registered c with, or
-// nil.
-func (c *Conn) clientOf(h *hubCore) *client {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if x, ok := c.watcher.(*client); ok && x.hub == h {
-		return x
-	}
-	if c.ext != nil {
-		for _, w := range c.ext.more {
-			if x, ok := w.(*client); ok && x.hub == h {
-				return x
-			}
-		}
-	}
-	return nil
 }
 
 // unwatch undoes watch.

@@ -42,13 +42,13 @@ func serve(t *testing.T, http2 bool, fn func(conn *sse.Conn, r *http.Request)) *
 
 func TestUpgradeHeaders(t *testing.T) {
 	for _, tt := range []struct {
-		name       string
-		http2      bool
-		proto      int
-		connection string
+		name  string
+		http2 bool
+		proto int
+		close bool // Connection: close, which net/http turns into resp.Close
 	}{
-		{"http1", false, 1, "keep-alive"},
-		{"http2", true, 2, ""},
+		{"http1", false, 1, true},
+		{"http2", true, 2, false},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			srv := serve(t, tt.http2, func(conn *sse.Conn, r *http.Request) { <-conn.Done() })
@@ -60,8 +60,11 @@ func TestUpgradeHeaders(t *testing.T) {
 				"Content-Type":                "text/event-stream",
 				"Cache-Control":               "no-cache",
 				"X-Accel-Buffering":           "no",
-				"Connection":                  tt.connection,
+				"Connection":                  "",
 				"Access-Control-Allow-Origin": "*",
+			}
+			if s.resp.Close != tt.close {
+				t.Errorf("resp.Close = %v, want %v (Connection: close)", s.resp.Close, tt.close)
 			}
 			for k, v := range want {
 				if got := s.resp.Header.Get(k); got != v {

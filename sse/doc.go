@@ -8,7 +8,8 @@
 //
 // [Upgrade] turns an HTTP response into an event stream. It sets the
 // headers (Content-Type: text/event-stream, Cache-Control: no-cache,
-// X-Accel-Buffering: no, and Connection: keep-alive on HTTP/1.x), answers
+// X-Accel-Buffering: no, and Connection: close on HTTP/1.x, so that
+// the connection closes with the stream), answers
 // 200 and flushes the opening comment ": connected". The returned [Conn]
 // sends events:
 //
@@ -21,8 +22,13 @@
 //	conn.Send(sse.NewEvent("Order #123 shipped").WithType("notification").WithID("notif-456"))
 //	<-conn.Done()
 //
-// Every write has a deadline (10 seconds by default), so a client that
-// stops reading ends its stream instead of blocking the sender. A Conn
+// Writes have a deadline (10 seconds by default), so a client that stops
+// reading ends its stream instead of blocking the sender, as long as the
+// ResponseWriter supports deadlines through [http.ResponseController]
+// (net/http's do; a middleware's wrapper must offer Unwrap). Without
+// them a write to such a client blocks until the client goes away; a
+// hub then logs it once and, when closing, gives up on such writes after
+// the write timeout. A Conn
 // writes nothing on its own unless asked to: [UpgradeWithOptions] sets
 // the deadline and a heartbeat, a comment sent after a period of silence
 // so proxies keep the connection open. [Conn.SendComment] sends one by
@@ -46,12 +52,15 @@
 // A [Hub] sends every broadcast value to every registered Conn. The value
 // is encoded once, whatever the number of clients; each client has a
 // bounded queue, drained by a small pool of writers that gather all that
-// is queued into one write. One slow client therefore never delays the
-// others: when its queue is full it is disconnected and counted in
-// [HubStats], and [Hub.Broadcast] does not wait for it. (A hub that
+// is queued into one write. A slow client therefore does not delay the
+// others, however many stall: a write that blocks hands its client to a
+// goroutine of its own, a client whose queue is full is disconnected and
+// counted in [Stats], and [Hub.Broadcast] never waits for a client.
+// When the server ends a stream, its connection closes (on HTTP/2, its
+// stream is reset). (A hub that
 // writes to each client in turn, as a naive loop does, stalls every
 // client behind the slowest.) A hub also sends each of its clients a
-// heartbeat comment after 15 seconds of silence ([HubOptions.Heartbeat]),
+// heartbeat comment after 15 seconds of silence ([Options.Heartbeat]),
 // and [Hub.Close] writes what was broadcast before it, then ends every
 // stream.
 //

@@ -1,6 +1,7 @@
 package sse
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -14,16 +15,19 @@ import (
 
 // client is one registered Conn with its queue of encoded events.
 type client struct {
-	conn   *Conn
+	conn   sink
 	hub    *hubCore
 	grp    *group
 	index  int                 // position in grp.clients
+	beatAt int                 // position in hubCore.beats; -1: none
 	filter func(*Message) bool // nil passes everything
 
 	mu        sync.Mutex
 	queue     [][]byte // nil while empty; see queue.go
 	bytes     int64    // bytes in queue
 	inflight  int64    // bytes taken by a writer and not yet written
+	since     int64    // when the oldest event in queue was queued, in Unix nanoseconds
+	sinceOut  int64    // the same for the bytes in flight
 	extra     int32    // queue entries that are not live events
 	scheduled bool     // in the ready queue or being written
 	removed   bool
@@ -41,26 +45,48 @@ type group struct {
 	clients []*client
 }
 
-// engineConfig is the configuration shared by Hub and Server.
+// engineConfig is the configuration shared by Hub and Server, defaults
+// applied.
 type engineConfig struct {
 	queueSize   int
-	maxWriters  int
 	policy      SlowPolicy
-	maxBytes    int64
+	maxBytes    int64 // 0: no bound
 	logger      *slog.Logger
 	retry       time.Duration
 	retryJitter time.Duration
 	heartbeat   time.Duration // idle time before a client gets a comment; 0: none
 }
 
-// hubCore is the non-generic engine behind Hub and Server.
+// hubCore is the non-generic engine behind Hub and Server. It sees its
+// streams only as sinks (see sink.go).
+//
+// Lock order, outermost first; a goroutine holding one may take only
+// those after it:
+//
+//  1. a stream's write lock (sink.lockWrite): a failed write ends the
+//     stream, which tells its hub, which takes hubCore.mu;
+//  2. hubCore.mu;
+//  3. client.mu;
+//  4. writerPool.mu (push, under hubCore.mu);
+//  5. writeSlot.mu (the watchdog, under writerPool.mu);
+//  6. Conn.mu, taken last and held only briefly (sink.watch under
+//     hubCore.mu).
+//
+// Nothing blocks under any of them: the write lock is waited for (drain,
+// unregister) with none held. A function named …Locked is called with the
+// lock it names held and returns with it held; finishFanout is the one
+// function that releases hubCore.mu it did not take.
 type hubCore struct {
 	cfg     engineConfig
-	upgrade *UpgradeOptions
+	upgrade UpgradeOptions // of the streams the hub or server opens
+	// closedErr is what registering or broadcasting returns once closed:
+	// ErrHubClosed or ErrServerClosed.
+	closedErr error
 
 	mu        sync.RWMutex
 	def       *group            // a Hub's only group
 	groups    map[string]*group // by key
+	bySink    map[sink]*client  // every client, by its stream
 	byTopic   map[string][]*group
 	heads     map[string]Position // newest event seen per topic (Server)
 	live      map[string]bool     // topics with a running subscription (Server)
@@ -84,6 +110,9 @@ type hubCore struct {
 
 	pool writerPool
 
+	warnedNoDeadline    atomic.Bool
+	stalled             atomic.Uint64 // writes handed off by the pool
+	abandoned           atomic.Uint64 // writes Close stopped waiting for
 	broadcasts          atomic.Uint64
 	delivered           atomic.Uint64
 	replayed            atomic.Uint64
@@ -95,36 +124,43 @@ type hubCore struct {
 	clientDisconnects   atomic.Uint64
 }
 
-func newHubCore(cfg engineConfig) *hubCore {
+func newHubCore(opts Options) *hubCore {
+	cfg := engineConfig{
+		queueSize:   opts.QueueSize,
+		policy:      opts.SlowClients,
+		maxBytes:    opts.MaxQueuedBytes,
+		logger:      opts.Logger,
+		retry:       opts.ShutdownRetry,
+		retryJitter: durationOr(opts.ShutdownJitter, defaultShutdownJitter),
+		heartbeat:   durationOr(opts.Heartbeat, defaultHeartbeat),
+	}
 	if cfg.queueSize <= 0 {
-		cfg.queueSize = DefaultQueueSize
+		cfg.queueSize = defaultQueueSize
 	}
 	switch {
 	case cfg.maxBytes == 0:
-		cfg.maxBytes = DefaultMaxQueuedBytes
+		cfg.maxBytes = defaultMaxQueuedBytes
 	case cfg.maxBytes < 0:
 		cfg.maxBytes = 0
 	}
 	if cfg.retry <= 0 {
-		cfg.retry = DefaultShutdownRetry
+		cfg.retry = defaultShutdownRetry
 	}
-	cfg.retryJitter = durationOr(cfg.retryJitter, DefaultShutdownJitter)
 	h := &hubCore{
-		cfg:     cfg,
-		def:     &group{},
-		groups:  make(map[string]*group),
-		byTopic: make(map[string][]*group),
-		heads:   make(map[string]Position),
-		live:    make(map[string]bool),
-		done:    make(chan struct{}),
+		cfg:       cfg,
+		upgrade:   UpgradeOptions{WriteTimeout: opts.WriteTimeout, Retry: opts.Retry, Header: opts.Header},
+		closedErr: ErrHubClosed,
+		def:       &group{},
+		bySink:    make(map[sink]*client),
+		groups:    make(map[string]*group),
+		byTopic:   make(map[string][]*group),
+		heads:     make(map[string]Position),
+		live:      make(map[string]bool),
+		done:      make(chan struct{}),
 	}
 	h.pool.hub = h
 	h.pool.base = max(4, runtime.GOMAXPROCS(0))
-	h.pool.max = cfg.maxWriters
-	if h.pool.max <= 0 {
-		h.pool.max = 256
-	}
-	h.pool.max = max(h.pool.max, h.pool.base)
+	h.pool.limit = h.pool.base
 	return h
 }
 
@@ -155,27 +191,29 @@ func (h *hubCore) logf(level slog.Level, msg string, args ...any) {
 
 // register adds conn to group g (nil: the group of topics, made as
 // needed). A resuming client gets no live events until finishResume.
-func (h *hubCore) register(conn *Conn, g *group, topics []string, filter func(*Message) bool, resuming bool) (*client, error) {
+func (h *hubCore) register(conn sink, g *group, topics []string, filter func(*Message) bool, resuming bool) (*client, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed || h.draining {
-		return nil, ErrHubClosed
+		return nil, h.closedErr
 	}
-	if c := conn.clientOf(h); c != nil {
+	if c := h.bySink[conn]; c != nil {
 		return c, nil
 	}
 	if g == nil {
 		for _, t := range topics {
 			if !h.live[t] {
-				return nil, fmt.Errorf("%w: topic %q has no subscription", ErrHubClosed, t)
+				return nil, fmt.Errorf("%w: topic %q has no subscription", h.closedErr, t)
 			}
 		}
 		g = h.groupLocked(topics)
 	}
-	c := &client{conn: conn, hub: h, grp: g, index: len(g.clients), filter: filter}
+	h.warnNoDeadline(conn)
+	c := &client{conn: conn, hub: h, grp: g, index: len(g.clients), beatAt: -1, filter: filter}
 	if !conn.watch(c) {
 		return nil, conn.Err()
 	}
+	h.bySink[conn] = c
 	if resuming {
 		c.pending = new([]Message)
 	}
@@ -205,9 +243,9 @@ func (h *hubCore) armPollLocked() {
 func (h *hubCore) pollClients() {
 	h.mu.Lock()
 	h.polling = false
-	var gone []*Conn
+	var gone []sink
 	h.eachClientLocked(func(c *client) {
-		if c.conn.requestEnded() {
+		if c.conn.gone() {
 			gone = append(gone, c.conn)
 		}
 	})
@@ -216,19 +254,8 @@ func (h *hubCore) pollClients() {
 	}
 	h.mu.Unlock()
 	for _, conn := range gone {
-		conn.clientGone()
+		conn.end(errClientGone)
 	}
-}
-
-// registerTask registers a Conn with a hub's default group.
-type registerTask struct {
-	core *hubCore
-	conn *Conn
-	err  error
-}
-
-func (t *registerTask) run() {
-	_, t.err = t.core.register(t.conn, t.core.def, nil, nil, false)
 }
 
 // groupLocked returns the group of topics (sorted, distinct), making it.
@@ -266,8 +293,8 @@ func (h *hubCore) eachClientLocked(f func(*client)) {
 	}
 }
 
-// connClosed is the closeWatcher of a client's Conn.
-func (c *client) connClosed(*Conn) { c.hub.clientClosed(c) }
+// streamEnded makes c the closeWatcher of its stream.
+func (c *client) streamEnded() { c.hub.clientClosed(c) }
 
 // removeLocked drops c from its group and reports whether it was there;
 // h.mu must be held.
@@ -276,6 +303,8 @@ func (h *hubCore) removeLocked(c *client) bool {
 	if c.index >= len(g.clients) || g.clients[c.index] != c {
 		return false // removed already, or the hub closed
 	}
+	h.dropBeatLocked(c)
+	delete(h.bySink, c.conn)
 	last := len(g.clients) - 1
 	g.clients[c.index] = g.clients[last]
 	g.clients[c.index].index = c.index
@@ -324,12 +353,19 @@ func (h *hubCore) detach(c *client) bool {
 	return ok
 }
 
-func (h *hubCore) unregister(conn *Conn) {
-	c := conn.clientOf(h)
+func (h *hubCore) unregister(conn sink) {
+	h.mu.RLock()
+	c := h.bySink[conn]
+	h.mu.RUnlock()
 	if c == nil || !h.detach(c) {
 		return
 	}
 	conn.unwatch(c)
+	if conn.Err() != nil {
+		// The stream ended and its handler got here before the hub
+		// was told (see clientClosed), which then finds it gone.
+		h.countEnded(c)
+	}
 	// Wait for a writer that took the queue before it was dropped.
 	conn.waitWrites()
 }
@@ -337,9 +373,13 @@ func (h *hubCore) unregister(conn *Conn) {
 // clientClosed is called when c's Conn ended. It may run on a writer that
 // holds the Conn's write lock, so it must not wait for writes.
 func (h *hubCore) clientClosed(c *client) {
-	if !h.detach(c) {
-		return
+	if h.detach(c) {
+		h.countEnded(c)
 	}
+}
+
+// countEnded counts c, whose stream ended on its own and was detached.
+func (h *hubCore) countEnded(c *client) {
 	c.mu.Lock()
 	closing := c.closing
 	c.mu.Unlock()
@@ -350,17 +390,20 @@ func (h *hubCore) clientClosed(c *client) {
 	}
 }
 
+// countBroadcast counts an event published through a Server.
+func (h *hubCore) countBroadcast() { h.broadcasts.Add(1) }
+
 func (h *hubCore) clients() int {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	return h.nclients
 }
 
-func (h *hubCore) stats() HubStats {
+func (h *hubCore) stats() Stats {
 	h.mu.RLock()
 	clients, topics := h.nclients, len(h.byTopic)
 	h.mu.RUnlock()
-	return HubStats{
+	return Stats{
 		Clients:             clients,
 		Topics:              topics,
 		Broadcasts:          h.broadcasts.Load(),
@@ -372,6 +415,8 @@ func (h *hubCore) stats() HubStats {
 		BudgetDisconnects:   h.budgetDisconnects.Load(),
 		ShutdownDisconnects: h.shutdownDisconnects.Load(),
 		ClientDisconnects:   h.clientDisconnects.Load(),
+		StalledWrites:       h.stalled.Load(),
+		AbandonedWrites:     h.abandoned.Load(),
 	}
 }
 
@@ -381,19 +426,20 @@ func (h *hubCore) broadcast(msg []byte) error {
 	h.mu.Lock()
 	if h.closed || h.draining {
 		h.mu.Unlock()
-		return ErrHubClosed
+		return h.closedErr
 	}
 	h.broadcasts.Add(1)
 	wake, evict := h.toWake[:0], h.evict[:0]
-	wake, evict = h.fanoutLocked(h.def, msg, nil, wake, evict)
+	wake, evict = h.fanoutLocked(h.def, msg, nil, time.Now().UnixNano(), wake, evict)
 	h.finishFanout(wake, evict)
 	return nil
 }
 
 // fanoutLocked queues msg for the clients of g; h.mu must be held. m is
-// the message being delivered by a Server, nil for a Hub. It appends the
-// clients to wake and those to disconnect as too slow.
-func (h *hubCore) fanoutLocked(g *group, msg []byte, m *Message, wake, evict []*client) ([]*client, []*client) {
+// the message being delivered by a Server, nil for a Hub; now is the time
+// in Unix nanoseconds. It appends the clients to wake and those to
+// disconnect as too slow.
+func (h *hubCore) fanoutLocked(g *group, msg []byte, m *Message, now int64, wake, evict []*client) ([]*client, []*client) {
 	size := int64(len(msg))
 	var added int64
 	for _, c := range g.clients {
@@ -415,6 +461,9 @@ func (h *hubCore) fanoutLocked(g *group, msg []byte, m *Message, wake, evict []*
 		default:
 			if len(c.queue) >= h.cfg.queueSize {
 				added -= h.makeRoomLocked(c)
+			}
+			if c.bytes == 0 {
+				c.since = now
 			}
 			c.queue = appendQueue(c.queue, msg)
 			c.bytes += size
@@ -490,32 +539,39 @@ func (h *hubCore) finishFanout(wake, evict []*client) {
 		if i < slow {
 			h.slowDisconnects.Add(1)
 			h.logf(slog.LevelInfo, "sse: disconnecting slow client", "queued", h.cfg.queueSize)
-			c.conn.shutdown(fmt.Errorf("%w: client too slow: %d events queued", ErrConnectionClosed, h.cfg.queueSize))
+			c.conn.end(fmt.Errorf("%w: client too slow: %d events queued", ErrConnectionClosed, h.cfg.queueSize))
 		} else {
 			h.budgetDisconnects.Add(1)
 			h.logf(slog.LevelWarn, "sse: disconnecting client over the queued bytes budget", "budget", h.cfg.maxBytes)
-			c.conn.shutdown(fmt.Errorf("%w: queued bytes over budget (%d)", ErrConnectionClosed, h.cfg.maxBytes))
+			c.conn.end(fmt.Errorf("%w: queued bytes over budget (%d)", ErrConnectionClosed, h.cfg.maxBytes))
 		}
 	}
 }
 
-// overBudgetLocked picks the clients with the largest queues until the
-// bytes queued for the others fit the budget, marks them removed and
-// appends them to evict; h.mu must be held.
+// overBudgetLocked picks the clients that made no progress for longest,
+// by the age of their oldest unsent byte, until the bytes queued for the
+// others fit the budget, marks them removed and appends them to evict;
+// h.mu must be held. A client that drains has only recent bytes unsent,
+// however many: it goes last.
 func (h *hubCore) overBudgetLocked(evict []*client) []*client {
 	type load struct {
-		c *client
-		n int64
+		c      *client
+		n      int64
+		oldest int64
 	}
 	var loads []load
 	h.eachClientLocked(func(c *client) {
 		c.mu.Lock()
 		if !c.removed && c.bytes+c.inflight > 0 {
-			loads = append(loads, load{c, c.bytes + c.inflight})
+			oldest := c.since
+			if c.inflight > 0 {
+				oldest = c.sinceOut
+			}
+			loads = append(loads, load{c, c.bytes + c.inflight, oldest})
 		}
 		c.mu.Unlock()
 	})
-	slices.SortFunc(loads, func(a, b load) int { return int(b.n - a.n) })
+	slices.SortFunc(loads, func(a, b load) int { return cmp.Compare(a.oldest, b.oldest) })
 	total := h.queued.Load()
 	for _, l := range loads {
 		if total <= h.cfg.maxBytes {
@@ -534,6 +590,9 @@ func (h *hubCore) overBudgetLocked(evict []*client) []*client {
 // retry hints) to c's queue, whatever its length, and reports whether c
 // must be woken; c.mu must be held.
 func (h *hubCore) queueExtraLocked(c *client, bs ...[]byte) bool {
+	if c.bytes == 0 && len(bs) > 0 {
+		c.since = time.Now().UnixNano()
+	}
 	for _, b := range bs {
 		c.queue = appendQueue(c.queue, b)
 		c.bytes += int64(len(b))
@@ -642,7 +701,7 @@ func (h *hubCore) drain(hint bool) <-chan struct{} {
 	drained := h.drained
 	h.mu.Unlock()
 	for _, c := range idle {
-		c.conn.shutdown(errShuttingDown)
+		c.conn.end(errShuttingDown)
 	}
 	return drained
 }
@@ -653,7 +712,7 @@ func (h *hubCore) closeNow() error {
 	h.mu.Lock()
 	if h.closed {
 		h.mu.Unlock()
-		h.pool.wait()
+		h.pool.wait(h.writeTimeout())
 		h.runs.Wait()
 		return nil
 	}
@@ -661,7 +720,7 @@ func (h *hubCore) closeNow() error {
 	var list []*client
 	h.eachClientLocked(func(c *client) { list = append(list, c) })
 	h.def.clients = nil
-	h.groups, h.byTopic = nil, nil
+	h.groups, h.byTopic, h.bySink = nil, nil, nil
 	h.nclients = 0
 	if h.drained != nil {
 		close(h.drained)
@@ -684,9 +743,32 @@ func (h *hubCore) closeNow() error {
 		c.mu.Unlock()
 		c.conn.unwatch(c)
 		h.shutdownDisconnects.Add(1)
-		c.conn.shutdown(fmt.Errorf("%w: %w", ErrConnectionClosed, ErrHubClosed))
+		c.conn.end(fmt.Errorf("%w: %w", ErrConnectionClosed, h.closedErr))
 	}
-	h.pool.wait()
+	if n := h.pool.wait(h.writeTimeout()); n > 0 {
+		h.abandoned.Add(uint64(n))
+		h.logf(slog.LevelWarn, "sse: close abandoned writes that could not be cut short", "writes", n)
+	}
 	h.runs.Wait()
 	return nil
+}
+
+// writeTimeout is how long closing waits for the writers: a write that
+// has a deadline ends by then; one that has none (see warnNoDeadline) is
+// abandoned.
+func (h *hubCore) writeTimeout() time.Duration {
+	if d := durationOr(h.upgrade.WriteTimeout, defaultWriteTimeout); d > 0 {
+		return d
+	}
+	return defaultWriteTimeout
+}
+
+// warnNoDeadline logs, once per hub, that a stream's writes cannot be
+// given a deadline: a client that stops reading then blocks its write
+// until the client goes away, and Close abandons that write.
+func (h *hubCore) warnNoDeadline(conn sink) {
+	if !conn.deadlineless() || !h.warnedNoDeadline.CompareAndSwap(false, true) {
+		return
+	}
+	h.logf(slog.LevelWarn, "sse: the ResponseWriter does not support write deadlines (a wrapper without Unwrap?): a client that stops reading can block a write until Close gives up on it")
 }

@@ -45,6 +45,11 @@ var (
 	// and ends its subscriptions.
 	ErrBrokerClosed = errors.New("sse: broker closed")
 
+	// ErrServerClosed is returned by [Server.Publish] once [Server.Close]
+	// or [Server.Shutdown] started, and is the body of the 503 answer to
+	// requests from then on.
+	ErrServerClosed = errors.New("sse: server closed")
+
 	// ErrGap is returned by [Broker.Subscribe] when events after the
 	// asked position are no longer retained.
 	ErrGap = errors.New("sse: events missing from history")

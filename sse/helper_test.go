@@ -211,7 +211,7 @@ func (s *stream) expectEOF() {
 // expectClientGone checks, in a testing/synctest bubble, that the handler
 // whose request's context was just cancelled returned (done is closed) and
 // that its one client was counted as gone.
-func expectClientGone(t *testing.T, done <-chan struct{}, stats func() sse.HubStats) {
+func expectClientGone(t *testing.T, done <-chan struct{}, stats func() sse.Stats) {
 	t.Helper()
 	synctest.Wait()
 	select {

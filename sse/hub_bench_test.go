@@ -93,7 +93,7 @@ func waitTotal(b *testing.B, total *atomic.Int64, n int64) {
 func BenchmarkHubBroadcast(b *testing.B) {
 	for _, clients := range []int{1, 100, 1000, 10000} {
 		b.Run(fmt.Sprintf("clients=%d", clients), func(b *testing.B) {
-			hub := sse.NewHubWithOptions[string](&sse.HubOptions{Heartbeat: -1})
+			hub := sse.NewHubWithOptions[string](&sse.Options{Heartbeat: -1})
 			defer hub.Close()
 			var total atomic.Int64
 			for range clients {
@@ -141,7 +141,7 @@ func serveBench(s *sse.Server, w http.ResponseWriter, header ...string) (cancel 
 // to every client.
 func BenchmarkServerFanout(b *testing.B) {
 	const clients = 10000
-	s := &sse.Server{Heartbeat: -1}
+	s := &sse.Server{Options: sse.Options{Heartbeat: -1}}
 	defer s.Close()
 	var total atomic.Int64
 	for range clients {
@@ -174,7 +174,9 @@ func BenchmarkServerFanout(b *testing.B) {
 // reconnects with the ID of the first; one op is one whole replay.
 func BenchmarkReplay(b *testing.B) {
 	const events = 10000
-	s := &sse.Server{Heartbeat: -1, History: sse.HistoryLimits{MaxEvents: events + 1, MaxBytes: -1}}
+	broker := sse.NewMemoryBroker(sse.HistoryLimits{MaxEvents: events + 1, MaxBytes: -1})
+	defer broker.Close()
+	s := &sse.Server{Broker: broker, Options: sse.Options{Heartbeat: -1}}
 	defer s.Close()
 	ctx := context.Background()
 	first, _ := s.Publish(ctx, "", sse.NewEvent("first"))
@@ -202,9 +204,9 @@ func BenchmarkReplay(b *testing.B) {
 // are over all deliveries.
 func BenchmarkStuckClients(b *testing.B) {
 	const clients = 1000
-	for _, stuck := range []int{0, 10} {
+	for _, stuck := range []int{0, 10, 500} {
 		b.Run(fmt.Sprintf("stuck=%d", stuck), func(b *testing.B) {
-			s := &sse.Server{Heartbeat: -1, QueueSize: 64}
+			s := &sse.Server{Options: sse.Options{Heartbeat: -1, QueueSize: 64}}
 			var total atomic.Int64
 			ws := make([]*benchWriter, clients)
 			release := make(chan struct{})
@@ -228,11 +230,14 @@ func BenchmarkStuckClients(b *testing.B) {
 			waitTotal(b, &total, 0)
 			ctx := context.Background()
 			b.ResetTimer()
+			var slowest time.Duration
 			for i := range b.N {
-				ev := sse.NewEvent(strconv.FormatInt(time.Now().UnixNano(), 10))
+				start := time.Now()
+				ev := sse.NewEvent(strconv.FormatInt(start.UnixNano(), 10))
 				if _, err := s.Publish(ctx, "", ev); err != nil {
 					b.Fatal(err)
 				}
+				slowest = max(slowest, time.Since(start))
 				waitTotal(b, &total, int64((i+1)*(clients-stuck)))
 			}
 			b.StopTimer()
@@ -247,6 +252,7 @@ func BenchmarkStuckClients(b *testing.B) {
 				b.ReportMetric(float64(lats[len(lats)/2].Microseconds()), "p50-µs")
 				b.ReportMetric(float64(lats[len(lats)*99/100].Microseconds()), "p99-µs")
 			}
+			b.ReportMetric(float64(slowest.Microseconds()), "max-publish-µs")
 			if st := s.Stats(); b.N > 64 && st.SlowDisconnects != uint64(stuck) {
 				b.Errorf("SlowDisconnects: got %d, want %d", st.SlowDisconnects, stuck)
 			}

@@ -328,7 +328,7 @@ func fakeClients[T any](t *testing.T, hub *sse.Hub[T], n int, opts *sse.UpgradeO
 
 func TestHubSlowClientIsDisconnected(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		hub := sse.NewHubWithOptions[string](&sse.HubOptions{QueueSize: 4})
+		hub := sse.NewHubWithOptions[string](&sse.Options{QueueSize: 4})
 		defer hub.Close()
 		opts := &sse.UpgradeOptions{Heartbeat: -1, WriteTimeout: time.Hour}
 		cs := fakeClients(t, hub, 3, opts)
@@ -470,7 +470,7 @@ func TestHubServeHTTP(t *testing.T) {
 // closes once that write returns.
 func TestHubSlowClientWithoutDeadlines(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		hub := sse.NewHubWithOptions[string](&sse.HubOptions{QueueSize: 2})
+		hub := sse.NewHubWithOptions[string](&sse.Options{QueueSize: 2})
 		defer hub.Close()
 		w := newFakeWriter()
 		w.noDL = true
@@ -607,7 +607,7 @@ func TestHubCloseDoesNotWaitForStuckClients(t *testing.T) {
 }
 
 // A hub sends its clients' heartbeats: a comment once a client has had no
-// write for HubOptions.Heartbeat, counted nowhere as an event.
+// write for Options.Heartbeat, counted nowhere as an event.
 func TestHubHeartbeat(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		hub := sse.NewHub[string]()
@@ -649,14 +649,13 @@ func TestHubHeartbeat(t *testing.T) {
 func TestHubHeartbeatOptions(t *testing.T) {
 	for _, tc := range []struct {
 		name string
-		hub  *sse.HubOptions
+		hub  *sse.Options
 		conn *sse.UpgradeOptions
 		wait time.Duration
 		want int // heartbeats
 	}{
-		{"hub 5s", &sse.HubOptions{Heartbeat: 5 * time.Second}, nil, 12 * time.Second, 2},
-		{"from Upgrade options", &sse.HubOptions{Upgrade: &sse.UpgradeOptions{Heartbeat: 5 * time.Second}}, nil, 12 * time.Second, 2},
-		{"hub off", &sse.HubOptions{Heartbeat: -1}, nil, time.Hour, 0},
+		{"hub 5s", &sse.Options{Heartbeat: 5 * time.Second}, nil, 12 * time.Second, 2},
+		{"hub off", &sse.Options{Heartbeat: -1}, nil, time.Hour, 0},
 		// The Conn's own heartbeat, not one from each.
 		{"conn's own", nil, &sse.UpgradeOptions{Heartbeat: 20 * time.Second}, 50 * time.Second, 2},
 	} {
@@ -679,7 +678,7 @@ func TestHubHeartbeatOptions(t *testing.T) {
 // Hub.ServeHTTP streams get the hub's heartbeats too.
 func TestHubServeHTTPHeartbeat(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		hub := sse.NewHubWithOptions[string](&sse.HubOptions{Heartbeat: 3 * time.Second})
+		hub := sse.NewHubWithOptions[string](&sse.Options{Heartbeat: 3 * time.Second})
 		defer hub.Close()
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
@@ -785,6 +784,31 @@ func TestHubNoticesClientGone(t *testing.T) {
 		case <-returned:
 		default:
 			t.Fatal("unregistered: handler not woken at once when its client went away")
+		}
+	})
+}
+
+// TestHubZeroValue uses a Hub that was declared, not made: it works with
+// the default options.
+func TestHubZeroValue(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var hub sse.Hub[string]
+		w := fakeClients(t, &hub, 1, nil)[0].w // registers
+		if err := hub.Broadcast("hi"); err != nil {
+			t.Fatalf("Broadcast: got %v, want nil", err)
+		}
+		synctest.Wait()
+		if got, want := w.Body(), ": connected\n\ndata: hi\n\n"; got != want {
+			t.Errorf("body: got %q, want %q", got, want)
+		}
+		if got := hub.Stats(); got.Clients != 1 || got.Delivered != 1 {
+			t.Errorf("Stats: got %d clients, %d delivered; want 1, 1", got.Clients, got.Delivered)
+		}
+		if err := hub.Close(); err != nil {
+			t.Fatalf("Close: got %v, want nil", err)
+		}
+		if err := hub.Broadcast("late"); !errors.Is(err, sse.ErrHubClosed) {
+			t.Errorf("Broadcast after Close: got %v, want ErrHubClosed", err)
 		}
 	})
 }

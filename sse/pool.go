@@ -2,46 +2,72 @@ package sse
 
 import (
 	"runtime"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 )
 
-// stallAfter is how long clients may wait while every worker is busy and
-// none finishes a drain before the pool starts more workers: the busy
-// ones are then taken to be blocked on clients that do not read.
-const stallAfter = 5 * time.Millisecond
+// A hub's writes run on a pool of worker goroutines that take ready
+// clients in turn. A client whose socket does not drain must never hold
+// a worker while other clients wait, and no worker can tell in advance
+// which write will block. So every write a worker makes is watched: one
+// still running after stallLimit is handed off, the worker's goroutine
+// becoming the client's own until its queue is written (or the write
+// fails: a hand-off is given the stream's write deadline at once), and a
+// new worker takes its place in the pool. While writes keep stalling,
+// the pool grows to twice the stalls each watchdog round found (up to
+// maxWorkers), so that thousands of clients that stall at once are found
+// in rounds that double, tens of milliseconds rather than stallLimit
+// each; it falls back to base after a round without stalls, or once no
+// client waits.
+
+// stallLimit is how long a worker's write may run before the client is
+// handed off. Writes to clients that read take microseconds.
+const stallLimit = 5 * time.Millisecond
+
+// maxWorkers bounds the pool's workers while writes stall; handed-off
+// goroutines do not count.
+const maxWorkers = 1024
 
 // writerPool runs the goroutines that drain client queues. Workers start
-// on demand, up to base, and exit when no client is waiting, so an idle
-// hub has none. A worker blocked on a client that does not read is busy,
-// not idle: when clients wait and no worker has finished a drain for
-// stallAfter, base more are started, up to max, so that stuck clients
-// never hold up the others. Healthy load therefore runs on base workers.
+// on demand, up to limit, and exit when no client is waiting, so an idle
+// hub has none.
 type writerPool struct {
 	hub  *hubCore
 	base int // workers started freely
-	max  int // workers at most, counting those started for stalls
 
-	mu       sync.Mutex
-	ready    []*client
-	head     int
-	workers  int
-	busy     int    // workers draining a client
-	stuck    int    // busy workers taken to be blocked; see checkStall
-	drains   uint64 // drains finished so far
-	armDrain uint64 // drains when the stall check was set
-	stall    *time.Timer
-	armed    bool // stall is set to fire
-	stopped  bool // the hub closed: arm no more
-	wg       sync.WaitGroup
+	mu      sync.Mutex
+	ready   []*client
+	head    int
+	limit   int // workers allowed now: base, raised while writes stall
+	workers int // pool workers, not counting handed-off goroutines
+	busy    int // workers draining a client
+	stopped bool
+	running sync.WaitGroup // every writing goroutine, handed-off ones included
+	alive   atomic.Int64   // goroutines counted in running (for Close)
 
-	slots    []*writeSlot // every slot made, for the watchdog; a worker uses one
+	slots    []*writeSlot // the slots of the pool's workers, for the watchdog
 	idle     []*writeSlot // slots no worker uses, for the next to start
-	watch    *time.Timer  // the watchdog; see writeSlot
+	watch    *time.Timer  // the watchdog; see checkWrites
 	watching atomic.Bool  // watch is set to fire
 }
+
+// writeSlot is the write a worker has in progress, for the watchdog.
+// A write in progress is state, its start in Unix nanoseconds; the writer
+// clears it when the write returns, and the watchdog swaps it for handed
+// when it hands the write off. Only hand-offs take mu.
+type writeSlot struct {
+	pool  *writerPool
+	state atomic.Int64 // 0 between writes, the write's start, or handed
+	conn  sink         // the write's stream; read by the watchdog only once it handed the write off
+	mu    sync.Mutex   // held by the watchdog while it hands the write off
+	dl    bool         // the watchdog set conn's deadline; guarded by mu
+
+	buf []byte // scratch for the writes of the goroutine using the slot
+}
+
+// handed is writeSlot.state once the watchdog handed the write off.
+const handed = -1
 
 // push makes clients ready to be written and starts workers as needed.
 func (p *writerPool) push(cs []*client) {
@@ -50,73 +76,37 @@ func (p *writerPool) push(cs []*client) {
 	}
 	p.mu.Lock()
 	p.ready = append(p.ready, cs...)
-	p.startWorkersLocked()
+	n := p.toStartLocked()
+	p.mu.Unlock()
+	p.start(n)
 }
 
 // pushOne is push for one client, without a slice to allocate.
 func (p *writerPool) pushOne(c *client) {
 	p.mu.Lock()
 	p.ready = append(p.ready, c)
-	p.startWorkersLocked()
+	n := p.toStartLocked()
+	p.mu.Unlock()
+	p.start(n)
 }
 
-// startWorkersLocked starts the workers the ready queue needs, up to
-// base workers that are not stuck, and unlocks p.mu.
-func (p *writerPool) startWorkersLocked() {
+// toStartLocked counts the workers the ready queue needs, up to limit,
+// and counts them as started; p.mu must be held.
+func (p *writerPool) toStartLocked() int {
 	waiting := len(p.ready) - p.head
 	idle := p.workers - p.busy
-	start := max(min(waiting-idle, p.base-(p.workers-p.stuck), p.max-p.workers), 0)
-	if waiting > idle+start {
-		p.armLocked()
-	}
-	p.startLocked(start)
+	n := max(min(waiting-idle, p.limit-p.workers), 0)
+	p.workers += n
+	p.running.Add(n)
+	p.alive.Add(int64(n))
+	return n
 }
 
-// startLocked starts n workers and unlocks p.mu.
-func (p *writerPool) startLocked(n int) {
-	p.workers += n
-	p.wg.Add(n)
-	p.mu.Unlock()
+// start starts n workers counted by toStartLocked.
+func (p *writerPool) start(n int) {
 	for range n {
 		go p.work()
 	}
-}
-
-// armLocked sets the stall check, when it is not set already.
-func (p *writerPool) armLocked() {
-	if p.armed || p.stopped || p.workers >= p.max {
-		return
-	}
-	p.armed = true
-	p.armDrain = p.drains
-	setTimer(&p.stall, stallAfter, p.checkStall)
-}
-
-// checkStall runs stallAfter after clients found every worker busy. If
-// they still wait and no drain finished meanwhile, every busy worker is
-// taken to be stuck on a client that does not read, and base more
-// workers start; while drains finish, it checks again later. Stuck
-// workers do not count against base, so later bursts start workers at
-// once; the count is corrected as drains finish.
-func (p *writerPool) checkStall() {
-	p.mu.Lock()
-	p.armed = false
-	waiting := len(p.ready) - p.head
-	if waiting == 0 || p.workers > p.busy {
-		p.mu.Unlock()
-		return
-	}
-	if p.drains != p.armDrain { // progress since the check was set
-		p.armLocked()
-		p.mu.Unlock()
-		return
-	}
-	p.stuck = p.busy
-	n := min(p.base, waiting, p.max-p.workers)
-	if waiting > n {
-		p.armLocked()
-	}
-	p.startLocked(n)
 }
 
 // next takes the next client to drain, first marking the worker's last
@@ -128,26 +118,29 @@ func (p *writerPool) next(finished bool) *client {
 	defer p.mu.Unlock()
 	if finished {
 		p.busy--
-		p.stuck = min(p.stuck, p.busy)
-		p.drains++
 	}
 	if p.head == len(p.ready) {
 		p.workers--
 		p.ready, p.head = p.ready[:0], 0
+		if p.busy == 0 {
+			// No client waits and no write runs: any stalls are over.
+			// (A write running now may be one yet to be found.)
+			p.limit = p.base
+		}
 		return nil
 	}
 	c := p.ready[p.head]
 	p.ready[p.head] = nil
 	p.head++
 	p.busy++
-	if p.head < len(p.ready) && p.busy == p.workers {
-		p.armLocked()
-	}
 	return c
 }
 
 func (p *writerPool) work() {
-	defer p.wg.Done()
+	defer func() {
+		p.alive.Add(-1)
+		p.running.Done()
+	}()
 	p.mu.Lock()
 	var s *writeSlot
 	if n := len(p.idle); n > 0 {
@@ -160,7 +153,18 @@ func (p *writerPool) work() {
 	p.mu.Unlock()
 	drains := 0
 	for c := p.next(false); c != nil; c = p.next(true) {
-		p.drain(c, s)
+		again := p.drain(c, s)
+		if s.state.Load() == handed {
+			// Handed off: the pool counts this goroutine no more. It
+			// writes c's queue out and exits.
+			for again {
+				again = p.drain(c, s)
+			}
+			return
+		}
+		if again {
+			p.pushOne(c)
+		}
 		if cap(s.buf) > 4*maxWrite {
 			s.buf = nil
 		}
@@ -191,73 +195,73 @@ const yieldEvery = 32
 // keepBuf is the largest write buffer an idle slot keeps.
 const keepBuf = 16 << 10
 
-// wait stops the stall checks and waits for the workers to exit.
-func (p *writerPool) wait() {
+// wait stops the watchdog and waits for the writing goroutines to exit,
+// for at most d when d is positive. It returns how many it left behind:
+// goroutines blocked in writes that cannot be cut short.
+func (p *writerPool) wait(d time.Duration) int {
 	p.mu.Lock()
 	p.stopped = true
-	if p.stall != nil {
-		p.stall.Stop()
-		p.armed = false
-	}
-	p.mu.Unlock()
-	p.wg.Wait()
-	p.mu.Lock()
 	if p.watch != nil {
 		p.watch.Stop()
 	}
 	p.mu.Unlock()
+	done := make(chan struct{})
+	go func() {
+		p.running.Wait()
+		close(done)
+	}()
+	if d <= 0 {
+		<-done
+		return 0
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-done:
+		return 0
+	case <-t.C:
+		return int(p.alive.Load())
+	}
 }
 
-// watchAfter is how long a hub's write may run before it gets a deadline.
-// Writes to clients that read finish in microseconds, so setting and
-// clearing a deadline around each (two timer updates in the runtime's
-// poller, 7 % of a writer's time on loopback) is left to the writes still
-// running after watchAfter: the watchdog gives those the deadline they
-// would have had from the start, the write's start plus the stream's
-// write timeout, and the writer clears it when the write returns.
-const watchAfter = 50 * time.Millisecond
-
-// writeSlot is the write a worker has in progress, for the watchdog.
-type writeSlot struct {
-	pool  *writerPool
-	mu    sync.Mutex
-	conn  *Conn // nil between writes
-	start time.Time
-	dl    bool // the watchdog set conn's deadline for this write
-
-	buf []byte // scratch for the writes of the worker using the slot
-}
-
-// write writes p to conn, whose write lock the caller holds, under the
+// write writes b to conn, whose write lock the caller holds, under the
 // watchdog, and records the progress for Close (see hubCore.close).
-func (s *writeSlot) write(conn *Conn, p []byte) error {
-	err := s.watched(conn, p)
+func (s *writeSlot) write(conn sink, b []byte) error {
+	err := s.watched(conn, b)
 	if err == nil && s.pool.hub.closing.Load() {
 		s.pool.hub.lastWrite.Store(time.Now().UnixNano())
 	}
 	return err
 }
 
-func (s *writeSlot) watched(conn *Conn, p []byte) error {
-	if !conn.deadlines {
-		return conn.writeOut(p, false, 0)
+// watched makes one write. A pool worker's write runs without a deadline
+// (setting and clearing one around each write costs two timer updates in
+// the runtime's poller, 7 % of a writer's time on loopback): the watchdog
+// gives a write still running after stallLimit the deadline it would have
+// had from the start, and hands its client off. A handed-off goroutine
+// writes under deadlines from the start.
+func (s *writeSlot) watched(conn sink, b []byte) error {
+	if s.state.Load() == handed {
+		return conn.writeAt(b, true, 0)
 	}
-	start := time.Now()
-	s.mu.Lock()
-	s.conn, s.start, s.dl = conn, start, false
-	s.mu.Unlock()
+	start := time.Now().UnixNano()
+	s.conn = conn
+	s.state.Store(start)
 	if !s.pool.watching.Load() {
-		s.pool.armWatch(watchAfter)
+		s.pool.armWatch(stallLimit)
 	}
-	err := conn.writeOut(p, false, start.UnixNano())
+	err := conn.writeAt(b, false, start)
+	if s.state.CompareAndSwap(start, 0) {
+		return err
+	}
+	// Handed off meanwhile: wait for the watchdog to be done with the
+	// slot, and clear the deadline it gave this write.
 	s.mu.Lock()
 	dl := s.dl
-	s.conn, s.dl = nil, false
+	s.dl = false
 	s.mu.Unlock()
 	if dl && err == nil {
-		if e := conn.clearDeadline(); e != nil {
-			err = conn.fail(e)
-		}
+		err = conn.unbound()
 	}
 	return err
 }
@@ -272,38 +276,67 @@ func (p *writerPool) armWatch(d time.Duration) {
 	setTimer(&p.watch, d, p.checkWrites)
 }
 
-// checkWrites runs on the watchdog: it gives every write running for
-// watchAfter its deadline, and sets itself again for the first write that
-// will have run that long, if any.
+// checkWrites runs on the watchdog: it hands off every worker whose write
+// has run for stallLimit, giving the write its deadline, starts workers
+// in their place, and sets itself again for the first write that will
+// have run that long, if any.
 func (p *writerPool) checkWrites() {
 	// Stop watching before looking: a write that starts from now on
 	// sets the watchdog again, and one that started before is seen.
 	p.watching.Store(false)
-	p.mu.Lock()
-	slots := slices.Clone(p.slots)
-	p.mu.Unlock()
 	now := time.Now()
 	next := time.Duration(-1)
-	for _, s := range slots {
-		s.mu.Lock()
-		if s.conn != nil && !s.dl {
-			if ran := now.Sub(s.start); ran >= watchAfter {
-				_ = s.conn.rc().SetWriteDeadline(s.start.Add(s.conn.timeout))
-				s.dl = true
-			} else if wait := watchAfter - ran; next < 0 || wait < next {
-				next = wait
+	p.mu.Lock()
+	kept := p.slots[:0]
+	n := 0 // hand-offs
+	for _, s := range p.slots {
+		start := s.state.Load()
+		if start > 0 {
+			if ran := time.Duration(now.UnixNano() - start); ran < stallLimit {
+				if wait := stallLimit - ran; next < 0 || wait < next {
+					next = wait
+				}
+			} else {
+				s.mu.Lock()
+				if s.state.CompareAndSwap(start, handed) {
+					s.dl = s.conn.bound(start)
+				}
+				s.mu.Unlock()
 			}
 		}
-		s.mu.Unlock()
+		if s.state.Load() == handed {
+			n++
+		} else {
+			kept = append(kept, s)
+		}
 	}
+	clear(p.slots[len(kept):])
+	p.slots = kept
+	// Each round sizes the pool by the stalls it found: twice as many
+	// workers again as were stuck, so that a mass of stalls is worked
+	// through in rounds that double, while a few slow writes (a busy
+	// machine delays writes too) add only a few workers, for a round.
+	p.limit = min(p.base+2*n, maxWorkers)
+	start := 0
+	if n > 0 {
+		p.workers -= n
+		p.busy -= n
+		if !p.stopped {
+			start = p.toStartLocked()
+		}
+		p.hub.stalled.Add(uint64(n))
+	}
+	p.mu.Unlock()
+	p.start(start)
 	if next >= 0 {
 		p.armWatch(next)
 	}
 }
 
 // drain writes everything queued for c in as few writes as it can,
-// through s, gathering them in s.buf.
-func (p *writerPool) drain(c *client, s *writeSlot) {
+// through s, gathering them in s.buf. It reports whether more was queued
+// meanwhile, to be written next.
+func (p *writerPool) drain(c *client, s *writeSlot) (again bool) {
 	h := p.hub
 	b := s.buf[:0]
 	conn := c.conn
@@ -312,6 +345,7 @@ func (p *writerPool) drain(c *client, s *writeSlot) {
 	q, n, extra := c.queue, c.bytes, c.extra
 	c.queue = nil
 	c.inflight, c.bytes, c.extra = n, 0, 0
+	c.sinceOut = c.since
 	removed := c.removed
 	c.mu.Unlock()
 
@@ -343,16 +377,14 @@ func (p *writerPool) drain(c *client, s *writeSlot) {
 
 	c.mu.Lock()
 	c.inflight = 0
-	again := len(c.queue) > 0 && !c.removed && err == nil
+	again = len(c.queue) > 0 && !c.removed && err == nil
 	c.scheduled = again
 	finished := !again && c.closing && !c.removed && err == nil
 	c.mu.Unlock()
-	if again {
-		p.pushOne(c)
-	}
 	if finished {
-		conn.shutdown(errShuttingDown)
+		conn.end(errShuttingDown)
 	}
+	return again
 }
 
 // setTimer sets *t to call f after d, making the timer the first time.

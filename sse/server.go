@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 )
@@ -74,12 +73,9 @@ func (e *StatusError) Unwrap() error { return e.Err }
 //	srv.RegisterOnShutdown(func() { events.Shutdown(ctx) })
 type Server struct {
 	// Broker holds the events. Nil means a [MemoryBroker] with the
-	// History limits, made on first use and closed with the server.
+	// default history limits, made on first use and closed with the
+	// server; pass one made by [NewMemoryBroker] for other limits.
 	Broker Broker
-
-	// History limits the events retained per topic when Broker is nil.
-	// The zero value gives the defaults of [HistoryLimits].
-	History HistoryLimits
 
 	// Topics picks the topics a request follows (in any order; repeats
 	// are ignored). An error refuses the request: a [*StatusError] with
@@ -108,54 +104,10 @@ type Server struct {
 	// call the Server.
 	Filter func(r *http.Request) func(m *Message) bool
 
-	// QueueSize is how many events may wait for one client; zero means
-	// DefaultQueueSize (1024). A replay is queued whole, whatever its
-	// length.
-	QueueSize int
-
-	// SlowClients is the policy for clients whose queue is full. The
-	// zero value, SlowDisconnect, loses nothing: the client resumes from
-	// its Last-Event-ID.
-	SlowClients SlowPolicy
-
-	// MaxQueuedBytes bounds the bytes queued for all clients together;
-	// beyond it the clients with the largest queues are disconnected
-	// first. Zero means DefaultMaxQueuedBytes (256 MiB); negative
-	// removes the bound.
-	MaxQueuedBytes int64
-
-	// MaxWriters caps the goroutines writing to clients; zero means 256.
-	MaxWriters int
-
-	// Heartbeat is the idle time after which a stream gets a comment
-	// (": keep-alive"). Zero means DefaultHeartbeat (15s); negative
-	// disables heartbeats.
-	Heartbeat time.Duration
-
-	// WriteTimeout bounds each write to a client. Zero means
-	// DefaultWriteTimeout (10s); negative removes the bound.
-	WriteTimeout time.Duration
-
-	// Retry, when positive, is sent to each client right after the
-	// opening comment as its reconnection time (a "retry:" field).
-	Retry time.Duration
-
-	// Header holds extra headers for every stream's response (CORS, say);
-	// the SSE headers take precedence.
-	Header http.Header
-
-	// ShutdownRetry is the least reconnection time Shutdown asks clients
-	// to wait; zero means DefaultShutdownRetry (1s).
-	ShutdownRetry time.Duration
-
-	// ShutdownJitter is the spread of the random time added to
-	// ShutdownRetry per client. Zero means DefaultShutdownJitter (5s);
-	// negative means none.
-	ShutdownJitter time.Duration
-
-	// Logger, when set, receives records of disconnections the server
-	// decides, broker subscription failures and shutdowns.
-	Logger *slog.Logger
+	// Options configures the streams, slow clients and shutdown. The
+	// SlowDisconnect policy loses nothing on a Server: the client
+	// resumes from its Last-Event-ID.
+	Options
 
 	once      sync.Once
 	core      *hubCore
@@ -184,19 +136,10 @@ func (s *Server) init() {
 	s.once.Do(func() {
 		s.broker = s.Broker
 		if s.broker == nil {
-			s.broker, s.ownBroker = NewMemoryBroker(s.History), true
+			s.broker, s.ownBroker = NewMemoryBroker(HistoryLimits{}), true
 		}
-		s.core = newHubCore(engineConfig{
-			queueSize:   s.QueueSize,
-			maxWriters:  s.MaxWriters,
-			policy:      s.SlowClients,
-			maxBytes:    s.MaxQueuedBytes,
-			logger:      s.Logger,
-			retry:       s.ShutdownRetry,
-			retryJitter: s.ShutdownJitter,
-			heartbeat:   durationOr(s.Heartbeat, DefaultHeartbeat),
-		})
-		s.core.upgrade = &UpgradeOptions{WriteTimeout: s.WriteTimeout, Retry: s.Retry, Header: s.Header}
+		s.core = newHubCore(s.Options)
+		s.core.closedErr = ErrServerClosed
 		s.ctx, s.cancel = context.WithCancel(context.Background())
 		s.subs = make(map[string]*topicSub)
 	})
@@ -205,22 +148,22 @@ func (s *Server) init() {
 // Publish stores ev in topic and sends it to the clients following the
 // topic. It returns the event's ID: ev.ID when set, else one the broker
 // assigned. ev is not modified. It returns an error matching
-// [ErrHubClosed] once Close or Shutdown started, [ErrInvalidEvent] for
+// [ErrServerClosed] once Close or Shutdown started, [ErrInvalidEvent] for
 // an event that fails [Event.Validate], or the broker's error; nothing
 // is stored or sent then.
 func (s *Server) Publish(ctx context.Context, topic string, ev *Event) (string, error) {
 	s.init()
 	if s.core.isClosed() {
-		return "", ErrHubClosed
+		return "", ErrServerClosed
 	}
 	m, err := s.broker.Publish(ctx, topic, ev, nil)
 	if err != nil {
 		if errors.Is(err, ErrBrokerClosed) {
-			return "", fmt.Errorf("%w: %w", ErrHubClosed, err)
+			return "", fmt.Errorf("%w: %w", ErrServerClosed, err)
 		}
 		return "", err
 	}
-	s.core.broadcasts.Add(1)
+	s.core.countBroadcast()
 	return m.Event.ID, nil
 }
 
@@ -232,7 +175,7 @@ func (s *Server) Clients() int {
 
 // Stats returns a snapshot of the server's counters; Broadcasts counts
 // the events published through [Server.Publish].
-func (s *Server) Stats() HubStats {
+func (s *Server) Stats() Stats {
 	s.init()
 	return s.core.stats()
 }
@@ -275,7 +218,7 @@ func (s *Server) release() {
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.init()
 	if s.core.isClosed() {
-		http.Error(w, ErrHubClosed.Error(), http.StatusServiceUnavailable)
+		http.Error(w, ErrServerClosed.Error(), http.StatusServiceUnavailable)
 		return
 	}
 	topics, err := s.topicsFor(r)
@@ -310,37 +253,23 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	lastID := lastEventID(r)
 	var c *client
-	conn, err := upgrade(r.Context(), w, r, s.core.upgrade, func(conn *Conn) (err error) {
+	conn, err := upgrade(r.Context(), w, r, &s.core.upgrade, func(conn *Conn) (err error) {
 		c, err = s.core.register(conn, nil, topics, filter, lastID != "")
 		return err
 	})
-	if !upgradeOK(w, err) {
+	if !upgradeOK(w, err, ErrServerClosed) {
 		return
 	}
 	defer conn.Close()
 	defer s.core.unregister(conn)
 	if lastID != "" {
-		t := &resumeTask{s: s, ctx: r.Context(), c: c, topics: topics, lastID: lastID}
-		offstack(t) // reading history can go deep (a network broker)
-		if t.err != nil {
-			s.core.logf(slog.LevelError, "sse: reading history", "err", t.err)
+		if err := s.resume(r.Context(), conn, c, topics, lastID); err != nil {
+			s.core.logf(slog.LevelError, "sse: reading history", "err", err)
 			return
 		}
 	}
 	waitEnd(conn)
 }
-
-// resumeTask replays history to a resuming client; see offstack.
-type resumeTask struct {
-	s      *Server
-	ctx    context.Context
-	c      *client
-	topics []string
-	lastID string
-	err    error
-}
-
-func (t *resumeTask) run() { t.err = t.s.resume(t.ctx, t.c, t.topics, t.lastID) }
 
 // retryAfter is the Retry-After header, in seconds, of a request
 // refused because the broker is unavailable or the topics are at their
@@ -488,13 +417,13 @@ func (s *Server) subscribe(topic string, ts *topicSub) (Subscription, error) {
 
 // resume reads the history after lastID for each topic and queues it
 // for c before its live events.
-func (s *Server) resume(ctx context.Context, c *client, topics []string, lastID string) error {
+func (s *Server) resume(ctx context.Context, conn *Conn, c *client, topics []string, lastID string) error {
 	ids, known := parseCursor(topics, lastID)
 	hists := make([]History, len(topics))
 	for i, t := range topics {
 		h, err := s.broker.History(ctx, t, ids[i])
 		if err != nil {
-			c.conn.shutdown(fmt.Errorf("%w: reading history: %w", ErrConnectionClosed, err))
+			conn.end(fmt.Errorf("%w: reading history: %w", ErrConnectionClosed, err))
 			return err
 		}
 		if !known[i] {
@@ -504,9 +433,9 @@ func (s *Server) resume(ctx context.Context, c *client, topics []string, lastID 
 		// the client may have seen, on another node, events this
 		// node's live feed has yet to bring. Wait for them, or they
 		// would reach the client twice.
-		if fed, err := s.waitFed(ctx, c.conn, t, h.After.Seq); !fed {
+		if fed, err := s.waitFed(ctx, conn, t, h.After.Seq); !fed {
 			if err != nil {
-				c.conn.shutdown(fmt.Errorf("%w: %w", ErrConnectionClosed, err))
+				conn.end(fmt.Errorf("%w: %w", ErrConnectionClosed, err))
 			}
 			return err
 		}
@@ -544,195 +473,6 @@ func (s *Server) waitFed(ctx context.Context, conn *Conn, topic string, seq uint
 		}
 	}
 	return true, nil
-}
-
-// setLive records that topic has a subscription starting after head.
-func (h *hubCore) setLive(topic string, head Position) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if head.Seq > h.heads[topic].Seq {
-		h.heads[topic] = head
-	}
-	h.live[topic] = true
-}
-
-// fedUpTo reports whether the live feed of topic has brought the event
-// whose Seq is seq, or a later one.
-func (h *hubCore) fedUpTo(topic string, seq uint64) bool {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.heads[topic].Seq >= seq
-}
-
-// forgetTopic drops what the engine keeps of topic once no client
-// follows it and its subscription is ending.
-func (h *hubCore) forgetTopic(topic string) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if len(h.byTopic[topic]) == 0 {
-		delete(h.live, topic)
-		delete(h.heads, topic)
-	}
-}
-
-// dropTopic disconnects the clients of topic, whose subscription ended
-// with err; they resume when they reconnect.
-func (h *hubCore) dropTopic(topic string, err error) {
-	h.mu.Lock()
-	if h.closed {
-		h.mu.Unlock()
-		return
-	}
-	delete(h.live, topic)
-	var cs []*client
-	for _, g := range h.byTopic[topic] {
-		cs = append(cs, g.clients...)
-	}
-	for _, c := range cs {
-		h.removeLocked(c)
-		c.mu.Lock()
-		h.dropQueueLocked(c)
-		c.mu.Unlock()
-	}
-	h.mu.Unlock()
-	for _, c := range cs {
-		c.conn.unwatch(c)
-		h.clientDisconnects.Add(1)
-		c.conn.shutdown(fmt.Errorf("%w: subscription to topic %q ended: %w", ErrConnectionClosed, topic, err))
-	}
-}
-
-// deliver sends m, a live event from a broker subscription, to the
-// clients following its topic. It is called for each topic in order.
-func (h *hubCore) deliver(m Message) {
-	h.mu.Lock()
-	if h.closed || h.draining || m.Seq <= h.heads[m.Topic].Seq {
-		// Clients of a draining server resume what they miss.
-		h.mu.Unlock()
-		return
-	}
-	h.heads[m.Topic] = m.Position()
-	wake, evict := h.toWake[:0], h.evict[:0]
-	var plain []byte
-	for _, g := range h.byTopic[m.Topic] {
-		var msg []byte
-		if len(g.topics) == 1 {
-			if plain == nil {
-				plain = m.Event.appendWire(make([]byte, 0, m.Event.wireSize()))
-			}
-			msg = plain
-		} else {
-			ev := m.Event
-			ev.ID = cursorID(g.topics, func(i int) string { return h.heads[g.topics[i]].ID })
-			msg = ev.appendWire(make([]byte, 0, ev.wireSize()))
-		}
-		wake, evict = h.fanoutLocked(g, msg, &m, wake, evict)
-	}
-	h.finishFanout(wake, evict)
-}
-
-// finishResume queues for the resuming client c the gap events and the
-// retained events of hists, merged with the live events that came
-// meanwhile, and makes c live. ids are the positions c asked for.
-func (h *hubCore) finishResume(c *client, topics, ids []string, hists []History) {
-	h.mu.Lock()
-	c.mu.Lock()
-	var pending []Message
-	if c.pending != nil {
-		pending = *c.pending
-	}
-	c.pending = nil
-	if c.removed || c.closing {
-		c.mu.Unlock()
-		h.mu.Unlock()
-		return
-	}
-	multi := len(topics) > 1
-	lists := make([][]Message, len(topics))
-	cur := make([]string, len(topics)) // what the client has seen, per topic
-	for i, t := range topics {
-		hist, head := hists[i], h.heads[t]
-		last := hist.After.Seq
-		var list []Message
-		for _, m := range hist.Messages {
-			// Later events come live: the client is live from now on.
-			if m.Seq > last && m.Seq <= head.Seq {
-				list, last = append(list, m), m.Seq
-			}
-		}
-		for _, m := range pending {
-			if m.Topic == t && m.Seq > last {
-				list, last = append(list, m), m.Seq
-			}
-		}
-		lists[i] = list
-		switch {
-		case len(list) == 0:
-			cur[i] = head.ID
-		case !hist.Gap:
-			cur[i] = ids[i]
-		}
-	}
-
-	var chunks [][]byte
-	var buf []byte
-	add := func(ev Event) {
-		if len(buf) > 0 && len(buf)+ev.wireSize() > maxWrite {
-			chunks, buf = append(chunks, buf), nil
-		}
-		buf = ev.appendWire(buf)
-	}
-	for i, t := range topics {
-		if !hists[i].Gap {
-			continue
-		}
-		data := hists[i].Oldest.ID
-		if multi {
-			data = cursorID([]string{t}, func(int) string { return data })
-		}
-		add(Event{Type: GapEventType, Data: data})
-	}
-	var n uint64
-	for i := range topics {
-		for j := range lists[i] {
-			m := &lists[i][j]
-			cur[i] = m.Event.ID
-			if c.filter != nil && !c.filter(m) {
-				continue
-			}
-			ev := m.Event
-			if multi {
-				ev.ID = cursorID(topics, func(i int) string { return cur[i] })
-			}
-			add(ev)
-			n++
-		}
-	}
-	if len(buf) > 0 {
-		chunks = append(chunks, buf)
-	}
-	h.replayed.Add(n)
-	wake := h.toWake[:0]
-	if h.queueExtraLocked(c, chunks...) {
-		wake = append(wake, c)
-	}
-	c.mu.Unlock()
-	h.finishFanout(wake, h.evict[:0])
-}
-
-// cursorID writes the position in each of the sorted topics, id(i) being
-// the ID in topics[i], as a cursor: "a=1&b=2".
-func cursorID(topics []string, id func(i int) string) string {
-	var b strings.Builder
-	for i, t := range topics {
-		if i > 0 {
-			b.WriteByte('&')
-		}
-		b.WriteString(url.QueryEscape(t))
-		b.WriteByte('=')
-		b.WriteString(url.QueryEscape(id(i)))
-	}
-	return b.String()
 }
 
 // parseCursor reads a Last-Event-ID as the position in each of the

@@ -46,7 +46,7 @@ func mustPublish(t *testing.T, s *sse.Server, topic, data string) string {
 }
 
 func TestServerLiveSingleTopic(t *testing.T) {
-	s := &sse.Server{Heartbeat: -1}
+	s := &sse.Server{Options: sse.Options{Heartbeat: -1}}
 	hs := topicServer(t, s)
 	st := get(t, hs.Client(), hs.URL)
 	st.expect(": connected\n\n")
@@ -88,7 +88,9 @@ func TestServerResumeSingleTopic(t *testing.T) {
 		{"cursor", "main=4&other=6", false, gap},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			s := &sse.Server{Heartbeat: -1, Topics: queryTopics, History: sse.HistoryLimits{MaxEvents: 4}}
+			broker := sse.NewMemoryBroker(sse.HistoryLimits{MaxEvents: 4})
+			t.Cleanup(func() { broker.Close() })
+			s := &sse.Server{Broker: broker, Topics: queryTopics, Options: sse.Options{Heartbeat: -1}}
 			hs := topicServer(t, s)
 			for i := 1; i <= 5; i++ {
 				mustPublish(t, s, "main", fmt.Sprintf("e%d", i))
@@ -108,7 +110,7 @@ func TestServerResumeSingleTopic(t *testing.T) {
 }
 
 func TestServerResumeSeveralTopics(t *testing.T) {
-	s := &sse.Server{Heartbeat: -1, Topics: queryTopics}
+	s := &sse.Server{Topics: queryTopics, Options: sse.Options{Heartbeat: -1}}
 	hs := topicServer(t, s)
 	url := hs.URL + "?topic=b&topic=a&topic=a"
 	st := get(t, hs.Client(), url)
@@ -190,7 +192,7 @@ func TestServerTopicsRefused(t *testing.T) {
 
 func TestServerFilter(t *testing.T) {
 	s := &sse.Server{
-		Heartbeat: -1,
+		Options: sse.Options{Heartbeat: -1},
 		Filter: func(r *http.Request) func(*sse.Message) bool {
 			if r.URL.Query().Get("all") != "" {
 				return nil
@@ -256,7 +258,7 @@ func checkRetry(t *testing.T, tail string, lo, hi int) {
 
 func TestServerShutdown(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		s := &sse.Server{Heartbeat: -1, ShutdownRetry: 2 * time.Second, ShutdownJitter: 3 * time.Second}
+		s := &sse.Server{Options: sse.Options{Heartbeat: -1, ShutdownRetry: 2 * time.Second, ShutdownJitter: 3 * time.Second}}
 		ws := make([]*fakeWriter, 20)
 		dones := make([]<-chan struct{}, len(ws))
 		for i := range ws {
@@ -286,8 +288,8 @@ func TestServerShutdown(t *testing.T) {
 		if len(seen) < 2 {
 			t.Errorf("retry hints: got %d distinct among %d clients, want jitter", len(seen), len(ws))
 		}
-		if _, err := s.Publish(t.Context(), "", sse.NewEvent("late")); !errors.Is(err, sse.ErrHubClosed) {
-			t.Errorf("Publish after Shutdown: got %v, want ErrHubClosed", err)
+		if _, err := s.Publish(t.Context(), "", sse.NewEvent("late")); !errors.Is(err, sse.ErrServerClosed) {
+			t.Errorf("Publish after Shutdown: got %v, want ErrServerClosed", err)
 		}
 		rec := httptest.NewRecorder()
 		s.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/", nil))
@@ -306,7 +308,7 @@ func TestServerShutdown(t *testing.T) {
 
 func TestServerShutdownDeadline(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		s := &sse.Server{Heartbeat: -1, WriteTimeout: time.Hour, ShutdownJitter: -1}
+		s := &sse.Server{Options: sse.Options{Heartbeat: -1, WriteTimeout: time.Hour, ShutdownJitter: -1}}
 		stuck, ok := newFakeWriter(), newFakeWriter()
 		stuckDone, okDone := serveFake(s, stuck), serveFake(s, ok)
 		synctest.Wait()
@@ -348,7 +350,7 @@ func TestServerHeartbeat(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				s := &sse.Server{Heartbeat: tc.heartbeat}
+				s := &sse.Server{Options: sse.Options{Heartbeat: tc.heartbeat}}
 				w := newFakeWriter()
 				done := serveFake(s, w)
 				time.Sleep(tc.wait)
@@ -370,8 +372,8 @@ func TestServerClosed(t *testing.T) {
 	st.expect(": connected\n\n")
 	s.Close()
 	st.expectEOF()
-	if _, err := s.Publish(t.Context(), "", sse.NewEvent("x")); !errors.Is(err, sse.ErrHubClosed) {
-		t.Errorf("Publish after Close: got %v, want ErrHubClosed", err)
+	if _, err := s.Publish(t.Context(), "", sse.NewEvent("x")); !errors.Is(err, sse.ErrServerClosed) {
+		t.Errorf("Publish after Close: got %v, want ErrServerClosed", err)
 	}
 	resp, err := hs.Client().Get(hs.URL)
 	if err != nil {
@@ -379,22 +381,22 @@ func TestServerClosed(t *testing.T) {
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if resp.StatusCode != http.StatusServiceUnavailable || string(body) != "sse: hub closed\n" {
-		t.Errorf("after Close: got %d %q, want 503 %q", resp.StatusCode, body, "sse: hub closed\n")
+	if resp.StatusCode != http.StatusServiceUnavailable || string(body) != "sse: server closed\n" {
+		t.Errorf("after Close: got %d %q, want 503 %q", resp.StatusCode, body, "sse: server closed\n")
 	}
 }
 
 func TestServerBrokerClosed(t *testing.T) {
 	b := &sse.MemoryBroker{}
-	s := &sse.Server{Broker: b, Heartbeat: -1}
+	s := &sse.Server{Broker: b, Options: sse.Options{Heartbeat: -1}}
 	hs := topicServer(t, s)
 	st := get(t, hs.Client(), hs.URL)
 	st.expect(": connected\n\n")
 	b.Close()
 	// The subscription ends, so the clients are disconnected to resume.
 	st.expectEOF()
-	if _, err := s.Publish(t.Context(), "", sse.NewEvent("x")); !errors.Is(err, sse.ErrBrokerClosed) || !errors.Is(err, sse.ErrHubClosed) {
-		t.Errorf("Publish to a closed broker: got %v, want ErrHubClosed and ErrBrokerClosed", err)
+	if _, err := s.Publish(t.Context(), "", sse.NewEvent("x")); !errors.Is(err, sse.ErrBrokerClosed) || !errors.Is(err, sse.ErrServerClosed) {
+		t.Errorf("Publish to a closed broker: got %v, want ErrServerClosed and ErrBrokerClosed", err)
 	}
 }
 
@@ -425,9 +427,9 @@ func TestServerTopicSubscriptionEndsWithLastClient(t *testing.T) {
 		b := &countingBroker{MemoryBroker: sse.NewMemoryBroker(sse.HistoryLimits{})}
 		defer b.Close()
 		s := &sse.Server{
-			Broker:    b,
-			Heartbeat: -1,
-			Topics:    func(r *http.Request) ([]string, error) { return []string{r.URL.Query().Get("t")}, nil },
+			Broker:  b,
+			Options: sse.Options{Heartbeat: -1},
+			Topics:  func(r *http.Request) ([]string, error) { return []string{r.URL.Query().Get("t")}, nil },
 		}
 		defer s.Close()
 		serve := func(target string, header ...string) (*fakeWriter, context.CancelFunc, <-chan struct{}) {
@@ -483,11 +485,11 @@ func TestServerTopicSubscriptionEndsWithLastClient(t *testing.T) {
 
 func TestServerRetryAndHeader(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		s := &sse.Server{
+		s := &sse.Server{Options: sse.Options{
 			Heartbeat: -1,
 			Retry:     2500 * time.Millisecond,
 			Header:    http.Header{"Access-Control-Allow-Origin": {"*"}},
-		}
+		}}
 		defer s.Close()
 		w := newFakeWriter()
 		done := serveFake(s, w)
@@ -513,7 +515,7 @@ func TestServerClientGoesAway(t *testing.T) {
 	for _, lastID := range []string{"", "1"} {
 		t.Run("Last-Event-ID="+lastID, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				s := &sse.Server{Heartbeat: -1}
+				s := &sse.Server{Options: sse.Options{Heartbeat: -1}}
 				defer s.Close()
 				if _, err := s.Publish(t.Context(), "", sse.NewEvent("a")); err != nil {
 					t.Fatal(err)

@@ -14,7 +14,7 @@ func TestDroppingPoliciesKeepReplay(t *testing.T) {
 	for _, policy := range []SlowPolicy{SlowDropOldest, SlowKeepLatest} {
 		t.Run(policy.String(), func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				hub := NewHubWithOptions[string](&HubOptions{QueueSize: 2, SlowClients: policy})
+				hub := NewHubWithOptions[string](&Options{QueueSize: 2, SlowClients: policy})
 				defer hub.Close()
 				rec := httptest.NewRecorder()
 				conn, err := UpgradeWithOptions(t.Context(), rec, httptest.NewRequest(http.MethodGet, "/", nil),
@@ -31,7 +31,7 @@ func TestDroppingPoliciesKeepReplay(t *testing.T) {
 				const replay = "id: 1\ndata: r1\n\nid: 2\ndata: r2\n\n"
 				h := hub.core
 				h.mu.Lock()
-				c := conn.clientOf(h)
+				c := h.bySink[conn]
 				c.mu.Lock()
 				var wake []*client
 				if h.queueExtraLocked(c, []byte(replay)) {

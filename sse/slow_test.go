@@ -1,8 +1,11 @@
 package sse_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"slices"
 	"strings"
@@ -27,7 +30,7 @@ func TestHubSlowPolicies(t *testing.T) {
 	} {
 		t.Run(tc.policy.String(), func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				hub := sse.NewHubWithOptions[string](&sse.HubOptions{QueueSize: 3, SlowClients: tc.policy})
+				hub := sse.NewHubWithOptions[string](&sse.Options{QueueSize: 3, SlowClients: tc.policy})
 				defer hub.Close()
 				c := fakeClients(t, hub, 1, &sse.UpgradeOptions{Heartbeat: -1, WriteTimeout: time.Hour})[0]
 				release := c.w.setBlock()
@@ -60,7 +63,7 @@ func TestHubSlowPolicies(t *testing.T) {
 func TestHubQueuedBytesBudget(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		// Each event is "data: xxxxxxxxxx\n\n", 18 bytes.
-		hub := sse.NewHubWithOptions[string](&sse.HubOptions{MaxQueuedBytes: 110})
+		hub := sse.NewHubWithOptions[string](&sse.Options{MaxQueuedBytes: 110})
 		defer hub.Close()
 		cs := fakeClients(t, hub, 3, &sse.UpgradeOptions{Heartbeat: -1, WriteTimeout: time.Hour})
 		a, b, c := cs[0], cs[1], cs[2]
@@ -110,7 +113,7 @@ func TestHubQueuedBytesBudget(t *testing.T) {
 
 func TestHubShutdown(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		hub := sse.NewHubWithOptions[string](&sse.HubOptions{ShutdownRetry: 500 * time.Millisecond, ShutdownJitter: time.Second})
+		hub := sse.NewHubWithOptions[string](&sse.Options{ShutdownRetry: 500 * time.Millisecond, ShutdownJitter: time.Second})
 		runDone := make(chan struct{})
 		go func() { hub.Run(); close(runDone) }()
 		cs := fakeClients(t, hub, 5, &sse.UpgradeOptions{Heartbeat: -1})
@@ -152,7 +155,7 @@ func TestServerStuckClients(t *testing.T) {
 	for _, withStuck := range []bool{false, true} {
 		t.Run(fmt.Sprintf("stuck=%v", withStuck), func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				s := &sse.Server{Heartbeat: -1, WriteTimeout: time.Hour, QueueSize: 32}
+				s := &sse.Server{Options: sse.Options{Heartbeat: -1, WriteTimeout: time.Hour, QueueSize: 32}}
 				ws := make([]*fakeWriter, clients)
 				dones := make([]<-chan struct{}, clients)
 				for i := range ws {
@@ -182,9 +185,10 @@ func TestServerStuckClients(t *testing.T) {
 					latencies[i] = time.Since(start)
 				}
 				slices.Sort(latencies)
-				// Stuck writers are found by a stall check after 5ms with
-				// no progress; ten of them tie up the four writers of a
-				// 2-core machine for three checks at most, once.
+				// A write still running after 5ms is handed off to a
+				// goroutine of its own and its worker replaced; ten stuck
+				// clients delay the first event by a round or two of the
+				// watchdog, once.
 				if p99, worst := latencies[events*99/100-1], latencies[events-1]; p99 != 0 || worst > 15*time.Millisecond {
 					t.Errorf("delivery latency: got p99 %v, worst %v; want 0 and at most 15ms", p99, worst)
 				}
@@ -226,7 +230,7 @@ func allEndWith(ws []*fakeWriter, want string) bool {
 // stream's write timeout, so a stuck client is cut exactly then.
 func TestHubWriteDeadlines(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		hub := sse.NewHubWithOptions[string](&sse.HubOptions{Heartbeat: -1})
+		hub := sse.NewHubWithOptions[string](&sse.Options{Heartbeat: -1})
 		defer hub.Close()
 		cs := fakeClients(t, hub, 2, &sse.UpgradeOptions{WriteTimeout: 2 * time.Second})
 		healthy, stuck := cs[0], cs[1]
@@ -272,7 +276,7 @@ func TestHubWriteDeadlines(t *testing.T) {
 // deadline passes even when idle).
 func TestHubSlowWriteClearsDeadline(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		hub := sse.NewHubWithOptions[string](&sse.HubOptions{Heartbeat: -1})
+		hub := sse.NewHubWithOptions[string](&sse.Options{Heartbeat: -1})
 		defer hub.Close()
 		c := fakeClients(t, hub, 1, &sse.UpgradeOptions{WriteTimeout: 2 * time.Second})[0]
 		release := c.w.setBlock()
@@ -295,6 +299,62 @@ func TestHubSlowWriteClearsDeadline(t *testing.T) {
 		}
 		if got, want := c.w.Body(), ": connected\n\ndata: slow\n\n"; got != want {
 			t.Errorf("body %q, want %q", got, want)
+		}
+	})
+}
+
+// TestBudgetEvictsNoProgressFirst has two stalled clients on a Server,
+// one stalled for a second with a few bytes, the other just stalled with
+// more: over the budget, the one whose oldest unsent byte is oldest goes,
+// not the one with the most bytes.
+func TestBudgetEvictsNoProgressFirst(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := &sse.Server{
+			Topics:  queryTopics,
+			Options: sse.Options{Heartbeat: -1, WriteTimeout: time.Hour, MaxQueuedBytes: 230},
+		}
+		defer s.Close()
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		open := func(topic string) (*fakeWriter, <-chan struct{}) {
+			w := newFakeWriter()
+			r := httptest.NewRequestWithContext(ctx, http.MethodGet, "/?topic="+topic, nil)
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				s.ServeHTTP(w, r)
+			}()
+			return w, done
+		}
+		old, oldDone := open("x")
+		busy, busyDone := open("y")
+		synctest.Wait()
+		defer old.setBlock()()
+		mustPublish(t, s, "x", "stalled") // 21 bytes, stuck from now
+		synctest.Wait()
+		time.Sleep(time.Second)
+		defer busy.setBlock()()
+		for i := range 4 {
+			mustPublish(t, s, "y", fmt.Sprintf("%030d", i)) // 44 bytes each
+			synctest.Wait()
+		}
+		if st := s.Stats(); st.QueuedBytes != 21+4*44 || st.BudgetDisconnects != 0 {
+			t.Fatalf("Stats: got queued %d, budget disconnects %d; want %d, 0", st.QueuedBytes, st.BudgetDisconnects, 21+4*44)
+		}
+		mustPublish(t, s, "y", fmt.Sprintf("%030d", 4)) // 21 + 5*44 = 241 > 230, and 5*44 fits
+		synctest.Wait()
+		select {
+		case <-oldDone:
+		default:
+			t.Fatal("the client stalled for longest is still connected")
+		}
+		select {
+		case <-busyDone:
+			t.Fatal("the client with the most bytes, stalled for less long, was disconnected")
+		default:
+		}
+		if st := s.Stats(); st.BudgetDisconnects != 1 || st.Clients != 1 || st.QueuedBytes != 5*44 {
+			t.Errorf("Stats: got %d budget disconnects, %d clients, %d queued; want 1, 1, %d", st.BudgetDisconnects, st.Clients, st.QueuedBytes, 5*44)
 		}
 	})
 }

@@ -53,7 +53,7 @@ func TestServerTopicNameCap(t *testing.T) {
 		{"unbounded", -1, 64 << 10, http.StatusOK, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			s := &sse.Server{Heartbeat: -1, Topics: queryTopics, MaxTopicLen: tc.limit}
+			s := &sse.Server{Topics: queryTopics, MaxTopicLen: tc.limit, Options: sse.Options{Heartbeat: -1}}
 			hs := topicServer(t, s)
 			u := hs.URL + "?topic=ok&topic=" + strings.Repeat("x", tc.length)
 			code, _, body := status(t, hs.Client(), u)
@@ -65,7 +65,7 @@ func TestServerTopicNameCap(t *testing.T) {
 }
 
 func TestServerMaxTopics(t *testing.T) {
-	s := &sse.Server{Heartbeat: -1, Topics: queryTopics, MaxTopics: 2}
+	s := &sse.Server{Topics: queryTopics, MaxTopics: 2, Options: sse.Options{Heartbeat: -1}}
 	hs := topicServer(t, s)
 	c := hs.Client()
 	get(t, c, hs.URL+"?topic=a").expect(": connected\n\n")
@@ -107,7 +107,7 @@ func (*downBroker) Subscribe(context.Context, string, uint64, func(sse.Message))
 }
 
 func TestServerBrokerUnavailable(t *testing.T) {
-	s := &sse.Server{Heartbeat: -1, Broker: &downBroker{}}
+	s := &sse.Server{Broker: &downBroker{}, Options: sse.Options{Heartbeat: -1}}
 	hs := topicServer(t, s)
 	code, retry, body := status(t, hs.Client(), hs.URL)
 	const want = "sse: broker unavailable, retry later\n"
@@ -148,7 +148,7 @@ func (w *openedWriter) Write(p []byte) (int, error) {
 func TestServerTopicsComeAndGo(t *testing.T) {
 	const streams, batch, nameLen = 2000, 200, 100 << 10
 	s := &sse.Server{
-		Heartbeat:   -1,
+		Options:     sse.Options{Heartbeat: -1},
 		MaxTopicLen: nameLen,
 		Topics: func(r *http.Request) ([]string, error) {
 			return []string{r.Header.Get("Topic")}, nil
@@ -199,7 +199,7 @@ func (b *aheadBroker) History(ctx context.Context, topic, afterID string) (sse.H
 // wait is bounded: after 10s the stream ends, for the client to retry.
 func TestServerResumeWaitsForFeed(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		s := &sse.Server{Broker: &aheadBroker{}, Heartbeat: -1}
+		s := &sse.Server{Broker: &aheadBroker{}, Options: sse.Options{Heartbeat: -1}}
 		defer s.Close()
 		r := httptest.NewRequestWithContext(t.Context(), http.MethodGet, "/", nil)
 		r.Header.Set("Last-Event-ID", "seen-elsewhere")

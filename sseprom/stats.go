@@ -7,4 +7,4 @@ import "github.com/coregx/stream/sse"
 //
 // It names the core's type in this one place, so that the collector
 // follows the core when that type is renamed.
-type Stats = sse.HubStats
+type Stats = sse.Stats

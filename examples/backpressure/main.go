@@ -24,7 +24,7 @@
 // channel is full leave gaps the client cannot see.
 //
 // A hub avoids all of it. Broadcast only appends the encoded event to
-// each client's bounded queue (HubOptions.QueueSize) and returns: it
+// each client's bounded queue (Options.QueueSize) and returns: it
 // never blocks on a client. A pool of writers drains the queues. A
 // client whose queue is full is disconnected, not silently skipped, and
 // counted in Stats().SlowDisconnects; with event IDs and a replay log
@@ -60,7 +60,7 @@ func main() {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	hub := sse.NewHubWithOptions[*sse.Event](&sse.HubOptions{QueueSize: *queue})
+	hub := sse.NewHubWithOptions[*sse.Event](&sse.Options{QueueSize: *queue})
 	go produce(hub, *every, *size)
 	if err := serve.Run(ctx, *addr, newMux(hub), hub); err != nil {
 		log.Fatal(err)
@@ -75,7 +75,7 @@ func produce(hub *sse.Hub[*sse.Event], every time.Duration, size int) {
 	report := time.NewTicker(time.Second)
 	defer report.Stop()
 	padding := strings.Repeat(".", max(size-20, 0))
-	var last sse.HubStats
+	var last sse.Stats
 	for n := 1; ; {
 		select {
 		case <-ticker.C:

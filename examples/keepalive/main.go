@@ -11,7 +11,7 @@
 //     when the timing is yours to control.
 //
 // A Hub or Server sends heartbeats to the streams registered with it by
-// itself (HubOptions.Heartbeat, 15 seconds by default).
+// itself (Options.Heartbeat, 15 seconds by default).
 //
 // Try it with a short interval:
 //
@@ -48,7 +48,7 @@ import (
 
 func main() {
 	addr := flag.String("addr", "localhost:8080", "listen `address`")
-	heartbeat := flag.Duration("heartbeat", sse.DefaultHeartbeat, "keep-alive interval")
+	heartbeat := flag.Duration("heartbeat", 15*time.Second, "keep-alive interval")
 	every := flag.Duration("every", time.Minute, "interval between events")
 	flag.Parse()
 
@@ -57,7 +57,7 @@ func main() {
 	// The hub broadcasts nothing: it keeps track of the streams, so that
 	// its Shutdown ends them all, each with a retry hint. Its own
 	// heartbeats are off, to leave them to the endpoints.
-	streams := sse.NewHubWithOptions[string](&sse.HubOptions{Heartbeat: -1})
+	streams := sse.NewHubWithOptions[string](&sse.Options{Heartbeat: -1})
 	if err := serve.Run(ctx, *addr, newMux(streams, *heartbeat, *every), streams); err != nil {
 		log.Fatal(err)
 	}

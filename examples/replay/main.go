@@ -48,12 +48,14 @@ func main() {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// The memory broker keeps the history, bounded by count (here),
+	// bytes and age.
+	broker := sse.NewMemoryBroker(sse.HistoryLimits{MaxEvents: *size})
+	defer broker.Close()
 	events := &sse.Server{
-		// The default broker keeps the history in memory, bounded by
-		// count (here), bytes and age.
-		History: sse.HistoryLimits{MaxEvents: *size},
+		Broker: broker,
 		// Ask clients to reconnect one second after a drop.
-		Retry: time.Second,
+		Options: sse.Options{Retry: time.Second},
 	}
 	go publish(ctx, events, *every)
 	if err := serve.Run(ctx, *addr, newMux(events), events); err != nil {

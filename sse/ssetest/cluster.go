@@ -62,8 +62,8 @@ type node struct {
 
 func startNode(t testing.TB, name string, b sse.Broker) *node {
 	srv := &sse.Server{
-		Broker:    b,
-		Heartbeat: -1,
+		Broker:  b,
+		Options: sse.Options{Heartbeat: -1},
 		Topics: func(r *http.Request) ([]string, error) {
 			if ts := r.URL.Query()["topic"]; len(ts) > 0 {
 				return ts, nil

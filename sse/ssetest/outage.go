@@ -89,7 +89,7 @@ func testBrokerOutage(t *testing.T, b sse.Broker, down, up func(t *testing.T)) {
 }
 
 func testServerOutage(t *testing.T, b sse.Broker, down, up func(t *testing.T)) {
-	srv := &sse.Server{Broker: b, Heartbeat: -1}
+	srv := &sse.Server{Broker: b, Options: sse.Options{Heartbeat: -1}}
 	hs := httptest.NewServer(srv)
 	defer hs.Close()
 	defer srv.Close()

@@ -69,9 +69,8 @@ func (s streamServer) Close() { _ = s.srv.Close() }
 
 func (s streamServer) counts() engineCounts { return countsFrom(s.srv.Stats()) }
 
-// countsFrom is the one place that reads the engine's statistics (the
-// type is to be renamed sse.Stats).
-func countsFrom(st sse.HubStats) engineCounts {
+// countsFrom is the one place that reads the engine's statistics.
+func countsFrom(st sse.Stats) engineCounts {
 	return engineCounts{Clients: st.Clients, SlowDisconnects: st.SlowDisconnects,
 		BudgetDisconnects: st.BudgetDisconnects, ClientDisconnects: st.ClientDisconnects}
 }

@@ -91,12 +91,14 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 	}
 	e := &Engine{broker: b}
 	e.srv = &sse.Server{
-		Broker:       noGapBroker{b},
-		Topics:       func(*http.Request) ([]string, error) { return []string{allTopic}, nil },
-		Filter:       filterFor,
-		Heartbeat:    cfg.Heartbeat,
-		WriteTimeout: cfg.WriteTimeout,
-		Logger:       cfg.Logger,
+		Broker: noGapBroker{b},
+		Topics: func(*http.Request) ([]string, error) { return []string{allTopic}, nil },
+		Filter: filterFor,
+		Options: sse.Options{
+			Heartbeat:    cfg.Heartbeat,
+			WriteTimeout: cfg.WriteTimeout,
+			Logger:       cfg.Logger,
+		},
 	}
 	return e, nil
 }
@@ -193,7 +195,7 @@ func (e *Engine) Streams() int { return e.srv.Clients() }
 
 // Stats returns the core's counters, Broadcasts counting the updates
 // the engine published.
-func (e *Engine) Stats() sse.HubStats {
+func (e *Engine) Stats() sse.Stats {
 	s := e.srv.Stats()
 	s.Broadcasts = e.published.Load()
 	return s

@@ -1,0 +1,144 @@
+package sse
+
+import (
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+)
+
+// Defaults of the settings whose zero value stands for them.
+const (
+	defaultQueueSize      = 1024
+	defaultMaxQueuedBytes = 256 << 20
+	defaultHeartbeat      = 15 * time.Second
+	defaultWriteTimeout   = 10 * time.Second
+	defaultShutdownRetry  = time.Second
+	defaultShutdownJitter = 5 * time.Second
+)
+
+// maxWrite is the most a writer gathers into one write.
+const maxWrite = 64 << 10
+
+// Options configures a [Hub] (see [NewHubWithOptions]) or a [Server]
+// (which embeds it): how streams are written, how slow clients are
+// treated and how they are shut down. The zero value gives the defaults.
+type Options struct {
+	// QueueSize is how many events may wait for one client; what
+	// happens to a client whose queue is full is set by SlowClients.
+	// Zero means 1024. A Server's replay to a resuming client is queued
+	// whole, whatever its length.
+	QueueSize int
+
+	// SlowClients is the policy for clients whose queue is full. The
+	// zero value is SlowDisconnect.
+	SlowClients SlowPolicy
+
+	// MaxQueuedBytes bounds the bytes queued for all clients together
+	// (an event queued for n clients counts n times). Beyond it, the
+	// clients that made no progress for longest (by the age of their
+	// oldest unsent byte) are disconnected first until the total is back
+	// under the bound. Zero means 256 MiB; a negative value removes the
+	// bound.
+	MaxQueuedBytes int64
+
+	// Heartbeat is how long a stream may go without a write before it is
+	// sent a comment (": keep-alive") to keep proxies and load balancers
+	// from closing it. It applies to every stream the Hub or Server
+	// writes, except a Conn that sends its own ([UpgradeOptions.Heartbeat]).
+	// Zero means 15s; negative disables heartbeats.
+	Heartbeat time.Duration
+
+	// WriteTimeout bounds each write to a stream that [Hub.ServeHTTP] or
+	// the Server opened (see [UpgradeOptions.WriteTimeout]; a Conn given
+	// to [Hub.Register] keeps its own), and how long Close waits for a
+	// write that cannot be cut short. Zero means 10s; negative removes
+	// the bound on writes.
+	WriteTimeout time.Duration
+
+	// Retry, when positive, is sent to each stream the Hub or Server
+	// opens right after the opening comment, as the client's
+	// reconnection time (a "retry:" field).
+	Retry time.Duration
+
+	// Header holds extra headers for the responses of the streams the
+	// Hub or Server opens (CORS, say); the SSE headers take precedence.
+	Header http.Header
+
+	// ShutdownRetry is the least reconnection time Shutdown asks clients
+	// to wait. Zero means 1s.
+	ShutdownRetry time.Duration
+
+	// ShutdownJitter is the spread of the random time added to
+	// ShutdownRetry for each client, so that clients do not all come
+	// back at once. Zero means 5s; negative means none.
+	ShutdownJitter time.Duration
+
+	// Logger, when set, receives a record for each client disconnected
+	// by the hub or server (slow, over budget), for broker subscription
+	// failures, for writes that cannot be given a deadline, and for
+	// shutdowns.
+	Logger *slog.Logger
+}
+
+// SlowPolicy says what a [Hub] or [Server] does with a client whose queue
+// is full when a new event comes for it.
+type SlowPolicy int
+
+const (
+	// SlowDisconnect ends the client's stream; the default. A client that
+	// reconnects with Last-Event-ID to a [Server] gets what it missed
+	// from the history, so nothing is lost.
+	SlowDisconnect SlowPolicy = iota
+
+	// SlowDropOldest discards the oldest queued event to make room. The
+	// events a [Server] replays to a resuming client are never discarded.
+	SlowDropOldest
+
+	// SlowKeepLatest discards every queued event and keeps only the new
+	// one, for streams where only the latest state matters. The events a
+	// [Server] replays to a resuming client are never discarded.
+	SlowKeepLatest
+)
+
+// String returns the policy's name.
+func (p SlowPolicy) String() string {
+	switch p {
+	case SlowDisconnect:
+		return "disconnect"
+	case SlowDropOldest:
+		return "drop-oldest"
+	case SlowKeepLatest:
+		return "keep-latest"
+	}
+	return fmt.Sprintf("SlowPolicy(%d)", int(p))
+}
+
+// Stats is a snapshot of the counters of a [Hub] or [Server].
+type Stats struct {
+	Clients         int    // registered clients now
+	Topics          int    // topics followed by a client now (Server only)
+	Broadcasts      uint64 // events broadcast (Hub) or published through Server.Publish
+	Delivered       uint64 // live events written to clients
+	Replayed        uint64 // events from history queued for resuming clients
+	Dropped         uint64 // events discarded by SlowDropOldest or SlowKeepLatest
+	QueuedBytes     int64  // bytes queued or being written now
+	SlowDisconnects uint64 // clients disconnected because their queue was full
+
+	// BudgetDisconnects counts clients disconnected because the bytes
+	// queued for all clients passed MaxQueuedBytes.
+	BudgetDisconnects uint64
+	// ShutdownDisconnects counts streams ended by Close or Shutdown.
+	ShutdownDisconnects uint64
+	// ClientDisconnects counts registered streams that ended on their
+	// own: the client went away, a write failed, or the Conn was closed.
+	ClientDisconnects uint64
+	// StalledWrites counts writes that blocked long enough for their
+	// client to be handed from the shared writers to a goroutine of its
+	// own, so that the other clients do not wait for it.
+	StalledWrites uint64
+	// AbandonedWrites counts writes that could not be cut short (the
+	// ResponseWriter offers no write deadline) and that Close or Shutdown
+	// stopped waiting for.
+	AbandonedWrites uint64
+}

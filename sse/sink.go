@@ -1,0 +1,77 @@
+package sse
+
+import "time"
+
+// sink is a stream as the fan-out engine (engine.go, pool.go, beat.go,
+// queue.go) sees it. [Conn] implements it; another kind of stream (a
+// hijacked connection, say) plugs into the engine by implementing it too.
+// The engine calls write only with the write lock held, and never holds
+// its own locks while it calls a method that may block (lockWrite, write,
+// waitWrites, end).
+type sink interface {
+	// lockWrite and unlockWrite take and release the write lock, which
+	// serialises the stream's writes (the engine's and any others).
+	lockWrite()
+	unlockWrite()
+	// waitWrites returns once no write is in progress.
+	waitWrites()
+	// writeAt writes p and flushes it; bounded asks for the stream's
+	// write deadline around it, when the stream has one; start is when the write began, in Unix
+	// nanoseconds. A failed write ends the stream.
+	writeAt(p []byte, bounded bool, start int64) error
+	// bound gives the write in progress, begun at start, the deadline it
+	// would have had, and reports whether it could; unbound clears it
+	// after that write returned, ending the stream when that fails.
+	bound(start int64) bool
+	unbound() error
+	// deadlineless reports whether the stream wants write deadlines but
+	// its writer cannot take them.
+	deadlineless() bool
+	// lastWrite is when the last successful write began, in Unix
+	// nanoseconds; sendsHeartbeats reports whether the stream sends its
+	// own.
+	lastWrite() int64
+	sendsHeartbeats() bool
+	// gone reports whether the client went away (the request ended).
+	gone() bool
+	// end ends the stream with cause; it never waits. Err is nil while
+	// the stream is open, and then why it ended. watch has w told when
+	// the stream ends (false: it has already), unwatch undoes it.
+	end(cause error)
+	Err() error
+	watch(w closeWatcher) bool
+	unwatch(w closeWatcher)
+}
+
+// closeWatcher is told when a stream ends; the engine uses it to drop the
+// stream's client.
+type closeWatcher interface {
+	streamEnded()
+}
+
+// Conn's side of sink.
+
+func (c *Conn) writeAt(p []byte, bounded bool, start int64) error {
+	return c.writeOut(p, bounded && c.deadlines, start)
+}
+
+func (c *Conn) bound(start int64) bool {
+	if !c.deadlines {
+		return false
+	}
+	_ = c.rc().SetWriteDeadline(time.Unix(0, start).Add(c.timeout))
+	return true
+}
+
+func (c *Conn) unbound() error {
+	if err := c.clearDeadline(); err != nil {
+		return c.fail(err)
+	}
+	return nil
+}
+
+func (c *Conn) deadlineless() bool    { return !c.deadlines && c.timeout > 0 }
+func (c *Conn) lastWrite() int64      { return c.last.Load() }
+func (c *Conn) sendsHeartbeats() bool { return c.beats }
+func (c *Conn) gone() bool            { return c.requestEnded() }
+func (c *Conn) end(cause error)       { c.shutdown(cause) }

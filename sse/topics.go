@@ -1,0 +1,202 @@
+package sse
+
+import (
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// The engine's side of a Server: topics, live delivery from broker
+// subscriptions, and replay to resuming clients. server.go calls these
+// and the methods of engine.go; it touches no field of hubCore or client.
+
+// setLive records that topic has a subscription starting after head.
+func (h *hubCore) setLive(topic string, head Position) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if head.Seq > h.heads[topic].Seq {
+		h.heads[topic] = head
+	}
+	h.live[topic] = true
+}
+
+// fedUpTo reports whether the live feed of topic has brought the event
+// whose Seq is seq, or a later one.
+func (h *hubCore) fedUpTo(topic string, seq uint64) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.heads[topic].Seq >= seq
+}
+
+// forgetTopic drops what the engine keeps of topic once no client
+// follows it and its subscription is ending.
+func (h *hubCore) forgetTopic(topic string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(h.byTopic[topic]) == 0 {
+		delete(h.live, topic)
+		delete(h.heads, topic)
+	}
+}
+
+// dropTopic disconnects the clients of topic, whose subscription ended
+// with err; they resume when they reconnect.
+func (h *hubCore) dropTopic(topic string, err error) {
+	h.mu.Lock()
+	if h.closed {
+		h.mu.Unlock()
+		return
+	}
+	delete(h.live, topic)
+	var cs []*client
+	for _, g := range h.byTopic[topic] {
+		cs = append(cs, g.clients...)
+	}
+	for _, c := range cs {
+		h.removeLocked(c)
+		c.mu.Lock()
+		h.dropQueueLocked(c)
+		c.mu.Unlock()
+	}
+	h.mu.Unlock()
+	for _, c := range cs {
+		c.conn.unwatch(c)
+		h.clientDisconnects.Add(1)
+		c.conn.end(fmt.Errorf("%w: subscription to topic %q ended: %w", ErrConnectionClosed, topic, err))
+	}
+}
+
+// deliver sends m, a live event from a broker subscription, to the
+// clients following its topic. It is called for each topic in order.
+func (h *hubCore) deliver(m Message) {
+	h.mu.Lock()
+	if h.closed || h.draining || m.Seq <= h.heads[m.Topic].Seq {
+		// Clients of a draining server resume what they miss.
+		h.mu.Unlock()
+		return
+	}
+	h.heads[m.Topic] = m.Position()
+	now := time.Now().UnixNano()
+	wake, evict := h.toWake[:0], h.evict[:0]
+	var plain []byte
+	for _, g := range h.byTopic[m.Topic] {
+		var msg []byte
+		if len(g.topics) == 1 {
+			if plain == nil {
+				plain = m.Event.appendWire(make([]byte, 0, m.Event.wireSize()))
+			}
+			msg = plain
+		} else {
+			ev := m.Event
+			ev.ID = cursorID(g.topics, func(i int) string { return h.heads[g.topics[i]].ID })
+			msg = ev.appendWire(make([]byte, 0, ev.wireSize()))
+		}
+		wake, evict = h.fanoutLocked(g, msg, &m, now, wake, evict)
+	}
+	h.finishFanout(wake, evict)
+}
+
+// finishResume queues for the resuming client c the gap events and the
+// retained events of hists, merged with the live events that came
+// meanwhile, and makes c live. ids are the positions c asked for.
+func (h *hubCore) finishResume(c *client, topics, ids []string, hists []History) {
+	h.mu.Lock()
+	c.mu.Lock()
+	var pending []Message
+	if c.pending != nil {
+		pending = *c.pending
+	}
+	c.pending = nil
+	if c.removed || c.closing {
+		c.mu.Unlock()
+		h.mu.Unlock()
+		return
+	}
+	multi := len(topics) > 1
+	lists := make([][]Message, len(topics))
+	cur := make([]string, len(topics)) // what the client has seen, per topic
+	for i, t := range topics {
+		hist, head := hists[i], h.heads[t]
+		last := hist.After.Seq
+		var list []Message
+		for _, m := range hist.Messages {
+			// Later events come live: the client is live from now on.
+			if m.Seq > last && m.Seq <= head.Seq {
+				list, last = append(list, m), m.Seq
+			}
+		}
+		for _, m := range pending {
+			if m.Topic == t && m.Seq > last {
+				list, last = append(list, m), m.Seq
+			}
+		}
+		lists[i] = list
+		switch {
+		case len(list) == 0:
+			cur[i] = head.ID
+		case !hist.Gap:
+			cur[i] = ids[i]
+		}
+	}
+
+	var chunks [][]byte
+	var buf []byte
+	add := func(ev Event) {
+		if len(buf) > 0 && len(buf)+ev.wireSize() > maxWrite {
+			chunks, buf = append(chunks, buf), nil
+		}
+		buf = ev.appendWire(buf)
+	}
+	for i, t := range topics {
+		if !hists[i].Gap {
+			continue
+		}
+		data := hists[i].Oldest.ID
+		if multi {
+			data = cursorID([]string{t}, func(int) string { return data })
+		}
+		add(Event{Type: GapEventType, Data: data})
+	}
+	var n uint64
+	for i := range topics {
+		for j := range lists[i] {
+			m := &lists[i][j]
+			cur[i] = m.Event.ID
+			if c.filter != nil && !c.filter(m) {
+				continue
+			}
+			ev := m.Event
+			if multi {
+				ev.ID = cursorID(topics, func(i int) string { return cur[i] })
+			}
+			add(ev)
+			n++
+		}
+	}
+	if len(buf) > 0 {
+		chunks = append(chunks, buf)
+	}
+	h.replayed.Add(n)
+	wake := h.toWake[:0]
+	if h.queueExtraLocked(c, chunks...) {
+		wake = append(wake, c)
+	}
+	c.mu.Unlock()
+	h.finishFanout(wake, h.evict[:0])
+}
+
+// cursorID writes the position in each of the sorted topics, id(i) being
+// the ID in topics[i], as a cursor: "a=1&b=2".
+func cursorID(topics []string, id func(i int) string) string {
+	var b strings.Builder
+	for i, t := range topics {
+		if i > 0 {
+			b.WriteByte('&')
+		}
+		b.WriteString(url.QueryEscape(t))
+		b.WriteByte('=')
+		b.WriteString(url.QueryEscape(id(i)))
+	}
+	return b.String()
+}
