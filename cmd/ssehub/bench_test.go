@@ -14,9 +14,12 @@ import (
 	"testing"
 )
 
-// benchBroker is the -broker of the benchmarks' hubs:
+// benchBroker is the -broker of the benchmarks' hubs. What they publish
+// stays in the broker: give a prefix (or stream) of their own, and
+// delete it afterwards.
 //
-//	go test -run '^$' -bench HubPublish -benchtime 500x ./cmd/ssehub -args -hub.broker redis://127.0.0.1:6379/0?prefix=bench:
+//	go test -run '^$' -bench HubPublish -benchtime 500x ./cmd/ssehub -args -hub.broker 'redis://127.0.0.1:6379/0?prefix=bench:'
+//	redis-cli --scan --pattern 'bench:*' | xargs redis-cli del
 var benchBroker = flag.String("hub.broker", "memory", "the -broker of the benchmarks' hubs")
 
 // openStreams opens n streams on h following one URL pattern; each
