@@ -393,6 +393,12 @@ func TestSpecPublication(t *testing.T) {
 		checkStatus(t, "33 topics", code, res, http.StatusRequestEntityTooLarge, "")
 	})
 
+	t.Run("Publication/LargerThanTheHistory", func(t *testing.T) {
+		small := startHub(t, nil, "-history-bytes", "100")
+		code, _, res := small.publish(t, small.admin(t), form("topic", "https://example.com/big", "data", strings.Repeat("x", 200)))
+		checkStatus(t, "200 bytes in a 100-byte history", code, res, http.StatusRequestEntityTooLarge, "")
+	})
+
 	t.Run("Publication/FormEncoding", func(t *testing.T) {
 		req, _ := http.NewRequest("POST", h.url, strings.NewReader(`{"topic":"x"}`))
 		req.Header.Set("Content-Type", "application/json")

@@ -41,6 +41,10 @@ var ErrClosed = errors.New("mercure: hub closed")
 // be reached.
 var ErrUnavailable = sse.ErrBrokerUnavailable
 
+// ErrTooLarge is returned by Publish for an update larger than the
+// broker holds.
+var ErrTooLarge = sse.ErrEventTooLarge
+
 // Update is what the hub publishes.
 type Update struct {
 	Topics  []string // the canonical topic, then the alternate ones

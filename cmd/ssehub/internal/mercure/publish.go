@@ -77,6 +77,10 @@ func (h *Hub) publish(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if err := h.cfg.Engine.Publish(r.Context(), u); err != nil {
+		if errors.Is(err, ErrTooLarge) {
+			fail(w, http.StatusRequestEntityTooLarge, "", "the update is larger than the history holds")
+			return
+		}
 		h.cfg.Logger.Error("ssehub: publish failed", "err", err)
 		w.Header().Set("Retry-After", "5")
 		fail(w, http.StatusServiceUnavailable, "", "the update could not be stored, retry later")
