@@ -186,6 +186,10 @@ func TestReadyzFollowsTheBroker(t *testing.T) {
 	if code, _, _ := do(t, mustRequest("GET", h.base+"/healthz", "")); code != http.StatusOK {
 		t.Errorf("healthz during the outage: got %d, want 200", code)
 	}
+	code, body, res := h.publish(t, h.admin(t), form("topic", "urn:during", "data", "x"))
+	if code != http.StatusServiceUnavailable || res.Header.Get("Retry-After") != "5" {
+		t.Errorf("publish during the outage: got %d %q Retry-After %q, want 503 with Retry-After 5", code, body, res.Header.Get("Retry-After"))
+	}
 	embeddedNATS(t, dir, port)
 	waitFor(http.StatusOK)
 	id := h.mustPublish(t, form("topic", "urn:after", "data", "x"))
