@@ -10,10 +10,9 @@ import (
 	"unicode/utf8"
 )
 
-// The subscribe parameters naming the cursor to resume after.
-const (
-	lastEventIDParam = "last_event_id"
-)
+// lastEventIDParam is the subscribe parameter naming the cursor to
+// resume after.
+const lastEventIDParam = "last_event_id"
 
 // legacyLastEventIDParams are the names Mercure 0.x gave it, read in
 // compatibility mode.
