@@ -119,7 +119,7 @@ type Client struct {
 	// before the client drops it and reconnects, reporting
 	// [ErrIdleTimeout]. It pairs with the server's heartbeat: a comment
 	// the server sends after a period of silence (see
-	// [UpgradeOptions.Heartbeat] and [HubOptions.Heartbeat]), so set it
+	// [UpgradeOptions.Heartbeat] and [Options.Heartbeat]), so set it
 	// to a few heartbeat intervals. Without it, a connection that a
 	// proxy or a dead peer leaves silent stays open until ctx ends. The
 	// time the caller spends handling an event or a comment is not

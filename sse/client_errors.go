@@ -11,24 +11,6 @@ import (
 	"unicode/utf8"
 )
 
-// Sentinel errors of the client, besides [ErrEventTooLarge] and
-// [ErrIdleTimeout].
-var (
-	// ErrRedirect ends a subscription whose request was redirected more
-	// than the HTTP client's CheckRedirect allows (by default, ten times
-	// in a row, which stops a redirect loop). The policy's own error is
-	// wrapped alongside it.
-	ErrRedirect = errors.New("sse: redirect refused")
-
-	// ErrInvalidLastEventID reports a last event ID that cannot be sent
-	// in a Last-Event-ID header because it holds a control character
-	// other than tab. Given as [Client.LastEventID] (or in a header), it
-	// ends the subscription before any request; set by the server, the
-	// client reconnects without the header and reports it once to
-	// [Client.OnReconnect], wrapped with the cause of the reconnection.
-	ErrInvalidLastEventID = errors.New("sse: last event ID cannot be sent in a header")
-)
-
 // ResponseError reports a response that does not carry an event stream:
 // its status is not 200 OK (nor 204 No Content, which ends a subscription
 // quietly) or its Content-Type is not text/event-stream. The client does

@@ -4,6 +4,16 @@
 //
 // The package imports only the standard library.
 //
+// # Which one do I need?
+//
+// Use [Upgrade] for a stream of its own per request (per-user data, a
+// loop of the handler's own); a [Hub] to send the same live events to
+// every connected client; a [Server] for topics, event IDs and clients
+// that resume after a reconnect without losing events. A Hub and a
+// Server share one delivery engine, configured by [Options]; a Hub keeps
+// no history, a Server keeps each topic's recent history in its
+// [Broker]. When in doubt, start with a Server.
+//
 // # Streams
 //
 // [Upgrade] turns an HTTP response into an event stream. It sets the
@@ -84,13 +94,16 @@
 // [Read] and [Reader] parse an event stream exactly as the WHATWG HTML
 // standard prescribes, and [Client] subscribes to a stream over HTTP,
 // reconnecting with backoff, honouring the server's retry field and
-// resending Last-Event-ID, as a browser's EventSource does.
+// resending Last-Event-ID, as a browser's EventSource does. An event is
+// capped at 16 MiB by default ([Client.MaxEventSize]); comments reach
+// [Client.OnComment]; [Client.Restart] reconnects running streams at once,
+// to rotate a token.
 //
 // # Errors
 //
 // Errors match the sentinels [ErrNoFlusher], [ErrConnectionClosed],
-// [ErrHubClosed], [ErrInvalidEvent], [ErrEventTooLarge], [ErrIdleTimeout],
+// [ErrHubClosed], [ErrServerClosed], [ErrInvalidEvent], [ErrEventTooLarge],
+// [ErrIdleTimeout], [ErrRedirect], [ErrInvalidLastEventID],
 // [ErrBrokerClosed], [ErrBrokerUnavailable] and [ErrGap] through
-// [errors.Is]; they are wrapped
-// with context.
+// [errors.Is]; they are wrapped with context.
 package sse

@@ -572,7 +572,14 @@ func (h *hubCore) overBudgetLocked(evict []*client) []*client {
 		c.mu.Unlock()
 	})
 	slices.SortFunc(loads, func(a, b load) int { return cmp.Compare(a.oldest, b.oldest) })
-	total := h.queued.Load()
+	// Only the bytes of clients still here count: a client evicted
+	// earlier may still have a write in flight, cut short but not yet
+	// returned, whose bytes h.queued holds until it does. Counting them
+	// would evict the clients that drain in its place.
+	var total int64
+	for _, l := range loads {
+		total += l.n
+	}
 	for _, l := range loads {
 		if total <= h.cfg.maxBytes {
 			break

@@ -37,6 +37,20 @@ var (
 	// ErrIdleTimeout is reported to [Client.OnReconnect] when a connection
 	// received nothing for [Client.IdleTimeout] and was dropped.
 	ErrIdleTimeout = errors.New("sse: idle timeout")
+
+	// ErrRedirect ends a subscription whose request was redirected more
+	// than the HTTP client's CheckRedirect allows (by default, ten times
+	// in a row, which stops a redirect loop). The policy's own error is
+	// wrapped alongside it.
+	ErrRedirect = errors.New("sse: redirect refused")
+
+	// ErrInvalidLastEventID reports a last event ID that cannot be sent
+	// in a Last-Event-ID header because it holds a control character
+	// other than tab. Given as [Client.LastEventID] (or in a header), it
+	// ends the subscription before any request; set by the server, the
+	// client reconnects without the header and reports it once to
+	// [Client.OnReconnect], wrapped with the cause of the reconnection.
+	ErrInvalidLastEventID = errors.New("sse: last event ID cannot be sent in a header")
 )
 
 // Sentinel errors of brokers and servers.

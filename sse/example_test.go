@@ -81,7 +81,7 @@ func ExampleHub() {
 		Text string `json:"text"`
 	}
 	hub := sse.NewHub[Message]()
-	go hub.Run()
+	go hub.Run() // optional: the hub works without it
 	defer hub.Close()
 
 	// A Hub is an http.Handler; a handler may also Upgrade and Register.

@@ -358,3 +358,57 @@ func TestBudgetEvictsNoProgressFirst(t *testing.T) {
 		}
 	})
 }
+
+// TestBudgetIgnoresEvictedWrites checks that the bytes of a client already
+// evicted, whose write is still blocked (its writer hides deadlines, so the
+// write cannot be cut), do not make the budget evict a client that fits.
+func TestBudgetIgnoresEvictedWrites(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := &sse.Server{
+			Topics:  queryTopics,
+			Options: sse.Options{Heartbeat: -1, WriteTimeout: time.Hour, MaxQueuedBytes: 240},
+		}
+		defer s.Close()
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		open := func(w *fakeWriter, topic string) <-chan struct{} {
+			r := httptest.NewRequestWithContext(ctx, http.MethodGet, "/?topic="+topic, nil)
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				s.ServeHTTP(w, r)
+			}()
+			return done
+		}
+		old := newFakeWriter()
+		old.noDL = true
+		open(old, "x")
+		busy := newFakeWriter()
+		busyDone := open(busy, "y")
+		synctest.Wait()
+		defer old.setBlock()()
+		mustPublish(t, s, "x", "stalled") // 21 bytes, stuck from now on
+		synctest.Wait()
+		time.Sleep(time.Second)
+		defer busy.setBlock()()
+		for i := range 5 {
+			mustPublish(t, s, "y", fmt.Sprintf("%030d", i)) // 44 bytes each
+			synctest.Wait()
+		}
+		// 21 + 5*44 = 241 > 240: the stalled client goes, its write
+		// still blocked.
+		if st := s.Stats(); st.BudgetDisconnects != 1 || st.Clients != 1 {
+			t.Fatalf("Stats: got %d budget disconnects, %d clients; want 1, 1", st.BudgetDisconnects, st.Clients)
+		}
+		mustPublish(t, s, "y", "") // "id: 6\ndata: \n\n": 14 bytes; 5*44 + 14 = 234 fits
+		synctest.Wait()
+		select {
+		case <-busyDone:
+			t.Fatal("a client whose queue fits the budget was disconnected for the bytes of an evicted one")
+		default:
+		}
+		if st := s.Stats(); st.BudgetDisconnects != 1 || st.Clients != 1 {
+			t.Errorf("Stats: got %d budget disconnects, %d clients; want 1, 1", st.BudgetDisconnects, st.Clients)
+		}
+	})
+}

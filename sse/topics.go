@@ -1,6 +1,7 @@
 package sse
 
 import (
+	"errors"
 	"fmt"
 	"net/url"
 	"strings"
@@ -41,7 +42,10 @@ func (h *hubCore) forgetTopic(topic string) {
 }
 
 // dropTopic disconnects the clients of topic, whose subscription ended
-// with err; they resume when they reconnect.
+// with err; they resume when they reconnect. When the broker lost its
+// service, each stream first gets what was queued for it and a retry hint
+// (the shutdown delay with jitter), so that the clients come back spread
+// over time rather than all at once, and resume without a gap.
 func (h *hubCore) dropTopic(topic string, err error) {
 	h.mu.Lock()
 	if h.closed {
@@ -52,6 +56,24 @@ func (h *hubCore) dropTopic(topic string, err error) {
 	var cs []*client
 	for _, g := range h.byTopic[topic] {
 		cs = append(cs, g.clients...)
+	}
+	if errors.Is(err, ErrBrokerUnavailable) && !h.draining {
+		// The events queued are good: write them, then a retry hint
+		// that spreads the reconnections over the outage, and end.
+		var wake []*client
+		for _, c := range cs {
+			c.mu.Lock()
+			if !c.removed && !c.closing {
+				c.closing = true
+				if h.queueExtraLocked(c, h.retryHint()) {
+					wake = append(wake, c)
+				}
+			}
+			c.mu.Unlock()
+		}
+		h.pool.push(wake)
+		h.mu.Unlock()
+		return
 	}
 	for _, c := range cs {
 		h.removeLocked(c)

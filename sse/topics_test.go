@@ -223,3 +223,69 @@ func TestServerResumeWaitsForFeed(t *testing.T) {
 		}
 	})
 }
+
+// outageBroker is a MemoryBroker whose subscriptions the test ends as
+// if the broker had lost its service.
+type outageBroker struct {
+	*sse.MemoryBroker
+	lost chan struct{} // closed by the test
+}
+
+type outageSub struct {
+	sse.Subscription
+	lost <-chan struct{}
+}
+
+func (s outageSub) Done() <-chan struct{} { return s.lost }
+func (s outageSub) Err() error {
+	select {
+	case <-s.lost:
+		return fmt.Errorf("%w: connection refused", sse.ErrBrokerUnavailable)
+	default:
+		return nil
+	}
+}
+
+func (b *outageBroker) Subscribe(ctx context.Context, topic string, after uint64, fn func(sse.Message)) (sse.Subscription, error) {
+	sub, err := b.MemoryBroker.Subscribe(ctx, topic, after, fn)
+	if err != nil {
+		return nil, err
+	}
+	return outageSub{sub, b.lost}, nil
+}
+
+// TestServerBrokerOutageEndsWithRetry checks that when the broker loses
+// its service, an open stream gets what was queued for it, then a retry
+// hint, and ends.
+func TestServerBrokerOutageEndsWithRetry(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := &outageBroker{MemoryBroker: sse.NewMemoryBroker(sse.HistoryLimits{}), lost: make(chan struct{})}
+		defer b.Close()
+		s := &sse.Server{
+			Broker:  b,
+			Options: sse.Options{Heartbeat: -1, ShutdownRetry: 2 * time.Second, ShutdownJitter: -1},
+		}
+		defer s.Close()
+		w := newFakeWriter()
+		r := httptest.NewRequestWithContext(t.Context(), http.MethodGet, "/", nil)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			s.ServeHTTP(w, r)
+		}()
+		synctest.Wait()
+		mustPublish(t, s, "", "a")
+		synctest.Wait()
+		close(b.lost)
+		synctest.Wait()
+		select {
+		case <-done:
+		default:
+			t.Fatal("the stream is still open after the broker's outage")
+		}
+		const want = ": connected\n\nid: 1\ndata: a\n\nretry: 2000\n\n"
+		if got := w.Body(); got != want {
+			t.Errorf("got %q, want %q", got, want)
+		}
+	})
+}
