@@ -452,10 +452,7 @@ func (c *Conn) writeOut(p []byte, deadline bool, start int64) error {
 		c.writing.Store(false)
 		return c.Err()
 	}
-	_, err := c.w.Write(p)
-	if err == nil {
-		err = c.rc().Flush()
-	}
+	err := c.put(p)
 	if err == nil && deadline {
 		err = c.clearDeadline()
 	}

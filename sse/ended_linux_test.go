@@ -65,7 +65,7 @@ func TestForcedEndResets(t *testing.T) {
 			if !waitFor(5*time.Second, func() bool { return tg.stats().Clients == 1 }) {
 				t.Fatal("the client was not registered")
 			}
-			stallClient(t, tg)
+			tc.stall(t, tg)
 			if state, err := tcpState(c); err != nil || state != tcpEstablished {
 				t.Fatalf("TCP state before the end: got %d (%v), want %d", state, err, tcpEstablished)
 			}

@@ -47,16 +47,18 @@ func serverTarget(t *testing.T, opts sse.Options) endTarget {
 }
 
 // endCase is a way for the server to end the stream of a client that
-// stopped reading, once a write to it blocked (see stallClient).
+// stopped reading, once a write to it blocked.
 type endCase struct {
 	name   string
 	target func(t *testing.T) endTarget
+	stall  func(t *testing.T, tg endTarget) // stallClient or stallBatch
 	end    func(t *testing.T, tg endTarget)
 }
 
 // endCases returns the ways a Hub and a Server end a stalled stream: too
 // slow, over the queued bytes budget, Close, and Shutdown that runs out
-// of time.
+// of time, while a write of one event is blocked, and Close and Shutdown
+// while a write of many is.
 func endCases() []endCase {
 	var cases []endCase
 	for _, kind := range []struct {
@@ -64,7 +66,11 @@ func endCases() []endCase {
 		make func(*testing.T, sse.Options) endTarget
 	}{{"Hub", hubTarget}, {"Server", serverTarget}} {
 		add := func(name string, opts sse.Options, end func(t *testing.T, tg endTarget)) {
-			cases = append(cases, endCase{kind.name + " " + name, func(t *testing.T) endTarget { return kind.make(t, opts) }, end})
+			target := func(t *testing.T) endTarget { return kind.make(t, opts) }
+			cases = append(cases, endCase{kind.name + " " + name, target, stallClient, end})
+			if name == "Close" || name == "Shutdown" {
+				cases = append(cases, endCase{kind.name + " " + name + " batch", target, stallBatch, end})
+			}
 		}
 		add("slow", sse.Options{QueueSize: 8}, func(t *testing.T, tg endTarget) {
 			broadcastUntil(t, tg, func(st sse.Stats) bool { return st.SlowDisconnects == 1 })
@@ -117,6 +123,13 @@ func stallClient(t *testing.T, tg endTarget) {
 	}
 }
 
+// stallBatch broadcasts events in bursts until a write blocks: the write
+// blocked holds many events, more than fit in net/http's buffers.
+func stallBatch(t *testing.T, tg endTarget) {
+	t.Helper()
+	broadcastUntil(t, tg, func(st sse.Stats) bool { return st.StalledWrites > 0 })
+}
+
 // broadcastUntil broadcasts events until cond holds.
 func broadcastUntil(t *testing.T, tg endTarget, cond func(sse.Stats) bool) {
 	t.Helper()
@@ -158,7 +171,7 @@ func TestEndedMeansClosed(t *testing.T) {
 			if !waitFor(5*time.Second, func() bool { return tg.stats().Clients == 1 }) {
 				t.Fatal("the client was not registered")
 			}
-			stallClient(t, tg)
+			tc.stall(t, tg)
 			tc.end(t, tg)
 			ended := time.Now()
 			if err := c.SetReadDeadline(ended.Add(time.Second)); err != nil {
@@ -269,7 +282,7 @@ func TestEndedMeansClosedHTTP2(t *testing.T) {
 			if !waitFor(5*time.Second, func() bool { return tg.stats().Clients == 1 }) {
 				t.Fatal("the client was not registered")
 			}
-			stallClient(t, tg)
+			tc.stall(t, tg)
 			tc.end(t, tg)
 			read := make(chan error, 1)
 			go func() {

@@ -23,7 +23,8 @@ import (
 // larger than the connection's 4 KiB buffer, which the chunk writer then
 // writes through), net/http closes the connection itself, normally. A
 // write that fits in that buffer blocks in its flush instead, whose
-// failure leaves the connection open for the reset.
+// failure leaves the connection open for the reset: so put writes in
+// pieces that fit.
 
 // aLongTimeAgo is a write deadline that has passed: a write under it
 // fails at once.
@@ -86,4 +87,31 @@ func (c *Conn) finish(reset bool) {
 		return
 	}
 	c.limitEnd()
+}
+
+// resetPiece is the most put writes at once on HTTP/1.x: with its chunk
+// framing, it fits in the 4 KiB buffer of net/http's connection.
+const resetPiece = 4<<10 - 16
+
+// put writes p and flushes it. On HTTP/1.x, when the connection can be
+// reset, it writes pieces of at most resetPiece bytes, each flushed, so
+// that a write that blocks does so in net/http's flush, which leaves the
+// connection open when it is cut short (see resetConn).
+func (c *Conn) put(p []byte) error {
+	piece := len(p)
+	if c.r.ProtoMajor == 1 && c.deadlines {
+		piece = resetPiece
+	}
+	for {
+		n := min(len(p), piece)
+		if _, err := c.w.Write(p[:n]); err != nil {
+			return err
+		}
+		if err := c.rc().Flush(); err != nil {
+			return err
+		}
+		if p = p[n:]; len(p) == 0 {
+			return nil
+		}
+	}
 }
