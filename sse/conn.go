@@ -85,7 +85,7 @@ type Conn struct {
 	// testing/synctest bubble; the channel is made only on contention.
 	held     bool          // the write lock is taken
 	ending   bool          // ended: the write lock's holder closes done
-	reset    bool          // ended during or after a failed write: reset the connection (see finish)
+	reset    bool          // dropped, or ended during or after a failed write: reset the connection (see finish)
 	ended    bool          // done is closed
 	watching bool          // a callback watches r's context
 	wake     chan struct{} // closed when the write lock is released; nil when nobody waits
@@ -128,13 +128,14 @@ func (c *Conn) extLocked() *connExt {
 // net/http ([http.ResponseController.Hijack]) and closed with a TCP reset,
 // which frees it at once, with the data the client did not read, where a
 // normal close would wait in the kernel behind that data. The
-// ResponseWriter must not be used after that. The reset needs a writer
-// that offers Hijack and write deadlines (itself or through Unwrap), and
-// a connection net/http has not closed already: it does so itself when a
-// write larger than its buffer fails, and such a connection may then stay
-// in the kernel until the client reads or the kernel gives up on it. On
-// HTTP/2 only the stream is reset. Streams ended otherwise (Close, or a
-// Shutdown that drained them) close normally, after what was sent.
+// ResponseWriter must not be used after that. The reset needs net/http's
+// server behind a writer that offers Hijack and write deadlines (itself
+// or through Unwrap); otherwise (a wrapper that hides them, another
+// server) the connection closes normally, and may stay in the kernel
+// until the client reads or the kernel gives up on it. On HTTP/2 only the
+// stream is reset.
+// Streams ended otherwise ([Conn.Close] between writes, or a Shutdown
+// that drained them) close normally, after what was sent.
 //
 // When w cannot flush, Upgrade returns [ErrNoFlusher] and writes nothing,
 // so the caller can still reply with an ordinary HTTP error.
