@@ -6,8 +6,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net"
-	"runtime"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -56,20 +54,12 @@ func tcpState(c net.Conn) (byte, error) {
 func TestForcedEndResets(t *testing.T) {
 	for _, tc := range endCases() {
 		t.Run(tc.name, func(t *testing.T) {
-			tg := tc.target(t)
-			var active atomic.Int64
-			srv := newSmallBufferServer(countHandler(tg.handler, &active))
-			t.Cleanup(srv.Close)
-			base := runtime.NumGoroutine()
-			c := dialStalled(t, srv.Listener.Addr().String())
-			if !waitFor(5*time.Second, func() bool { return tg.stats().Clients == 1 }) {
-				t.Fatal("the client was not registered")
-			}
-			tc.stall(t, tg)
+			st := startStalled(t, tc)
+			c := st.c
 			if state, err := tcpState(c); err != nil || state != tcpEstablished {
 				t.Fatalf("TCP state before the end: got %d (%v), want %d", state, err, tcpEstablished)
 			}
-			tc.end(t, tg)
+			tc.end(t, st.tg)
 			var state byte
 			var err error
 			waitFor(time.Second, func() bool {
@@ -82,7 +72,7 @@ func TestForcedEndResets(t *testing.T) {
 			if state != tcpClose {
 				t.Fatalf("TCP state 1s after the end: got %d, want %d (reset)", state, tcpClose)
 			}
-			checkIdle(t, &active, base)
+			checkIdle(t, &st.active, st.base)
 		})
 	}
 }

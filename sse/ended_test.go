@@ -162,28 +162,44 @@ func countHandler(h http.Handler, active *atomic.Int64) http.Handler {
 func TestEndedMeansClosed(t *testing.T) {
 	for _, tc := range endCases() {
 		t.Run(tc.name, func(t *testing.T) {
-			tg := tc.target(t)
-			var active atomic.Int64
-			srv := newSmallBufferServer(countHandler(tg.handler, &active))
-			t.Cleanup(srv.Close)
-			base := runtime.NumGoroutine()
-			c := dialStalled(t, srv.Listener.Addr().String())
-			if !waitFor(5*time.Second, func() bool { return tg.stats().Clients == 1 }) {
-				t.Fatal("the client was not registered")
-			}
-			tc.stall(t, tg)
-			tc.end(t, tg)
+			st := startStalled(t, tc)
+			tc.end(t, st.tg)
 			ended := time.Now()
-			if err := c.SetReadDeadline(ended.Add(time.Second)); err != nil {
+			if err := st.c.SetReadDeadline(ended.Add(time.Second)); err != nil {
 				t.Fatal(err)
 			}
-			n, err := io.Copy(io.Discard, c)
+			n, err := io.Copy(io.Discard, st.c)
 			if err != nil && !errors.Is(err, syscall.ECONNRESET) {
 				t.Fatalf("reading what was left (%d bytes): got %v, want the connection to end within 1s", n, err)
 			}
-			checkIdle(t, &active, base)
+			checkIdle(t, &st.active, st.base)
 		})
 	}
+}
+
+// stalledStream is a stream to a client that stopped reading.
+type stalledStream struct {
+	tg     endTarget
+	c      net.Conn     // the client's side
+	active atomic.Int64 // handlers running
+	base   int          // goroutines before the client came
+}
+
+// startStalled serves tc's target over HTTP/1.1 (with small send
+// buffers) to a client that never reads, and stalls it (see
+// endCase.stall).
+func startStalled(t *testing.T, tc endCase) *stalledStream {
+	t.Helper()
+	st := &stalledStream{tg: tc.target(t)}
+	srv := newSmallBufferServer(countHandler(st.tg.handler, &st.active))
+	t.Cleanup(srv.Close)
+	st.base = runtime.NumGoroutine()
+	st.c = dialStalled(t, srv.Listener.Addr().String())
+	if !waitFor(5*time.Second, func() bool { return st.tg.stats().Clients == 1 }) {
+		t.Fatal("the client was not registered")
+	}
+	tc.stall(t, st.tg)
+	return st
 }
 
 // checkIdle waits up to a second for the handlers counted in active to
