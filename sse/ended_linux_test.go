@@ -52,27 +52,35 @@ func tcpState(c net.Conn) (byte, error) {
 // the client must see its connection reset (state CLOSE) within a second,
 // and the server's goroutines must be back to what they were.
 func TestForcedEndResets(t *testing.T) {
-	for _, tc := range endCases() {
-		t.Run(tc.name, func(t *testing.T) {
-			st := startStalled(t, tc)
-			c := st.c
-			if state, err := tcpState(c); err != nil || state != tcpEstablished {
-				t.Fatalf("TCP state before the end: got %d (%v), want %d", state, err, tcpEstablished)
+	for _, secure := range []bool{false, true} {
+		for _, tc := range endCases() {
+			name := tc.name
+			if secure {
+				name = "TLS " + name
 			}
-			tc.end(t, st.tg)
-			var state byte
-			var err error
-			waitFor(time.Second, func() bool {
-				state, err = tcpState(c)
-				return err != nil || state == tcpClose
-			})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if state != tcpClose {
-				t.Fatalf("TCP state 1s after the end: got %d, want %d (reset)", state, tcpClose)
-			}
-			checkIdle(t, &st.active, st.base)
-		})
+			t.Run(name, func(t *testing.T) { forcedEndResets(t, tc, secure) })
+		}
 	}
+}
+
+func forcedEndResets(t *testing.T, tc endCase, secure bool) {
+	st := startStalled(t, tc, secure)
+	c := st.c
+	if state, err := tcpState(c); err != nil || state != tcpEstablished {
+		t.Fatalf("TCP state before the end: got %d (%v), want %d", state, err, tcpEstablished)
+	}
+	tc.end(t, st.tg)
+	var state byte
+	var err error
+	waitFor(time.Second, func() bool {
+		state, err = tcpState(c)
+		return err != nil || state == tcpClose
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if state != tcpClose {
+		t.Fatalf("TCP state 1s after the end: got %d, want %d (reset)", state, tcpClose)
+	}
+	checkIdle(t, &st.active, st.base)
 }

@@ -5,6 +5,7 @@ package sse_test
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -162,7 +163,7 @@ func countHandler(h http.Handler, active *atomic.Int64) http.Handler {
 func TestEndedMeansClosed(t *testing.T) {
 	for _, tc := range endCases() {
 		t.Run(tc.name, func(t *testing.T) {
-			st := startStalled(t, tc)
+			st := startStalled(t, tc, false)
 			tc.end(t, st.tg)
 			ended := time.Now()
 			if err := st.c.SetReadDeadline(ended.Add(time.Second)); err != nil {
@@ -186,15 +187,37 @@ type stalledStream struct {
 }
 
 // startStalled serves tc's target over HTTP/1.1 (with small send
-// buffers) to a client that never reads, and stalls it (see
-// endCase.stall).
-func startStalled(t *testing.T, tc endCase) *stalledStream {
+// buffers), over TLS when secure is set, to a client that never reads,
+// and stalls it (see endCase.stall). The client's side is its TCP
+// connection.
+func startStalled(t *testing.T, tc endCase, secure bool) *stalledStream {
 	t.Helper()
 	st := &stalledStream{tg: tc.target(t)}
-	srv := newSmallBufferServer(countHandler(st.tg.handler, &st.active))
+	var srv *httptest.Server
+	if secure {
+		srv = httptest.NewUnstartedServer(countHandler(st.tg.handler, &st.active))
+		srv.Listener = smallBufferListener{srv.Listener}
+		srv.StartTLS() // HTTP/1.1 only: EnableHTTP2 is not set
+	} else {
+		srv = newSmallBufferServer(countHandler(st.tg.handler, &st.active))
+	}
 	t.Cleanup(srv.Close)
 	st.base = runtime.NumGoroutine()
-	st.c = dialStalled(t, srv.Listener.Addr().String())
+	addr := srv.Listener.Addr().String()
+	if secure {
+		st.c = dialSmallBuffer(t, addr)
+		conf := srv.Client().Transport.(*http.Transport).TLSClientConfig.Clone()
+		conf.ServerName = "127.0.0.1"
+		tc := tls.Client(st.c, conf)
+		if err := tc.HandshakeContext(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := fmt.Fprintf(tc, "GET / HTTP/1.1\r\nHost: %s\r\n\r\n", addr); err != nil {
+			t.Fatal(err)
+		}
+	} else {
+		st.c = dialStalled(t, addr)
+	}
 	if !waitFor(5*time.Second, func() bool { return st.tg.stats().Clients == 1 }) {
 		t.Fatal("the client was not registered")
 	}
