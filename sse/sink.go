@@ -65,7 +65,13 @@ func (c *Conn) bound(start int64) bool {
 	if !c.deadlines {
 		return false
 	}
-	_ = c.rc().SetWriteDeadline(time.Unix(0, start).Add(c.timeout))
+	// Under c.mu, so that a write the stream's end cut short (see stop)
+	// is not given its deadline back.
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cause == nil {
+		_ = c.rc().SetWriteDeadline(time.Unix(0, start).Add(c.timeout))
+	}
 	return true
 }
 
