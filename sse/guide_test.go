@@ -1,7 +1,6 @@
 package sse_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -72,6 +71,40 @@ func isClosed(ch <-chan struct{}) bool {
 	default:
 		return false
 	}
+}
+
+// logBuffer collects what the log (and log/slog) default loggers write.
+type logBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// captureLog sends the log package's output, without time stamps, to the
+// returned buffer until the test ends, then restores the log and slog
+// defaults (slog.SetDefault redirects the log package too).
+func captureLog(t *testing.T) *logBuffer {
+	out, flags, def := log.Writer(), log.Flags(), slog.Default()
+	buf := &logBuffer{}
+	log.SetOutput(buf)
+	log.SetFlags(0)
+	t.Cleanup(func() {
+		slog.SetDefault(def)
+		log.SetOutput(out)
+		log.SetFlags(flags)
+	})
+	return buf
 }
 
 // guideMessages is the "messages" channel the guide's loops range over.
@@ -363,6 +396,7 @@ func testGuideConnectionLifecycle(t *testing.T) {
 			{"ServerCloses", func(_ func(), conn *sse.Conn) { conn.Close() }},
 		} {
 			t.Run(tt.name, func(t *testing.T) {
+				logs := captureLog(t)
 				synctest.Test(t, func(t *testing.T) {
 					w := newFakeWriter()
 					conns := make(chan *sse.Conn, 1)
@@ -395,6 +429,9 @@ func testGuideConnectionLifecycle(t *testing.T) {
 					want := ": connected\n\n" + strings.Repeat("data: ping\n\n", 2)
 					if got := w.Body(); got != want {
 						t.Fatalf("got %q, want %q", got, want)
+					}
+					if got, want := logs.String(), "Client disconnected\n"; got != want {
+						t.Errorf("log: got %q, want %q", got, want)
 					}
 				})
 			})
@@ -500,6 +537,7 @@ func testGuideHub(t *testing.T) {
 		hub := sse.NewHub[string]()
 		go hub.Run()
 		t.Cleanup(func() { hub.Close() })
+		logs := captureLog(t)
 		registered := make(chan *sse.Conn, 3)
 		srv := guideServer(t, hubHandler(hub, registered))
 		for n := 1; n <= 3; n++ {
@@ -510,45 +548,55 @@ func testGuideHub(t *testing.T) {
 				t.Fatalf("Clients: got %d, want %d", count, n)
 			}
 		}
+		if got, want := logs.String(), "Active clients: 1\nActive clients: 2\nActive clients: 3\n"; got != want {
+			t.Errorf("log: got %q, want %q", got, want)
+		}
 	})
 
 	t.Run("RemovesFailedClients", func(t *testing.T) {
-		for _, tt := range []struct {
-			name string
-			fail func(s *stream, conn *sse.Conn)
-		}{
-			// Client disconnects → removed from hub
-			{"ClientDisconnects", func(s *stream, _ *sse.Conn) { s.resp.Body.Close() }},
-			// Send fails → client unregistered
-			{"SendFails", func(_ *stream, conn *sse.Conn) { conn.Close() }},
-		} {
-			t.Run(tt.name, func(t *testing.T) {
+		// Client disconnects → removed from hub
+		t.Run("ClientDisconnects", func(t *testing.T) {
+			hub := sse.NewHub[string]()
+			go hub.Run()
+			t.Cleanup(func() { hub.Close() })
+			registered := make(chan *sse.Conn, 2)
+			srv := guideServer(t, hubHandler(hub, registered))
+			s1, _ := hubClient(t, srv, registered)
+			s2, _ := hubClient(t, srv, registered)
+			s1.resp.Body.Close()
+			if !waitFor(10*time.Second, func() bool { return hub.Clients() == 1 }) {
+				t.Fatalf("Clients: got %d, want 1", hub.Clients())
+			}
+			if err := hub.Broadcast("still here"); err != nil {
+				t.Fatal(err)
+			}
+			s2.expect("data: still here\n\n")
+		})
+		// Send fails → client unregistered
+		t.Run("SendFails", func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
 				hub := sse.NewHub[string]()
 				go hub.Run()
-				t.Cleanup(func() { hub.Close() })
-				registered := make(chan *sse.Conn, 2)
-				srv := guideServer(t, hubHandler(hub, registered))
-				s1, conn1 := hubClient(t, srv, registered)
-				s2, _ := hubClient(t, srv, registered)
-				tt.fail(s1, conn1)
-				if !waitFor(10*time.Second, func() bool {
-					hub.Broadcast("x")
-					return hub.Clients() == 1
-				}) {
-					t.Fatalf("Clients: got %d, want 1", hub.Clients())
-				}
-				if err := hub.Broadcast("still here"); err != nil {
+				defer hub.Close()
+				cs := fakeClients(t, hub, 2, &sse.UpgradeOptions{Heartbeat: -1, WriteTimeout: time.Second})
+				release := cs[0].w.setBlock() // its writes time out
+				defer release()
+				if err := hub.Broadcast("x"); err != nil {
 					t.Fatal(err)
 				}
-				for {
-					if b := s2.block(); b == "data: still here\n\n" {
-						break
-					} else if b != "data: x\n\n" {
-						t.Fatalf("healthy client: got %q, want \"data: x\\n\\n\" or \"data: still here\\n\\n\"", b)
-					}
+				time.Sleep(time.Second + time.Millisecond)
+				synctest.Wait()
+				if n := hub.Clients(); n != 1 {
+					t.Fatalf("Clients after a failed write: got %d, want 1", n)
+				}
+				if err := cs[0].conn.Err(); !errors.Is(err, sse.ErrConnectionClosed) {
+					t.Errorf("failed client's Err: got %v, want ErrConnectionClosed", err)
+				}
+				if got, want := cs[1].w.Body(), ": connected\n\ndata: x\n\n"; got != want {
+					t.Errorf("healthy client: got %q, want %q", got, want)
 				}
 			})
-		}
+		})
 	})
 
 	t.Run("CloseDisconnectsAll", func(t *testing.T) {
@@ -781,9 +829,8 @@ func testGuideBestPractices(t *testing.T) {
 	})
 
 	t.Run("Logging", func(t *testing.T) {
-		var buf bytes.Buffer
-		old := slog.Default()
-		slog.SetDefault(slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{
+		buf := captureLog(t)
+		slog.SetDefault(slog.New(slog.NewTextHandler(buf, &slog.HandlerOptions{
 			ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
 				if a.Key == slog.TimeKey {
 					return slog.Attr{}
@@ -791,7 +838,6 @@ func testGuideBestPractices(t *testing.T) {
 				return a
 			},
 		})))
-		t.Cleanup(func() { slog.SetDefault(old) })
 		synctest.Test(t, func(t *testing.T) {
 			hub := sse.NewHub[string]()
 			go hub.Run()
@@ -866,6 +912,7 @@ func testGuideBestPractices(t *testing.T) {
 
 func testGuideErrorHandling(t *testing.T) {
 	t.Run("ErrNoFlusher", func(t *testing.T) {
+		logs := captureLog(t)
 		w := &noFlushWriter{header: http.Header{}}
 		r := httptest.NewRequest(http.MethodGet, "/", nil)
 		var upgradeErr error
@@ -887,6 +934,9 @@ func testGuideErrorHandling(t *testing.T) {
 		}
 		if want := sse.ErrNoFlusher.Error() + "\n"; w.status != 500 || w.body.String() != want {
 			t.Errorf("response: got %d %q, want 500 %q", w.status, w.body.String(), want)
+		}
+		if got, want := logs.String(), "Incompatible server or proxy\n"; got != want {
+			t.Errorf("log: got %q, want %q", got, want)
 		}
 	})
 
@@ -924,15 +974,16 @@ func testGuideErrorHandling(t *testing.T) {
 		hub := sse.NewHub[string]()
 		go hub.Run()
 		hub.Close()
-		var registerErr error
+		registerErrs := make(chan error, 1)
 		srv := guideServer(t, func(w http.ResponseWriter, r *http.Request) {
 			conn, err := sse.Upgrade(w, r)
 			if err != nil {
 				return
 			}
 			defer conn.Close()
-			if err := hub.Register(conn); err != nil {
-				registerErr = err
+			err = hub.Register(conn)
+			registerErrs <- err
+			if err != nil {
 				if errors.Is(err, sse.ErrHubClosed) {
 					// Hub is shutting down
 					http.Error(w, "Service unavailable", http.StatusServiceUnavailable)
@@ -946,7 +997,7 @@ func testGuideErrorHandling(t *testing.T) {
 		}
 		body, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
-		if !errors.Is(registerErr, sse.ErrHubClosed) {
+		if registerErr := <-registerErrs; !errors.Is(registerErr, sse.ErrHubClosed) {
 			t.Fatalf("Register: got %v, want ErrHubClosed", registerErr)
 		}
 		// As README says, the status was sent by Upgrade and cannot change.
@@ -962,6 +1013,7 @@ func testGuideErrorHandling(t *testing.T) {
 	})
 
 	t.Run("ClientDisconnection", func(t *testing.T) {
+		logs := captureLog(t)
 		messages := make(chan string)
 		returned := make(chan error, 1)
 		srv := guideServer(t, func(w http.ResponseWriter, r *http.Request) {
@@ -994,8 +1046,11 @@ func testGuideErrorHandling(t *testing.T) {
 		s.resp.Body.Close()
 		select {
 		case err := <-returned:
-			if err != nil && !errors.Is(err, sse.ErrConnectionClosed) {
-				t.Errorf("loop ended with %v, want nil or ErrConnectionClosed", err)
+			if err != nil {
+				t.Errorf("loop ended with %v, want a clean disconnect", err)
+			}
+			if got, want := logs.String(), "Client disconnected\n"; got != want {
+				t.Errorf("log: got %q, want %q", got, want)
 			}
 		case <-time.After(10 * time.Second):
 			t.Fatal("the loop did not end after the client left")
@@ -1268,6 +1323,7 @@ func testGuideAdvanced(t *testing.T) {
 			lastID := r.Header.Get("Last-Event-ID")
 			eventLog.ReplayFrom(conn, lastID)
 			// Continue with live events
+			conn.SendComment("live")
 			<-conn.Done()
 		})
 		all := []string{"id: evt-1\ndata: m1\n\n", "id: evt-2\ndata: m2\n\n", "id: evt-3\ndata: m3\n\n"}
@@ -1277,6 +1333,7 @@ func testGuideAdvanced(t *testing.T) {
 			{"FirstConnection", "", strings.Join(all, "")},
 			{"Resume", "evt-1", all[1] + all[2]},
 			{"UpToDate", "evt-3", ""},
+			{"UnknownID", "evt-9", ""}, // the guide's loop then replays nothing
 		} {
 			t.Run(tt.name, func(t *testing.T) {
 				var header []string
@@ -1284,7 +1341,7 @@ func testGuideAdvanced(t *testing.T) {
 					header = []string{"Last-Event-ID", tt.lastID}
 				}
 				s := get(t, srv.Client(), srv.URL, header...)
-				s.expect(": connected\n\n" + tt.want)
+				s.expect(": connected\n\n" + tt.want + ": live\n\n")
 			})
 		}
 	})
@@ -1325,6 +1382,7 @@ func testGuideAdvanced(t *testing.T) {
 	})
 
 	t.Run("Backpressure", func(t *testing.T) {
+		logs := captureLog(t)
 		messages := guideMessages("a", "b", "c")
 		srv := guideServer(t, func(w http.ResponseWriter, r *http.Request) {
 			conn, _ := sse.Upgrade(w, r)
@@ -1353,5 +1411,8 @@ func testGuideAdvanced(t *testing.T) {
 			<-conn.Done()
 		})
 		get(t, srv.Client(), srv.URL).expect(": connected\n\ndata: a\n\ndata: b\n\ndata: c\n\n")
+		if got := logs.String(); got != "" {
+			t.Errorf("log: got %q, want nothing dropped", got)
+		}
 	})
 }
