@@ -47,21 +47,12 @@ func guideServer(t *testing.T, h http.HandlerFunc) *httptest.Server {
 	return srv
 }
 
-// guideRequest starts handler h on w in a goroutine, with a request whose
-// context the returned cancel ends (the client going away); the returned
-// channel is closed when h returns.
-func guideRequest(h http.HandlerFunc, w http.ResponseWriter, header ...string) (cancel func(), done <-chan struct{}) {
+// guideRequest starts handler h on w in the background, with a request
+// whose context the returned cancel ends (the client going away); the
+// returned channel is closed when h returns.
+func guideRequest(h http.HandlerFunc, w http.ResponseWriter) (cancel func(), done <-chan struct{}) {
 	ctx, cancel := context.WithCancel(context.Background())
-	r := httptest.NewRequestWithContext(ctx, http.MethodGet, "/events", nil)
-	for i := 0; i+1 < len(header); i += 2 {
-		r.Header.Set(header[i], header[i+1])
-	}
-	ended := make(chan struct{})
-	go func() {
-		defer close(ended)
-		h(w, r)
-	}()
-	return cancel, ended
+	return cancel, serveIn(ctx, h, w)
 }
 
 func isClosed(ch <-chan struct{}) bool {
@@ -71,6 +62,17 @@ func isClosed(ch <-chan struct{}) bool {
 	default:
 		return false
 	}
+}
+
+// upgradeFake upgrades a request on a fakeWriter.
+func upgradeFake(t *testing.T) (*fakeWriter, *sse.Conn) {
+	t.Helper()
+	w := newFakeWriter()
+	conn, err := sse.Upgrade(w, httptest.NewRequest(http.MethodGet, "/", nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return w, conn
 }
 
 // logBuffer collects what the log (and log/slog) default loggers write.
@@ -347,11 +349,7 @@ func testGuideConnectionLifecycle(t *testing.T) {
 
 	t.Run("CloseIdempotent", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
-			w := newFakeWriter()
-			conn, err := sse.Upgrade(w, httptest.NewRequest(http.MethodGet, "/", nil))
-			if err != nil {
-				t.Fatal(err)
-			}
+			w, conn := upgradeFake(t)
 			for i := range 3 {
 				if err := conn.Close(); err != nil {
 					t.Fatalf("Close #%d: got %v, want nil", i+1, err)
@@ -786,14 +784,7 @@ func testGuideBestPractices(t *testing.T) {
 					http.Error(w, "Too many clients", http.StatusServiceUnavailable)
 					return
 				}
-				conn, err := sse.Upgrade(w, r)
-				if err != nil {
-					return
-				}
-				defer conn.Close()
-				hub.Register(conn)
-				defer hub.Unregister(conn)
-				<-conn.Done()
+				hubHandler(hub, nil)(w, r) // Upgrade, hub.Register(conn), <-conn.Done()
 			}
 			var cancels []func()
 			var dones []<-chan struct{}
@@ -942,11 +933,7 @@ func testGuideErrorHandling(t *testing.T) {
 
 	t.Run("ErrConnectionClosed", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
-			w := newFakeWriter()
-			conn, err := sse.Upgrade(w, httptest.NewRequest(http.MethodGet, "/", nil))
-			if err != nil {
-				t.Fatal(err)
-			}
+			w, conn := upgradeFake(t)
 			conn.Close()
 			event := sse.NewEvent("late")
 			closed := false
@@ -971,6 +958,7 @@ func testGuideErrorHandling(t *testing.T) {
 	})
 
 	t.Run("ErrHubClosed", func(t *testing.T) {
+		logs := captureLog(t) // net/http's complaint about the status
 		hub := sse.NewHub[string]()
 		go hub.Run()
 		hub.Close()
@@ -1003,6 +991,9 @@ func testGuideErrorHandling(t *testing.T) {
 		// As README says, the status was sent by Upgrade and cannot change.
 		if resp.StatusCode != http.StatusOK || !strings.HasPrefix(string(body), ": connected\n\n") {
 			t.Errorf("response: got %d %q, want 200 starting with \": connected\\n\\n\"", resp.StatusCode, body)
+		}
+		if got, want := logs.String(), "http: superfluous response.WriteHeader call"; !strings.Contains(got, want) {
+			t.Errorf("log: got %q, want net/http's %q", got, want)
 		}
 		// The way README gives to refuse with 503: serve the hub itself.
 		w := httptest.NewRecorder()
@@ -1069,11 +1060,7 @@ func testGuideErrorHandling(t *testing.T) {
 		} {
 			t.Run(tt.name, func(t *testing.T) {
 				synctest.Test(t, func(t *testing.T) {
-					w := newFakeWriter()
-					conn, err := sse.Upgrade(w, httptest.NewRequest(http.MethodGet, "/", nil))
-					if err != nil {
-						t.Fatal(err)
-					}
+					w, conn := upgradeFake(t)
 					defer conn.Close()
 					if err := conn.Send(tt.ev); !errors.Is(err, sse.ErrInvalidEvent) {
 						t.Errorf("Send: got %v, want ErrInvalidEvent", err)
@@ -1097,6 +1084,17 @@ func testGuideErrorHandling(t *testing.T) {
 	})
 }
 
+// streamUntilDone stands for the "// ..." after Upgrade in the guide's
+// handlers: it streams until the client goes away.
+func streamUntilDone(w http.ResponseWriter, r *http.Request) {
+	conn, err := sse.Upgrade(w, r)
+	if err != nil {
+		return
+	}
+	defer conn.Close()
+	<-conn.Done()
+}
+
 func validateToken(token string) bool { return token == "Bearer s3cret" }
 
 func testGuideProduction(t *testing.T) {
@@ -1109,12 +1107,7 @@ func testGuideProduction(t *testing.T) {
 			if r.Method == "OPTIONS" {
 				return
 			}
-			conn, err := sse.Upgrade(w, r)
-			if err != nil {
-				return
-			}
-			defer conn.Close()
-			<-conn.Done()
+			streamUntilDone(w, r) // conn, err := sse.Upgrade(w, r) // ...
 		})
 		req, _ := http.NewRequest(http.MethodOptions, srv.URL, nil)
 		resp, err := srv.Client().Do(req)
@@ -1140,12 +1133,7 @@ func testGuideProduction(t *testing.T) {
 				http.Error(w, "Unauthorized", http.StatusUnauthorized)
 				return
 			}
-			conn, err := sse.Upgrade(w, r)
-			if err != nil {
-				return
-			}
-			defer conn.Close()
-			<-conn.Done()
+			streamUntilDone(w, r) // conn, err := sse.Upgrade(w, r) // ...
 		})
 		resp, err := srv.Client().Get(srv.URL)
 		if err != nil {
