@@ -153,6 +153,21 @@ func handleSSE(w http.ResponseWriter, r *http.Request) {
 }
 
 func testGuideQuickStart(t *testing.T) {
+	t.Run("Curl", func(t *testing.T) {
+		mux := http.NewServeMux()
+		mux.HandleFunc("/events", handleSSE)
+		srv := httptest.NewServer(mux)
+		t.Cleanup(srv.Close)
+		s := get(t, srv.Client(), srv.URL+"/events")
+		if got, want := s.resp.Header.Get("Content-Type"), "text/event-stream"; got != want {
+			t.Errorf("Content-Type: got %q, want %q", got, want)
+		}
+		s.expect(": connected\n\n") // the pings: Ticker, without waiting
+	})
+	t.Run("Ticker", testGuideQuickStartTicker)
+}
+
+func testGuideQuickStartTicker(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		w := newFakeWriter()
 		cancel, done := guideRequest(handleSSE, w)
