@@ -20,9 +20,9 @@ import (
 	"github.com/coregx/stream/sse"
 )
 
-// The tests in this file run the snippets of the user guide
-// (docs/guide: "Complete guide to using Server-Sent Events") as written,
-// and check the bytes a client receives. Where the guide shows a bug (field
+// The tests in this file run the snippets of the user guide ("Complete
+// guide to using Server-Sent Events with github.com/coregx/stream/sse") as
+// written, and check the bytes a client receives. Where the guide shows a bug (field
 // injection, a slow client blocking the hub, answering 503 after Upgrade)
 // they check what README's "Where we differ from the guide" says instead.
 
@@ -33,7 +33,7 @@ type Message struct {
 	Text string `json:"text"`
 }
 
-// Option 1: Implement Stringer
+// String is the guide's "Option 1: Implement Stringer".
 func (m Message) String() string {
 	data, _ := json.Marshal(m)
 	return string(data)
@@ -1110,6 +1110,12 @@ func streamUntilDone(w http.ResponseWriter, r *http.Request) {
 	<-conn.Done()
 }
 
+// metric stands in for the guide's Prometheus gauge and counter.
+type metric struct{ atomic.Int64 }
+
+func (m *metric) Inc() { m.Add(1) }
+func (m *metric) Dec() { m.Add(-1) }
+
 func validateToken(token string) bool { return token == "Bearer s3cret" }
 
 func testGuideProduction(t *testing.T) {
@@ -1160,6 +1166,45 @@ func testGuideProduction(t *testing.T) {
 			t.Errorf("no token: got %d %q, want 401 \"Unauthorized\\n\"", resp.StatusCode, body)
 		}
 		get(t, srv.Client(), srv.URL, "Authorization", "Bearer s3cret").expect(": connected\n\n")
+	})
+
+	t.Run("Monitoring", func(t *testing.T) {
+		// The guide's metrics are Prometheus ones; these stand-ins have
+		// the methods the snippet calls.
+		var sseConnections, sseEvents metric
+		events := make(chan *sse.Event, 2)
+		events <- sse.NewEvent("a").WithID("1")
+		events <- sse.NewEvent("b").WithType("t")
+		close(events)
+		streamed, returned := make(chan struct{}), make(chan struct{})
+		srv := guideServer(t, func(w http.ResponseWriter, r *http.Request) {
+			defer close(returned)
+			conn, err := sse.Upgrade(w, r)
+			if err != nil {
+				return
+			}
+			defer conn.Close()
+			sseConnections.Inc()
+			defer sseConnections.Dec()
+			for event := range events {
+				conn.Send(event)
+				sseEvents.Inc()
+			}
+			// Not in the guide, whose handler ends the stream here:
+			close(streamed)
+			<-conn.Done()
+		})
+		s := get(t, srv.Client(), srv.URL)
+		s.expect(": connected\n\nid: 1\ndata: a\n\nevent: t\ndata: b\n\n")
+		<-streamed
+		if c, e := sseConnections.Load(), sseEvents.Load(); c != 1 || e != 2 {
+			t.Errorf("while streaming: connections %d, events %d; want 1, 2", c, e)
+		}
+		s.resp.Body.Close()
+		<-returned
+		if c := sseConnections.Load(); c != 0 {
+			t.Errorf("after the client left: connections %d, want 0", c)
+		}
 	})
 
 	t.Run("ConnectionLimits", func(t *testing.T) {
