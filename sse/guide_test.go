@@ -44,8 +44,13 @@ func guideServer(t *testing.T, h http.HandlerFunc) *httptest.Server {
 	t.Helper()
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
+	srv.Client().Timeout = streamTimeout
 	return srv
 }
+
+// streamTimeout bounds each stream a test reads, so that a stream shorter
+// than expected fails the test instead of hanging it.
+const streamTimeout = 10 * time.Second
 
 // guideRequest starts handler h on w in the background, with a request
 // whose context the returned cancel ends (the client going away); the
@@ -158,6 +163,7 @@ func testGuideQuickStart(t *testing.T) {
 		mux.HandleFunc("/events", handleSSE)
 		srv := httptest.NewServer(mux)
 		t.Cleanup(srv.Close)
+		srv.Client().Timeout = streamTimeout
 		s := get(t, srv.Client(), srv.URL+"/events")
 		if got, want := s.resp.Header.Get("Content-Type"), "text/event-stream"; got != want {
 			t.Errorf("Content-Type: got %q, want %q", got, want)
@@ -395,7 +401,7 @@ func testGuideConnectionLifecycle(t *testing.T) {
 		s.resp.Body.Close()
 		select {
 		case <-returned:
-		case <-time.After(10 * time.Second):
+		case <-time.After(streamTimeout):
 			t.Fatal("<-conn.Done() did not return after the client left")
 		}
 	})
@@ -482,7 +488,7 @@ func hubClient(t *testing.T, srv *httptest.Server, registered <-chan *sse.Conn) 
 	select {
 	case conn := <-registered:
 		return s, conn
-	case <-time.After(10 * time.Second):
+	case <-time.After(streamTimeout):
 		t.Fatal("the handler did not register the stream")
 		return nil, nil
 	}
@@ -577,7 +583,7 @@ func testGuideHub(t *testing.T) {
 			s1, _ := hubClient(t, srv, registered)
 			s2, _ := hubClient(t, srv, registered)
 			s1.resp.Body.Close()
-			if !waitFor(10*time.Second, func() bool { return hub.Clients() == 1 }) {
+			if !waitFor(streamTimeout, func() bool { return hub.Clients() == 1 }) {
 				t.Fatalf("Clients: got %d, want 1", hub.Clients())
 			}
 			if err := hub.Broadcast("still here"); err != nil {
@@ -893,6 +899,7 @@ func testGuideBestPractices(t *testing.T) {
 				server := srv.Config
 				srv.Start()
 				t.Cleanup(srv.Close)
+				srv.Client().Timeout = streamTimeout
 				var streams []*stream
 				for range 2 {
 					s, _ := hubClient(t, srv, registered)
@@ -1058,7 +1065,7 @@ func testGuideErrorHandling(t *testing.T) {
 			if got, want := logs.String(), "Client disconnected\n"; got != want {
 				t.Errorf("log: got %q, want %q", got, want)
 			}
-		case <-time.After(10 * time.Second):
+		case <-time.After(streamTimeout):
 			t.Fatal("the loop did not end after the client left")
 		}
 	})
@@ -1342,7 +1349,7 @@ func testGuideAdvanced(t *testing.T) {
 			if room == "" {
 				room = "default"
 			}
-			if !waitFor(10*time.Second, func() bool { return cs.GetRoom(room).Clients() == clients }) {
+			if !waitFor(streamTimeout, func() bool { return cs.GetRoom(room).Clients() == clients }) {
 				t.Fatalf("room %q: got %d clients, want %d", room, cs.GetRoom(room).Clients(), clients)
 			}
 			return s
@@ -1354,6 +1361,8 @@ func testGuideAdvanced(t *testing.T) {
 		go1.expect("data: {\"user\":\"Alice\",\"text\":\"Hi\"}\n\n")
 		go2.expect("data: {\"user\":\"Alice\",\"text\":\"Hi\"}\n\n")
 		def.expect("data: {\"user\":\"Bob\",\"text\":\"Hey\"}\n\n")
+		cs.mu.RLock()
+		defer cs.mu.RUnlock()
 		if n := len(cs.rooms); n != 2 {
 			t.Errorf("rooms: got %d, want 2", n)
 		}
