@@ -389,12 +389,7 @@ func testGuideConnectionLifecycle(t *testing.T) {
 		returned := make(chan struct{})
 		srv := guideServer(t, func(w http.ResponseWriter, r *http.Request) {
 			defer close(returned)
-			conn, err := sse.Upgrade(w, r)
-			if err != nil {
-				return
-			}
-			defer conn.Close()
-			<-conn.Done()
+			streamUntilDone(w, r) // Upgrade, defer conn.Close(), <-conn.Done()
 		})
 		s := get(t, srv.Client(), srv.URL)
 		s.expect(": connected\n\n")
