@@ -299,10 +299,31 @@ func durationOr(d, def time.Duration) time.Duration {
 // LastEventID returns the ID of the last event the client saw before it
 // reconnected: the Last-Event-ID request header, or else the lastEventId
 // query parameter; "" on a first connection.
-func (c *Conn) LastEventID() string { return lastEventID(c.r) }
+func (c *Conn) LastEventID() string {
+	if c == nil {
+		return ""
+	}
+	return lastEventID(c.r)
+}
+
+// A nil *Conn, what Upgrade returns with an error, behaves as a stream
+// that has ended, so that code ignoring that error fails cleanly instead
+// of panicking: Done is closed, Err and the Send methods return
+// errNilConn, and Close returns nil.
+var (
+	errNilConn = fmt.Errorf("%w: nil Conn (the Upgrade failed)", ErrConnectionClosed)
+	closedDone = func() chan struct{} {
+		ch := make(chan struct{})
+		close(ch)
+		return ch
+	}()
+)
 
 // Done returns a channel that is closed when the stream ends.
 func (c *Conn) Done() <-chan struct{} {
+	if c == nil {
+		return closedDone
+	}
 	if c.clientGone() {
 		return c.done
 	}
@@ -318,6 +339,9 @@ func (c *Conn) Done() <-chan struct{} {
 // Err returns nil while the stream is open, and afterwards an error
 // matching [ErrConnectionClosed] that says why it ended.
 func (c *Conn) Err() error {
+	if c == nil {
+		return errNilConn
+	}
 	c.clientGone()
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -416,6 +440,9 @@ func (c *Conn) SendComment(text string) error {
 // (aborting it when it blocks), so the handler may return right after.
 // Close is idempotent.
 func (c *Conn) Close() error {
+	if c == nil {
+		return nil
+	}
 	c.shutdown(fmt.Errorf("%w: closed by server", ErrConnectionClosed))
 	c.waitWrites()
 	return nil
@@ -424,6 +451,9 @@ func (c *Conn) Close() error {
 // write writes p, flushes it and records the time. A failed write ends
 // the stream.
 func (c *Conn) write(p []byte) error {
+	if c == nil {
+		return errNilConn
+	}
 	c.lockWrite()
 	defer c.unlockWrite()
 	return c.writeLocked(p)
