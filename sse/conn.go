@@ -61,7 +61,8 @@ type UpgradeOptions struct {
 // [Conn.Close] (or [Hub.Unregister], for a registered Conn) has returned:
 // both wait for a write in progress, so that nothing touches the
 // ResponseWriter afterwards. Once the handler returns, the connection
-// closes (on HTTP/2, the stream ends or is reset); see [Upgrade].
+// closes (on HTTP/2, the stream ends or is reset), unless it was reset
+// already; see [Upgrade].
 type Conn struct {
 	w         http.ResponseWriter
 	r         *http.Request
@@ -84,6 +85,7 @@ type Conn struct {
 	// testing/synctest bubble; the channel is made only on contention.
 	held     bool          // the write lock is taken
 	ending   bool          // ended: the write lock's holder closes done
+	reset    bool          // dropped, or ended during or after a failed write: reset the connection (see finish)
 	ended    bool          // done is closed
 	watching bool          // a callback watches r's context
 	wake     chan struct{} // closed when the write lock is released; nil when nobody waits
@@ -118,6 +120,22 @@ func (c *Conn) extLocked() *connExt {
 // Once the stream ended, what net/http writes last gets a short write
 // deadline, so that a client that stopped reading cannot hold the
 // connection open.
+//
+// A stream that ends because its client stopped reading (a write to it
+// failed or was cut short by the end, or a [Hub] or [Server] dropped it as
+// too slow, over the queued bytes budget, or not drained by Close or
+// Shutdown) is reset instead, on HTTP/1.x: its connection is taken from
+// net/http ([http.ResponseController.Hijack]) and closed with a TCP reset,
+// which frees it at once, with the data the client did not read, where a
+// normal close would wait in the kernel behind that data. The
+// ResponseWriter must not be used after that. The reset needs net/http's
+// server behind a writer that offers Hijack and write deadlines (itself
+// or through Unwrap); otherwise (a wrapper that hides them, another
+// server) the connection closes normally, and may stay in the kernel
+// until the client reads or the kernel gives up on it. On HTTP/2 only the
+// stream is reset.
+// Streams ended otherwise ([Conn.Close] between writes, or a Shutdown
+// that drained them) close normally, after what was sent.
 //
 // When w cannot flush, Upgrade returns [ErrNoFlusher] and writes nothing,
 // so the caller can still reply with an ordinary HTTP error.
@@ -281,10 +299,31 @@ func durationOr(d, def time.Duration) time.Duration {
 // LastEventID returns the ID of the last event the client saw before it
 // reconnected: the Last-Event-ID request header, or else the lastEventId
 // query parameter; "" on a first connection.
-func (c *Conn) LastEventID() string { return lastEventID(c.r) }
+func (c *Conn) LastEventID() string {
+	if c == nil {
+		return ""
+	}
+	return lastEventID(c.r)
+}
+
+// A nil *Conn, what Upgrade returns with an error, behaves as a stream
+// that has ended, so that code ignoring that error fails cleanly instead
+// of panicking: Done is closed, Err and the Send methods return
+// errNilConn, and Close returns nil.
+var (
+	errNilConn = fmt.Errorf("%w: nil Conn (the Upgrade failed)", ErrConnectionClosed)
+	closedDone = func() chan struct{} {
+		ch := make(chan struct{})
+		close(ch)
+		return ch
+	}()
+)
 
 // Done returns a channel that is closed when the stream ends.
 func (c *Conn) Done() <-chan struct{} {
+	if c == nil {
+		return closedDone
+	}
 	if c.clientGone() {
 		return c.done
 	}
@@ -300,6 +339,9 @@ func (c *Conn) Done() <-chan struct{} {
 // Err returns nil while the stream is open, and afterwards an error
 // matching [ErrConnectionClosed] that says why it ended.
 func (c *Conn) Err() error {
+	if c == nil {
+		return errNilConn
+	}
 	c.clientGone()
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -398,6 +440,9 @@ func (c *Conn) SendComment(text string) error {
 // (aborting it when it blocks), so the handler may return right after.
 // Close is idempotent.
 func (c *Conn) Close() error {
+	if c == nil {
+		return nil
+	}
 	c.shutdown(fmt.Errorf("%w: closed by server", ErrConnectionClosed))
 	c.waitWrites()
 	return nil
@@ -406,6 +451,9 @@ func (c *Conn) Close() error {
 // write writes p, flushes it and records the time. A failed write ends
 // the stream.
 func (c *Conn) write(p []byte) error {
+	if c == nil {
+		return errNilConn
+	}
 	c.lockWrite()
 	defer c.unlockWrite()
 	return c.writeLocked(p)
@@ -435,10 +483,7 @@ func (c *Conn) writeOut(p []byte, deadline bool, start int64) error {
 		c.writing.Store(false)
 		return c.Err()
 	}
-	_, err := c.w.Write(p)
-	if err == nil {
-		err = c.rc().Flush()
-	}
+	err := c.put(p)
 	if err == nil && deadline {
 		err = c.clearDeadline()
 	}
@@ -456,28 +501,40 @@ func (c *Conn) clearDeadline() error {
 	return c.rc().SetWriteDeadline(time.Time{})
 }
 
-// fail ends the stream after a failed write and returns why it ended.
+// fail ends the stream after a failed write and returns why it ended. The
+// connection is then reset (see finish), unless the stream never opened:
+// the handler that sees Upgrade fail may still answer on it.
 func (c *Conn) fail(err error) error {
 	if errors.Is(err, ErrConnectionClosed) {
 		return err
+	}
+	if c.last.Load() != 0 {
+		c.mu.Lock()
+		c.reset = true
+		c.mu.Unlock()
 	}
 	c.shutdown(fmt.Errorf("%w: write: %w", ErrConnectionClosed, err))
 	return c.Err()
 }
 
-// shutdown ends the stream with cause: it cuts short a blocked write,
-// tells the watchers (hubs) and closes Done, or has the write in progress
-// close Done when it returns, so that a handler returning once Done is
-// closed finds nothing still using its ResponseWriter. It never waits, so
-// a hub may end a stuck client without blocking. Only the first call
-// counts.
-func (c *Conn) shutdown(cause error) {
+// shutdown ends the stream with cause; see stop.
+func (c *Conn) shutdown(cause error) { c.stop(cause, false) }
+
+// stop ends the stream with cause: it cuts short a blocked write, tells
+// the watchers (hubs) and closes Done, or has the write in progress close
+// Done when it returns, so that a handler returning once Done is closed
+// finds nothing still using its ResponseWriter. With reset, or when it
+// cuts a write short, the connection is reset rather than closed (see
+// finish). It never waits, so a hub may end a stuck client without
+// blocking. Only the first call counts.
+func (c *Conn) stop(cause error, reset bool) {
 	c.mu.Lock()
 	if c.cause != nil {
 		c.mu.Unlock()
 		return
 	}
 	c.cause = cause
+	c.reset = c.reset || reset
 	c.closed.Store(true)
 	// Whoever holds the write lock ends the stream on unlock; if nobody
 	// does, take it to do so once the watchers are told.
@@ -487,8 +544,11 @@ func (c *Conn) shutdown(cause error) {
 	if !take && c.writing.Load() && c.deadlines {
 		// Cut the write in progress short. Under c.mu, so that its
 		// writer cannot end the stream, and the handler return,
-		// meanwhile.
+		// meanwhile. A stream ended in the middle of a write has a
+		// client that is not reading it (or not fast enough): its
+		// connection is reset (see finish).
 		_ = c.rc().SetWriteDeadline(time.Now())
+		c.reset = true
 	}
 	watchers := []closeWatcher{c.watcher}
 	var stop func() bool
@@ -512,7 +572,7 @@ func (c *Conn) shutdown(cause error) {
 		}
 	}
 	if take {
-		c.unlockWrite()
+		c.unlock(true)
 	}
 }
 
@@ -556,26 +616,47 @@ func (c *Conn) waitWrites() {
 	c.unlockWrite()
 }
 
-// unlockWrite releases the write lock and wakes those waiting for it; once
-// the stream has ended, it closes done.
-func (c *Conn) unlockWrite() {
+// unlockWrite releases the write lock and wakes those waiting for it.
+// Once the stream has ended, it finishes it (see finishUnlock).
+func (c *Conn) unlockWrite() { c.unlock(false) }
+
+// unlock is unlockWrite; with async, a reset of the connection is left to
+// a goroutine of its own, which takes the write lock over: resetting waits
+// for net/http's reader goroutine, which stop, run by a Broadcast that
+// drops clients, must not.
+func (c *Conn) unlock(async bool) {
 	c.mu.Lock()
-	closeDone := c.ending && !c.ended
-	if closeDone {
-		// Bound net/http's last writes while the lock is still held:
-		// once it is released, the handler may return.
+	if c.ending && !c.ended {
 		c.ended = true
+		reset := c.reset
 		c.mu.Unlock()
-		c.limitEnd()
-		c.mu.Lock()
+		if reset && async {
+			go c.finishUnlock(true)
+		} else {
+			c.finishUnlock(reset)
+		}
+		return
 	}
 	c.held = false
 	wake := c.wake
 	c.wake = nil
 	c.mu.Unlock()
-	if closeDone {
-		close(c.done)
+	if wake != nil {
+		close(wake)
 	}
+}
+
+// finishUnlock finishes the ended stream (see finish) while the write
+// lock is still held, since once it is released the handler may return;
+// then it releases the lock and closes done.
+func (c *Conn) finishUnlock(reset bool) {
+	c.finish(reset)
+	c.mu.Lock()
+	c.held = false
+	wake := c.wake
+	c.wake = nil
+	c.mu.Unlock()
+	close(c.done)
 	if wake != nil {
 		close(wake)
 	}

@@ -558,3 +558,41 @@ func TestConnRequestContextEnds(t *testing.T) {
 		})
 	}
 }
+
+// TestNilConn checks that a nil *Conn, what Upgrade returns with an
+// error, behaves as an ended stream instead of panicking, for code that
+// ignores the error as some of the guide's snippets do.
+func TestNilConn(t *testing.T) {
+	var c *sse.Conn
+	select {
+	case <-c.Done():
+	default:
+		t.Error("Done: got an open channel, want a closed one")
+	}
+	for name, err := range map[string]error{
+		"Err":         c.Err(),
+		"Send":        c.Send(sse.NewEvent("x")),
+		"SendData":    c.SendData("x"),
+		"SendJSON":    c.SendJSON(1),
+		"SendComment": c.SendComment("x"),
+	} {
+		if !errors.Is(err, sse.ErrConnectionClosed) {
+			t.Errorf("%s: got %v, want an error matching ErrConnectionClosed", name, err)
+		}
+	}
+	if err := c.Close(); err != nil {
+		t.Errorf("Close: got %v, want nil", err)
+	}
+	if id := c.LastEventID(); id != "" {
+		t.Errorf("LastEventID: got %q, want \"\"", id)
+	}
+	hub := sse.NewHub[string]()
+	defer hub.Close()
+	if err := hub.Register(c); !errors.Is(err, sse.ErrConnectionClosed) {
+		t.Errorf("Register: got %v, want an error matching ErrConnectionClosed", err)
+	}
+	hub.Unregister(c)
+	if n := hub.Clients(); n != 0 {
+		t.Errorf("Clients: got %d, want 0", n)
+	}
+}

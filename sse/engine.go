@@ -358,6 +358,7 @@ func (h *hubCore) unregister(conn sink) {
 	c := h.bySink[conn]
 	h.mu.RUnlock()
 	if c == nil || !h.detach(c) {
+		conn.waitWrites() // dropped meanwhile: its end may still run
 		return
 	}
 	conn.unwatch(c)
@@ -539,11 +540,11 @@ func (h *hubCore) finishFanout(wake, evict []*client) {
 		if i < slow {
 			h.slowDisconnects.Add(1)
 			h.logf(slog.LevelInfo, "sse: disconnecting slow client", "queued", h.cfg.queueSize)
-			c.conn.end(fmt.Errorf("%w: client too slow: %d events queued", ErrConnectionClosed, h.cfg.queueSize))
+			c.conn.drop(fmt.Errorf("%w: client too slow: %d events queued", ErrConnectionClosed, h.cfg.queueSize))
 		} else {
 			h.budgetDisconnects.Add(1)
 			h.logf(slog.LevelWarn, "sse: disconnecting client over the queued bytes budget", "budget", h.cfg.maxBytes)
-			c.conn.end(fmt.Errorf("%w: queued bytes over budget (%d)", ErrConnectionClosed, h.cfg.maxBytes))
+			c.conn.drop(fmt.Errorf("%w: queued bytes over budget (%d)", ErrConnectionClosed, h.cfg.maxBytes))
 		}
 	}
 }
@@ -750,7 +751,7 @@ func (h *hubCore) closeNow() error {
 		c.mu.Unlock()
 		c.conn.unwatch(c)
 		h.shutdownDisconnects.Add(1)
-		c.conn.end(fmt.Errorf("%w: %w", ErrConnectionClosed, h.closedErr))
+		c.conn.drop(fmt.Errorf("%w: %w", ErrConnectionClosed, h.closedErr))
 	}
 	if n := h.pool.wait(h.writeTimeout()); n > 0 {
 		h.abandoned.Add(uint64(n))

@@ -1,14 +1,10 @@
 package sse_test
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"log"
-	"net/http"
-	"net/http/httptest"
 	"strings"
-	"time"
 
 	"github.com/coregx/stream/sse"
 )
@@ -63,34 +59,4 @@ func ExampleReader() {
 	// event: message {"n":1} retry=5000
 	// last event ID: 7
 	// reconnection time: 5s
-}
-
-func ExampleClient_Events() {
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Header.Get("Last-Event-ID") == "2" {
-			w.WriteHeader(http.StatusNoContent) // no more: stop reconnecting
-			return
-		}
-		w.Header().Set("Content-Type", "text/event-stream")
-		io.WriteString(w, "id: 1\ndata: first\n\nid: 2\nevent: update\ndata: second\n\n")
-	}))
-	defer srv.Close()
-
-	c := &sse.Client{
-		HTTPClient: srv.Client(),
-		MinRetry:   10 * time.Millisecond,
-		OnReconnect: func(err error, delay time.Duration) {
-			fmt.Println("reconnecting after:", err)
-		},
-	}
-	for ev, err := range c.Events(context.Background(), srv.URL) {
-		if err != nil {
-			log.Fatal(err)
-		}
-		fmt.Println(ev.ID, ev.Type, ev.Data)
-	}
-	// Output:
-	// 1 message first
-	// 2 update second
-	// reconnecting after: EOF
 }

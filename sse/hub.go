@@ -85,15 +85,22 @@ func (h *Hub[T]) Run() { h.engine().run() }
 // one whose client went away ends within 100 ms.
 // Register returns [ErrHubClosed] after [Hub.Close] (or once
 // [Hub.Shutdown] started), and [ErrConnectionClosed] when conn has
-// already ended.
+// already ended or is nil (an Upgrade that failed).
 func (h *Hub[T]) Register(conn *Conn) error {
+	if conn == nil {
+		return errNilConn
+	}
 	_, err := h.engine().register(conn, h.engine().def, nil, nil, false)
 	return err
 }
 
 // Unregister removes conn from the hub and waits for a write to it in
 // progress, so the handler may return right after. It does not close conn.
-func (h *Hub[T]) Unregister(conn *Conn) { h.engine().unregister(conn) }
+func (h *Hub[T]) Unregister(conn *Conn) {
+	if conn != nil {
+		h.engine().unregister(conn)
+	}
+}
 
 // Clients returns the number of registered clients.
 func (h *Hub[T]) Clients() int { return h.engine().clients() }

@@ -7,7 +7,7 @@ import "time"
 // hijacked connection, say) plugs into the engine by implementing it too.
 // The engine calls write only with the write lock held, and never holds
 // its own locks while it calls a method that may block (lockWrite, write,
-// waitWrites, end).
+// waitWrites, end, drop).
 type sink interface {
 	// lockWrite and unlockWrite take and release the write lock, which
 	// serialises the stream's writes (the engine's and any others).
@@ -38,6 +38,12 @@ type sink interface {
 	// the stream is open, and then why it ended. watch has w told when
 	// the stream ends (false: it has already), unwatch undoes it.
 	end(cause error)
+	// drop is end for a client the engine gives up on (too slow, over
+	// the budget, or not drained when closing): the connection is reset
+	// where it can be, dropping what the client has not read, so that
+	// neither the kernel nor net/http keeps it for a client that may
+	// never read again.
+	drop(cause error)
 	Err() error
 	watch(w closeWatcher) bool
 	unwatch(w closeWatcher)
@@ -59,7 +65,13 @@ func (c *Conn) bound(start int64) bool {
 	if !c.deadlines {
 		return false
 	}
-	_ = c.rc().SetWriteDeadline(time.Unix(0, start).Add(c.timeout))
+	// Under c.mu, so that a write the stream's end cut short (see stop)
+	// is not given its deadline back.
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cause == nil {
+		_ = c.rc().SetWriteDeadline(time.Unix(0, start).Add(c.timeout))
+	}
 	return true
 }
 
@@ -75,3 +87,4 @@ func (c *Conn) lastWrite() int64      { return c.last.Load() }
 func (c *Conn) sendsHeartbeats() bool { return c.beats }
 func (c *Conn) gone() bool            { return c.requestEnded() }
 func (c *Conn) end(cause error)       { c.shutdown(cause) }
+func (c *Conn) drop(cause error)      { c.stop(cause, true) }

@@ -316,18 +316,9 @@ func TestBudgetEvictsNoProgressFirst(t *testing.T) {
 		defer s.Close()
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
-		open := func(topic string) (*fakeWriter, <-chan struct{}) {
-			w := newFakeWriter()
-			r := httptest.NewRequestWithContext(ctx, http.MethodGet, "/?topic="+topic, nil)
-			done := make(chan struct{})
-			go func() {
-				defer close(done)
-				s.ServeHTTP(w, r)
-			}()
-			return w, done
-		}
-		old, oldDone := open("x")
-		busy, busyDone := open("y")
+		old, busy := newFakeWriter(), newFakeWriter()
+		oldDone := serveTopic(ctx, s, old, "x")
+		busyDone := serveTopic(ctx, s, busy, "y")
 		synctest.Wait()
 		defer old.setBlock()()
 		mustPublish(t, s, "x", "stalled") // 21 bytes, stuck from now
@@ -371,20 +362,10 @@ func TestBudgetIgnoresEvictedWrites(t *testing.T) {
 		defer s.Close()
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
-		open := func(w *fakeWriter, topic string) <-chan struct{} {
-			r := httptest.NewRequestWithContext(ctx, http.MethodGet, "/?topic="+topic, nil)
-			done := make(chan struct{})
-			go func() {
-				defer close(done)
-				s.ServeHTTP(w, r)
-			}()
-			return done
-		}
-		old := newFakeWriter()
+		old, busy := newFakeWriter(), newFakeWriter()
 		old.noDL = true
-		open(old, "x")
-		busy := newFakeWriter()
-		busyDone := open(busy, "y")
+		serveTopic(ctx, s, old, "x")
+		busyDone := serveTopic(ctx, s, busy, "y")
 		synctest.Wait()
 		defer old.setBlock()()
 		mustPublish(t, s, "x", "stalled") // 21 bytes, stuck from now on
@@ -411,4 +392,16 @@ func TestBudgetIgnoresEvictedWrites(t *testing.T) {
 			t.Errorf("Stats: got %d budget disconnects, %d clients; want 1, 1", st.BudgetDisconnects, st.Clients)
 		}
 	})
+}
+
+// serveTopic serves a stream of topic from s to w until ctx ends, and
+// returns a channel closed once the handler returned.
+func serveTopic(ctx context.Context, s *sse.Server, w *fakeWriter, topic string) <-chan struct{} {
+	r := httptest.NewRequestWithContext(ctx, http.MethodGet, "/?topic="+topic, nil)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		s.ServeHTTP(w, r)
+	}()
+	return done
 }

@@ -79,6 +79,17 @@ func newSmallBufferServer(h http.Handler) *httptest.Server {
 // and never reads it, so the server's writes to it block almost at once.
 func dialStalled(t *testing.T, addr string) net.Conn {
 	t.Helper()
+	c := dialSmallBuffer(t, addr)
+	if _, err := fmt.Fprintf(c, "GET / HTTP/1.1\r\nHost: %s\r\n\r\n", addr); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// dialSmallBuffer connects to addr over a socket with a 4 KiB receive
+// buffer.
+func dialSmallBuffer(t *testing.T, addr string) net.Conn {
+	t.Helper()
 	d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
 		var serr error
 		err := rc.Control(func(fd uintptr) {
@@ -94,9 +105,6 @@ func dialStalled(t *testing.T, addr string) net.Conn {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	if _, err := fmt.Fprintf(c, "GET / HTTP/1.1\r\nHost: %s\r\n\r\n", addr); err != nil {
-		t.Fatal(err)
-	}
 	return c
 }
 

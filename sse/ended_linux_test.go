@@ -1,0 +1,86 @@
+//go:build linux
+
+package sse_test
+
+import (
+	"encoding/binary"
+	"fmt"
+	"net"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TCP states as Linux numbers them (include/net/tcp_states.h).
+const (
+	tcpEstablished = 1
+	tcpClose       = 7
+)
+
+// tcpState returns the state of c's TCP connection: tcpi_state, the
+// first byte of Linux's struct tcp_info, read without touching the data.
+func tcpState(c net.Conn) (byte, error) {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return 0, fmt.Errorf("%T has no file descriptor", c)
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return 0, err
+	}
+	var v int
+	var serr error
+	if err := raw.Control(func(fd uintptr) {
+		// The kernel copies the first 4 bytes of tcp_info into the int32
+		// GetsockoptInt reads: the state is the first of them in memory.
+		v, serr = syscall.GetsockoptInt(int(fd), syscall.IPPROTO_TCP, syscall.TCP_INFO)
+	}); err != nil {
+		return 0, err
+	}
+	if serr != nil {
+		return 0, serr
+	}
+	var b [4]byte
+	binary.NativeEndian.PutUint32(b[:], uint32(v))
+	return b[0], nil
+}
+
+// TestForcedEndResets ends, in each way a server does, the stream of a
+// client that stopped reading, over HTTP/1.1. Its socket is full and the
+// server's holds more, so a FIN would wait behind data the client never
+// reads and leave its connection established. Without reading anything,
+// the client must see its connection reset (state CLOSE) within a second,
+// and the server's goroutines must be back to what they were.
+func TestForcedEndResets(t *testing.T) {
+	for _, secure := range []bool{false, true} {
+		for _, tc := range endCases() {
+			name := tc.name
+			if secure {
+				name = "TLS " + name
+			}
+			t.Run(name, func(t *testing.T) { forcedEndResets(t, tc, secure) })
+		}
+	}
+}
+
+func forcedEndResets(t *testing.T, tc endCase, secure bool) {
+	st := startStalled(t, tc, secure)
+	c := st.c
+	if state, err := tcpState(c); err != nil || state != tcpEstablished {
+		t.Fatalf("TCP state before the end: got %d (%v), want %d", state, err, tcpEstablished)
+	}
+	tc.end(t, st.tg)
+	var state byte
+	var err error
+	waitFor(time.Second, func() bool {
+		state, err = tcpState(c)
+		return err != nil || state == tcpClose
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if state != tcpClose {
+		t.Fatalf("TCP state 1s after the end: got %d, want %d (reset)", state, tcpClose)
+	}
+	checkIdle(t, &st.active, st.base)
+}
