@@ -199,10 +199,11 @@ func startSSEHub(ctx context.Context, cfg *config, stderr io.Writer) (*server, e
 func hubToken(key []byte, action string, exp time.Time) (string, error) {
 	t := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
 		"aud": hubAudience,
+		"iss": "urn:sseload",
 		"exp": exp.Unix(),
 		"sub": "urn:sseload:" + action,
 		"authorization_details": []any{map[string]any{
-			"type":    "mercure",
+			"type":    "https://mercure.rocks/authorization-detail",
 			"actions": []string{action},
 			"topics":  []any{map[string]string{"match": hubTopic}},
 		}},
