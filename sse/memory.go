@@ -59,7 +59,8 @@ func (l HistoryLimits) resolved() HistoryLimits {
 // Seq numbers of a topic are 1, 2, 3, ...; IDs it assigns are decimal
 // numbers drawn from one counter shared by all topics, so an ID from
 // another topic is recognised as unknown. Subscribers are called from
-// the publisher's goroutine, while the topic is locked.
+// the publisher's goroutine, while the topic is locked. An ID that a
+// publisher gives to two events of a topic names the first of them.
 //
 // A topic costs memory only while it has a subscriber or retains an
 // event: one that has neither is forgotten at once. Until then the ID of
@@ -240,7 +241,12 @@ func (b *MemoryBroker) Publish(ctx context.Context, topic string, ev *Event, met
 		if t.own == nil {
 			t.own = make(map[string]uint64)
 		}
-		t.own[m.Event.ID] = m.Seq
+		// An ID published again keeps naming its first event, so a
+		// client that saw it misses nothing after it (Mercure asks
+		// hubs to resolve a reused ID to the earliest update).
+		if _, seen := t.own[m.Event.ID]; !seen {
+			t.own[m.Event.ID] = m.Seq
+		}
 	}
 	m.Meta = meta.clone()
 	t.head = m.Position()
