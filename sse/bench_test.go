@@ -237,7 +237,7 @@ func BenchmarkIdleStreams(b *testing.B) {
 				if got := hub.Clients(); got != n {
 					b.Fatalf("Clients() = %d, want %d", got, n)
 				}
-				time.Sleep(200 * time.Millisecond) // let helpers and handshakes settle
+				time.Sleep(200 * time.Millisecond) // let the handshakes settle
 				after := inUse()
 				b.ReportMetric(float64(after.heap-before.heap)/float64(n), "heap-B/stream")
 				b.ReportMetric(float64(after.stack-before.stack)/float64(n), "stack-B/stream")
