@@ -107,13 +107,13 @@ func New(ctx context.Context, nc *nats.Conn, opts *Options) (*Broker, error) {
 	}
 	l := opts.Limits
 	if l.MaxEvents == 0 {
-		l.MaxEvents = 1000
+		l.MaxEvents = sse.DefaultHistoryEvents
 	}
 	if l.MaxBytes == 0 {
-		l.MaxBytes = 1 << 20
+		l.MaxBytes = sse.DefaultHistoryBytes
 	}
 	if l.MaxAge == 0 {
-		l.MaxAge = time.Hour
+		l.MaxAge = sse.DefaultHistoryAge
 	}
 	js, err := jetstream.New(nc)
 	if err != nil {

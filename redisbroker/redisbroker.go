@@ -96,13 +96,13 @@ func New(rdb *redis.Client, opts *Options) *Broker {
 	}
 	l := opts.Limits
 	if l.MaxEvents == 0 {
-		l.MaxEvents = 1000
+		l.MaxEvents = sse.DefaultHistoryEvents
 	}
 	if l.MaxBytes == 0 {
-		l.MaxBytes = 1 << 20
+		l.MaxBytes = sse.DefaultHistoryBytes
 	}
 	if l.MaxAge == 0 {
-		l.MaxAge = time.Hour
+		l.MaxAge = sse.DefaultHistoryAge
 	}
 	b := &Broker{rdb: rdb, prefix: opts.Prefix, limits: l, log: opts.Logger, topics: make(map[string]*topic), done: make(chan struct{})}
 	if b.prefix == "" {
