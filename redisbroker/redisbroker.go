@@ -461,15 +461,6 @@ func (b *Broker) Close() error {
 		cancel()
 	}
 	<-b.done
-	var subs []*sub
-	b.mu.Lock()
-	for _, t := range b.topics {
-		subs = append(subs, t.subs...)
-	}
-	b.mu.Unlock()
-	for _, s := range subs {
-		s.stop()
-		s.end(sse.ErrBrokerClosed)
-	}
+	b.endAll(sse.ErrBrokerClosed)
 	return nil
 }
