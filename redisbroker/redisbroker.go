@@ -132,7 +132,7 @@ func (t *topic) hkey(b *Broker) string {
 	return b.prefix + "h:" + strings.TrimPrefix(t.key, b.prefix+"s:")
 }
 
-func (b *Broker) limitArgs(t *topic) []any {
+func (b *Broker) limitArgs() []any {
 	return []any{b.limits.MaxEvents, b.limits.MaxBytes, ms(b.limits.MaxAge), tagLen}
 }
 
@@ -274,7 +274,7 @@ func (b *Broker) Publish(ctx context.Context, topicName string, ev *sse.Event, m
 	if b.limits.MaxAge >= 0 {
 		ttl = ms(b.limits.MaxAge) + 1000
 	}
-	args := append(b.limitArgs(t), newEra(), ttl, "n", size)
+	args := append(b.limitArgs(), newEra(), ttl, "n", size)
 	args = append(args, fields...)
 	res, err := publishScript.Run(ctx, b.rdb, []string{t.key, t.hkey(b)}, args...).StringSlice()
 	if err != nil {
@@ -307,7 +307,7 @@ type look struct {
 }
 
 func (b *Broker) look(ctx context.Context, t *topic, sid, era, own string, list bool) (look, error) {
-	args := append(b.limitArgs(t), sid, era, own, map[bool]string{true: "1", false: "0"}[list])
+	args := append(b.limitArgs(), sid, era, own, map[bool]string{true: "1", false: "0"}[list])
 	v, err := lookScript.Run(ctx, b.rdb, []string{t.key, t.hkey(b)}, args...).Slice()
 	if err != nil {
 		return look{}, unavailable(ctx, err)
