@@ -82,7 +82,8 @@ type Broker struct {
 
 type topic struct {
 	name string
-	key  string
+	key  string // the stream
+	hkey string // its companion hash
 	subs []*sub
 }
 
@@ -122,15 +123,12 @@ const tagLen = 8
 const assignedMax = 32
 
 func (b *Broker) newTopic(name string) *topic {
-	return &topic{name: name, key: b.prefix + "s:" + Escape(name)}
+	e := Escape(name)
+	return &topic{name: name, key: b.prefix + "s:" + e, hkey: b.prefix + "h:" + e}
 }
 
 // newEra returns a random era tag.
 func newEra() string { return fmt.Sprintf("%08x", rand.Uint32()) }
-
-func (t *topic) hkey(b *Broker) string {
-	return b.prefix + "h:" + strings.TrimPrefix(t.key, b.prefix+"s:")
-}
 
 func (b *Broker) limitArgs() []any {
 	return []any{b.limits.MaxEvents, b.limits.MaxBytes, ms(b.limits.MaxAge), tagLen}
@@ -276,7 +274,7 @@ func (b *Broker) Publish(ctx context.Context, topicName string, ev *sse.Event, m
 	}
 	args := append(b.limitArgs(), newEra(), ttl, "n", size)
 	args = append(args, fields...)
-	res, err := publishScript.Run(ctx, b.rdb, []string{t.key, t.hkey(b)}, args...).StringSlice()
+	res, err := publishScript.Run(ctx, b.rdb, []string{t.key, t.hkey}, args...).StringSlice()
 	if err != nil {
 		return sse.Message{}, unavailable(ctx, err)
 	}
@@ -308,7 +306,7 @@ type look struct {
 
 func (b *Broker) look(ctx context.Context, t *topic, sid, era, own string, list bool) (look, error) {
 	args := append(b.limitArgs(), sid, era, own, map[bool]string{true: "1", false: "0"}[list])
-	v, err := lookScript.Run(ctx, b.rdb, []string{t.key, t.hkey(b)}, args...).Slice()
+	v, err := lookScript.Run(ctx, b.rdb, []string{t.key, t.hkey}, args...).Slice()
 	if err != nil {
 		return look{}, unavailable(ctx, err)
 	}
