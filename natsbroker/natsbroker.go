@@ -458,8 +458,7 @@ func (b *Broker) raw(topic string, m *jetstream.RawStreamMsg, era string) sse.Me
 
 // position returns the position of a stored message of topic.
 func (b *Broker) position(topic string, m *jetstream.RawStreamMsg, era string) sse.Position {
-	msg := b.raw(topic, m, era)
-	return msg.Position()
+	return sse.Position{Seq: m.Sequence, ID: b.eventID(m, era)}
 }
 
 // prevOf returns the position before m in its topic, from its headers.
