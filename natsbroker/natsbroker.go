@@ -456,8 +456,8 @@ func (b *Broker) raw(topic string, m *jetstream.RawStreamMsg, era string) sse.Me
 	return b.message(topic, m.Sequence, m.Header, m.Data, m.Time, era)
 }
 
-// position returns the position of a stored message of topic.
-func (b *Broker) position(topic string, m *jetstream.RawStreamMsg, era string) sse.Position {
+// position returns the position of a stored message.
+func (b *Broker) position(m *jetstream.RawStreamMsg, era string) sse.Position {
 	return sse.Position{Seq: m.Sequence, ID: b.eventID(m, era)}
 }
 
@@ -529,7 +529,7 @@ func (b *Broker) History(ctx context.Context, topic, afterID string) (sse.Histor
 	if err != nil || last == nil {
 		return sse.History{Gap: afterID != ""}, err
 	}
-	h := sse.History{Head: b.position(topic, last, era), Oldest: b.position(topic, first, era)}
+	h := sse.History{Head: b.position(last, era), Oldest: b.position(first, era)}
 	pruned := prevOf(first)
 	from, known := uint64(0), false
 	switch seq, ok := parseAssigned(afterID, era); {
@@ -540,7 +540,7 @@ func (b *Broker) History(ctx context.Context, topic, afterID string) (sse.Histor
 	case ok && seq >= first.Sequence && seq <= last.Sequence:
 		m, err := s.GetMsg(ctx, seq)
 		if err == nil && m.Subject == subj {
-			h.After, known, from = b.position(topic, m, era), true, seq+1
+			h.After, known, from = b.position(m, era), true, seq+1
 		}
 	}
 	if !known && !isAssigned(afterID, era) {
@@ -551,7 +551,7 @@ func (b *Broker) History(ctx context.Context, topic, afterID string) (sse.Histor
 		}
 		for i := len(all) - 1; i >= 0; i-- {
 			if all[i].Header.Get(hdrID) == afterID {
-				h.After, known, from = b.position(topic, all[i], era), true, all[i].Sequence+1
+				h.After, known, from = b.position(all[i], era), true, all[i].Sequence+1
 				break
 			}
 		}
