@@ -357,10 +357,7 @@ func (t *topic) message(e redis.XMessage) (sse.Message, bool) {
 	}
 	s := func(k string) string { v, _ := e.Values[k].(string); return v }
 	m := sse.Message{Topic: t.name, Seq: seq, Time: time.UnixMilli(int64(seq >> seqBits)),
-		Event: sse.Event{Type: s("t"), ID: s("i"), Data: s("d")}}
-	if m.Event.ID == "" {
-		m.Event.ID = assigned(e.ID, s("e"))
-	}
+		Event: sse.Event{Type: s("t"), ID: eventID(e), Data: s("d")}}
 	if r := s("r"); r != "" {
 		m.Event.Retry, _ = strconv.Atoi(r)
 	}
@@ -373,6 +370,16 @@ func (t *topic) message(e redis.XMessage) (sse.Message, bool) {
 	return m, true
 }
 
+// eventID returns the ID of the event in entry e: the publisher's, or
+// the one the broker assigned.
+func eventID(e redis.XMessage) string {
+	if id, _ := e.Values["i"].(string); id != "" {
+		return id
+	}
+	era, _ := e.Values["e"].(string)
+	return assigned(e.ID, era)
+}
+
 // position returns the position of stream ID sid in l: that of a
 // retained entry, or of the newest deleted one.
 func (t *topic) position(l look, sid string) sse.Position {
@@ -382,9 +389,7 @@ func (t *topic) position(l look, sid string) sse.Position {
 	}
 	for _, list := range [][]redis.XMessage{l.head, l.first} {
 		if len(list) == 1 && list[0].ID == sid {
-			if m, ok := t.message(list[0]); ok {
-				return m.Position()
-			}
+			return sse.Position{Seq: seq, ID: eventID(list[0])}
 		}
 	}
 	if sid == l.maxDel && l.pid != "" {
