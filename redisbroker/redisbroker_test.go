@@ -20,7 +20,7 @@ import (
 
 const startRedis = `redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no --dir /var/lib/redis --logfile /var/log/redis/ci.log`
 
-// redisAddr returns the address of the Redis the tests use, REDIS_URL
+// redisOptions returns the options of the Redis the tests use, REDIS_URL
 // or redis://127.0.0.1:6379, failing the test when it does not answer.
 func redisOptions(t testing.TB) *redis.Options {
 	t.Helper()
