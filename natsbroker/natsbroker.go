@@ -532,18 +532,19 @@ func (b *Broker) History(ctx context.Context, topic, afterID string) (sse.Histor
 	h := sse.History{Head: b.position(last, era), Oldest: b.position(first, era)}
 	pruned := prevOf(first)
 	from, known := uint64(0), false
-	switch seq, ok := parseAssigned(afterID, era); {
+	seq, assigned := parseAssigned(afterID, era)
+	switch {
 	case afterID == "":
 		known = true
 	case afterID == pruned.ID && pruned.Seq != 0:
 		h.After, known = pruned, true
-	case ok && seq >= first.Sequence && seq <= last.Sequence:
+	case assigned && seq >= first.Sequence && seq <= last.Sequence:
 		m, err := s.GetMsg(ctx, seq)
 		if err == nil && m.Subject == subj {
 			h.After, known, from = b.position(m, era), true, seq+1
 		}
 	}
-	if !known && !isAssigned(afterID, era) {
+	if !known && !assigned {
 		// A publisher's ID: look for it among the retained events.
 		all, err := b.list(ctx, s, subj, first.Sequence, last.Sequence)
 		if err != nil {
@@ -572,9 +573,6 @@ func (b *Broker) History(ctx context.Context, topic, afterID string) (sse.Histor
 	}
 	return h, nil
 }
-
-// isAssigned reports whether id has the form of an ID assigned in era.
-func isAssigned(id, era string) bool { _, ok := parseAssigned(id, era); return ok }
 
 // Close stops the consumer and ends the subscriptions with
 // [sse.ErrBrokerClosed]; it leaves the connection open. Later calls
