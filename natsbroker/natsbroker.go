@@ -107,13 +107,13 @@ func New(ctx context.Context, nc *nats.Conn, opts *Options) (*Broker, error) {
 	}
 	l := opts.Limits
 	if l.MaxEvents == 0 {
-		l.MaxEvents = 1000
+		l.MaxEvents = sse.DefaultHistoryEvents
 	}
 	if l.MaxBytes == 0 {
-		l.MaxBytes = 1 << 20
+		l.MaxBytes = sse.DefaultHistoryBytes
 	}
 	if l.MaxAge == 0 {
-		l.MaxAge = time.Hour
+		l.MaxAge = sse.DefaultHistoryAge
 	}
 	js, err := jetstream.New(nc)
 	if err != nil {
@@ -456,10 +456,9 @@ func (b *Broker) raw(topic string, m *jetstream.RawStreamMsg, era string) sse.Me
 	return b.message(topic, m.Sequence, m.Header, m.Data, m.Time, era)
 }
 
-// position returns the position of a stored message of topic.
-func (b *Broker) position(topic string, m *jetstream.RawStreamMsg, era string) sse.Position {
-	msg := b.raw(topic, m, era)
-	return msg.Position()
+// position returns the position of a stored message.
+func (b *Broker) position(m *jetstream.RawStreamMsg, era string) sse.Position {
+	return sse.Position{Seq: m.Sequence, ID: b.eventID(m, era)}
 }
 
 // prevOf returns the position before m in its topic, from its headers.
@@ -530,21 +529,22 @@ func (b *Broker) History(ctx context.Context, topic, afterID string) (sse.Histor
 	if err != nil || last == nil {
 		return sse.History{Gap: afterID != ""}, err
 	}
-	h := sse.History{Head: b.position(topic, last, era), Oldest: b.position(topic, first, era)}
+	h := sse.History{Head: b.position(last, era), Oldest: b.position(first, era)}
 	pruned := prevOf(first)
 	from, known := uint64(0), false
-	switch seq, ok := parseAssigned(afterID, era); {
+	seq, assigned := parseAssigned(afterID, era)
+	switch {
 	case afterID == "":
 		known = true
 	case afterID == pruned.ID && pruned.Seq != 0:
 		h.After, known = pruned, true
-	case ok && seq >= first.Sequence && seq <= last.Sequence:
+	case assigned && seq >= first.Sequence && seq <= last.Sequence:
 		m, err := s.GetMsg(ctx, seq)
 		if err == nil && m.Subject == subj {
-			h.After, known, from = b.position(topic, m, era), true, seq+1
+			h.After, known, from = b.position(m, era), true, seq+1
 		}
 	}
-	if !known && !isAssigned(afterID, era) {
+	if !known && !assigned {
 		// A publisher's ID: look for it among the retained events.
 		all, err := b.list(ctx, s, subj, first.Sequence, last.Sequence)
 		if err != nil {
@@ -552,7 +552,7 @@ func (b *Broker) History(ctx context.Context, topic, afterID string) (sse.Histor
 		}
 		for i := len(all) - 1; i >= 0; i-- {
 			if all[i].Header.Get(hdrID) == afterID {
-				h.After, known, from = b.position(topic, all[i], era), true, all[i].Sequence+1
+				h.After, known, from = b.position(all[i], era), true, all[i].Sequence+1
 				break
 			}
 		}
@@ -573,9 +573,6 @@ func (b *Broker) History(ctx context.Context, topic, afterID string) (sse.Histor
 	}
 	return h, nil
 }
-
-// isAssigned reports whether id has the form of an ID assigned in era.
-func isAssigned(id, era string) bool { _, ok := parseAssigned(id, era); return ok }
 
 // Close stops the consumer and ends the subscriptions with
 // [sse.ErrBrokerClosed]; it leaves the connection open. Later calls

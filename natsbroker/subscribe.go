@@ -90,7 +90,7 @@ func (b *Broker) start(ctx context.Context, s jetstream.Stream, era string, sb *
 	pruned := prevOf(first)
 	switch {
 	case after == sse.Newest:
-		sb.after = b.position(sb.topic, last, era)
+		sb.after = b.position(last, era)
 		sb.cursor = last.Sequence
 		return nil, nil
 	case after == 0:
@@ -106,7 +106,7 @@ func (b *Broker) start(ctx context.Context, s jetstream.Stream, era string, sb *
 		if err != nil || m.Subject != sb.subject {
 			return nil, gap()
 		}
-		sb.after = b.position(sb.topic, m, era)
+		sb.after = b.position(m, era)
 	}
 	sb.cursor = sb.after.Seq
 	msgs, err := b.list(ctx, s, sb.subject, after+1, last.Sequence)

@@ -82,7 +82,8 @@ type Broker struct {
 
 type topic struct {
 	name string
-	key  string
+	key  string // the stream
+	hkey string // its companion hash
 	subs []*sub
 }
 
@@ -96,13 +97,13 @@ func New(rdb *redis.Client, opts *Options) *Broker {
 	}
 	l := opts.Limits
 	if l.MaxEvents == 0 {
-		l.MaxEvents = 1000
+		l.MaxEvents = sse.DefaultHistoryEvents
 	}
 	if l.MaxBytes == 0 {
-		l.MaxBytes = 1 << 20
+		l.MaxBytes = sse.DefaultHistoryBytes
 	}
 	if l.MaxAge == 0 {
-		l.MaxAge = time.Hour
+		l.MaxAge = sse.DefaultHistoryAge
 	}
 	b := &Broker{rdb: rdb, prefix: opts.Prefix, limits: l, log: opts.Logger, topics: make(map[string]*topic), done: make(chan struct{})}
 	if b.prefix == "" {
@@ -122,17 +123,14 @@ const tagLen = 8
 const assignedMax = 32
 
 func (b *Broker) newTopic(name string) *topic {
-	return &topic{name: name, key: b.prefix + "s:" + Escape(name)}
+	e := Escape(name)
+	return &topic{name: name, key: b.prefix + "s:" + e, hkey: b.prefix + "h:" + e}
 }
 
 // newEra returns a random era tag.
 func newEra() string { return fmt.Sprintf("%08x", rand.Uint32()) }
 
-func (t *topic) hkey(b *Broker) string {
-	return b.prefix + "h:" + strings.TrimPrefix(t.key, b.prefix+"s:")
-}
-
-func (b *Broker) limitArgs(t *topic) []any {
+func (b *Broker) limitArgs() []any {
 	return []any{b.limits.MaxEvents, b.limits.MaxBytes, ms(b.limits.MaxAge), tagLen}
 }
 
@@ -274,9 +272,9 @@ func (b *Broker) Publish(ctx context.Context, topicName string, ev *sse.Event, m
 	if b.limits.MaxAge >= 0 {
 		ttl = ms(b.limits.MaxAge) + 1000
 	}
-	args := append(b.limitArgs(t), newEra(), ttl, "n", size)
+	args := append(b.limitArgs(), newEra(), ttl, "n", size)
 	args = append(args, fields...)
-	res, err := publishScript.Run(ctx, b.rdb, []string{t.key, t.hkey(b)}, args...).StringSlice()
+	res, err := publishScript.Run(ctx, b.rdb, []string{t.key, t.hkey}, args...).StringSlice()
 	if err != nil {
 		return sse.Message{}, unavailable(ctx, err)
 	}
@@ -307,8 +305,8 @@ type look struct {
 }
 
 func (b *Broker) look(ctx context.Context, t *topic, sid, era, own string, list bool) (look, error) {
-	args := append(b.limitArgs(t), sid, era, own, map[bool]string{true: "1", false: "0"}[list])
-	v, err := lookScript.Run(ctx, b.rdb, []string{t.key, t.hkey(b)}, args...).Slice()
+	args := append(b.limitArgs(), sid, era, own, map[bool]string{true: "1", false: "0"}[list])
+	v, err := lookScript.Run(ctx, b.rdb, []string{t.key, t.hkey}, args...).Slice()
 	if err != nil {
 		return look{}, unavailable(ctx, err)
 	}
@@ -359,10 +357,7 @@ func (t *topic) message(e redis.XMessage) (sse.Message, bool) {
 	}
 	s := func(k string) string { v, _ := e.Values[k].(string); return v }
 	m := sse.Message{Topic: t.name, Seq: seq, Time: time.UnixMilli(int64(seq >> seqBits)),
-		Event: sse.Event{Type: s("t"), ID: s("i"), Data: s("d")}}
-	if m.Event.ID == "" {
-		m.Event.ID = assigned(e.ID, s("e"))
-	}
+		Event: sse.Event{Type: s("t"), ID: eventID(e), Data: s("d")}}
 	if r := s("r"); r != "" {
 		m.Event.Retry, _ = strconv.Atoi(r)
 	}
@@ -375,6 +370,16 @@ func (t *topic) message(e redis.XMessage) (sse.Message, bool) {
 	return m, true
 }
 
+// eventID returns the ID of the event in entry e: the publisher's, or
+// the one the broker assigned.
+func eventID(e redis.XMessage) string {
+	if id, _ := e.Values["i"].(string); id != "" {
+		return id
+	}
+	era, _ := e.Values["e"].(string)
+	return assigned(e.ID, era)
+}
+
 // position returns the position of stream ID sid in l: that of a
 // retained entry, or of the newest deleted one.
 func (t *topic) position(l look, sid string) sse.Position {
@@ -384,9 +389,7 @@ func (t *topic) position(l look, sid string) sse.Position {
 	}
 	for _, list := range [][]redis.XMessage{l.head, l.first} {
 		if len(list) == 1 && list[0].ID == sid {
-			if m, ok := t.message(list[0]); ok {
-				return m.Position()
-			}
+			return sse.Position{Seq: seq, ID: eventID(list[0])}
 		}
 	}
 	if sid == l.maxDel && l.pid != "" {
@@ -461,15 +464,6 @@ func (b *Broker) Close() error {
 		cancel()
 	}
 	<-b.done
-	var subs []*sub
-	b.mu.Lock()
-	for _, t := range b.topics {
-		subs = append(subs, t.subs...)
-	}
-	b.mu.Unlock()
-	for _, s := range subs {
-		s.stop()
-		s.end(sse.ErrBrokerClosed)
-	}
+	b.endAll(sse.ErrBrokerClosed)
 	return nil
 }

@@ -20,7 +20,7 @@ import (
 
 const startRedis = `redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no --dir /var/lib/redis --logfile /var/log/redis/ci.log`
 
-// redisAddr returns the address of the Redis the tests use, REDIS_URL
+// redisOptions returns the options of the Redis the tests use, REDIS_URL
 // or redis://127.0.0.1:6379, failing the test when it does not answer.
 func redisOptions(t testing.TB) *redis.Options {
 	t.Helper()
@@ -103,11 +103,15 @@ func TestBoundedConnections(t *testing.T) {
 	defer b.Close()
 	var mu sync.Mutex
 	got := 0
+	all := make(chan struct{}) // closed at the 900th delivery
 	for i := range 300 {
 		for range 3 {
 			sub, err := b.Subscribe(t.Context(), fmt.Sprint("t", i), sse.Newest, func(sse.Message) {
 				mu.Lock()
 				got++
+				if got == 900 {
+					close(all)
+				}
 				mu.Unlock()
 			})
 			if err != nil {
@@ -121,22 +125,18 @@ func TestBoundedConnections(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		mu.Lock()
-		n := got
-		mu.Unlock()
-		if n == 900 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("deliveries: got %d, want 900", n)
-		}
-		time.Sleep(5 * time.Millisecond)
+	select {
+	case <-all:
+	case <-time.After(10 * time.Second):
 	}
 	// One blocked reader, plus what the pool opened for the commands.
 	if n := rdb.PoolStats().TotalConns; n > 3 {
 		t.Errorf("connections for 300 topics × 3 subscriptions: got %d, want at most 3", n)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if got != 900 {
+		t.Fatalf("deliveries: got %d, want 900", got)
 	}
 }
 

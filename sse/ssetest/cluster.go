@@ -376,6 +376,13 @@ func testChaos(t *testing.T, newNode func(t *testing.T) sse.Broker, opts *Cluste
 	if !restarted.Load() {
 		t.Error("no node was restarted")
 	}
+	total := int64(0)
+	for k := range published {
+		total += published[k].Load()
+	}
+	if want := int64(events + len(topics)); total != want {
+		t.Errorf("published: got %d events, want %d (the publisher gave up when the time ran out)", total, want)
+	}
 	for i, f := range fs {
 		for j, topic := range topics {
 			if contains(f.topics, topic) && int64(f.got[topic]) != published[j].Load() {

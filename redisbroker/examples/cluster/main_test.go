@@ -49,13 +49,12 @@ func TestRun(t *testing.T) {
 	}
 	defer resp.Body.Close()
 	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		if strings.HasPrefix(sc.Text(), "data: node A: tick ") {
-			break
-		}
+	ticked := false
+	for !ticked && sc.Scan() {
+		ticked = strings.HasPrefix(sc.Text(), "data: node A: tick ")
 	}
-	if err := sc.Err(); err != nil {
-		t.Fatalf("reading node B's stream: %v, want a tick of node A", err)
+	if !ticked {
+		t.Fatalf("reading node B's stream: got end of stream (%v), want a tick of node A", sc.Err())
 	}
 	page, err := http.Get("http://" + addrs[0] + "/")
 	if err != nil {
