@@ -142,7 +142,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return err
 	}
 	defer releaseBroker() // after the engine closed the broker
-	engine, err := mercure.NewEngine(mercure.EngineConfig{
+	engine := mercure.NewEngine(mercure.EngineConfig{
 		Broker:        broker,
 		HistoryEvents: cfg.historyEvents,
 		HistoryBytes:  cfg.historyBytes,
@@ -151,9 +151,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		WriteTimeout:  cfg.writeTimeout,
 		Logger:        log,
 	})
-	if err != nil {
-		return err
-	}
 	met := newMetrics()
 	met.attach(engine)
 	// The hub's URL, base of relative topics and patterns: the resource

@@ -88,7 +88,7 @@ type Engine struct {
 type filterKey struct{}
 
 // NewEngine starts an engine.
-func NewEngine(cfg EngineConfig) (*Engine, error) {
+func NewEngine(cfg EngineConfig) *Engine {
 	b := cfg.Broker
 	if b == nil {
 		b = sse.NewMemoryBroker(sse.HistoryLimits{MaxEvents: cfg.HistoryEvents, MaxBytes: cfg.HistoryBytes, MaxAge: cfg.HistoryAge})
@@ -104,7 +104,7 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 			Logger:       cfg.Logger,
 		},
 	}
-	return e, nil
+	return e
 }
 
 // filterFor is the sse.Server's Filter: it applies the predicate the hub
