@@ -143,13 +143,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	}
 	defer releaseBroker() // after the engine closed the broker
 	engine := mercure.NewEngine(mercure.EngineConfig{
-		Broker:        broker,
-		HistoryEvents: cfg.historyEvents,
-		HistoryBytes:  cfg.historyBytes,
-		HistoryAge:    cfg.historyAge,
-		Heartbeat:     cfg.heartbeat,
-		WriteTimeout:  cfg.writeTimeout,
-		Logger:        log,
+		Broker:       broker,
+		History:      limits,
+		Heartbeat:    cfg.heartbeat,
+		WriteTimeout: cfg.writeTimeout,
+		Logger:       log,
 	})
 	met := newMetrics()
 	met.attach(engine)
