@@ -179,7 +179,11 @@ func (h *Hub) serveSubscriptions(w http.ResponseWriter, r *http.Request) {
 	json.NewEncoder(w).Encode(body)
 }
 
+// linkParamEscaper escapes a value for a quoted-string of a Link
+// parameter.
+var linkParamEscaper = strings.NewReplacer(`\`, `\\`, `"`, `\"`)
+
 // quoteLinkParam escapes v for a quoted-string of a Link parameter.
 func quoteLinkParam(v string) string {
-	return strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(v)
+	return linkParamEscaper.Replace(v)
 }
