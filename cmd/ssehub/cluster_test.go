@@ -192,8 +192,12 @@ func TestReadyzFollowsTheBroker(t *testing.T) {
 	}
 	embeddedNATS(t, dir, port)
 	waitFor(http.StatusOK)
+	s := h.subscribe(t, "match=urn:after", nil)
 	id := h.mustPublish(t, form("topic", "urn:after", "data", "x"))
 	if id == "" {
 		t.Error("publish after the outage: got no id")
+	}
+	if got, want := s.next(), ev(id, "x"); got != want {
+		t.Errorf("update published after the outage: got %q, want %q", got, want)
 	}
 }

@@ -142,18 +142,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return err
 	}
 	defer releaseBroker() // after the engine closed the broker
-	engine, err := mercure.NewEngine(mercure.EngineConfig{
-		Broker:        broker,
-		HistoryEvents: cfg.historyEvents,
-		HistoryBytes:  cfg.historyBytes,
-		HistoryAge:    cfg.historyAge,
-		Heartbeat:     cfg.heartbeat,
-		WriteTimeout:  cfg.writeTimeout,
-		Logger:        log,
+	engine := mercure.NewEngine(mercure.EngineConfig{
+		Broker:       broker,
+		History:      limits,
+		Heartbeat:    cfg.heartbeat,
+		WriteTimeout: cfg.writeTimeout,
+		Logger:       log,
 	})
-	if err != nil {
-		return err
-	}
 	met := newMetrics()
 	met.attach(engine)
 	// The hub's URL, base of relative topics and patterns: the resource

@@ -2,6 +2,7 @@ package auth
 
 import (
 	"context"
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
@@ -55,7 +56,9 @@ func parsePEM(data []byte) (any, []string, error) {
 	case "PRIVATE KEY":
 		var k any
 		if k, err = x509.ParsePKCS8PrivateKey(block.Bytes); err == nil {
-			key = publicOf(k)
+			if s, ok := k.(crypto.Signer); ok { // RSA, ECDSA, Ed25519
+				key = s.Public()
+			}
 		}
 	case "RSA PRIVATE KEY":
 		var k *rsa.PrivateKey
@@ -78,18 +81,6 @@ func parsePEM(data []byte) (any, []string, error) {
 		return nil, nil, fmt.Errorf("-jwt-key: unsupported key type %T", key)
 	}
 	return key, algs, nil
-}
-
-func publicOf(k any) any {
-	switch k := k.(type) {
-	case *rsa.PrivateKey:
-		return &k.PublicKey
-	case *ecdsa.PrivateKey:
-		return &k.PublicKey
-	case ed25519.PrivateKey:
-		return k.Public()
-	}
-	return nil
 }
 
 // algsFor returns the algorithms a public key verifies, default first.

@@ -60,12 +60,9 @@ type EngineConfig struct {
 	// Broker stores the updates; nil means an in-memory broker bounded
 	// by History. The engine closes it.
 	Broker sse.Broker
-	// HistoryEvents, HistoryBytes and HistoryAge bound the retention of
-	// the in-memory broker: zero means the core's defaults (1000
-	// updates, 1 MiB, 1 hour), negative no bound.
-	HistoryEvents int
-	HistoryBytes  int64
-	HistoryAge    time.Duration
+	// History bounds the retention of the in-memory broker; its zero
+	// value gives the core's defaults (see sse.HistoryLimits).
+	History sse.HistoryLimits
 	// Heartbeat is the idle time before a keep-alive comment; zero means
 	// the core's default (15s), negative none.
 	Heartbeat time.Duration
@@ -88,10 +85,10 @@ type Engine struct {
 type filterKey struct{}
 
 // NewEngine starts an engine.
-func NewEngine(cfg EngineConfig) (*Engine, error) {
+func NewEngine(cfg EngineConfig) *Engine {
 	b := cfg.Broker
 	if b == nil {
-		b = sse.NewMemoryBroker(sse.HistoryLimits{MaxEvents: cfg.HistoryEvents, MaxBytes: cfg.HistoryBytes, MaxAge: cfg.HistoryAge})
+		b = sse.NewMemoryBroker(cfg.History)
 	}
 	e := &Engine{broker: b}
 	e.srv = &sse.Server{
@@ -104,7 +101,7 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 			Logger:       cfg.Logger,
 		},
 	}
-	return e, nil
+	return e
 }
 
 // filterFor is the sse.Server's Filter: it applies the predicate the hub

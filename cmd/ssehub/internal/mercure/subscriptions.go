@@ -56,7 +56,7 @@ func expand(v string) string {
 	var b strings.Builder
 	for i := 0; i < len(v); i++ {
 		c := v[i]
-		if 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '.' || c == '_' || c == '~' {
+		if isUnreserved(c) {
 			b.WriteByte(c)
 			continue
 		}
@@ -179,7 +179,11 @@ func (h *Hub) serveSubscriptions(w http.ResponseWriter, r *http.Request) {
 	json.NewEncoder(w).Encode(body)
 }
 
+// linkParamEscaper escapes a value for a quoted-string of a Link
+// parameter.
+var linkParamEscaper = strings.NewReplacer(`\`, `\\`, `"`, `\"`)
+
 // quoteLinkParam escapes v for a quoted-string of a Link parameter.
 func quoteLinkParam(v string) string {
-	return strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(v)
+	return linkParamEscaper.Replace(v)
 }
