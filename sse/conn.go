@@ -90,6 +90,7 @@ type Conn struct {
 	watching bool          // a callback watches r's context
 	wake     chan struct{} // closed when the write lock is released; nil when nobody waits
 
+	own  atomic.Pointer[ownedConn] // the connection, once taken over from net/http (see owned.go)
 	done chan struct{}
 }
 
@@ -153,13 +154,14 @@ func UpgradeWithContext(ctx context.Context, w http.ResponseWriter, r *http.Requ
 // UpgradeWithOptions is like [UpgradeWithContext] with options; a nil
 // opts gives the defaults.
 func UpgradeWithOptions(ctx context.Context, w http.ResponseWriter, r *http.Request, opts *UpgradeOptions) (*Conn, error) {
-	return upgrade(ctx, w, r, opts, nil)
+	return upgrade(ctx, w, r, opts, nil, nil)
 }
 
 // upgrade implements UpgradeWithOptions. It calls ready, when not nil,
 // before the opening comment is sent, so a hub can register the stream
 // before the client knows it is live; an error from ready ends the stream.
-func upgrade(ctx context.Context, w http.ResponseWriter, r *http.Request, opts *UpgradeOptions, ready func(*Conn) error) (*Conn, error) {
+// With own, the connection is then taken over as it says (see owned.go).
+func upgrade(ctx context.Context, w http.ResponseWriter, r *http.Request, opts *UpgradeOptions, ready func(*Conn) error, own *ownPolicy) (*Conn, error) {
 	if opts == nil {
 		opts = &defaultUpgradeOptions
 	}
@@ -234,6 +236,9 @@ func upgrade(ctx context.Context, w http.ResponseWriter, r *http.Request, opts *
 	}
 	w.WriteHeader(http.StatusOK)
 	err := c.writeLocked(opening)
+	if err == nil && own != nil {
+		c.takeOverLocked(*own)
+	}
 	opened = true
 	c.unlockWrite()
 	if err != nil {
@@ -377,13 +382,15 @@ func (c *Conn) clientGone() bool {
 func (c *Conn) requestEnded() bool { return c.rctx.Err() != nil }
 
 // watchLocked has the request's context watched by a callback once
-// someone waits on Done, unless a hub watches it: the hubs a Conn is
+// someone waits on Done or the connection was taken over (nothing else
+// would end the stream when its handler returns), unless a hub watches
+// it: the hubs a Conn is
 // registered with check the contexts of their clients every pollEvery
 // instead, which saves each stream the callback's memory (a children map
 // in the request's context and a context of its own, about half a KiB).
 // c.mu must be held.
 func (c *Conn) watchLocked() {
-	if c.cause != nil || c.watching || !c.asked.Load() || c.watcher != nil {
+	if c.cause != nil || c.watching || c.watcher != nil || (!c.asked.Load() && c.own.Load() == nil) {
 		return
 	}
 	c.watching = true
@@ -475,7 +482,7 @@ func (c *Conn) writeOut(p []byte, deadline bool, start int64) error {
 	}
 	c.writing.Store(true)
 	if deadline {
-		_ = c.rc().SetWriteDeadline(time.Unix(0, start).Add(c.timeout))
+		_ = c.setWriteDeadline(time.Unix(0, start).Add(c.timeout))
 	}
 	// shutdown sets closed before it reads writing: either it sees this
 	// write and cuts it short, or this check sees the close.
@@ -498,7 +505,16 @@ func (c *Conn) writeOut(p []byte, deadline bool, start int64) error {
 // clearDeadline removes the write deadline after a write: HTTP/2 resets a
 // stream whose deadline passes even when it is idle.
 func (c *Conn) clearDeadline() error {
-	return c.rc().SetWriteDeadline(time.Time{})
+	return c.setWriteDeadline(time.Time{})
+}
+
+// setWriteDeadline sets the deadline of the stream's writes: on its
+// connection once taken over, through its ResponseWriter before.
+func (c *Conn) setWriteDeadline(t time.Time) error {
+	if o := c.own.Load(); o != nil {
+		return o.nc.SetWriteDeadline(t)
+	}
+	return c.rc().SetWriteDeadline(t)
 }
 
 // fail ends the stream after a failed write and returns why it ended. The
@@ -544,11 +560,10 @@ func (c *Conn) stop(cause error, reset bool) {
 	if !take && c.writing.Load() && c.deadlines {
 		// Cut the write in progress short. Under c.mu, so that its
 		// writer cannot end the stream, and the handler return,
-		// meanwhile. A stream ended in the middle of a write has a
-		// client that is not reading it (or not fast enough): its
-		// connection is reset (see finish).
-		_ = c.rc().SetWriteDeadline(time.Now())
-		c.reset = true
+		// meanwhile. When that write then fails, its client was not
+		// reading it (or not fast enough), and its connection is reset
+		// (see fail and finish); one that was done already is not.
+		_ = c.setWriteDeadline(time.Now())
 	}
 	watchers := []closeWatcher{c.watcher}
 	var stop func() bool
@@ -590,7 +605,7 @@ const endGrace = 250 * time.Millisecond
 // on HTTP/2, the stream reset).
 func (c *Conn) limitEnd() {
 	if c.deadlines {
-		_ = c.rc().SetWriteDeadline(time.Now().Add(endGrace))
+		_ = c.setWriteDeadline(time.Now().Add(endGrace))
 	}
 }
 

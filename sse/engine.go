@@ -79,6 +79,7 @@ type engineConfig struct {
 type hubCore struct {
 	cfg     engineConfig
 	upgrade UpgradeOptions // of the streams the hub or server opens
+	own     ownPolicy      // whether it takes their connections over (see owned.go)
 	// closedErr is what registering or broadcasting returns once closed:
 	// ErrHubClosed or ErrServerClosed.
 	closedErr error
@@ -149,6 +150,7 @@ func newHubCore(opts Options) *hubCore {
 	h := &hubCore{
 		cfg:       cfg,
 		upgrade:   UpgradeOptions{WriteTimeout: opts.WriteTimeout, Retry: opts.Retry, Header: opts.Header},
+		own:       ownPolicyOf(&opts),
 		closedErr: ErrHubClosed,
 		def:       &group{},
 		bySink:    make(map[sink]*client),

@@ -90,8 +90,16 @@ func (h *Hub[T]) Register(conn *Conn) error {
 	if conn == nil {
 		return errNilConn
 	}
-	_, err := h.engine().register(conn, h.engine().def, nil, nil, false)
-	return err
+	core := h.engine()
+	if _, err := core.register(conn, core.def, nil, nil, false); err != nil {
+		return err
+	}
+	// From now on the hub writes the stream: take its connection over
+	// (see owned.go).
+	conn.lockWrite()
+	conn.takeOverLocked(core.own)
+	conn.unlockWrite()
+	return nil
 }
 
 // Unregister removes conn from the hub and waits for a write to it in
@@ -174,7 +182,7 @@ func (h *Hub[T]) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	conn, err := upgrade(r.Context(), w, r, &core.upgrade, func(c *Conn) error {
 		_, err := core.register(c, core.def, nil, nil, false)
 		return err
-	})
+	}, &core.own)
 	if !upgradeOK(w, err, core.closedErr) {
 		return
 	}

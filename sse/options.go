@@ -74,6 +74,35 @@ type Options struct {
 	// back at once. Zero means 5s; negative means none.
 	ShutdownJitter time.Duration
 
+	// KeepResponseWriter, when set, leaves every stream on its
+	// ResponseWriter. By default, once the Hub or Server writes a stream
+	// served over HTTP/1.1 (it opened it, or it was given it by
+	// [Hub.Register]), it takes the stream's connection over from
+	// net/http ([http.ResponseController.Hijack]) and writes the rest of
+	// the chunked response itself. Owning the socket bounds what the
+	// kernel holds for a client that stopped reading (see SendBuffer),
+	// notices a client that goes away at once, and lets every write be
+	// cut short. After the takeover the handler must not use the
+	// ResponseWriter, the request's context ends only when the handler
+	// returns (use [Conn.Done] to learn that the client left),
+	// [http.Server.Close] and [http.Server.Shutdown] no longer end the
+	// stream (close the Hub or Server), and middleware wrapping the
+	// ResponseWriter sees none of the events. HTTP/2 streams, responses
+	// to HEAD and HTTP/1.0 requests, and writers that hide Hijack or
+	// write deadlines are never taken over.
+	KeepResponseWriter bool
+
+	// SendBuffer is the kernel send buffer, in bytes, asked for each
+	// connection the Hub or Server took over (SO_SNDBUF; Linux doubles
+	// it). It bounds the memory a client that stopped reading holds in
+	// the kernel: left to itself, Linux lets it grow to megabytes per
+	// connection, and a few thousand such clients then exhaust the
+	// machine's TCP memory, stalling every connection. It also bounds
+	// how fast a distant client can be sent to (about SendBuffer per
+	// round trip). Zero means 16 KiB; negative leaves the kernel's
+	// default.
+	SendBuffer int
+
 	// Logger, when set, receives a record for each client disconnected
 	// by the hub or server (slow, over budget), for broker subscription
 	// failures, for writes that cannot be given a deadline, and for

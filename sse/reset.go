@@ -83,6 +83,10 @@ func abortConn(nc net.Conn) {
 // when reset is set and it can, and bounds net/http's last writes
 // otherwise.
 func (c *Conn) finish(reset bool) {
+	if o := c.own.Load(); o != nil {
+		o.finish(reset)
+		return
+	}
 	if reset && c.resetConn() {
 		return
 	}
@@ -98,6 +102,9 @@ const resetPiece = 4<<10 - 16
 // that a write that blocks does so in net/http's flush, which leaves the
 // connection open when it is cut short (see resetConn).
 func (c *Conn) put(p []byte) error {
+	if o := c.own.Load(); o != nil {
+		return o.write(p)
+	}
 	piece := len(p)
 	if c.r.ProtoMajor == 1 && c.deadlines {
 		piece = resetPiece

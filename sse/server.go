@@ -256,7 +256,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	conn, err := upgrade(r.Context(), w, r, &s.core.upgrade, func(conn *Conn) (err error) {
 		c, err = s.core.register(conn, nil, topics, filter, lastID != "")
 		return err
-	})
+	}, &s.core.own)
 	if !upgradeOK(w, err, ErrServerClosed) {
 		return
 	}

@@ -70,7 +70,7 @@ func (c *Conn) bound(start int64) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.cause == nil {
-		_ = c.rc().SetWriteDeadline(time.Unix(0, start).Add(c.timeout))
+		_ = c.setWriteDeadline(time.Unix(0, start).Add(c.timeout))
 	}
 	return true
 }

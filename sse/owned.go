@@ -1,0 +1,203 @@
+package sse
+
+import (
+	"bufio"
+	"net"
+	"net/http"
+	"strconv"
+	"sync/atomic"
+	"time"
+)
+
+// Owned connections.
+//
+// A stream that a Hub or Server writes lives as long as its client wants,
+// and its writes come from the engine, not from the handler. On HTTP/1.1
+// the engine therefore takes the stream's connection over from net/http
+// (Hijack) once the response has begun, and writes the rest of the
+// chunked body itself. Owning the socket is what lets it keep its
+// promises under load:
+//
+//   - The kernel's send buffer is bounded (SO_SNDBUF). Linux otherwise
+//     grows it to megabytes (on loopback, from the first write) whatever
+//     the client reads, so a few thousand clients that stop reading
+//     exhaust the machine's TCP memory, and then every socket, healthy
+//     ones included, waits for memory.
+//   - A client that goes away is noticed at once, by a read on the
+//     connection, as net/http's own reader would have.
+//   - Every write can be given a deadline, and a stream that ends with
+//     data its client did not read is reset without going through
+//     net/http's buffers.
+//
+// What changes for the handler: once taken, the ResponseWriter must not
+// be written (it returns http.ErrHijacked); the request's context ends
+// when the handler returns, no longer when the client leaves ([Conn.Done]
+// does); [http.Server.Close] and Shutdown no longer see the connection,
+// so the Hub or Server must be closed to end it; middleware wrapping the
+// ResponseWriter sees none of the events. [Options.KeepResponseWriter]
+// turns the takeover off. HTTP/2 streams share their connection and are
+// never taken, nor are responses to HEAD requests, HTTP/1.0 ones (not
+// chunked), and writers that do not offer Hijack and write deadlines.
+
+// defaultSendBuffer is the send buffer asked of the kernel for an owned
+// connection (Linux doubles it for its bookkeeping). It bounds what a
+// client that stopped reading holds in the kernel; a client that reads
+// gets up to about this much per round trip (16 KiB per 50 ms: 320 KB/s),
+// plenty for event streams, and more can be asked for.
+const defaultSendBuffer = 16 << 10
+
+// ownPolicy says whether, and how, an engine takes the connections of its
+// streams over.
+type ownPolicy struct {
+	off        bool // Options.KeepResponseWriter
+	sendBuffer int  // bytes; 0 leaves the kernel's
+}
+
+func ownPolicyOf(opts *Options) ownPolicy {
+	p := ownPolicy{off: opts.KeepResponseWriter}
+	switch {
+	case opts.SendBuffer == 0:
+		p.sendBuffer = defaultSendBuffer
+	case opts.SendBuffer > 0:
+		p.sendBuffer = opts.SendBuffer
+	}
+	return p
+}
+
+// ownedConn is the connection of a stream taken over from net/http.
+type ownedConn struct {
+	nc   net.Conn
+	tcp  *net.TCPConn // nc itself when plain TCP: written with writev
+	bufs [3][]byte    // chunk header, data, CRLF: the writev of one chunk
+	vec  net.Buffers
+	hdr  [18]byte // a chunk header: up to 16 hex digits and CRLF
+	shut atomic.Bool
+}
+
+var crlf = []byte("\r\n")
+
+// lastChunk ends a chunked body that has no trailer.
+var lastChunk = []byte("0\r\n\r\n")
+
+// takeOverLocked takes c's connection from net/http when p allows it and
+// the stream can be taken (see above); it does nothing otherwise, and
+// when the connection is taken already. The write lock must be held, so
+// that no write is in progress: Hijack flushes what net/http buffers.
+func (c *Conn) takeOverLocked(p ownPolicy) {
+	if p.off || c.own.Load() != nil || !c.deadlines || c.closed.Load() ||
+		c.r.ProtoMajor != 1 || c.r.ProtoMinor < 1 || c.r.Method == http.MethodHead ||
+		c.w.Header().Get("Transfer-Encoding") == "identity" || c.requestEnded() {
+		return
+	}
+	nc, brw, err := c.hijack()
+	if err != nil {
+		return
+	}
+	o := &ownedConn{nc: nc}
+	tcp := innerTCP(nc)
+	if tcp != nil && p.sendBuffer > 0 {
+		_ = tcp.SetWriteBuffer(p.sendBuffer)
+	}
+	if t, ok := nc.(*net.TCPConn); ok {
+		o.tcp = t
+	}
+	c.own.Store(o)
+	// Whatever net/http read ahead of the request is read first; a
+	// client sends nothing more on a stream, so anything it does is
+	// discarded.
+	var br *bufio.Reader
+	if brw.Reader.Buffered() > 0 {
+		br = brw.Reader
+	}
+	go c.readOwned(o, br)
+}
+
+// hijack takes the connection from net/http. A handler that already
+// returned (Register called by a goroutine that outlived it) makes Hijack
+// panic; the stream is then not taken.
+func (c *Conn) hijack() (nc net.Conn, brw *bufio.ReadWriter, err error) {
+	defer func() {
+		if recover() != nil {
+			nc, brw, err = nil, nil, http.ErrHijacked
+		}
+	}()
+	return c.rc().Hijack()
+}
+
+// innerTCP returns the TCP connection under nc (through NetConn, which a
+// *tls.Conn has), or nil.
+func innerTCP(nc net.Conn) *net.TCPConn {
+	for {
+		switch t := nc.(type) {
+		case *net.TCPConn:
+			return t
+		case interface{ NetConn() net.Conn }:
+			nc = t.NetConn()
+		default:
+			return nil
+		}
+	}
+}
+
+// readOwned reads the owned connection until it fails: the client went
+// away (or the stream ended and closed it). It ends the stream then.
+func (c *Conn) readOwned(o *ownedConn, br *bufio.Reader) {
+	var b [512]byte
+	for {
+		var err error
+		if br != nil && br.Buffered() > 0 {
+			_, err = br.Read(b[:min(len(b), br.Buffered())])
+		} else {
+			_, err = o.nc.Read(b[:])
+		}
+		if err != nil {
+			c.shutdown(errClientGone)
+			return
+		}
+	}
+}
+
+// writeOwned writes p to the owned connection as one chunk.
+func (o *ownedConn) write(p []byte) error {
+	if len(p) == 0 {
+		return nil
+	}
+	h := strconv.AppendUint(o.hdr[:0], uint64(len(p)), 16)
+	h = append(h, '\r', '\n')
+	if o.tcp != nil {
+		o.bufs = [3][]byte{h, p, crlf}
+		o.vec = o.bufs[:]
+		_, err := o.vec.WriteTo(o.tcp)
+		o.bufs, o.vec = [3][]byte{}, nil // keep no reference to p
+		return err
+	}
+	// Over TLS, one record for the chunk rather than three.
+	b := getBuf()
+	b.b = append(append(append(b.b[:0], h...), p...), crlf...)
+	_, err := o.nc.Write(b.b)
+	putBuf(b)
+	return err
+}
+
+// finishOwned closes the owned connection of an ended stream: with a
+// reset when the client did not read what it was sent, otherwise after
+// the end of the chunked body, which may take endGrace on a client that
+// reads slowly, so it is written by a goroutine of its own rather than by
+// whoever ended the stream (Close ends thousands).
+func (o *ownedConn) finish(reset bool) {
+	if !o.shut.CompareAndSwap(false, true) {
+		return
+	}
+	if reset {
+		abortConn(o.nc)
+		return
+	}
+	go func() {
+		_ = o.nc.SetWriteDeadline(time.Now().Add(endGrace))
+		if _, err := o.nc.Write(lastChunk); err != nil {
+			abortConn(o.nc)
+			return
+		}
+		_ = o.nc.Close()
+	}()
+}
