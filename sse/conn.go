@@ -53,11 +53,13 @@ type UpgradeOptions struct {
 // A Conn ends when its client goes away, when the context it was created
 // with ends, when a write fails or times out, or when [Conn.Close] is
 // called, whichever comes first; [Conn.Done] is closed then. A client
-// that goes away (the request's context ends) is noticed at once, except
-// by a Conn registered with [Hub.Register]: its hub checks the requests
-// of its clients every 100 ms, which saves each stream a callback on its
-// request's context. ([Hub.ServeHTTP] and [Server] watch their own
-// requests at once.) The handler that created it must not return before
+// that goes away is noticed at once: from the request's context, or,
+// once a [Hub] or [Server] took the connection over (see
+// [Options.KeepResponseWriter]), from the connection itself. The one
+// exception is a Conn registered with [Hub.Register] whose connection
+// stays with net/http (HTTP/2, say): its hub checks the requests of its
+// clients every 100 ms, which saves each stream a callback on its
+// request's context. The handler that created it must not return before
 // [Conn.Close] (or [Hub.Unregister], for a registered Conn) has returned:
 // both wait for a write in progress, so that nothing touches the
 // ResponseWriter afterwards. Once the handler returns, the connection
@@ -137,6 +139,10 @@ func (c *Conn) extLocked() *connExt {
 // stream is reset.
 // Streams ended otherwise ([Conn.Close] between writes, or a Shutdown
 // that drained them) close normally, after what was sent.
+//
+// A [Hub] or [Server] that writes the stream takes its HTTP/1.1
+// connection over, unless told not to ([Options.KeepResponseWriter]):
+// the ResponseWriter must not be used after [Hub.Register].
 //
 // When w cannot flush, Upgrade returns [ErrNoFlusher] and writes nothing,
 // so the caller can still reply with an ordinary HTTP error.

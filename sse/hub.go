@@ -32,7 +32,10 @@ import (
 // many clients stall. When a client's queue is full (see
 // [Options.QueueSize]) the [Options.SlowClients] policy applies: by
 // default that client is disconnected and counted in
-// [Stats.SlowDisconnects]. A stalled client is also dropped when its
+// [Stats.SlowDisconnects]. The hub bounds what the kernel may hold for
+// each client on the connections it takes over ([Options.SendBuffer]), so
+// that thousands of stalled clients cannot exhaust the machine's TCP
+// memory. A stalled client is also dropped when its
 // write times out ([Options.WriteTimeout]), and the queued bytes
 // budget ([Options.MaxQueuedBytes]) evicts the clients whose oldest
 // unsent byte is oldest first, never one that keeps up.
@@ -81,8 +84,12 @@ func NewHubWithOptions[T any](opts *Options) *Hub[T] {
 func (h *Hub[T]) Run() { h.engine().run() }
 
 // Register adds conn to the hub. Every broadcast that starts after
-// Register returns reaches conn. A conn that ends is removed on its own;
-// one whose client went away ends within 100 ms.
+// Register returns reaches conn. A conn that ends is removed on its own.
+// On HTTP/1.1 the hub takes conn's connection over (see
+// [Options.KeepResponseWriter]): the handler must not write its
+// ResponseWriter afterwards, and should wait on [Conn.Done], which is
+// closed as soon as the client goes away; a conn left on its
+// ResponseWriter whose client went away ends within 100 ms.
 // Register returns [ErrHubClosed] after [Hub.Close] (or once
 // [Hub.Shutdown] started), and [ErrConnectionClosed] when conn has
 // already ended or is nil (an Upgrade that failed).
