@@ -243,7 +243,7 @@ func upgrade(ctx context.Context, w http.ResponseWriter, r *http.Request, opts *
 	w.WriteHeader(http.StatusOK)
 	err := c.writeLocked(opening)
 	if err == nil && own != nil {
-		c.takeOverLocked(*own)
+		c.takeOverLocked(*own, true)
 	}
 	opened = true
 	c.unlockWrite()
@@ -364,8 +364,15 @@ var errClientGone = fmt.Errorf("%w: client went away", ErrConnectionClosed)
 
 // waitEnd waits until c ends, or until its request's context does, which
 // ends c at once: a hub's own handlers wait this way rather than for its
-// poll.
+// poll. When c's connection was taken over with its reading left to the
+// handler, it reads it until it closes: the client went away, or the
+// stream ended (see owned.go).
 func waitEnd(c *Conn) {
+	if o := c.own.Load(); o != nil && o.inline {
+		c.readOwned(o)
+		<-c.Done()
+		return
+	}
 	select {
 	case <-c.Done():
 	case <-c.rctx.Done():

@@ -104,7 +104,7 @@ func (h *Hub[T]) Register(conn *Conn) error {
 	// From now on the hub writes the stream: take its connection over
 	// (see owned.go).
 	conn.lockWrite()
-	conn.takeOverLocked(core.own)
+	conn.takeOverLocked(core.own, false)
 	conn.unlockWrite()
 	return nil
 }

@@ -67,11 +67,15 @@ func ownPolicyOf(opts *Options) ownPolicy {
 // ownedConn is the connection of a stream taken over from net/http.
 type ownedConn struct {
 	nc   net.Conn
-	tcp  *net.TCPConn // nc itself when plain TCP: written with writev
-	bufs [3][]byte    // chunk header, data, CRLF: the writev of one chunk
+	br   *bufio.Reader // what net/http read ahead, while it holds some
+	tcp  *net.TCPConn  // nc itself when plain TCP: written with writev
+	bufs [3][]byte     // chunk header, data, CRLF: the writev of one chunk
 	vec  net.Buffers
 	hdr  [18]byte // a chunk header: up to 16 hex digits and CRLF
 	shut atomic.Bool
+	// inline: the handler reads the connection (see waitEnd), not a
+	// goroutine of its own.
+	inline bool
 }
 
 var crlf = []byte("\r\n")
@@ -83,7 +87,11 @@ var lastChunk = []byte("0\r\n\r\n")
 // the stream can be taken (see above); it does nothing otherwise, and
 // when the connection is taken already. The write lock must be held, so
 // that no write is in progress: Hijack flushes what net/http buffers.
-func (c *Conn) takeOverLocked(p ownPolicy) {
+//
+// The connection is then read, to notice the client leaving: by a
+// goroutine of its own, or, with inline, by the handler itself, which
+// calls waitEnd (a hub's own handlers: one goroutine less per stream).
+func (c *Conn) takeOverLocked(p ownPolicy, inline bool) {
 	if p.off || c.own.Load() != nil || !c.deadlines || c.closed.Load() ||
 		c.r.ProtoMajor != 1 || c.r.ProtoMinor < 1 || c.r.Method == http.MethodHead ||
 		c.w.Header().Get("Transfer-Encoding") == "identity" || c.requestEnded() {
@@ -101,15 +109,17 @@ func (c *Conn) takeOverLocked(p ownPolicy) {
 	if t, ok := nc.(*net.TCPConn); ok {
 		o.tcp = t
 	}
-	c.own.Store(o)
 	// Whatever net/http read ahead of the request is read first; a
 	// client sends nothing more on a stream, so anything it does is
 	// discarded.
-	var br *bufio.Reader
 	if brw.Reader.Buffered() > 0 {
-		br = brw.Reader
+		o.br = brw.Reader
 	}
-	go c.readOwned(o, br)
+	o.inline = inline
+	c.own.Store(o)
+	if !inline {
+		go c.readOwned(o)
+	}
 }
 
 // hijack takes the connection from net/http. A handler that already
@@ -141,18 +151,26 @@ func innerTCP(nc net.Conn) *net.TCPConn {
 
 // readOwned reads the owned connection until it fails: the client went
 // away (or the stream ended and closed it). It ends the stream then.
-func (c *Conn) readOwned(o *ownedConn, br *bufio.Reader) {
-	var b [512]byte
+func (c *Conn) readOwned(o *ownedConn) {
+	// A one-byte buffer on the heap keeps the reader's stack at its
+	// smallest for the streams whose clients send nothing, which is
+	// all of them but a misbehaving few.
+	b := make([]byte, 1)
 	for {
+		var n int
 		var err error
-		if br != nil && br.Buffered() > 0 {
-			_, err = br.Read(b[:min(len(b), br.Buffered())])
+		if o.br != nil && o.br.Buffered() > 0 {
+			n, err = o.br.Read(b[:min(len(b), o.br.Buffered())])
 		} else {
-			_, err = o.nc.Read(b[:])
+			o.br = nil
+			n, err = o.nc.Read(b)
 		}
 		if err != nil {
 			c.shutdown(errClientGone)
 			return
+		}
+		if n > 0 && len(b) == 1 {
+			b = make([]byte, 4<<10) // discard the rest faster
 		}
 	}
 }
