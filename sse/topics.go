@@ -28,7 +28,10 @@ func (h *hubCore) setLive(topic string, head Position) {
 
 // A fedWaiter is a resuming request waiting for the live feed of a topic
 // to bring the event whose Seq is seq: whoever advances the topic's head
-// to seq or beyond closes fed and drops the waiter.
+// to seq or beyond closes fed and drops the waiter. The waiters of a
+// topic are kept by seq, so that a delivery looks at those it releases
+// and at one more, however many wait (a crowd resuming on a lagging
+// node).
 type fedWaiter struct {
 	seq uint64
 	fed chan struct{}
@@ -48,8 +51,22 @@ func (h *hubCore) awaitFed(topic string, seq uint64) *fedWaiter {
 	if h.fedWaits == nil {
 		h.fedWaits = make(map[string][]*fedWaiter)
 	}
-	h.fedWaits[topic] = append(h.fedWaits[topic], w)
+	ws := h.fedWaits[topic]
+	i := fedSearch(ws, seq+1) // after those of the same seq
+	h.fedWaits[topic] = slices.Insert(ws, i, w)
 	return w
+}
+
+// fedSearch returns the index of the first of ws waiting for seq or a
+// later one.
+func fedSearch(ws []*fedWaiter, seq uint64) int {
+	i, _ := slices.BinarySearchFunc(ws, seq, func(w *fedWaiter, seq uint64) int {
+		if w.seq < seq {
+			return -1
+		}
+		return 1
+	})
+	return i
 }
 
 // cancelFed drops w, a waiter on topic that stops waiting. It reports
@@ -58,12 +75,13 @@ func (h *hubCore) cancelFed(topic string, w *fedWaiter) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	ws := h.fedWaits[topic]
-	i := slices.Index(ws, w)
-	if i < 0 {
-		return false
+	for i := fedSearch(ws, w.seq); i < len(ws) && ws[i].seq == w.seq; i++ {
+		if ws[i] == w {
+			h.setFedWaitsLocked(topic, slices.Delete(ws, i, i+1))
+			return true
+		}
 	}
-	h.setFedWaitsLocked(topic, slices.Delete(ws, i, i+1))
-	return true
+	return false
 }
 
 // wakeFedLocked releases the waiters on topic whose event the feed has
@@ -71,17 +89,13 @@ func (h *hubCore) cancelFed(topic string, w *fedWaiter) bool {
 // waits, on any topic.
 func (h *hubCore) wakeFedLocked(topic string, seq uint64) {
 	ws := h.fedWaits[topic]
-	keep := ws[:0]
-	for _, w := range ws {
-		if w.seq <= seq {
-			close(w.fed)
-		} else {
-			keep = append(keep, w)
-		}
+	n := 0
+	for n < len(ws) && ws[n].seq <= seq {
+		close(ws[n].fed)
+		n++
 	}
-	if len(keep) < len(ws) {
-		clear(ws[len(keep):])
-		h.setFedWaitsLocked(topic, keep)
+	if n > 0 {
+		h.setFedWaitsLocked(topic, slices.Delete(ws, 0, n))
 	}
 }
 
