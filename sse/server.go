@@ -466,9 +466,8 @@ func (s *Server) waitFed(ctx context.Context, conn *Conn, topic string, seq uint
 	case <-ctx.Done():
 	case <-conn.Done():
 	case <-limit.C:
-		// Released meanwhile: the feed made it, just in time.
 		if !s.core.cancelFed(topic, w) {
-			return true, nil
+			return true, nil // released as the time ran out
 		}
 		return false, fmt.Errorf("sse: the live feed of topic %q stayed behind the client's position for %v", topic, maxFeedWait)
 	}

@@ -52,7 +52,13 @@ func (h *hubCore) awaitFed(topic string, seq uint64) *fedWaiter {
 		h.fedWaits = make(map[string][]*fedWaiter)
 	}
 	ws := h.fedWaits[topic]
-	i := fedSearch(ws, seq+1) // after those of the same seq
+	// After those waiting for seq already.
+	i, _ := slices.BinarySearchFunc(ws, seq, func(w *fedWaiter, seq uint64) int {
+		if w.seq <= seq {
+			return -1
+		}
+		return 1
+	})
 	h.fedWaits[topic] = slices.Insert(ws, i, w)
 	return w
 }
