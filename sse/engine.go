@@ -111,6 +111,11 @@ type hubCore struct {
 
 	pool writerPool
 
+	// fedWaits holds the resuming requests of a Server waiting for
+	// heads[topic] to reach a position, by topic; guarded by mu. See
+	// awaitFed.
+	fedWaits map[string][]*fedWaiter
+
 	warnedNoDeadline    atomic.Bool
 	stalled             atomic.Uint64 // writes handed off by the pool
 	abandoned           atomic.Uint64 // writes Close stopped waiting for

@@ -454,25 +454,25 @@ const maxFeedWait = 10 * time.Second
 // first, and false with an error when the feed stayed behind for
 // maxFeedWait.
 func (s *Server) waitFed(ctx context.Context, conn *Conn, topic string, seq uint64) (bool, error) {
-	if s.core.fedUpTo(topic, seq) {
+	w := s.core.awaitFed(topic, seq)
+	if w == nil {
 		return true, nil
 	}
-	tick := time.NewTicker(time.Millisecond)
-	defer tick.Stop()
 	limit := time.NewTimer(maxFeedWait)
 	defer limit.Stop()
-	for !s.core.fedUpTo(topic, seq) {
-		select {
-		case <-ctx.Done():
-			return false, nil
-		case <-conn.Done():
-			return false, nil
-		case <-limit.C:
-			return false, fmt.Errorf("sse: the live feed of topic %q stayed behind the client's position for %v", topic, maxFeedWait)
-		case <-tick.C:
+	select {
+	case <-w.fed:
+		return true, nil
+	case <-ctx.Done():
+	case <-conn.Done():
+	case <-limit.C:
+		if !s.core.cancelFed(topic, w) {
+			return true, nil // released as the time ran out
 		}
+		return false, fmt.Errorf("sse: the live feed of topic %q stayed behind the client's position for %v", topic, maxFeedWait)
 	}
-	return true, nil
+	s.core.cancelFed(topic, w)
+	return false, nil
 }
 
 // parseCursor reads a Last-Event-ID as the position in each of the

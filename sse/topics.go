@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 )
@@ -18,16 +19,100 @@ func (h *hubCore) setLive(topic string, head Position) {
 	defer h.mu.Unlock()
 	if head.Seq > h.heads[topic].Seq {
 		h.heads[topic] = head
+		if len(h.fedWaits) > 0 {
+			h.wakeFedLocked(topic, head.Seq)
+		}
 	}
 	h.live[topic] = true
 }
 
-// fedUpTo reports whether the live feed of topic has brought the event
-// whose Seq is seq, or a later one.
-func (h *hubCore) fedUpTo(topic string, seq uint64) bool {
+// A fedWaiter is a resuming request waiting for the live feed of a topic
+// to bring the event whose Seq is seq: whoever advances the topic's head
+// to seq or beyond closes fed and drops the waiter. The waiters of a
+// topic are kept by seq, so that a delivery looks at those it releases
+// and at one more, however many wait (a crowd resuming on a lagging
+// node).
+type fedWaiter struct {
+	seq uint64
+	fed chan struct{}
+}
+
+// awaitFed returns nil when the live feed of topic has brought the event
+// whose Seq is seq, or a later one. Otherwise it returns a waiter whose
+// fed channel is closed once it has; the caller that stops waiting
+// before must pass it to cancelFed.
+func (h *hubCore) awaitFed(topic string, seq uint64) *fedWaiter {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return h.heads[topic].Seq >= seq
+	if h.heads[topic].Seq >= seq {
+		return nil
+	}
+	w := &fedWaiter{seq: seq, fed: make(chan struct{})}
+	if h.fedWaits == nil {
+		h.fedWaits = make(map[string][]*fedWaiter)
+	}
+	ws := h.fedWaits[topic]
+	// After those waiting for seq already.
+	i, _ := slices.BinarySearchFunc(ws, seq, func(w *fedWaiter, seq uint64) int {
+		if w.seq <= seq {
+			return -1
+		}
+		return 1
+	})
+	h.fedWaits[topic] = slices.Insert(ws, i, w)
+	return w
+}
+
+// fedSearch returns the index of the first of ws waiting for seq or a
+// later one.
+func fedSearch(ws []*fedWaiter, seq uint64) int {
+	i, _ := slices.BinarySearchFunc(ws, seq, func(w *fedWaiter, seq uint64) int {
+		if w.seq < seq {
+			return -1
+		}
+		return 1
+	})
+	return i
+}
+
+// cancelFed drops w, a waiter on topic that stops waiting. It reports
+// false when w was released already.
+func (h *hubCore) cancelFed(topic string, w *fedWaiter) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	ws := h.fedWaits[topic]
+	for i := fedSearch(ws, w.seq); i < len(ws) && ws[i].seq == w.seq; i++ {
+		if ws[i] == w {
+			h.setFedWaitsLocked(topic, slices.Delete(ws, i, i+1))
+			return true
+		}
+	}
+	return false
+}
+
+// wakeFedLocked releases the waiters on topic whose event the feed has
+// now brought: its head is seq. Delivery calls it only when some request
+// waits, on any topic.
+func (h *hubCore) wakeFedLocked(topic string, seq uint64) {
+	ws := h.fedWaits[topic]
+	n := 0
+	for n < len(ws) && ws[n].seq <= seq {
+		close(ws[n].fed)
+		n++
+	}
+	if n > 0 {
+		h.setFedWaitsLocked(topic, slices.Delete(ws, 0, n))
+	}
+}
+
+// setFedWaitsLocked stores ws as the waiters on topic, forgetting the
+// topic when none is left.
+func (h *hubCore) setFedWaitsLocked(topic string, ws []*fedWaiter) {
+	if len(ws) == 0 {
+		delete(h.fedWaits, topic)
+	} else {
+		h.fedWaits[topic] = ws
+	}
 }
 
 // forgetTopic drops what the engine keeps of topic once no client
@@ -99,6 +184,9 @@ func (h *hubCore) deliver(m Message) {
 		return
 	}
 	h.heads[m.Topic] = m.Position()
+	if len(h.fedWaits) > 0 {
+		h.wakeFedLocked(m.Topic, m.Seq)
+	}
 	now := time.Now().UnixNano()
 	wake, evict := h.toWake[:0], h.evict[:0]
 	var plain []byte
