@@ -34,6 +34,7 @@ type config struct {
 	cookieName     string
 	broker         string
 	subscriptions  bool
+	subsTTL        time.Duration
 	compat         bool
 	historyEvents  int
 	historyBytes   int64
@@ -69,6 +70,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	fs.StringVar(&c.cookieName, "cookie-name", "__Secure-mercure_access_token", "name of the cookie carrying a browser's token")
 	fs.StringVar(&c.broker, "broker", "memory", "where updates are stored: memory, redis://HOST:PORT[/DB][?prefix=P] or nats://HOST:PORT[?stream=S&subject=T]")
 	fs.BoolVar(&c.subscriptions, "subscriptions", false, "publish subscription events and serve the subscription API")
+	fs.DurationVar(&c.subsTTL, "subscriptions-ttl", time.Minute, "with a shared -broker, how long another hub's subscriptions stay listed after the last event from it (its heartbeat comes every third of it)")
 	fs.BoolVar(&c.compat, "compat", false, "also accept Mercure 0.x clients: topic= selectors, mercure claim tokens, mercureAuthorization cookie")
 	fs.IntVar(&c.historyEvents, "history-events", 10000, "updates retained for replay (negative: no bound)")
 	fs.Int64Var(&c.historyBytes, "history-bytes", 64<<20, "bytes retained for replay (negative: no bound)")
@@ -122,6 +124,9 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	}
 	if (c.tlsCert == "") != (c.tlsKey == "") {
 		return nil, configErrorf("-tls-cert and -tls-key go together")
+	}
+	if c.subsTTL <= 0 {
+		return nil, configErrorf("-subscriptions-ttl must be positive")
 	}
 	if c.maxBody <= 0 {
 		return nil, configErrorf("-max-body must be positive")

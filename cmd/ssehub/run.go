@@ -157,6 +157,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if u, err := url.Parse(resource); err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != "" && u.Path == mercure.Path {
 		publicURL = resource
 	}
+	var subsTTL time.Duration // a hub alone on its broker has no peer to expire
+	if cfg.broker != "memory" {
+		subsTTL = cfg.subsTTL
+	}
 	var authServers []string
 	if cfg.jwksURL != "" && cfg.issuer != "" {
 		authServers = []string{cfg.issuer}
@@ -173,6 +177,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		MaxConnections:          cfg.maxConns,
 		MaxConnectionsPerClient: cfg.maxConnsClient,
 		Subscriptions:           cfg.subscriptions,
+		SubscriptionsTTL:        subsTTL,
 		Compat:                  cfg.compat,
 		MaxLifetime:             cfg.maxLifetime,
 		ObservePublish:          met.observePublish,

@@ -29,6 +29,7 @@ func TestRunConfigErrors(t *testing.T) {
 		{"AlgNone", []string{"-jwt-key", testSecret, "-jwt-alg", "none"}, nil, `-jwt-alg: "none" is never accepted`},
 		{"KeyAndJWKS", []string{"-jwt-key", testSecret, "-jwks-url", "http://127.0.0.1:1/jwks"}, nil, "-jwt-key and -jwks-url exclude each other"},
 		{"Addr", []string{"-addr", "256.0.0.1:0"}, nil, "-addr 256.0.0.1:0: "},
+		{"SubscriptionsTTL", []string{"-subscriptions-ttl", "0s"}, nil, "-subscriptions-ttl must be positive"},
 		{"TLSHalf", []string{"-tls-cert", "cert.pem"}, nil, "-tls-cert and -tls-key go together"},
 		{"TLSFiles", []string{"-tls-cert", "/nonexistent/cert.pem", "-tls-key", "/nonexistent/key.pem"}, nil, "-tls-cert/-tls-key: open /nonexistent/cert.pem: no such file or directory"},
 	}

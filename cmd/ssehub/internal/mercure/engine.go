@@ -22,6 +22,8 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -79,6 +81,8 @@ type Engine struct {
 	broker    sse.Broker
 	published atomic.Uint64
 	closed    atomic.Bool
+	done      chan struct{} // closed by Shutdown
+	closeOnce sync.Once
 }
 
 // filterKey carries a stream's filter in its request context.
@@ -90,7 +94,7 @@ func NewEngine(cfg EngineConfig) *Engine {
 	if b == nil {
 		b = sse.NewMemoryBroker(cfg.History)
 	}
-	e := &Engine{broker: b}
+	e := &Engine{broker: b, done: make(chan struct{})}
 	e.srv = &sse.Server{
 		Broker: noGapBroker{b},
 		Topics: func(*http.Request) ([]string, error) { return []string{allTopic}, nil },
@@ -106,12 +110,34 @@ func NewEngine(cfg EngineConfig) *Engine {
 
 // filterFor is the sse.Server's Filter: it applies the predicate the hub
 // put in the request's context to each update's topics and privacy. An
-// event without Meta was not written by a hub and goes to nobody.
+// event without Meta was not written by a hub and goes to nobody. The
+// node topic a hub appends to its own events (see nodeTopicPrefix) is
+// not a topic of the update: it is dropped before pass sees the topics,
+// so that a hub's heartbeats, which have no other, go to nobody.
 func filterFor(r *http.Request) func(*sse.Message) bool {
 	pass, _ := r.Context().Value(filterKey{}).(func(topics []string, private bool) bool)
 	return func(m *sse.Message) bool {
-		return pass != nil && m.Meta != nil && pass(m.Meta.Topics, m.Meta.Private)
+		if pass == nil || m.Meta == nil {
+			return false
+		}
+		topics, _ := splitNode(m.Meta.Topics)
+		return len(topics) > 0 && pass(topics, m.Meta.Private)
 	}
+}
+
+// nodeTopicPrefix starts the last topic of the events a hub of a
+// cluster writes for itself (subscription events and heartbeats), naming
+// the hub that wrote them. It lies in the hub's reserved namespace, which
+// publishers cannot use, and never reaches a subscriber's matchers.
+const nodeTopicPrefix = hubPath + "/nodes/"
+
+// splitNode returns topics without a trailing node topic, and the node
+// it names ("" for none).
+func splitNode(topics []string) ([]string, string) {
+	if n := len(topics); n > 0 && strings.HasPrefix(topics[n-1], nodeTopicPrefix) {
+		return topics[:n-1], topics[n-1][len(nodeTopicPrefix):]
+	}
+	return topics, ""
 }
 
 // Publish stores u (whose ID is set); it returns once the broker stored
@@ -184,6 +210,100 @@ func (e *Engine) head(ctx context.Context) (sse.Position, error) {
 	return sub.After(), nil
 }
 
+// Followed is an update as a follower of the engine's broker reads it.
+type Followed struct {
+	Seq    uint64 // its place in the broker, increasing
+	ID     string
+	Type   string
+	Data   string
+	Topics []string // as published, a node topic included
+}
+
+// Head returns the place and ID of the newest update (0 and "" for
+// none).
+func (e *Engine) Head(ctx context.Context) (uint64, string, error) {
+	p, err := e.head(ctx)
+	return p.Seq, p.ID, err
+}
+
+// followRetry is the pause before Follow asks the broker again after a
+// failure.
+const followRetry = 200 * time.Millisecond
+
+// Follow calls fn with every update of the broker in order: first those
+// it retains, then each one published, until ctx ends or the engine shuts
+// down. It calls reset before it starts over from the retained updates:
+// first, and again when it lost its place (the updates after it were
+// pruned during a broker outage). fn must return quickly without calling
+// the engine; it is never called concurrently.
+func (e *Engine) Follow(ctx context.Context, reset func(), fn func(Followed)) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-e.done:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	var after atomic.Uint64
+	deliver := func(m sse.Message) {
+		after.Store(m.Seq)
+		var topics []string
+		if m.Meta != nil {
+			topics = m.Meta.Topics
+		}
+		fn(Followed{Seq: m.Seq, ID: m.Event.ID, Type: m.Event.Type, Data: m.Event.Data, Topics: topics})
+	}
+	placed, fresh := false, false
+	pause := func() bool {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(followRetry):
+			return true
+		}
+	}
+	for ctx.Err() == nil {
+		if !placed {
+			h, err := e.broker.History(ctx, allTopic, "")
+			if err != nil {
+				if !pause() {
+					return
+				}
+				continue
+			}
+			reset()
+			after.Store(h.Head.Seq)
+			for _, m := range h.Messages {
+				deliver(m)
+			}
+			placed, fresh = true, len(h.Messages) == 0
+		}
+		sub, err := e.broker.Subscribe(ctx, allTopic, after.Load(), deliver)
+		if errors.Is(err, sse.ErrGap) && fresh {
+			// Nothing retained, and the start of the topic pruned:
+			// follow from the newest update on.
+			sub, err = e.broker.Subscribe(ctx, allTopic, sse.Newest, deliver)
+		}
+		fresh = false
+		if err == nil {
+			select {
+			case <-sub.Done():
+			case <-ctx.Done():
+			}
+			sub.Close()
+			err = sub.Err()
+		}
+		if errors.Is(err, sse.ErrGap) {
+			placed = false
+		}
+		if errors.Is(err, sse.ErrBrokerClosed) || !pause() {
+			return
+		}
+	}
+}
+
 // Ready reports whether the broker answers; the error matches
 // ErrUnavailable while it cannot be reached.
 func (e *Engine) Ready(ctx context.Context) error {
@@ -206,6 +326,7 @@ func (e *Engine) Stats() sse.Stats {
 // releases the broker.
 func (e *Engine) Shutdown(ctx context.Context) error {
 	e.closed.Store(true)
+	e.closeOnce.Do(func() { close(e.done) })
 	err := e.srv.Shutdown(ctx)
 	e.broker.Close()
 	return err

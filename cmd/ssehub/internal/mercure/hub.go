@@ -77,8 +77,17 @@ type Config struct {
 	MaxLifetime time.Duration
 
 	// Subscriptions enables the active subscriptions feature:
-	// subscription events and the subscription API.
+	// subscription events and the subscription API, which lists the
+	// subscriptions of every hub sharing the Engine's broker.
 	Subscriptions bool
+
+	// SubscriptionsTTL, for hubs sharing a broker, is how long the
+	// subscriptions of another hub stay listed after the last event
+	// from it: each hub holding subscriptions publishes a heartbeat
+	// every SubscriptionsTTL/3, so that those of a hub that died
+	// without ending them go away. Zero, for a hub alone on its broker,
+	// means no heartbeat and no expiry.
+	SubscriptionsTTL time.Duration
 
 	// Compat accepts Mercure 0.x clients besides draft-08 ones: topic=
 	// selectors (URI templates), tokens with the mercure claim (see
@@ -98,8 +107,9 @@ type Config struct {
 // Hub serves the Mercure endpoints.
 //
 // Lock order: registry.mu (held while a subscription event is
-// published), then the engine's; Hub.mu, and matcherCache.mu
-// are leaves, never held while taking another lock.
+// published), then the engine's, then registry.fmu (taken by the
+// follower the in-memory broker calls while publishing); Hub.mu and
+// matcherCache.mu are leaves, never held while taking another lock.
 type Hub struct {
 	cfg Config
 
@@ -130,7 +140,7 @@ func NewHub(cfg Config) *Hub {
 	}
 	h := &Hub{cfg: cfg, byClient: make(map[string]int), matchers: newMatcherCache(maxSharedMatchers)}
 	if cfg.Subscriptions {
-		h.subs = &registry{engine: cfg.Engine, active: make(map[string]*subscription)}
+		h.subs = newRegistry(cfg.Engine, cfg.SubscriptionsTTL)
 	}
 	return h
 }
