@@ -74,6 +74,7 @@ type Conn struct {
 	writing   atomic.Bool // a write is in progress
 	closed    atomic.Bool
 	asked     atomic.Bool // Done was called
+	detached  atomic.Bool // its handler returned before it ended (see detach): rctx no longer tells
 	deadlines bool        // the writer supports write deadlines
 	beats     bool        // sends heartbeats itself (UpgradeOptions.Heartbeat)
 
@@ -392,7 +393,7 @@ func (c *Conn) clientGone() bool {
 
 // requestEnded reports whether the request's context ended: the client
 // went away (or the handler returned).
-func (c *Conn) requestEnded() bool { return c.rctx.Err() != nil }
+func (c *Conn) requestEnded() bool { return !c.detached.Load() && c.rctx.Err() != nil }
 
 // watchLocked has the request's context watched by a callback once
 // someone waits on Done or the connection was taken over (nothing else
@@ -403,7 +404,7 @@ func (c *Conn) requestEnded() bool { return c.rctx.Err() != nil }
 // in the request's context and a context of its own, about half a KiB).
 // c.mu must be held.
 func (c *Conn) watchLocked() {
-	if c.cause != nil || c.watching || c.watcher != nil || (!c.asked.Load() && c.own.Load() == nil) {
+	if c.cause != nil || c.watching || c.watcher != nil || c.detached.Load() || (!c.asked.Load() && c.own.Load() == nil) {
 		return
 	}
 	c.watching = true

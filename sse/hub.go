@@ -178,23 +178,45 @@ func (h *Hub[T]) Shutdown(ctx context.Context) error { return h.engine().shutdow
 // the hub's options (WriteTimeout, Retry, Header), registers the stream before the
 // opening comment is sent (so a client that has seen it receives every
 // later broadcast) and holds it open until the client goes away or the
-// hub closes. It answers 503 Service Unavailable when the hub is closed
-// or shutting down.
+// hub closes ([Options.Detach] has it return once the stream is open). It
+// answers 503 Service Unavailable when the hub is closed or shutting
+// down.
 func (h *Hub[T]) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	core := h.engine()
+	var conn *Conn
+	var refused error // why no stream was opened
+	detached := false
+	end := func() {
+		if conn != nil {
+			core.unregister(conn)
+			conn.Close()
+			refused = conn.Err()
+		}
+		if f := core.own.onEnd; f != nil {
+			f(r, refused)
+		}
+	}
+	defer func() {
+		if !detached {
+			end()
+		}
+	}()
 	if core.isClosed() {
+		refused = core.closedErr
 		http.Error(w, ErrHubClosed.Error(), http.StatusServiceUnavailable)
 		return
 	}
-	conn, err := upgrade(r.Context(), w, r, &core.upgrade, func(c *Conn) error {
+	conn, refused = upgrade(r.Context(), w, r, &core.upgrade, func(c *Conn) error {
 		_, err := core.register(c, core.def, nil, nil, false)
 		return err
 	}, &core.own)
-	if !upgradeOK(w, err, core.closedErr) {
+	if !upgradeOK(w, refused, core.closedErr) {
 		return
 	}
-	defer conn.Close()
-	defer core.unregister(conn)
+	if core.own.detach && conn.detach(end) {
+		detached = true
+		return
+	}
 	waitEnd(conn)
 }
 

@@ -103,6 +103,27 @@ type Options struct {
 	// default.
 	SendBuffer int
 
+	// Detach, when set, has [Hub.ServeHTTP] and [Server.ServeHTTP] return
+	// as soon as a stream whose connection they took over (see
+	// KeepResponseWriter) is open, rather than when it ends: the Hub or
+	// Server then keeps the stream with one small goroutine, and
+	// net/http frees the handler's goroutine and the buffers it kept for
+	// the connection, about half of what an idle stream costs. Middleware
+	// around the handler sees the request end at once. The stream keeps
+	// its request's context values and deadline (the deadline still ends
+	// it), but no longer the context's cancellation, which comes when
+	// the handler returns; OnStreamEnd says when it ends. A stream that
+	// is not taken over (HTTP/2, say) is served as without Detach.
+	Detach bool
+
+	// OnStreamEnd, when set, is called once for each request that
+	// [Hub.ServeHTTP] or [Server.ServeHTTP] handles: when its stream has
+	// ended, with why (an error matching [ErrConnectionClosed]), or, when
+	// it answered with an error instead of opening a stream, with that
+	// error before ServeHTTP returns. With Detach, it is where to release
+	// what was held for the stream.
+	OnStreamEnd func(r *http.Request, err error)
+
 	// Logger, when set, receives a record for each client disconnected
 	// by the hub or server (slow, over budget), for broker subscription
 	// failures, for writes that cannot be given a deadline, and for

@@ -2,6 +2,8 @@ package sse
 
 import (
 	"bufio"
+	"context"
+	"fmt"
 	"net"
 	"net/http"
 	"strconv"
@@ -47,14 +49,16 @@ import (
 const defaultSendBuffer = 16 << 10
 
 // ownPolicy says whether, and how, an engine takes the connections of its
-// streams over.
+// streams over, and how its own handlers (ServeHTTP) hold them.
 type ownPolicy struct {
 	off        bool // Options.KeepResponseWriter
+	detach     bool // Options.Detach
 	sendBuffer int  // bytes; 0 leaves the kernel's
+	onEnd      func(*http.Request, error)
 }
 
 func ownPolicyOf(opts *Options) ownPolicy {
-	p := ownPolicy{off: opts.KeepResponseWriter}
+	p := ownPolicy{off: opts.KeepResponseWriter, detach: opts.Detach, onEnd: opts.OnStreamEnd}
 	switch {
 	case opts.SendBuffer == 0:
 		p.sendBuffer = defaultSendBuffer
@@ -218,4 +222,51 @@ func (o *ownedConn) finish(reset bool) {
 		}
 		_ = o.nc.Close()
 	}()
+}
+
+// errStreamDeadline ends a detached stream whose request's context had a
+// deadline that passed.
+var errStreamDeadline = fmt.Errorf("%w: %w", ErrConnectionClosed, context.DeadlineExceeded)
+
+// detach lets the handler of c, a stream opened by a hub's own handler,
+// return while the stream goes on (Options.Detach): a goroutine of its own
+// reads the connection from then on and calls end once the stream ended.
+// The request's context ends when the handler returns, so it stops
+// telling whether the client is there (the connection does); its deadline
+// still ends the stream. detach reports false, and does nothing, when c's
+// connection was not taken over: the handler must then wait as usual.
+//
+// The ResponseWriter is let go of, so that net/http frees what it kept
+// for the connection (its buffers) with the handler's goroutine.
+func (c *Conn) detach(end func()) bool {
+	o := c.own.Load()
+	if o == nil || !o.inline {
+		return false
+	}
+	c.detached.Store(true)
+	if dl, ok := c.rctx.Deadline(); ok {
+		c.mu.Lock()
+		if c.cause == nil {
+			t := time.AfterFunc(time.Until(dl), func() { c.shutdown(errStreamDeadline) })
+			x := c.extLocked()
+			prev := x.stop
+			x.stop = func() bool {
+				stopped := t.Stop()
+				if prev != nil {
+					prev()
+				}
+				return stopped
+			}
+		}
+		c.mu.Unlock()
+	}
+	c.lockWrite()
+	c.w = nil // only read before the takeover (see rc)
+	c.unlockWrite()
+	go func() {
+		c.readOwned(o)
+		<-c.Done()
+		end()
+	}()
+	return true
 }

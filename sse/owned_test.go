@@ -10,7 +10,9 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -266,3 +268,145 @@ func waitFor(d time.Duration, cond func() bool) bool {
 
 // discardLog is a logger for a server whose complaints a test expects.
 func discardLog() *log.Logger { return log.New(io.Discard, "", 0) }
+
+// endRecord collects the calls of an OnStreamEnd hook.
+type endRecord struct {
+	mu    sync.Mutex
+	calls []string
+	ch    chan struct{}
+}
+
+func newEndRecord() *endRecord { return &endRecord{ch: make(chan struct{}, 16)} }
+
+func (e *endRecord) hook(r *http.Request, err error) {
+	e.mu.Lock()
+	e.calls = append(e.calls, fmt.Sprintf("%s %v", r.URL.Path, err))
+	e.mu.Unlock()
+	e.ch <- struct{}{}
+}
+
+func (e *endRecord) wait(t *testing.T) []string {
+	t.Helper()
+	select {
+	case <-e.ch:
+	case <-time.After(10 * time.Second):
+		t.Fatal("OnStreamEnd was not called")
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return slices.Clone(e.calls)
+}
+
+// TestDetach checks Options.Detach on a Hub and a Server: ServeHTTP
+// returns once the stream is open, the stream goes on with exact bytes,
+// and OnStreamEnd is called once when the client leaves.
+func TestDetach(t *testing.T) {
+	for _, kind := range []string{"Hub", "Server"} {
+		t.Run(kind, func(t *testing.T) {
+			rec := newEndRecord()
+			opts := sse.Options{Detach: true, OnStreamEnd: rec.hook}
+			var h http.Handler
+			var publish func(string) error
+			var clients func() int
+			switch kind {
+			case "Hub":
+				hub := sse.NewHubWithOptions[string](&opts)
+				t.Cleanup(func() { hub.Close() })
+				h, publish, clients = hub, hub.Broadcast, hub.Clients
+			default:
+				s := &sse.Server{Options: opts}
+				t.Cleanup(func() { s.Close() })
+				h, clients = s, s.Clients
+				publish = func(d string) error {
+					_, err := s.Publish(context.Background(), "", sse.NewEvent(d))
+					return err
+				}
+			}
+			returned := make(chan struct{})
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				h.ServeHTTP(w, r)
+				close(returned)
+			}))
+			t.Cleanup(srv.Close)
+			nc, br, _ := rawStream(t, srv.Listener.Addr().String())
+			readExactly(t, br, "d\r\n: connected\n\n\r\n")
+			select {
+			case <-returned:
+			case <-time.After(10 * time.Second):
+				t.Fatal("ServeHTTP did not return with the stream open")
+			}
+			if got := clients(); got != 1 {
+				t.Fatalf("Clients after ServeHTTP returned: got %d, want 1", got)
+			}
+			if err := publish("after"); err != nil {
+				t.Fatal(err)
+			}
+			want := "d\r\ndata: after\n\n\r\n"
+			if kind == "Server" {
+				want = "13\r\nid: 1\ndata: after\n\n\r\n"
+			}
+			readExactly(t, br, want)
+			nc.Close()
+			if got, want := rec.wait(t), []string{"/ sse: connection closed: client went away"}; !slices.Equal(got, want) {
+				t.Errorf("OnStreamEnd: got %q, want %q", got, want)
+			}
+			if !waitFor(5*time.Second, func() bool { return clients() == 0 }) {
+				t.Errorf("Clients after the client left: got %d, want 0", clients())
+			}
+		})
+	}
+}
+
+// TestDetachDeadline checks that a detached stream still ends at its
+// request context's deadline, which a middleware set.
+func TestDetachDeadline(t *testing.T) {
+	rec := newEndRecord()
+	s := &sse.Server{Options: sse.Options{Detach: true, OnStreamEnd: rec.hook}}
+	t.Cleanup(func() { s.Close() })
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 300*time.Millisecond)
+		defer cancel() // the stream outlives this cancellation, not the deadline
+		s.ServeHTTP(w, r.WithContext(ctx))
+	}))
+	t.Cleanup(srv.Close)
+	_, br, _ := rawStream(t, srv.Listener.Addr().String())
+	readExactly(t, br, "d\r\n: connected\n\n\r\n")
+	if got, want := rec.wait(t), []string{"/ sse: connection closed: context deadline exceeded"}; !slices.Equal(got, want) {
+		t.Errorf("OnStreamEnd: got %q, want %q", got, want)
+	}
+	readExactly(t, br, "0\r\n\r\n")
+}
+
+// TestOnStreamEnd checks the hook where no stream is detached: after a
+// stream served to its end (KeepResponseWriter, where Detach does not
+// apply), and for a request refused.
+func TestOnStreamEnd(t *testing.T) {
+	rec := newEndRecord()
+	s := &sse.Server{Options: sse.Options{Detach: true, KeepResponseWriter: true, OnStreamEnd: rec.hook}}
+	returned := make(chan struct{}, 2)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.ServeHTTP(w, r)
+		returned <- struct{}{}
+	}))
+	t.Cleanup(srv.Close)
+	_, br, _ := rawStream(t, srv.Listener.Addr().String())
+	readExactly(t, br, "d\r\n: connected\n\n\r\n")
+	select {
+	case <-returned:
+		t.Fatal("ServeHTTP returned with its stream open on net/http")
+	case <-time.After(100 * time.Millisecond):
+	}
+	s.Close()
+	if got, want := rec.wait(t), []string{"/ sse: connection closed: server shutting down"}; !slices.Equal(got, want) {
+		t.Errorf("OnStreamEnd after Close: got %q, want %q", got, want)
+	}
+	<-returned
+	resp, err := srv.Client().Get(srv.URL + "/again")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if got, want := rec.wait(t), []string{"/ sse: connection closed: server shutting down", "/again sse: server closed"}; !slices.Equal(got, want) {
+		t.Errorf("OnStreamEnd after a refused request: got %q, want %q", got, want)
+	}
+}

@@ -217,29 +217,53 @@ func (s *Server) release() {
 // ServeHTTP streams the topics [Server.Topics] picks for r; see [Server].
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.init()
-	if s.core.isClosed() {
-		http.Error(w, ErrServerClosed.Error(), http.StatusServiceUnavailable)
-		return
-	}
-	topics, err := s.topicsFor(r)
-	if err != nil {
-		code := http.StatusBadRequest
-		var se *StatusError
-		if errors.As(err, &se) {
-			code = se.Code
+	var (
+		topics   []string
+		followed []*topicSub
+		conn     *Conn
+		refused  error // why no stream was opened
+		detached bool
+	)
+	// end releases what the stream held, when it ended or was never
+	// opened: by this handler, or by the stream once detached.
+	end := func() {
+		if conn != nil {
+			s.core.unregister(conn)
+			conn.Close()
+			refused = conn.Err()
 		}
-		http.Error(w, err.Error(), code)
-		return
-	}
-	followed := make([]*topicSub, 0, len(topics))
-	defer func() {
 		for i, ts := range followed {
 			s.unfollow(topics[i], ts)
 		}
+		if f := s.core.own.onEnd; f != nil {
+			f(r, refused)
+		}
+	}
+	defer func() {
+		if !detached {
+			end()
+		}
 	}()
+	if s.core.isClosed() {
+		refused = ErrServerClosed
+		http.Error(w, ErrServerClosed.Error(), http.StatusServiceUnavailable)
+		return
+	}
+	topics, refused = s.topicsFor(r)
+	if refused != nil {
+		code := http.StatusBadRequest
+		var se *StatusError
+		if errors.As(refused, &se) {
+			code = se.Code
+		}
+		http.Error(w, refused.Error(), code)
+		return
+	}
+	followed = make([]*topicSub, 0, len(topics))
 	for _, t := range topics {
 		ts, err := s.follow(r.Context(), t)
 		if err != nil {
+			refused = err
 			if r.Context().Err() == nil {
 				refuseFollow(w, err)
 			}
@@ -253,20 +277,24 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	lastID := lastEventID(r)
 	var c *client
-	conn, err := upgrade(r.Context(), w, r, &s.core.upgrade, func(conn *Conn) (err error) {
+	var err error
+	conn, err = upgrade(r.Context(), w, r, &s.core.upgrade, func(conn *Conn) (err error) {
 		c, err = s.core.register(conn, nil, topics, filter, lastID != "")
 		return err
 	}, &s.core.own)
 	if !upgradeOK(w, err, ErrServerClosed) {
+		refused = err
 		return
 	}
-	defer conn.Close()
-	defer s.core.unregister(conn)
 	if lastID != "" {
 		if err := s.resume(r.Context(), conn, c, topics, lastID); err != nil {
 			s.core.logf(slog.LevelError, "sse: reading history", "err", err)
 			return
 		}
+	}
+	if s.core.own.detach && conn.detach(end) {
+		detached = true
+		return
 	}
 	waitEnd(conn)
 }
