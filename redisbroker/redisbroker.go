@@ -11,6 +11,12 @@
 // another topic or broker is a gap. Positions (Seq) are the stream IDs
 // as numbers, the same on every node.
 //
+// An ID a publisher gives more than one event of a topic (the
+// [sse.Broker] contract asks publishers not to) names the earliest of
+// them the broker still knows: the newest pruned event when it bears
+// that ID, else the oldest retained one, as Mercure asks a hub to
+// resolve a reused Last-Event-ID.
+//
 // Live delivery uses one connection per Broker, whatever the number of
 // topics and subscribers: a single blocking XREAD follows every topic
 // that has a subscriber; other commands share the client's pool.
@@ -421,6 +427,11 @@ func (b *Broker) History(ctx context.Context, topicName, afterID string) (sse.Hi
 	h.Gap = !known || afterID == "" && l.maxDel != "0-0"
 	if known && !h.Gap {
 		h.After = t.position(l, l.found)
+		if own != "" {
+			// Found by its publisher ID, which position cannot tell
+			// for an entry neither the oldest nor the newest.
+			h.After.ID = own
+		}
 	}
 	for _, e := range l.list {
 		if m, ok := t.message(e); ok {
