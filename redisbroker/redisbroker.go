@@ -90,7 +90,7 @@ type topic struct {
 	name string
 	key  string // the stream
 	hkey string // its companion hash
-	subs []*sub
+	subs []*sub // under Broker.mu; copy-on-write, see dispatch
 }
 
 // New returns a Broker that keeps its topics in the Redis server rdb
@@ -175,11 +175,15 @@ func seqOf(id string) (uint64, bool) {
 	}
 	msPart, err1 := strconv.ParseUint(a, 10, 64)
 	n, err2 := strconv.ParseUint(b, 10, 64)
-	if err1 != nil || err2 != nil || n >= 1<<seqBits || msPart >= 1<<(64-seqBits) || strconv.FormatUint(msPart, 10) != a || strconv.FormatUint(n, 10) != b {
+	if err1 != nil || err2 != nil || n >= 1<<seqBits || msPart >= 1<<(64-seqBits) || !canonical(a) || !canonical(b) {
 		return 0, false
 	}
 	return msPart<<seqBits | n, true
 }
+
+// canonical reports whether s, which ParseUint took in base 10 (so
+// digits only), is the form FormatUint gives: no leading zero.
+func canonical(s string) bool { return s == "0" || s[0] != '0' }
 
 func idOf(seq uint64) string {
 	return strconv.FormatUint(seq>>seqBits, 10) + "-" + strconv.FormatUint(seq&(1<<seqBits-1), 10)
