@@ -13,6 +13,12 @@
 // stream's creation time ("4711.5f1c2a9e"), so that an ID from another
 // topic, or from before the stream was lost, is a gap.
 //
+// An ID a publisher gives more than one event of a topic (the
+// [sse.Broker] contract asks publishers not to) names the earliest of
+// them the broker still knows: the newest pruned event when it bears
+// that ID, else the oldest retained one, as Mercure asks a hub to
+// resolve a reused Last-Event-ID.
+//
 // Publishes to one topic are serialised by the stream itself: each one
 // names the sequence it expects to follow, and is retried when another
 // publisher came first. Live delivery uses one ordered consumer per
@@ -545,14 +551,17 @@ func (b *Broker) History(ctx context.Context, topic, afterID string) (sse.Histor
 		}
 	}
 	if !known && !assigned {
-		// A publisher's ID: look for it among the retained events.
+		// A publisher's ID: look for it among the retained events,
+		// oldest first, so that an ID published more than once names
+		// its earliest event (checked above when that one was the
+		// newest purged).
 		all, err := b.list(ctx, s, subj, first.Sequence, last.Sequence)
 		if err != nil {
 			return sse.History{}, err
 		}
-		for i := len(all) - 1; i >= 0; i-- {
-			if all[i].Header.Get(hdrID) == afterID {
-				h.After, known, from = b.position(all[i], era), true, all[i].Sequence+1
+		for _, m := range all {
+			if m.Header.Get(hdrID) == afterID {
+				h.After, known, from = b.position(m, era), true, m.Sequence+1
 				break
 			}
 		}

@@ -11,6 +11,12 @@
 // another topic or broker is a gap. Positions (Seq) are the stream IDs
 // as numbers, the same on every node.
 //
+// An ID a publisher gives more than one event of a topic (the
+// [sse.Broker] contract asks publishers not to) names the earliest of
+// them the broker still knows: the newest pruned event when it bears
+// that ID, else the oldest retained one, as Mercure asks a hub to
+// resolve a reused Last-Event-ID.
+//
 // Live delivery uses one connection per Broker, whatever the number of
 // topics and subscribers: a single blocking XREAD follows every topic
 // that has a subscriber; other commands share the client's pool.
@@ -84,7 +90,7 @@ type topic struct {
 	name string
 	key  string // the stream
 	hkey string // its companion hash
-	subs []*sub
+	subs []*sub // under Broker.mu; copy-on-write, see dispatch
 }
 
 // New returns a Broker that keeps its topics in the Redis server rdb
@@ -169,11 +175,15 @@ func seqOf(id string) (uint64, bool) {
 	}
 	msPart, err1 := strconv.ParseUint(a, 10, 64)
 	n, err2 := strconv.ParseUint(b, 10, 64)
-	if err1 != nil || err2 != nil || n >= 1<<seqBits || msPart >= 1<<(64-seqBits) || strconv.FormatUint(msPart, 10) != a || strconv.FormatUint(n, 10) != b {
+	if err1 != nil || err2 != nil || n >= 1<<seqBits || msPart >= 1<<(64-seqBits) || !canonical(a) || !canonical(b) {
 		return 0, false
 	}
 	return msPart<<seqBits | n, true
 }
+
+// canonical reports whether s, which ParseUint took in base 10 (so
+// digits only), is the form FormatUint gives: no leading zero.
+func canonical(s string) bool { return s == "0" || s[0] != '0' }
 
 func idOf(seq uint64) string {
 	return strconv.FormatUint(seq>>seqBits, 10) + "-" + strconv.FormatUint(seq&(1<<seqBits-1), 10)
@@ -421,6 +431,11 @@ func (b *Broker) History(ctx context.Context, topicName, afterID string) (sse.Hi
 	h.Gap = !known || afterID == "" && l.maxDel != "0-0"
 	if known && !h.Gap {
 		h.After = t.position(l, l.found)
+		if own != "" {
+			// Found by its publisher ID, which position cannot tell
+			// for an entry neither the oldest nor the newest.
+			h.After.ID = own
+		}
 	}
 	for _, e := range l.list {
 		if m, ok := t.message(e); ok {

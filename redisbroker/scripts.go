@@ -72,7 +72,9 @@ return {id, era}
 // lookScript trims expired entries and locates a position: ARGV[5] is a
 // stream ID to look for (or "") and ARGV[6] the era it must be of ("*"
 // for any),
-// ARGV[7] a publisher ID to look for (or ""), ARGV[8] "1" to list the
+// ARGV[7] a publisher ID to look for (or ""; an ID published more than
+// once names its earliest event: the newest deleted one when it bears
+// it, else the oldest retained one), ARGV[8] "1" to list the
 // entries after it (all of them when it is not found). It returns {}
 // when the stream does not exist, else {last generated ID, newest
 // deleted ID, its publisher ID, the found stream ID or "", entries,
@@ -93,14 +95,15 @@ if sid ~= '' and ARGV[6] ~= '*' and ARGV[6] ~= era then
   sid = ''
 elseif sid ~= '' then
   if sid == maxDel or #redis.call('XRANGE', key, sid, sid) > 0 then found = sid end
+elseif own ~= '' and pid == own and maxDel ~= '0-0' then
+  found = maxDel
 elseif own ~= '' then
-  for _, e in ipairs(redis.call('XREVRANGE', key, '+', '-')) do
+  for _, e in ipairs(redis.call('XRANGE', key, '-', '+')) do
     for j = 1, #e[2], 2 do
       if e[2][j] == 'i' and e[2][j+1] == own then found = e[1] end
     end
     if found ~= '' then break end
   end
-  if found == '' and pid == own and maxDel ~= '0-0' then found = maxDel end
 end
 local list = {}
 if ARGV[8] == '1' then

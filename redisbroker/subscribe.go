@@ -120,7 +120,10 @@ func (s *sub) endLocked(err error) {
 	t := s.t
 	for i, x := range t.subs {
 		if x == s {
-			t.subs = append(t.subs[:i], t.subs[i+1:]...)
+			// A new slice: the reader may be going through the old
+			// one (see dispatch).
+			subs := make([]*sub, 0, len(t.subs)-1)
+			t.subs = append(append(subs, t.subs[:i]...), t.subs[i+1:]...)
 			break
 		}
 	}
@@ -219,19 +222,29 @@ func (b *Broker) read() {
 			failures = 0
 			b.logf(slog.LevelInfo, "redisbroker: reading again")
 		}
-		for _, st := range res {
-			t := byKey[st.Stream]
-			for _, e := range st.Messages {
-				m, ok := t.message(e)
-				if !ok {
-					continue
-				}
-				b.mu.Lock()
-				subs := append([]*sub(nil), t.subs...)
-				b.mu.Unlock()
-				for _, s := range subs {
-					s.feed(m, from[st.Stream])
-				}
+		b.dispatch(res, byKey, from)
+	}
+}
+
+// dispatch feeds the entries of one read, of the streams read after
+// from, to the subscriptions of their topics. It takes each topic's
+// subscriber list under b.mu for every entry, so that a subscription
+// that joins meanwhile gets the entries after its position, but does not
+// copy it: a topic's subs is copy-on-write (an end makes a new slice,
+// and an append never writes where a taken slice reaches).
+func (b *Broker) dispatch(res []redis.XStream, byKey map[string]*topic, from map[string]uint64) {
+	for _, st := range res {
+		t, low := byKey[st.Stream], from[st.Stream]
+		for _, e := range st.Messages {
+			m, ok := t.message(e)
+			if !ok {
+				continue
+			}
+			b.mu.Lock()
+			subs := t.subs
+			b.mu.Unlock()
+			for _, s := range subs {
+				s.feed(m, low)
 			}
 		}
 	}

@@ -9,6 +9,7 @@ import (
 func TestCORS(t *testing.T) {
 	listed := startHub(t, nil, "-anonymous", "-cors-origins", "https://app.example")
 	star := startHub(t, nil, "-anonymous", "-cors-origins", "*")
+	both := startHub(t, nil, "-anonymous", "-cors-origins", "https://app.example,*")
 	cases := []struct {
 		name, method, origin string
 		h                    *testHub
@@ -20,6 +21,11 @@ func TestCORS(t *testing.T) {
 		{"ListedPreflight", "OPTIONS", "https://app.example", listed, "https://app.example", "true", 204},
 		{"StarNoCredentials", "GET", "https://any.example", star, "*", "", 200},
 		{"StarPreflight", "OPTIONS", "https://any.example", star, "*", "", 204},
+		{"UnlistedPreflight", "OPTIONS", "https://evil.example", listed, "", "", 405},
+		{"BothListed", "GET", "https://app.example", both, "https://app.example", "true", 200},
+		{"BothListedPreflight", "OPTIONS", "https://app.example", both, "https://app.example", "true", 204},
+		{"BothOther", "GET", "https://any.example", both, "*", "", 200},
+		{"BothOtherPreflight", "OPTIONS", "https://any.example", both, "*", "", 204},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -48,7 +54,11 @@ func TestCORS(t *testing.T) {
 				t.Errorf("got Expose-Headers %q, want %q", got, wantExpose)
 			}
 			if c.method == "OPTIONS" {
-				if got, want := res.Header.Get("Access-Control-Allow-Methods"), "GET, POST, QUERY"; got != want {
+				want := ""
+				if c.wantOrigin != "" {
+					want = "GET, POST, QUERY"
+				}
+				if got := res.Header.Get("Access-Control-Allow-Methods"); got != want {
 					t.Errorf("got Allow-Methods %q, want %q", got, want)
 				}
 			}

@@ -14,7 +14,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -206,7 +205,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	})
 
 	srv := &http.Server{
-		Handler:           cors(list(cfg.corsOrigins), mux),
+		Handler:           withCORS(list(cfg.corsOrigins), mux),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(handler, slog.LevelWarn),
@@ -267,39 +266,4 @@ func newDevToken(key []byte, audience, issuer string, exp time.Time) (string, er
 	t := jwt.NewWithClaims(jwt.SigningMethodHS256, claims)
 	t.Header["typ"] = "at+jwt"
 	return t.SignedString(key)
-}
-
-// cors answers CORS for the allowed origins: a listed origin gets
-// credentials, "*" lets any origin in without them.
-func cors(origins []string, next http.Handler) http.Handler {
-	if len(origins) == 0 {
-		return next
-	}
-	any := slices.Contains(origins, "*")
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		origin := r.Header.Get("Origin")
-		if origin != "" {
-			h := w.Header()
-			h.Add("Vary", "Origin")
-			switch {
-			case slices.Contains(origins, origin):
-				h.Set("Access-Control-Allow-Origin", origin)
-				h.Set("Access-Control-Allow-Credentials", "true")
-			case any:
-				h.Set("Access-Control-Allow-Origin", "*")
-			default:
-				next.ServeHTTP(w, r)
-				return
-			}
-			h.Set("Access-Control-Expose-Headers", "Link, Mercure-Last-Event-ID, Last-Event-ID")
-			if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
-				h.Set("Access-Control-Allow-Methods", "GET, POST, QUERY")
-				h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, Last-Event-ID, Cache-Control")
-				h.Set("Access-Control-Max-Age", "600")
-				w.WriteHeader(http.StatusNoContent)
-				return
-			}
-		}
-		next.ServeHTTP(w, r)
-	})
 }

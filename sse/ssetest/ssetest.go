@@ -164,6 +164,15 @@ func testPublisherIDs(t *testing.T, b sse.Broker) {
 	if len(h.Messages) != 2 || h.Messages[0].Event != *in {
 		t.Errorf("History: got %s, want the publisher's event kept first", summary(h.Messages))
 	}
+	// A publisher's ID that names neither the oldest nor the newest
+	// event is found all the same, and After carries it.
+	mid := publish(t, b, "own", &sse.Event{ID: "order-8", Data: "z"})
+	newest := publish(t, b, "own", sse.NewEvent("newest"))
+	h = history(t, b, "own", "order-8")
+	if h.Gap || h.After != mid.Position() || summary(h.Messages) != summary([]sse.Message{newest}) {
+		t.Errorf("History after a publisher ID in the middle: got gap %v after %+v %s, want no gap, after %+v %s",
+			h.Gap, h.After, summary(h.Messages), mid.Position(), summary([]sse.Message{newest}))
+	}
 }
 
 // names are topic names that engines restrict: each must be kept

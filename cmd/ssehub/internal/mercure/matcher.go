@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"unicode"
 	"unicode/utf8"
+	"unsafe"
 
 	"github.com/dunglas/go-urlpattern"
 	"github.com/yosida95/uritemplate/v3"
@@ -60,12 +61,51 @@ type Matcher struct {
 	// last memoises the latest evaluation of a pattern or template,
 	// which costs tens of microseconds: a matcher shared by many streams
 	// (see matcherCache) is evaluated once per update, not per stream.
-	last atomic.Pointer[matchResult]
+	last memo
 }
 
-type matchResult struct {
-	topic string
-	ok    bool
+// memo holds the latest (topic, result) of a matcher without allocating
+// on a store, for a matcher that no cache shares sees a new topic at
+// every update. It is a sequence lock whose fields are all atomics:
+// seq is odd while a store is under way and 0 before the first one; a
+// load that sees seq change, or odd, is a miss. A store that finds
+// another under way is dropped: the memo only saves work. The topic is
+// kept as its bytes' address and length, which keeps those (immutable)
+// bytes alive.
+type memo struct {
+	seq   atomic.Uint64
+	topic atomic.Pointer[byte]
+	n     atomic.Int64
+	ok    atomic.Bool
+}
+
+// load returns the result memoised for topic, if any.
+func (m *memo) load(topic string) (ok, hit bool) {
+	s := m.seq.Load()
+	if s == 0 || s&1 != 0 {
+		return false, false
+	}
+	p, n := m.topic.Load(), m.n.Load()
+	ok = m.ok.Load()
+	if m.seq.Load() != s || n != int64(len(topic)) {
+		return false, false
+	}
+	// p and n were stored together, by one store: they make the
+	// string that store was given.
+	return ok, unsafe.String(p, n) == topic
+}
+
+// store memoises ok as the result for topic, unless another store is
+// under way.
+func (m *memo) store(topic string, ok bool) {
+	s := m.seq.Load()
+	if s&1 != 0 || !m.seq.CompareAndSwap(s, s+1) {
+		return
+	}
+	m.topic.Store(unsafe.StringData(topic))
+	m.n.Store(int64(len(topic)))
+	m.ok.Store(ok)
+	m.seq.Store(s + 2)
 }
 
 // NewMatcher compiles pattern as a matcher of type t. base is the hub's
@@ -113,8 +153,8 @@ func (m *Matcher) Match(topic string) bool {
 	case m.pattern == nil && m.template == nil:
 		return topic == m.Pattern
 	}
-	if r := m.last.Load(); r != nil && r.topic == topic {
-		return r.ok
+	if ok, hit := m.last.load(topic); hit {
+		return ok
 	}
 	var ok bool
 	if m.pattern != nil {
@@ -122,17 +162,30 @@ func (m *Matcher) Match(topic string) bool {
 	} else {
 		ok = topic == m.Pattern || m.template.Match(topic) != nil
 	}
-	m.last.Store(&matchResult{topic: topic, ok: ok})
+	m.last.store(topic, ok)
 	return ok
 }
 
 // matcherCache shares compiled matchers between the streams and tokens
 // that use the same ones, so that their memoised results serve them all.
-// It holds at most max matchers; beyond, new ones are not shared.
+// It holds at most max matchers: beyond, it evicts one not asked for
+// since the clock hand last passed it (the CLOCK approximation of least
+// recently used), reusing its slot, so that a hub which has seen max
+// distinct matchers in its life still shares the ones in use. An evicted
+// matcher stays valid for those holding it; it is just no longer shared
+// with newcomers.
 type matcherCache struct {
-	mu  sync.Mutex
-	m   map[matcherKey]*Matcher
-	max int
+	mu    sync.Mutex
+	m     map[matcherKey]int // index in slots
+	slots []cacheSlot
+	hand  int // next slot the clock looks at
+	max   int
+}
+
+type cacheSlot struct {
+	key matcherKey
+	m   *Matcher
+	ref bool // asked for since the hand last passed
 }
 
 type matcherKey struct {
@@ -141,16 +194,13 @@ type matcherKey struct {
 }
 
 func newMatcherCache(max int) *matcherCache {
-	return &matcherCache{m: make(map[matcherKey]*Matcher), max: max}
+	return &matcherCache{m: make(map[matcherKey]int), max: max}
 }
 
 // get returns the matcher NewMatcher(t, pattern, base) would, shared.
 func (c *matcherCache) get(t MatchType, pattern, base string) (*Matcher, error) {
 	k := matcherKey{t, pattern, base}
-	c.mu.Lock()
-	m := c.m[k]
-	c.mu.Unlock()
-	if m != nil {
+	if m := c.lookup(k); m != nil {
 		return m, nil
 	}
 	m, err := NewMatcher(t, pattern, base)
@@ -159,13 +209,37 @@ func (c *matcherCache) get(t MatchType, pattern, base string) (*Matcher, error) 
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if old := c.m[k]; old != nil {
-		return old, nil
+	if i, ok := c.m[k]; ok {
+		c.slots[i].ref = true
+		return c.slots[i].m, nil
 	}
-	if len(c.m) < c.max {
-		c.m[k] = m
+	switch {
+	case c.max <= 0:
+	case len(c.slots) < c.max:
+		c.m[k] = len(c.slots)
+		c.slots = append(c.slots, cacheSlot{key: k, m: m})
+	default:
+		for c.slots[c.hand].ref {
+			c.slots[c.hand].ref = false
+			c.hand = (c.hand + 1) % len(c.slots)
+		}
+		delete(c.m, c.slots[c.hand].key)
+		c.slots[c.hand] = cacheSlot{key: k, m: m}
+		c.m[k] = c.hand
+		c.hand = (c.hand + 1) % len(c.slots)
 	}
 	return m, nil
+}
+
+func (c *matcherCache) lookup(k matcherKey) *Matcher {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	i, ok := c.m[k]
+	if !ok {
+		return nil
+	}
+	c.slots[i].ref = true
+	return c.slots[i].m
 }
 
 // errTopic is the cause of every invalid topic string.

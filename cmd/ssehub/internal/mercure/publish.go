@@ -140,6 +140,9 @@ func (h *Hub) parseUpdate(form []pair, base string) (u *Update, code int, msg st
 	case ValidTopic(id) != nil:
 		return nil, http.StatusBadRequest, "the id must not hold control or format characters"
 	default:
+		// Kept even when a publisher reuses it: the brokers resolve a
+		// Last-Event-ID naming several updates to the earliest one
+		// they know, as the draft asks (see TestSpecReusedID).
 		u.ID = id
 	}
 	u.Type, _ = first(form, "type")
