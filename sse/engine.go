@@ -159,7 +159,7 @@ func newHubCore(opts Options) *hubCore {
 		done:      make(chan struct{}),
 	}
 	h.pool.hub = h
-	h.pool.base = max(4, runtime.GOMAXPROCS(0))
+	h.pool.base = baseWriters(runtime.GOMAXPROCS(0))
 	h.pool.limit = h.pool.base
 	return h
 }
