@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -159,7 +158,7 @@ func newHubCore(opts Options) *hubCore {
 		done:      make(chan struct{}),
 	}
 	h.pool.hub = h
-	h.pool.base = baseWriters(runtime.GOMAXPROCS(0))
+	h.pool.base = baseWorkers
 	h.pool.limit = h.pool.base
 	return h
 }

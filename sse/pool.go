@@ -8,7 +8,7 @@ import (
 )
 
 // A hub's writes run on a pool of worker goroutines that take ready
-// clients in turn: baseWriters of them while writes do not stall. A
+// clients in turn: baseWorkers of them while writes do not stall. A
 // client whose socket does not drain must never hold a worker while
 // other clients wait, and no worker can tell in advance which write will
 // block. So every write a worker makes is watched: one
@@ -30,20 +30,20 @@ const stallLimit = 5 * time.Millisecond
 // goroutines do not count.
 const maxWorkers = 1024
 
-// baseWriters is how many workers a pool runs while no write stalls,
-// for procs Ps: a quarter of them, and at least 4, so that a write that
-// blocks does not hold up the other clients until the watchdog finds it.
+// baseWorkers is how many workers a pool runs while no write stalls,
+// whatever the number of cores: enough that a write that blocks does not
+// hold up the other clients until the watchdog finds it, and few enough
+// that the fan-out's walk stays ahead of them.
 //
-// One fan-out walks its clients on one goroutine, a few tens of
-// nanoseconds each, and a write takes microseconds. Workers that outnumber
-// the walk so far that they keep pace with it write each event on its
-// own: on 16 cores, with a worker per P, a delivery cost 2.3 µs of CPU,
-// nearly a write system call each, against 0.3 µs on 2 cores, where the
-// walk runs ahead of the workers and each write carries the events that
-// came meanwhile. A quarter of the Ps stay behind a walk and batch like
-// two cores, and still write to every client of a large hub within
-// milliseconds at low rates.
-func baseWriters(procs int) int { return max(4, procs/4) }
+// One fan-out walks its clients on one goroutine, tens of nanoseconds
+// each, and a write takes microseconds. While the walk runs ahead of the
+// workers, a worker finds each client with the events queued since its
+// last write and writes them in one system call: on 2 cores a delivery
+// cost 0.3 µs of server CPU. Workers that keep pace with the walk (one
+// per P, on 16 cores) write each event on its own: 2.3 µs. The events a
+// write carries grow as the workers' share of the cores shrinks, so their
+// number does not follow GOMAXPROCS. (Measured on 2 cores only.)
+const baseWorkers = 4
 
 // writerPool runs the goroutines that drain client queues. Workers start
 // on demand, up to limit, and exit when no client is waiting, so an idle
