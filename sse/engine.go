@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -158,7 +159,7 @@ func newHubCore(opts Options) *hubCore {
 		done:      make(chan struct{}),
 	}
 	h.pool.hub = h
-	h.pool.base = baseWorkers
+	h.pool.base = max(4, runtime.GOMAXPROCS(0))
 	h.pool.limit = h.pool.base
 	return h
 }

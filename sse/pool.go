@@ -8,10 +8,9 @@ import (
 )
 
 // A hub's writes run on a pool of worker goroutines that take ready
-// clients in turn: baseWorkers of them while writes do not stall. A
-// client whose socket does not drain must never hold a worker while
-// other clients wait, and no worker can tell in advance which write will
-// block. So every write a worker makes is watched: one
+// clients in turn. A client whose socket does not drain must never hold
+// a worker while other clients wait, and no worker can tell in advance
+// which write will block. So every write a worker makes is watched: one
 // still running after stallLimit is handed off, the worker's goroutine
 // becoming the client's own until its queue is written (or the write
 // fails: a hand-off is given the stream's write deadline at once), and a
@@ -29,21 +28,6 @@ const stallLimit = 5 * time.Millisecond
 // maxWorkers bounds the pool's workers while writes stall; handed-off
 // goroutines do not count.
 const maxWorkers = 1024
-
-// baseWorkers is how many workers a pool runs while no write stalls,
-// whatever the number of cores: enough that a write that blocks does not
-// hold up the other clients until the watchdog finds it, and few enough
-// that the fan-out's walk stays ahead of them.
-//
-// One fan-out walks its clients on one goroutine, tens of nanoseconds
-// each, and a write takes microseconds. While the walk runs ahead of the
-// workers, a worker finds each client with the events queued since its
-// last write and writes them in one system call: on 2 cores a delivery
-// cost 0.3 µs of server CPU. Workers that keep pace with the walk (one
-// per P, on 16 cores) write each event on its own: 2.3 µs. The events a
-// write carries grow as the workers' share of the cores shrinks, so their
-// number does not follow GOMAXPROCS. (Measured on 2 cores only.)
-const baseWorkers = 4
 
 // writerPool runs the goroutines that drain client queues. Workers start
 // on demand, up to limit, and exit when no client is waiting, so an idle
