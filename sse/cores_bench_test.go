@@ -33,10 +33,10 @@ func writeSyscalls() int64 {
 }
 
 // BenchmarkHubFanoutCores is BenchmarkHubBroadcastLoopback at 10 000
-// clients with the server's write system calls counted too: run it with
-// -cpu=1,2,4,8 to see how the cost of a delivery follows GOMAXPROCS. It
-// reports deliveries per second, the server's CPU and its writes per
-// delivery (Linux only).
+// clients (SSE_BENCH_FANOUT_CLIENTS sets another count) with the server's
+// write system calls counted too: run it with -cpu=1,2,4,8 to see how the
+// cost of a delivery follows GOMAXPROCS. It reports deliveries per
+// second, the server's CPU and its writes per delivery (Linux only).
 func BenchmarkHubFanoutCores(b *testing.B) {
 	n := 10000
 	if s := os.Getenv("SSE_BENCH_FANOUT_CLIENTS"); s != "" {
