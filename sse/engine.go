@@ -28,6 +28,7 @@ type client struct {
 	inflight  int64    // bytes taken by a writer and not yet written
 	since     int64    // when the oldest event in queue was queued, in Unix nanoseconds
 	sinceOut  int64    // the same for the bytes in flight
+	outAt     int64    // when the write of the bytes in flight began, in Unix nanoseconds
 	extra     int32    // queue entries that are not live events
 	scheduled bool     // in the ready queue or being written
 	removed   bool
@@ -563,23 +564,44 @@ func (h *hubCore) finishFanout(wake, evict []*client) {
 // however many: it goes last.
 func (h *hubCore) overBudgetLocked(evict []*client) []*client {
 	type load struct {
-		c      *client
-		n      int64
-		oldest int64
+		c       *client
+		n       int64
+		oldest  int64
+		stalled int64 // when its blocked write began; 0: none is blocked
 	}
 	var loads []load
+	stalledBefore := time.Now().UnixNano() - int64(stallLimit)
 	h.eachClientLocked(func(c *client) {
 		c.mu.Lock()
 		if !c.removed && c.bytes+c.inflight > 0 {
-			oldest := c.since
+			l := load{c: c, n: c.bytes + c.inflight, oldest: c.since}
 			if c.inflight > 0 {
-				oldest = c.sinceOut
+				l.oldest = c.sinceOut
+				if c.outAt <= stalledBefore {
+					l.stalled = c.outAt
+				}
 			}
-			loads = append(loads, load{c, c.bytes + c.inflight, oldest})
+			loads = append(loads, l)
 		}
 		c.mu.Unlock()
 	})
-	slices.SortFunc(loads, func(a, b load) int { return cmp.Compare(a.oldest, b.oldest) })
+	// Clients whose write is blocked go first, the longest blocked
+	// first: they make no progress. Then the others by their oldest
+	// unsent byte. A client merely waiting for a writer is not stalled:
+	// when thousands stall at once, the writers reach the clients
+	// queued behind them late, and their oldest byte is then the oldest
+	// of all although they read everything they are sent.
+	slices.SortFunc(loads, func(a, b load) int {
+		switch {
+		case a.stalled != 0 && b.stalled != 0:
+			return cmp.Compare(a.stalled, b.stalled)
+		case a.stalled != 0:
+			return -1
+		case b.stalled != 0:
+			return 1
+		}
+		return cmp.Compare(a.oldest, b.oldest)
+	})
 	// Only the bytes of clients still here count: a client evicted
 	// earlier may still have a write in flight, cut short but not yet
 	// returned, whose bytes h.queued holds until it does. Counting them

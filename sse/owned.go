@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -73,9 +74,11 @@ type ownedConn struct {
 	nc   net.Conn
 	br   *bufio.Reader // what net/http read ahead, while it holds some
 	tcp  *net.TCPConn  // nc itself when plain TCP: written with writev
+	raw  syscall.RawConn // tcp's, for writes that must not wait; nil where tryWrite cannot
 	bufs [3][]byte     // chunk header, data, CRLF: the writev of one chunk
 	vec  net.Buffers
 	hdr  [18]byte // a chunk header: up to 16 hex digits and CRLF
+	try  tryState // see tryWrite
 	shut atomic.Bool
 	// inline: the handler reads the connection (see waitEnd), not a
 	// goroutine of its own.
@@ -112,6 +115,9 @@ func (c *Conn) takeOverLocked(p ownPolicy, inline bool) {
 	}
 	if t, ok := nc.(*net.TCPConn); ok {
 		o.tcp = t
+		if canTryWrite {
+			o.raw, _ = t.SyscallConn()
+		}
 	}
 	// Whatever net/http read ahead of the request is read first; a
 	// client sends nothing more on a stream, so anything it does is
@@ -179,8 +185,12 @@ func (c *Conn) readOwned(o *ownedConn) {
 	}
 }
 
-// writeOwned writes p to the owned connection as one chunk.
-func (o *ownedConn) write(p []byte) error {
+// write writes p to the owned connection as one chunk. With stall, it
+// first writes what the socket takes at once, without waiting (where the
+// platform allows it; see tryWrite), and calls stall before it waits for
+// the rest: the engine's writer then hands the client off at once instead
+// of finding the write stuck later.
+func (o *ownedConn) write(p []byte, stall func()) error {
 	if len(p) == 0 {
 		return nil
 	}
@@ -189,8 +199,15 @@ func (o *ownedConn) write(p []byte) error {
 	if o.tcp != nil {
 		o.bufs = [3][]byte{h, p, crlf}
 		o.vec = o.bufs[:]
+		defer func() { o.bufs, o.vec = [3][]byte{}, nil }() // keep no reference to p
+		if stall != nil && o.raw != nil {
+			done, err := o.tryWrite()
+			if done || err != nil {
+				return err
+			}
+			stall()
+		}
 		_, err := o.vec.WriteTo(o.tcp)
-		o.bufs, o.vec = [3][]byte{}, nil // keep no reference to p
 		return err
 	}
 	// Over TLS, one record for the chunk rather than three.

@@ -2,6 +2,7 @@ package sse
 
 import (
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -63,7 +64,8 @@ type writeSlot struct {
 	mu    sync.Mutex   // held by the watchdog while it hands the write off
 	dl    bool         // the watchdog set conn's deadline; guarded by mu
 
-	buf []byte // scratch for the writes of the goroutine using the slot
+	buf   []byte // scratch for the writes of the goroutine using the slot
+	stall func() // handOff, made once: what a stream calls before its write blocks
 }
 
 // handed is writeSlot.state once the watchdog handed the write off.
@@ -148,6 +150,7 @@ func (p *writerPool) work() {
 		p.idle = p.idle[:n-1]
 	} else {
 		s = &writeSlot{pool: p}
+		s.stall = s.handOff
 		p.slots = append(p.slots, s)
 	}
 	p.mu.Unlock()
@@ -242,7 +245,7 @@ func (s *writeSlot) write(conn sink, b []byte) error {
 // writes under deadlines from the start.
 func (s *writeSlot) watched(conn sink, b []byte) error {
 	if s.state.Load() == handed {
-		return conn.writeAt(b, true, 0)
+		return conn.writeAt(b, true, 0, nil)
 	}
 	start := time.Now().UnixNano()
 	s.conn = conn
@@ -250,7 +253,7 @@ func (s *writeSlot) watched(conn sink, b []byte) error {
 	if !s.pool.watching.Load() {
 		s.pool.armWatch(stallLimit)
 	}
-	err := conn.writeAt(b, false, start)
+	err := conn.writeAt(b, false, start, s.stall)
 	if s.state.CompareAndSwap(start, 0) {
 		return err
 	}
@@ -333,6 +336,38 @@ func (p *writerPool) checkWrites() {
 	}
 }
 
+// handOff hands the slot's write off at once, from the writing goroutine
+// itself, as the watchdog does for a write that ran for stallLimit: the
+// stream found, without waiting, that the write would block (a client
+// that does not read; see sink.writeAt). Thousands of clients that stall
+// at once thus cost the pool a system call each, not stallLimit.
+func (s *writeSlot) handOff() {
+	p := s.pool
+	p.mu.Lock()
+	start := s.state.Load()
+	if start <= 0 {
+		p.mu.Unlock() // the watchdog was first
+		return
+	}
+	s.mu.Lock()
+	if s.state.CompareAndSwap(start, handed) {
+		s.dl = s.conn.bound(start)
+	}
+	s.mu.Unlock()
+	if i := slices.Index(p.slots, s); i >= 0 {
+		p.slots = slices.Delete(p.slots, i, i+1)
+	}
+	p.workers--
+	p.busy--
+	n := 0
+	if !p.stopped {
+		n = p.toStartLocked()
+	}
+	p.hub.stalled.Add(1)
+	p.mu.Unlock()
+	p.start(n)
+}
+
 // drain writes everything queued for c in as few writes as it can,
 // through s, gathering them in s.buf. It reports whether more was queued
 // meanwhile, to be written next.
@@ -346,6 +381,7 @@ func (p *writerPool) drain(c *client, s *writeSlot) (again bool) {
 	c.queue = nil
 	c.inflight, c.bytes, c.extra = n, 0, 0
 	c.sinceOut = c.since
+	c.outAt = time.Now().UnixNano()
 	removed := c.removed
 	c.mu.Unlock()
 

@@ -17,8 +17,11 @@ type sink interface {
 	waitWrites()
 	// writeAt writes p and flushes it; bounded asks for the stream's
 	// write deadline around it, when the stream has one; start is when the write began, in Unix
-	// nanoseconds. A failed write ends the stream.
-	writeAt(p []byte, bounded bool, start int64) error
+	// nanoseconds. A failed write ends the stream. When stall is not
+	// nil and the stream can tell, without waiting, that the write
+	// would block (its client is not reading), it calls stall before it
+	// blocks.
+	writeAt(p []byte, bounded bool, start int64, stall func()) error
 	// bound gives the write in progress, begun at start, the deadline it
 	// would have had, and reports whether it could; unbound clears it
 	// after that write returned, ending the stream when that fails.
@@ -57,8 +60,8 @@ type closeWatcher interface {
 
 // Conn's side of sink.
 
-func (c *Conn) writeAt(p []byte, bounded bool, start int64) error {
-	return c.writeOut(p, bounded && c.deadlines, start)
+func (c *Conn) writeAt(p []byte, bounded bool, start int64, stall func()) error {
+	return c.writeOut(p, bounded && c.deadlines, start, stall)
 }
 
 func (c *Conn) bound(start int64) bool {

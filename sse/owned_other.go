@@ -1,0 +1,11 @@
+//go:build !linux
+
+package sse
+
+// canTryWrite: elsewhere a write to an owned connection may block before
+// the engine knows; its watchdog finds it (see pool.go).
+const canTryWrite = false
+
+type tryState struct{}
+
+func (o *ownedConn) tryWrite() (done bool, err error) { return false, nil }
