@@ -72,10 +72,10 @@ func ownPolicyOf(opts *Options) ownPolicy {
 // ownedConn is the connection of a stream taken over from net/http.
 type ownedConn struct {
 	nc   net.Conn
-	br   *bufio.Reader // what net/http read ahead, while it holds some
-	tcp  *net.TCPConn  // nc itself when plain TCP: written with writev
+	br   *bufio.Reader   // what net/http read ahead, while it holds some
+	tcp  *net.TCPConn    // nc itself when plain TCP: written with writev
 	raw  syscall.RawConn // tcp's, for writes that must not wait; nil where tryWrite cannot
-	bufs [3][]byte     // chunk header, data, CRLF: the writev of one chunk
+	bufs [3][]byte       // chunk header, data, CRLF: the writev of one chunk
 	vec  net.Buffers
 	hdr  [18]byte // a chunk header: up to 16 hex digits and CRLF
 	try  tryState // see tryWrite
