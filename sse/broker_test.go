@@ -185,26 +185,40 @@ var (
 )
 
 // TestMemoryBrokerReusedID checks that an ID published twice in a topic
-// names its first event: a client that saw it gets everything after it.
+// names its first event: a client that saw it gets everything after it,
+// also when the reuse is the newest event.
 func TestMemoryBrokerReusedID(t *testing.T) {
-	b := sse.NewMemoryBroker(sse.HistoryLimits{})
-	defer b.Close()
-	for _, ev := range []*sse.Event{
-		{ID: "a", Data: "1"}, {ID: "x", Data: "2"}, {ID: "b", Data: "3"}, {ID: "x", Data: "4"}, {ID: "c", Data: "5"},
+	for _, tc := range []struct {
+		name   string
+		events []*sse.Event
+		want   string
+	}{
+		{"in the middle", []*sse.Event{
+			{ID: "a", Data: "1"}, {ID: "x", Data: "2"}, {ID: "b", Data: "3"}, {ID: "x", Data: "4"}, {ID: "c", Data: "5"},
+		}, "3,4,5"},
+		{"newest", []*sse.Event{
+			{ID: "a", Data: "1"}, {ID: "x", Data: "2"}, {ID: "b", Data: "3"}, {ID: "x", Data: "4"},
+		}, "3,4"},
 	} {
-		if _, err := b.Publish(t.Context(), "t", ev, nil); err != nil {
-			t.Fatal(err)
-		}
-	}
-	h, err := b.History(t.Context(), "t", "x")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var got []string
-	for _, m := range h.Messages {
-		got = append(got, m.Event.Data)
-	}
-	if h.Gap || h.After.Seq != 2 || strings.Join(got, ",") != "3,4,5" {
-		t.Errorf("History after x: got gap %v, after %d, events %v; want no gap, after 2, [3 4 5]", h.Gap, h.After.Seq, got)
+		t.Run(tc.name, func(t *testing.T) {
+			b := sse.NewMemoryBroker(sse.HistoryLimits{})
+			defer b.Close()
+			for _, ev := range tc.events {
+				if _, err := b.Publish(t.Context(), "t", ev, nil); err != nil {
+					t.Fatal(err)
+				}
+			}
+			h, err := b.History(t.Context(), "t", "x")
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, m := range h.Messages {
+				got = append(got, m.Event.Data)
+			}
+			if h.Gap || h.After.Seq != 2 || strings.Join(got, ",") != tc.want {
+				t.Errorf("History after x: got gap %v, after %d, events %v; want no gap, after 2, %s", h.Gap, h.After.Seq, got, tc.want)
+			}
+		})
 	}
 }

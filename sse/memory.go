@@ -301,17 +301,21 @@ func (t *memTopic) oldestSeq() uint64 {
 // find returns the position of the event whose ID is id, if it is
 // retained or the newest pruned one; t.mu must be held.
 func (t *memTopic) find(id string) (Position, bool) {
+	// A publisher may reuse an ID: it names the earliest event that
+	// bears it, so look from the oldest (the newest pruned, then the
+	// retained ones by their first use) to the newest.
 	switch {
 	case id == "":
 		return Position{}, false
-	case id == t.head.ID:
-		return t.head, true
 	case id == t.pruned.ID:
 		return t.pruned, true
 	}
 	r := t.retained()
 	if seq, ok := t.own[id]; ok {
 		return r[seq-r[0].Seq].Position(), true
+	}
+	if id == t.head.ID {
+		return t.head, true
 	}
 	n, err := strconv.ParseUint(id, 10, 64)
 	if err != nil || n == 0 || strconv.FormatUint(n, 10) != id {
