@@ -62,3 +62,35 @@ func TestDroppingPoliciesKeepReplay(t *testing.T) {
 		})
 	}
 }
+
+// Over the budget, a client whose write is blocked goes before one merely
+// waiting for a writer, even when the waiting one's oldest unsent byte is
+// older: when thousands of clients stall at once, the writers reach the
+// clients queued behind them late, though those read everything.
+func TestBudgetEvictsBlockedFirst(t *testing.T) {
+	h := newHubCore(Options{MaxQueuedBytes: 100})
+	now := time.Now().UnixNano()
+	mk := func(bytes, inflight, since, outAt int64) *client {
+		c := &client{hub: h, grp: h.def, beatAt: -1, bytes: bytes, inflight: inflight, since: since, sinceOut: since, outAt: outAt}
+		h.def.clients = append(h.def.clients, c)
+		return c
+	}
+	// Queued longest, not yet reached by a writer.
+	waiting := mk(60, 0, now-int64(time.Second), 0)
+	// Blocked in a write for 50 ms; its bytes are younger.
+	blocked := mk(10, 50, now-int64(100*time.Millisecond), now-int64(50*time.Millisecond))
+	// A write begun just now, not stalled yet.
+	writing := mk(0, 30, now-int64(200*time.Millisecond), now)
+	h.mu.Lock()
+	evict := h.overBudgetLocked(nil)
+	h.mu.Unlock()
+	// 150 bytes: evicting the blocked client (60) leaves 90, within 100.
+	if len(evict) != 1 || evict[0] != blocked {
+		names := map[*client]string{waiting: "waiting", blocked: "blocked", writing: "writing"}
+		var got []string
+		for _, c := range evict {
+			got = append(got, names[c])
+		}
+		t.Fatalf("evicted %v, want [blocked]", got)
+	}
+}
