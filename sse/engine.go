@@ -131,7 +131,9 @@ type hubCore struct {
 	clientDisconnects   atomic.Uint64
 }
 
-func newHubCore(opts Options) *hubCore {
+// newHubCore makes the engine of a Hub or Server; closedErr is what
+// registering or broadcasting returns once it is closed.
+func newHubCore(opts Options, closedErr error) *hubCore {
 	cfg := engineConfig{
 		queueSize:   opts.QueueSize,
 		policy:      opts.SlowClients,
@@ -157,7 +159,7 @@ func newHubCore(opts Options) *hubCore {
 		cfg:       cfg,
 		upgrade:   UpgradeOptions{WriteTimeout: opts.WriteTimeout, Retry: opts.Retry, Header: opts.Header},
 		own:       ownPolicyOf(&opts),
-		closedErr: ErrHubClosed,
+		closedErr: closedErr,
 		def:       &group{},
 		bySink:    make(map[sink]*client),
 		groups:    make(map[string]*group),
@@ -230,6 +232,12 @@ func (h *hubCore) register(conn sink, g *group, topics []string, filter func(*Me
 	h.scheduleBeatLocked(c)
 	h.armPollLocked()
 	return c, nil
+}
+
+// registerAll adds conn to a Hub's only group; see register.
+func (h *hubCore) registerAll(conn sink) error {
+	_, err := h.register(conn, h.def, nil, nil, false)
+	return err
 }
 
 // pollEvery is how often a hub checks whether its clients went away, by

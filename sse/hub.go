@@ -56,7 +56,7 @@ func (h *Hub[T]) engine() *hubCore {
 		if h.opts != nil {
 			opts = *h.opts
 		}
-		h.core = newHubCore(opts)
+		h.core = newHubCore(opts, ErrHubClosed)
 	})
 	return h.core
 }
@@ -98,14 +98,10 @@ func (h *Hub[T]) Register(conn *Conn) error {
 		return errNilConn
 	}
 	core := h.engine()
-	if _, err := core.register(conn, core.def, nil, nil, false); err != nil {
+	if err := core.registerAll(conn); err != nil {
 		return err
 	}
-	// From now on the hub writes the stream: take its connection over
-	// (see owned.go).
-	conn.lockWrite()
-	conn.takeOverLocked(core.own, false)
-	conn.unlockWrite()
+	core.adopt(conn) // the hub writes the stream from now on (see owned.go)
 	return nil
 }
 
@@ -192,9 +188,7 @@ func (h *Hub[T]) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			conn.Close()
 			refused = conn.Err()
 		}
-		if f := core.own.onEnd; f != nil {
-			f(r, refused)
-		}
+		core.streamDone(r, refused)
 	}
 	defer func() {
 		if !detached {
@@ -202,18 +196,15 @@ func (h *Hub[T]) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}()
 	if core.isClosed() {
-		refused = core.closedErr
+		refused = ErrHubClosed
 		http.Error(w, ErrHubClosed.Error(), http.StatusServiceUnavailable)
 		return
 	}
-	conn, refused = upgrade(r.Context(), w, r, &core.upgrade, func(c *Conn) error {
-		_, err := core.register(c, core.def, nil, nil, false)
-		return err
-	}, &core.own)
-	if !upgradeOK(w, refused, core.closedErr) {
+	conn, refused = core.open(w, r, func(c *Conn) error { return core.registerAll(c) })
+	if !upgradeOK(w, refused, ErrHubClosed) {
 		return
 	}
-	if core.own.detach && conn.detach(end) {
+	if core.detaches() && conn.detach(end) {
 		detached = true
 		return
 	}

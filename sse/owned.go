@@ -287,3 +287,31 @@ func (c *Conn) detach(end func()) bool {
 	}()
 	return true
 }
+
+// The engine's side of the streams its own handlers (ServeHTTP) open.
+
+// open upgrades r into a stream with the engine's options and connection
+// policy; ready registers it before the client learns it is live (see
+// upgrade).
+func (h *hubCore) open(w http.ResponseWriter, r *http.Request, ready func(*Conn) error) (*Conn, error) {
+	return upgrade(r.Context(), w, r, &h.upgrade, ready, &h.own)
+}
+
+// detaches reports whether its handlers return once a stream is open
+// (Options.Detach).
+func (h *hubCore) detaches() bool { return h.own.detach }
+
+// streamDone calls Options.OnStreamEnd, if set, for r.
+func (h *hubCore) streamDone(r *http.Request, err error) {
+	if f := h.own.onEnd; f != nil {
+		f(r, err)
+	}
+}
+
+// adopt takes conn's connection over, as the engine's policy says, for a
+// stream registered by Hub.Register: from now on the engine writes it.
+func (h *hubCore) adopt(conn *Conn) {
+	conn.lockWrite()
+	conn.takeOverLocked(h.own, false)
+	conn.unlockWrite()
+}

@@ -138,8 +138,7 @@ func (s *Server) init() {
 		if s.broker == nil {
 			s.broker, s.ownBroker = NewMemoryBroker(HistoryLimits{}), true
 		}
-		s.core = newHubCore(s.Options)
-		s.core.closedErr = ErrServerClosed
+		s.core = newHubCore(s.Options, ErrServerClosed)
 		s.ctx, s.cancel = context.WithCancel(context.Background())
 		s.subs = make(map[string]*topicSub)
 	})
@@ -235,9 +234,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		for i, ts := range followed {
 			s.unfollow(topics[i], ts)
 		}
-		if f := s.core.own.onEnd; f != nil {
-			f(r, refused)
-		}
+		s.core.streamDone(r, refused)
 	}
 	defer func() {
 		if !detached {
@@ -278,10 +275,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	lastID := lastEventID(r)
 	var c *client
 	var err error
-	conn, err = upgrade(r.Context(), w, r, &s.core.upgrade, func(conn *Conn) (err error) {
+	conn, err = s.core.open(w, r, func(conn *Conn) (err error) {
 		c, err = s.core.register(conn, nil, topics, filter, lastID != "")
 		return err
-	}, &s.core.own)
+	})
 	if !upgradeOK(w, err, ErrServerClosed) {
 		refused = err
 		return
@@ -292,7 +289,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	if s.core.own.detach && conn.detach(end) {
+	if s.core.detaches() && conn.detach(end) {
 		detached = true
 		return
 	}

@@ -68,7 +68,7 @@ func TestDroppingPoliciesKeepReplay(t *testing.T) {
 // older: when thousands of clients stall at once, the writers reach the
 // clients queued behind them late, though those read everything.
 func TestBudgetEvictsBlockedFirst(t *testing.T) {
-	h := newHubCore(Options{MaxQueuedBytes: 100})
+	h := newHubCore(Options{MaxQueuedBytes: 100}, ErrHubClosed)
 	now := time.Now().UnixNano()
 	mk := func(bytes, inflight, since, outAt int64) *client {
 		c := &client{hub: h, grp: h.def, beatAt: -1, bytes: bytes, inflight: inflight, since: since, sinceOut: since, outAt: outAt}
