@@ -61,6 +61,20 @@ type engineConfig struct {
 // hubCore is the non-generic engine behind Hub and Server. It sees its
 // streams only as sinks (see sink.go).
 //
+// Who does what, once each:
+//
+//   - Heartbeats of registered streams: the engine, from one timer and a
+//     heap of due times (beat.go). A lone Conn that asked for its own
+//     (UpgradeOptions.Heartbeat) has a timer of its own, and engines skip
+//     it (sink.sendsHeartbeats).
+//   - Noticing a client that left: the stream itself. A stream whose
+//     connection the engine took over reads it (owned.go); one left on
+//     net/http learns it from its request's context, which the engine
+//     asks about every pollEvery (sink.gone) rather than each stream
+//     watching it with a callback of its own.
+//   - Write deadlines: the stream sets them (sink.bound, writeAt); the
+//     writer pool decides when a write needs one (pool.go).
+//
 // Lock order, outermost first; a goroutine holding one may take only
 // those after it:
 //
