@@ -85,8 +85,15 @@ type Engine struct {
 	closeOnce sync.Once
 }
 
-// filterKey carries a stream's filter in its request context.
-type filterKey struct{}
+// streamKey carries a stream's *streamState in its request context.
+type streamKey struct{}
+
+// streamState is what the hub gives the engine for one stream: its
+// filter and what to release once the stream ended.
+type streamState struct {
+	pass  func(topics []string, private bool) bool
+	ended func()
+}
 
 // NewEngine starts an engine.
 func NewEngine(cfg EngineConfig) *Engine {
@@ -103,6 +110,12 @@ func NewEngine(cfg EngineConfig) *Engine {
 			Heartbeat:    cfg.Heartbeat,
 			WriteTimeout: cfg.WriteTimeout,
 			Logger:       cfg.Logger,
+			// A stream over HTTP/1.1 is kept by the core once open,
+			// without the handler's goroutine and net/http's buffers:
+			// about half of what an idle subscriber costs. What the
+			// hub holds for it is released by streamEnded.
+			Detach:      true,
+			OnStreamEnd: streamEnded,
 		},
 	}
 	return e
@@ -115,13 +128,25 @@ func NewEngine(cfg EngineConfig) *Engine {
 // not a topic of the update: it is dropped before pass sees the topics,
 // so that a hub's heartbeats, which have no other, go to nobody.
 func filterFor(r *http.Request) func(*sse.Message) bool {
-	pass, _ := r.Context().Value(filterKey{}).(func(topics []string, private bool) bool)
+	var pass func(topics []string, private bool) bool
+	if st, _ := r.Context().Value(streamKey{}).(*streamState); st != nil {
+		pass = st.pass
+	}
 	return func(m *sse.Message) bool {
 		if pass == nil || m.Meta == nil {
 			return false
 		}
 		topics, _ := splitNode(m.Meta.Topics)
 		return len(topics) > 0 && pass(topics, m.Meta.Private)
+	}
+}
+
+// streamEnded is the sse.Server's OnStreamEnd: the core calls it once
+// for every request Serve hands it, when its stream ended or when it was
+// refused, and it calls the ended func the hub gave Serve.
+func streamEnded(r *http.Request, _ error) {
+	if st, _ := r.Context().Value(streamKey{}).(*streamState); st != nil && st.ended != nil {
+		st.ended()
 	}
 }
 
@@ -159,15 +184,21 @@ func (e *Engine) Publish(ctx context.Context, u *Update) error {
 
 // Serve streams to w the updates pass accepts, replaying those after
 // lastID first when it is not empty (an ID the history does not hold,
-// "earliest" included, replays every retained one). The stream ends when
-// r's context does.
-func (e *Engine) Serve(w http.ResponseWriter, r *http.Request, lastID string, pass func(topics []string, private bool) bool) {
+// "earliest" included, replays every retained one). It calls ended
+// (unless nil) exactly once: when the stream ended, or when no stream
+// could be opened. Serve may return before the stream ends (the core
+// keeps a stream whose connection it took over: sse.Options.Detach), so
+// what the stream holds must be released by ended, not after Serve
+// returns. The stream ends when the client leaves, the engine shuts
+// down, or r's context's deadline passes; r's context's cancellation
+// ends it only while Serve has not returned.
+func (e *Engine) Serve(w http.ResponseWriter, r *http.Request, lastID string, pass func(topics []string, private bool) bool, ended func()) {
 	// The core reads the resume position from Last-Event-ID (or a
 	// lastEventId query parameter, which Mercure does not define): hand
 	// it the one the hub chose, and nothing else. A shallow copy with
 	// its own small URL and header, kept as long as the stream, costs
 	// less than a deep clone.
-	r2 := r.WithContext(context.WithValue(r.Context(), filterKey{}, pass))
+	r2 := r.WithContext(context.WithValue(r.Context(), streamKey{}, &streamState{pass: pass, ended: ended}))
 	r2.URL = &url.URL{Path: r.URL.Path}
 	r2.Header = http.Header{}
 	if lastID != "" {

@@ -44,7 +44,6 @@ func (h *Hub) subscribe(w http.ResponseWriter, r *http.Request) {
 		fail(w, http.StatusTooManyRequests, "", "too many connections")
 		return
 	}
-	defer release()
 
 	lastID, resume := h.cursor(r, params, query)
 	pass := func(topics []string, private bool) bool {
@@ -62,9 +61,9 @@ func (h *Hub) subscribe(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Last-Event-ID", anchor) // Mercure 0.x
 		}
 	}
+	var subs []*subscription
 	if h.subs != nil {
-		subs := h.subs.open(r.Context(), matchers, g)
-		defer h.subs.close(subs)
+		subs = h.subs.open(r.Context(), matchers, g)
 	}
 	var end time.Time
 	if tok != nil && !tok.Expires.IsZero() {
@@ -75,12 +74,24 @@ func (h *Hub) subscribe(w http.ResponseWriter, r *http.Request) {
 			end = limit
 		}
 	}
+	cancel := context.CancelFunc(func() {})
 	if !end.IsZero() {
-		ctx, cancel := context.WithDeadline(r.Context(), end)
-		defer cancel()
+		// The deadline ends the stream, even once Serve returned
+		// (the core keeps a detached stream until its request's
+		// deadline): cancel only releases the context's timer.
+		var ctx context.Context
+		ctx, cancel = context.WithDeadline(r.Context(), end)
 		r = r.WithContext(ctx)
 	}
-	h.cfg.Engine.Serve(w, r, lastID, pass)
+	// Serve may return while the stream goes on: what the stream holds
+	// is released when it ends, by ended, which the engine calls once.
+	h.cfg.Engine.Serve(w, r, lastID, pass, func() {
+		cancel()
+		if h.subs != nil {
+			h.subs.close(subs)
+		}
+		release()
+	})
 }
 
 // cursor returns the last event ID a subscription resumes after and

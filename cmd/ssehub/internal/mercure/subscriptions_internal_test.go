@@ -87,7 +87,7 @@ func TestFilterDropsNodeTopics(t *testing.T) {
 		return true
 	}
 	r, _ := http.NewRequest("GET", "/", nil)
-	f := filterFor(r.WithContext(context.WithValue(r.Context(), filterKey{}, pass)))
+	f := filterFor(r.WithContext(context.WithValue(r.Context(), streamKey{}, &streamState{pass: pass})))
 	node := nodeTopicPrefix + "n"
 	for _, c := range []struct {
 		topics []string
