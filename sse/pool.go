@@ -387,6 +387,11 @@ func (p *writerPool) drain(c *client, s *writeSlot) (again bool) {
 
 	var err error
 	if !removed {
+		// One allocation of the size needed, not doublings: a worker that
+		// replaces a handed-off one starts with no buffer, and thousands
+		// of clients stalling at once would otherwise have each
+		// replacement regrow one to maxWrite.
+		b = slices.Grow(b, int(min(n, maxWrite)))
 		for i, msg := range q {
 			if len(b) > 0 && len(b)+len(msg) > maxWrite {
 				if err = s.write(conn, b); err != nil {
