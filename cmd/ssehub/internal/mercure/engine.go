@@ -83,6 +83,11 @@ type Engine struct {
 	closed    atomic.Bool
 	done      chan struct{} // closed by Shutdown
 	closeOnce sync.Once
+
+	mu       sync.Mutex
+	ending   int           // streams whose ended func has not returned
+	stopping bool          // Shutdown began: streams are no longer counted
+	ended    chan struct{} // closed when ending drops to 0 while stopping
 }
 
 // streamKey carries a stream's *streamState in its request context.
@@ -171,6 +176,13 @@ func (e *Engine) Publish(ctx context.Context, u *Update) error {
 	if e.closed.Load() {
 		return ErrClosed
 	}
+	return e.store(ctx, u)
+}
+
+// store is Publish without the check for a shutdown: the hub's own
+// updates (a subscription's end) are still stored while Shutdown ends
+// the streams, until it closes the broker.
+func (e *Engine) store(ctx context.Context, u *Update) error {
 	ev := &sse.Event{ID: u.ID, Type: u.Type, Retry: u.Retry, Data: u.Data}
 	_, err := e.broker.Publish(ctx, allTopic, ev, &sse.Meta{Topics: u.Topics, Private: u.Private})
 	if errors.Is(err, sse.ErrBrokerClosed) {
@@ -198,7 +210,16 @@ func (e *Engine) Serve(w http.ResponseWriter, r *http.Request, lastID string, pa
 	// it the one the hub chose, and nothing else. A shallow copy with
 	// its own small URL and header, kept as long as the stream, costs
 	// less than a deep clone.
-	r2 := r.WithContext(context.WithValue(r.Context(), streamKey{}, &streamState{pass: pass, ended: ended}))
+	done := ended
+	if e.track() {
+		done = func() {
+			defer e.untrack()
+			if ended != nil {
+				ended()
+			}
+		}
+	}
+	r2 := r.WithContext(context.WithValue(r.Context(), streamKey{}, &streamState{pass: pass, ended: done}))
 	r2.URL = &url.URL{Path: r.URL.Path}
 	r2.Header = http.Header{}
 	if lastID != "" {
@@ -359,8 +380,50 @@ func (e *Engine) Shutdown(ctx context.Context) error {
 	e.closed.Store(true)
 	e.closeOnce.Do(func() { close(e.done) })
 	err := e.srv.Shutdown(ctx)
+	// A stream's ended func runs once the stream ended, perhaps after
+	// the core's Shutdown returned: wait for those (they publish the end
+	// of their subscriptions) before the broker closes, as long as ctx
+	// allows.
+	e.mu.Lock()
+	e.stopping = true
+	if e.ending > 0 && e.ended == nil {
+		e.ended = make(chan struct{})
+	}
+	wait := e.ended
+	e.mu.Unlock()
+	if wait != nil {
+		select {
+		case <-wait:
+		case <-ctx.Done():
+			if err == nil {
+				err = ctx.Err()
+			}
+		}
+	}
 	e.broker.Close()
 	return err
+}
+
+// track counts a stream whose ended func Shutdown waits for, and reports
+// whether it did: not once Shutdown began.
+func (e *Engine) track() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.stopping {
+		return false
+	}
+	e.ending++
+	return true
+}
+
+// untrack undoes track once the stream's ended func returned.
+func (e *Engine) untrack() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.ending--; e.ending == 0 && e.ended != nil {
+		close(e.ended)
+		e.ended = nil
+	}
 }
 
 // noGapBroker is the broker as the sse.Server sees it: its history never

@@ -217,9 +217,10 @@ func (reg *registry) close(subs []*subscription) {
 
 func (reg *registry) publishLocked(ctx context.Context, s *subscription, active bool) {
 	data, _ := json.Marshal(s.doc(active))
-	// A hub shutting down publishes nothing more; the subscription
-	// simply ends with the stream.
-	reg.engine.Publish(context.WithoutCancel(ctx), &Update{Topics: []string{s.topic(), reg.node}, Private: true, ID: newID(), Type: subscriptionEventType, Data: string(data)})
+	// Stored even while the hub shuts down: the draft asks for an
+	// update each time a subscription ends, and the hubs sharing the
+	// broker list subscriptions from these.
+	reg.engine.store(context.WithoutCancel(ctx), &Update{Topics: []string{s.topic(), reg.node}, Private: true, ID: newID(), Type: subscriptionEventType, Data: string(data)})
 }
 
 // catchUpTimeout bounds how long a listing waits for the follower to
