@@ -34,6 +34,20 @@ func TestSpecReusedID(t *testing.T) {
 					t.Errorf("event %d: got %q, want %q", i, got, want)
 				}
 			}
+			// The reuse is now the newest event: the ID still names the
+			// earliest one.
+			tp2 := "https://example.com/reused-newest"
+			for _, u := range [][2]string{{"p", "1"}, {"y", "2"}, {"q", "3"}, {"y", "4"}} {
+				if id := h.mustPublish(t, form("topic", tp2, "id", u[0], "data", u[1])); id != u[0] {
+					t.Fatalf("publish with id %q: got id %q", u[0], id)
+				}
+			}
+			s2 := h.subscribe(t, "match="+tp2+"&last_event_id=y", nil)
+			for i, want := range []string{ev("q", "3"), ev("y", "4")} {
+				if got := s2.next(); got != want {
+					t.Errorf("newest reuse, event %d: got %q, want %q", i, got, want)
+				}
+			}
 		})
 	}
 }
