@@ -156,8 +156,11 @@ type Subscription interface {
 // IDs and sequence numbers. Publish stores the event in its topic and
 // gives it a Seq, a number that strictly increases from one event to the
 // next in the topic (starting above 0; steps larger than one are
-// allowed). An event published with an ID keeps it verbatim; the
-// publisher must keep its IDs unique in the topic. An event published
+// allowed). An event published with an ID keeps it verbatim. A
+// publisher may reuse an ID: it then names the earliest event the broker
+// still knows that bears it (the newest pruned one, else the oldest
+// retained), so a client that saw it gets every later event, the reuse
+// included. An event published
 // without an ID gets one from the broker, unique in the topic; its form
 // is the broker's (decimal numbers for [MemoryBroker]) and IDs compare
 // in no particular order: readers order events by Seq. An ID of another

@@ -48,6 +48,7 @@ func TestBroker(t *testing.T, newBroker func(t *testing.T, limits sse.HistoryLim
 	}{
 		{"IDsAssigned", roomy, testIDsAssigned},
 		{"PublisherIDsKept", roomy, testPublisherIDs},
+		{"ReusedIDNamesEarliest", roomy, testReusedID},
 		{"TopicNames", roomy, testTopicNames},
 		{"OrderPerTopic", roomy, testOrder},
 		{"TopicsIsolated", roomy, testIsolation},
@@ -172,6 +173,26 @@ func testPublisherIDs(t *testing.T, b sse.Broker) {
 	if h.Gap || h.After != mid.Position() || summary(h.Messages) != summary([]sse.Message{newest}) {
 		t.Errorf("History after a publisher ID in the middle: got gap %v after %+v %s, want no gap, after %+v %s",
 			h.Gap, h.After, summary(h.Messages), mid.Position(), summary([]sse.Message{newest}))
+	}
+}
+
+// testReusedID checks that a publisher ID used twice names its earliest
+// event, whether the reuse is in the middle of the history or its newest
+// event.
+func testReusedID(t *testing.T, b sse.Broker) {
+	first := publish(t, b, "reuse", &sse.Event{ID: "x", Data: "1"})
+	second := publish(t, b, "reuse", sse.NewEvent("2"))
+	again := publish(t, b, "reuse", &sse.Event{ID: "x", Data: "3"})
+	h := history(t, b, "reuse", "x")
+	if want := []sse.Message{second, again}; h.Gap || h.After != first.Position() || summary(h.Messages) != summary(want) {
+		t.Errorf("History after a reused ID, the reuse newest: got gap %v after %+v %s, want no gap, after %+v %s",
+			h.Gap, h.After, summary(h.Messages), first.Position(), summary(want))
+	}
+	last := publish(t, b, "reuse", sse.NewEvent("4"))
+	h = history(t, b, "reuse", "x")
+	if want := []sse.Message{second, again, last}; h.Gap || h.After != first.Position() || summary(h.Messages) != summary(want) {
+		t.Errorf("History after a reused ID, the reuse in the middle: got gap %v after %+v %s, want no gap, after %+v %s",
+			h.Gap, h.After, summary(h.Messages), first.Position(), summary(want))
 	}
 }
 
