@@ -63,11 +63,17 @@
 // is encoded once, whatever the number of clients; each client has a
 // bounded queue, drained by a small pool of writers that gather all that
 // is queued into one write. A slow client therefore does not delay the
-// others, however many stall: a write that blocks hands its client to a
-// goroutine of its own, a client whose queue is full is disconnected and
-// counted in [Stats], and [Hub.Broadcast] never waits for a client.
-// When the server ends a stream, its connection closes (on HTTP/2, its
-// stream is reset). (A hub that
+// others: a write that blocks hands its client to a goroutine of its own,
+// a client whose queue is full is disconnected and counted in [Stats],
+// and [Hub.Broadcast] never waits for a client. The limit: when thousands
+// of clients stop reading at once, the budget of queued bytes
+// ([Options.MaxQueuedBytes]) can fill before the writers have tried every
+// client, and healthy clients not yet reached may be disconnected with
+// the stalled ones. On HTTP/1.1 a hub takes the connections of its
+// streams over from net/http ([Options.KeepResponseWriter]), which bounds
+// what the kernel holds for each client and notices a client that leaves
+// at once. When the server ends a stream, its connection closes (on
+// HTTP/2, its stream is reset). (A hub that
 // writes to each client in turn, as a naive loop does, stalls every
 // client behind the slowest.) A hub also sends each of its clients a
 // heartbeat comment after 15 seconds of silence ([Options.Heartbeat]),
