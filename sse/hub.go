@@ -26,10 +26,10 @@ import (
 // encoded event to each client's bounded queue and never waits for a
 // client; a small pool of writers drains the queues, gathering everything
 // a client has queued into one write and one flush. A write that blocks
-// (the client stopped reading) is noticed within milliseconds: the client
-// is handed to a goroutine of its own, counted in
-// [Stats.StalledWrites], and the pool goes on with the others, however
-// many clients stall. When a client's queue is full (see
+// (the client stopped reading) is noticed at once on a connection the
+// hub took over (on Linux), within milliseconds otherwise: the client is
+// handed to a goroutine of its own, counted in [Stats.StalledWrites], and
+// the pool goes on with the others. When a client's queue is full (see
 // [Options.QueueSize]) the [Options.SlowClients] policy applies: by
 // default that client is disconnected and counted in
 // [Stats.SlowDisconnects]. The hub bounds what the kernel may hold for
@@ -37,8 +37,11 @@ import (
 // that thousands of stalled clients cannot exhaust the machine's TCP
 // memory. A stalled client is also dropped when its
 // write times out ([Options.WriteTimeout]), and the queued bytes
-// budget ([Options.MaxQueuedBytes]) evicts the clients whose oldest
-// unsent byte is oldest first, never one that keeps up.
+// budget ([Options.MaxQueuedBytes]) evicts first the clients whose write
+// is blocked, then those whose oldest unsent byte is oldest. The limit:
+// when thousands of clients stop reading at once, the budget can fill
+// before the writers have tried every client, and healthy clients not
+// yet reached then share the oldest unsent bytes and may be evicted too.
 //
 // All methods are safe for concurrent use. Every client sees broadcasts in
 // the same order. The zero value is a hub with the default options, ready

@@ -35,11 +35,11 @@ type Options struct {
 	SlowClients SlowPolicy
 
 	// MaxQueuedBytes bounds the bytes queued for all clients together
-	// (an event queued for n clients counts n times). Beyond it, the
-	// clients that made no progress for longest (by the age of their
-	// oldest unsent byte) are disconnected first until the total is back
-	// under the bound. Zero means 256 MiB; a negative value removes the
-	// bound.
+	// (an event queued for n clients counts n times). Beyond it, clients
+	// are disconnected until the total is back under the bound: first
+	// those whose write is blocked, the longest blocked first, then those
+	// with the oldest unsent byte. Zero means 256 MiB; a negative value
+	// removes the bound.
 	MaxQueuedBytes int64
 
 	// Heartbeat is how long a stream may go without a write before it is
