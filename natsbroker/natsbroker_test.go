@@ -6,7 +6,6 @@ import (
 	"flag"
 	"net"
 	"os"
-	"strings"
 	"testing"
 	"time"
 
@@ -243,55 +242,6 @@ var (
 	benchClients = flag.Int("cluster.clients", 100, "BenchmarkCluster: clients per node")
 	benchRate    = flag.Int("cluster.rate", 1000, "BenchmarkCluster: events published per second")
 )
-
-// TestReusedID: an ID published more than once names its earliest event
-// still known (the newest pruned one, else the oldest retained), as
-// Mercure asks a hub to resolve a reused Last-Event-ID; so a client that
-// saw it misses nothing after it, the later events with the same ID
-// included.
-func TestReusedID(t *testing.T) {
-	for _, c := range []struct {
-		name   string
-		limits sse.HistoryLimits
-		data   []string // event i has ID ids[i] and data data[i]
-		ids    []string
-		after  int    // the event History("x") must follow
-		want   string // the data History("x") must list
-	}{
-		{"Middle", sse.HistoryLimits{}, []string{"1", "2", "3", "4", "5"}, []string{"a", "x", "b", "x", "c"}, 1, "3,4,5"},
-		{"Newest", sse.HistoryLimits{}, []string{"1", "2", "3", "4"}, []string{"a", "x", "b", "x"}, 1, "3,4"},
-		{"FirstPruned", sse.HistoryLimits{MaxEvents: 3}, []string{"1", "2", "3", "4"}, []string{"x", "a", "x", "b"}, 0, "2,3,4"},
-	} {
-		t.Run(c.name, func(t *testing.T) {
-			b := reusedBroker(t, c.limits)
-			var ms []sse.Message
-			for i, d := range c.data {
-				m, err := b.Publish(t.Context(), "t", &sse.Event{ID: c.ids[i], Data: d}, nil)
-				if err != nil {
-					t.Fatal(err)
-				}
-				ms = append(ms, m)
-			}
-			h, err := b.History(t.Context(), "t", "x")
-			if err != nil {
-				t.Fatal(err)
-			}
-			var got []string
-			for _, m := range h.Messages {
-				got = append(got, m.Event.Data)
-			}
-			if want := ms[c.after].Position(); h.Gap || h.After != want || strings.Join(got, ",") != c.want {
-				t.Errorf("History after x: got gap %v, after %+v, events %v; want no gap, after %+v, [%s]", h.Gap, h.After, got, want, c.want)
-			}
-		})
-	}
-}
-
-// reusedBroker runs on the NATS of NATS_URL.
-func reusedBroker(t *testing.T, l sse.HistoryLimits) sse.Broker {
-	stream, subject := names()
-	return newBroker(t, connect(t, natsURL()), l, stream, subject)
-}
 
 // natsURL is NATS_URL, nats://127.0.0.1:4222 by default.
 func natsURL() string {

@@ -49,6 +49,7 @@ func TestBroker(t *testing.T, newBroker func(t *testing.T, limits sse.HistoryLim
 		{"IDsAssigned", roomy, testIDsAssigned},
 		{"PublisherIDsKept", roomy, testPublisherIDs},
 		{"ReusedIDNamesEarliest", roomy, testReusedID},
+		{"ReusedIDFirstPruned", sse.HistoryLimits{MaxEvents: 3, MaxBytes: 64 << 20, MaxAge: time.Hour}, testReusedIDPruned},
 		{"TopicNames", roomy, testTopicNames},
 		{"OrderPerTopic", roomy, testOrder},
 		{"TopicsIsolated", roomy, testIsolation},
@@ -192,6 +193,22 @@ func testReusedID(t *testing.T, b sse.Broker) {
 	h = history(t, b, "reuse", "x")
 	if want := []sse.Message{second, again, last}; h.Gap || h.After != first.Position() || summary(h.Messages) != summary(want) {
 		t.Errorf("History after a reused ID, the reuse in the middle: got gap %v after %+v %s, want no gap, after %+v %s",
+			h.Gap, h.After, summary(h.Messages), first.Position(), summary(want))
+	}
+}
+
+// testReusedIDPruned checks that a reused ID whose first use was pruned
+// names that pruned event (the newest pruned one): the retained reuse
+// is still sent.
+func testReusedIDPruned(t *testing.T, b sse.Broker) {
+	first := publish(t, b, "reuse", &sse.Event{ID: "x", Data: "1"})
+	var want []sse.Message
+	for _, ev := range []*sse.Event{sse.NewEvent("2"), {ID: "x", Data: "3"}, sse.NewEvent("4")} {
+		want = append(want, publish(t, b, "reuse", ev))
+	}
+	h := history(t, b, "reuse", "x")
+	if h.Gap || h.After != first.Position() || summary(h.Messages) != summary(want) {
+		t.Errorf("History after a reused ID whose first use was pruned: got gap %v after %+v %s, want no gap, after %+v %s",
 			h.Gap, h.After, summary(h.Messages), first.Position(), summary(want))
 	}
 }
