@@ -57,14 +57,20 @@ func TestOwnedWriteStall(t *testing.T) {
 	o := ownedFor(t, server)
 	p := bytes.Repeat([]byte("0123456789abcdef"), 6<<10) // 96 KiB: more than both buffers hold
 	stalls := 0
+	stalled := make(chan struct{})
 	got := make(chan []byte, 1)
 	go func() {
 		// Read only once the writer has stalled.
-		time.Sleep(50 * time.Millisecond)
+		<-stalled
 		b, _ := io.ReadAll(client)
 		got <- b
 	}()
-	if err := o.write(p, func() { stalls++ }); err != nil {
+	_ = server.SetWriteDeadline(time.Now().Add(10 * time.Second)) // a write that never stalls fails, not hangs
+	if err := o.write(p, func() {
+		if stalls++; stalls == 1 {
+			close(stalled)
+		}
+	}); err != nil {
 		t.Fatal(err)
 	}
 	if stalls != 1 {

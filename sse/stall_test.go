@@ -39,20 +39,10 @@ func stallTargets(writeTimeout time.Duration) []struct {
 			return stallTarget{hub, hub.Broadcast, hub.Stats, hub.Close}
 		}},
 		{"Register", func() stallTarget {
-			// The guide's way: Upgrade, Register, wait for Done.
+			// The guide's way: Upgrade, Register, wait for Done (with the
+			// default write timeout, which writeTimeout is).
 			hub := sse.NewHubWithOptions[string](&sse.Options{WriteTimeout: writeTimeout})
-			h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				conn, err := sse.UpgradeWithOptions(r.Context(), w, r, &sse.UpgradeOptions{WriteTimeout: writeTimeout})
-				if err != nil {
-					return
-				}
-				if err := hub.Register(conn); err != nil {
-					return
-				}
-				defer hub.Unregister(conn)
-				<-conn.Done()
-			})
-			return stallTarget{h, hub.Broadcast, hub.Stats, hub.Close}
+			return stallTarget{registerHandler(hub, nil), hub.Broadcast, hub.Stats, hub.Close}
 		}},
 		{"Server", func() stallTarget {
 			s := &sse.Server{Options: sse.Options{WriteTimeout: writeTimeout}}
