@@ -182,36 +182,18 @@ func (h *Hub[T]) Shutdown(ctx context.Context) error { return h.engine().shutdow
 // down.
 func (h *Hub[T]) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	core := h.engine()
-	var conn *Conn
-	var refused error // why no stream was opened
-	detached := false
-	end := func() {
-		if conn != nil {
-			core.unregister(conn)
-			conn.Close()
-			refused = conn.Err()
-		}
-		core.streamDone(r, refused)
-	}
-	defer func() {
-		if !detached {
-			end()
-		}
-	}()
+	sv := &served{core: core, r: r}
+	defer sv.done()
 	if core.isClosed() {
-		refused = ErrHubClosed
+		sv.refused = ErrHubClosed
 		http.Error(w, ErrHubClosed.Error(), http.StatusServiceUnavailable)
 		return
 	}
-	conn, refused = core.open(w, r, func(c *Conn) error { return core.registerAll(c) })
-	if !upgradeOK(w, refused, ErrHubClosed) {
+	sv.conn, sv.refused = core.open(w, r, func(c *Conn) error { return core.registerAll(c) })
+	if !upgradeOK(w, sv.refused, ErrHubClosed) {
 		return
 	}
-	if core.detaches() && conn.detach(end) {
-		detached = true
-		return
-	}
-	waitEnd(conn)
+	sv.hold()
 }
 
 // upgradeOK answers the request when upgrade failed and reports whether

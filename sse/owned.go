@@ -315,3 +315,46 @@ func (h *hubCore) adopt(conn *Conn) {
 	conn.takeOverLocked(h.own, false)
 	conn.unlockWrite()
 }
+
+// served is what a hub's own handler (ServeHTTP) holds for one request.
+// It is released once, by end: when the stream ended (ended by the
+// handler, or by the stream itself once detached), or when none was
+// opened.
+type served struct {
+	core     *hubCore
+	r        *http.Request
+	conn     *Conn
+	refused  error  // why no stream was opened
+	release  func() // what else the request held (a Server's topics); may be nil
+	detached bool
+}
+
+func (sv *served) end() {
+	if sv.conn != nil {
+		sv.core.unregister(sv.conn)
+		sv.conn.Close()
+		sv.refused = sv.conn.Err()
+	}
+	if sv.release != nil {
+		sv.release()
+	}
+	sv.core.streamDone(sv.r, sv.refused)
+}
+
+// done runs end unless the stream was detached, which then runs it; the
+// handler defers it.
+func (sv *served) done() {
+	if !sv.detached {
+		sv.end()
+	}
+}
+
+// hold keeps the open stream until it ends: by detaching it when the
+// engine says so and it can (Options.Detach), by waiting otherwise.
+func (sv *served) hold() {
+	if sv.core.detaches() && sv.conn.detach(sv.end) {
+		sv.detached = true
+		return
+	}
+	waitEnd(sv.conn)
+}

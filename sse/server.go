@@ -219,48 +219,33 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var (
 		topics   []string
 		followed []*topicSub
-		conn     *Conn
-		refused  error // why no stream was opened
-		detached bool
 	)
-	// end releases what the stream held, when it ended or was never
-	// opened: by this handler, or by the stream once detached.
-	end := func() {
-		if conn != nil {
-			s.core.unregister(conn)
-			conn.Close()
-			refused = conn.Err()
-		}
+	sv := &served{core: s.core, r: r, release: func() {
 		for i, ts := range followed {
 			s.unfollow(topics[i], ts)
 		}
-		s.core.streamDone(r, refused)
-	}
-	defer func() {
-		if !detached {
-			end()
-		}
-	}()
+	}}
+	defer sv.done()
 	if s.core.isClosed() {
-		refused = ErrServerClosed
+		sv.refused = ErrServerClosed
 		http.Error(w, ErrServerClosed.Error(), http.StatusServiceUnavailable)
 		return
 	}
-	topics, refused = s.topicsFor(r)
-	if refused != nil {
+	topics, sv.refused = s.topicsFor(r)
+	if sv.refused != nil {
 		code := http.StatusBadRequest
 		var se *StatusError
-		if errors.As(refused, &se) {
+		if errors.As(sv.refused, &se) {
 			code = se.Code
 		}
-		http.Error(w, refused.Error(), code)
+		http.Error(w, sv.refused.Error(), code)
 		return
 	}
 	followed = make([]*topicSub, 0, len(topics))
 	for _, t := range topics {
 		ts, err := s.follow(r.Context(), t)
 		if err != nil {
-			refused = err
+			sv.refused = err
 			if r.Context().Err() == nil {
 				refuseFollow(w, err)
 			}
@@ -274,26 +259,20 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	lastID := lastEventID(r)
 	var c *client
-	var err error
-	conn, err = s.core.open(w, r, func(conn *Conn) (err error) {
+	sv.conn, sv.refused = s.core.open(w, r, func(conn *Conn) (err error) {
 		c, err = s.core.register(conn, nil, topics, filter, lastID != "")
 		return err
 	})
-	if !upgradeOK(w, err, ErrServerClosed) {
-		refused = err
+	if !upgradeOK(w, sv.refused, ErrServerClosed) {
 		return
 	}
 	if lastID != "" {
-		if err := s.resume(r.Context(), conn, c, topics, lastID); err != nil {
+		if err := s.resume(r.Context(), sv.conn, c, topics, lastID); err != nil {
 			s.core.logf(slog.LevelError, "sse: reading history", "err", err)
 			return
 		}
 	}
-	if s.core.detaches() && conn.detach(end) {
-		detached = true
-		return
-	}
-	waitEnd(conn)
+	sv.hold()
 }
 
 // retryAfter is the Retry-After header, in seconds, of a request
