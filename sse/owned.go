@@ -199,15 +199,8 @@ func (o *ownedConn) write(p []byte, stall func()) error {
 	if o.tcp != nil {
 		o.bufs = [3][]byte{h, p, crlf}
 		o.vec = o.bufs[:]
-		defer func() { o.bufs, o.vec = [3][]byte{}, nil }() // keep no reference to p
-		if stall != nil && o.raw != nil {
-			done, err := o.tryWrite()
-			if done || err != nil {
-				return err
-			}
-			stall()
-		}
-		_, err := o.vec.WriteTo(o.tcp)
+		err := o.writeVec(stall)
+		o.bufs, o.vec = [3][]byte{}, nil // keep no reference to p
 		return err
 	}
 	// Over TLS, one record for the chunk rather than three.
@@ -218,7 +211,21 @@ func (o *ownedConn) write(p []byte, stall func()) error {
 	return err
 }
 
-// finishOwned closes the owned connection of an ended stream: with a
+// writeVec writes o.vec with writev: first, with stall, what the socket
+// takes without waiting, then, after calling stall, the rest.
+func (o *ownedConn) writeVec(stall func()) error {
+	if stall != nil && o.raw != nil {
+		done, err := o.tryWrite()
+		if done || err != nil {
+			return err
+		}
+		stall()
+	}
+	_, err := o.vec.WriteTo(o.tcp)
+	return err
+}
+
+// finish closes the owned connection of an ended stream: with a
 // reset when the client did not read what it was sent, otherwise after
 // the end of the chunked body, which may take endGrace on a client that
 // reads slowly, so it is written by a goroutine of its own rather than by
