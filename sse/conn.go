@@ -480,14 +480,14 @@ func (c *Conn) write(p []byte) error {
 	return c.writeLocked(p)
 }
 
-func (c *Conn) writeLocked(p []byte) error { return c.writeOut(p, c.deadlines, 0, nil) }
+func (c *Conn) writeLocked(p []byte) error { return c.writeOut(batch{p: p}, c.deadlines, 0, nil) }
 
 // writeOut writes p and flushes it, under a write deadline set before and
 // cleared after when deadline is set (a hub's writers set one only for
 // writes that take long; see writeSlot), and records start, when the
 // write began in Unix nanoseconds (0: now), as the stream's last write.
 // A failed write ends the stream.
-func (c *Conn) writeOut(p []byte, deadline bool, start int64, stall func()) error {
+func (c *Conn) writeOut(p batch, deadline bool, start int64, stall func()) error {
 	if c.closed.Load() || c.clientGone() {
 		return c.Err()
 	}

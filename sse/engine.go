@@ -24,15 +24,24 @@ type client struct {
 
 	mu        sync.Mutex
 	queue     [][]byte // nil while empty; see queue.go
-	bytes     int64    // bytes in queue
-	inflight  int64    // bytes taken by a writer and not yet written
-	since     int64    // when the oldest event in queue was queued, in Unix nanoseconds
-	sinceOut  int64    // the same for the bytes in flight
-	outAt     int64    // when the write of the bytes in flight began, in Unix nanoseconds
+	bytes     int64    // what queue is charged (see entryCost)
+	inflight  int64    // the same for the entries taken by a writer and not yet written
+	since     int64    // when the oldest entry in queue was queued, in Unix nanoseconds
+	sinceOut  int64    // the same for the entries in flight
+	outAt     int64    // when the write of the entries in flight began, in Unix nanoseconds
 	extra     int32    // queue entries that are not live events
 	scheduled bool     // in the ready queue or being written
-	removed   bool
-	closing   bool // shutting down: end the stream once drained
+
+	// What the client holds, for the budget (see heldLocked): the
+	// position in its group's events (group.fanned before it) of the
+	// oldest live event in queue and of the oldest in flight, -1 when
+	// there is none; the bytes of the entries that are not shared with
+	// other clients (extras); the entries in flight.
+	pos, posOut  int64
+	ownQ, ownOut int64
+	nOut         int
+	removed      bool
+	closing      bool // shutting down: end the stream once drained
 	// pending is set while the client resumes: the live events that came
 	// meanwhile, which finishResume queues after the replay.
 	pending *[]Message
@@ -44,6 +53,7 @@ type group struct {
 	key     string
 	topics  []string // sorted; nil for a Hub's group
 	clients []*client
+	fanned  int64 // bytes of the events fanned out to the group so far; guarded by hubCore.mu
 }
 
 // engineConfig is the configuration shared by Hub and Server, defaults
@@ -125,6 +135,12 @@ type hubCore struct {
 	runs      sync.WaitGroup
 
 	pool writerPool
+
+	// The budget (Options.MaxQueuedBytes), guarded by mu: what the
+	// queues may have grown by, at most, since heldLocked last counted
+	// what they hold, and how much they could grow then and stay within
+	// the budget. See finishFanout.
+	grown, slack int64
 
 	// fedWaits holds the resuming requests of a Server waiting for
 	// heads[topic] to reach a position, by topic; guarded by mu. See
@@ -233,7 +249,7 @@ func (h *hubCore) register(conn sink, g *group, topics []string, filter func(*Me
 		g = h.groupLocked(topics)
 	}
 	h.warnNoDeadline(conn)
-	c := &client{conn: conn, hub: h, grp: g, index: len(g.clients), beatAt: -1, filter: filter}
+	c := &client{conn: conn, hub: h, grp: g, index: len(g.clients), beatAt: -1, filter: filter, pos: -1, posOut: -1}
 	if !conn.watch(c) {
 		return nil, conn.Err()
 	}
@@ -367,6 +383,7 @@ func (h *hubCore) dropQueueLocked(c *client) {
 	clear(c.queue)
 	putQueue(c.queue)
 	c.bytes, c.queue, c.pending, c.extra = 0, nil, nil, 0
+	c.pos, c.ownQ = -1, 0
 }
 
 // detach drops c from the hub and its queue, and reports whether it was
@@ -433,6 +450,7 @@ func (h *hubCore) clients() int {
 func (h *hubCore) stats() Stats {
 	h.mu.RLock()
 	clients, topics := h.nclients, len(h.byTopic)
+	held := h.heldLocked()
 	h.mu.RUnlock()
 	return Stats{
 		Clients:             clients,
@@ -441,7 +459,7 @@ func (h *hubCore) stats() Stats {
 		Delivered:           h.delivered.Load(),
 		Replayed:            h.replayed.Load(),
 		Dropped:             h.dropped.Load(),
-		QueuedBytes:         h.queued.Load(),
+		QueuedBytes:         held,
 		SlowDisconnects:     h.slowDisconnects.Load(),
 		BudgetDisconnects:   h.budgetDisconnects.Load(),
 		ShutdownDisconnects: h.shutdownDisconnects.Load(),
@@ -471,8 +489,9 @@ func (h *hubCore) broadcast(msg []byte) error {
 // in Unix nanoseconds. It appends the clients to wake and those to
 // disconnect as too slow.
 func (h *hubCore) fanoutLocked(g *group, msg []byte, m *Message, now int64, wake, evict []*client) ([]*client, []*client) {
-	size := int64(len(msg))
-	var added int64
+	size := int64(len(msg)) + entryCost
+	pos := g.fanned
+	var added, entries int64
 	for _, c := range g.clients {
 		if m != nil && c.filter != nil && !c.filter(m) {
 			continue
@@ -488,6 +507,7 @@ func (h *hubCore) fanoutLocked(g *group, msg []byte, m *Message, now int64, wake
 			clear(c.queue)
 			putQueue(c.queue)
 			c.removed, c.queue = true, nil
+			c.pos, c.ownQ = -1, 0
 			evict = append(evict, c)
 		default:
 			if len(c.queue) >= h.cfg.queueSize {
@@ -496,9 +516,13 @@ func (h *hubCore) fanoutLocked(g *group, msg []byte, m *Message, now int64, wake
 			if c.bytes == 0 {
 				c.since = now
 			}
+			if c.pos < 0 {
+				c.pos = pos
+			}
 			c.queue = appendQueue(c.queue, msg)
 			c.bytes += size
 			added += size
+			entries++
 			if !c.scheduled {
 				c.scheduled = true
 				wake = append(wake, c)
@@ -515,8 +539,14 @@ func (h *hubCore) fanoutLocked(g *group, msg []byte, m *Message, now int64, wake
 		}
 	}
 	h.queued.Add(added)
+	g.fanned += int64(len(msg))
+	h.grown += int64(len(msg)) + entries*entryCost
 	return wake, evict
 }
+
+// entryCost is what a queue entry costs beyond its event's bytes, which
+// are shared: the slice header that refers to them.
+const entryCost = 24
 
 // wakeBatch is how many clients a fan-out queues an event for before it
 // hands them to the writers: with many clients, writing starts while the
@@ -536,23 +566,38 @@ func (h *hubCore) makeRoomLocked(c *client) int64 {
 	if h.cfg.policy == SlowKeepLatest {
 		n = len(live)
 	}
-	var freed int64
+	var freed, shared int64
 	for _, b := range live[:n] {
-		freed += int64(len(b))
+		shared += int64(len(b))
 	}
+	freed = shared + int64(n)*entryCost
 	k := copy(live, live[n:])
 	clear(live[k:])
 	c.queue = c.queue[:int(c.extra)+k]
 	c.bytes -= freed
+	// The oldest live event left comes at least the dropped bytes later
+	// in the group's events (more when the client skips some).
+	if k == 0 {
+		c.pos = -1
+	} else if n > 0 {
+		c.pos += shared
+	}
 	h.dropped.Add(uint64(n))
 	return freed
 }
 
-// finishFanout ends a fan-out: it enforces the byte budget, wakes the
+// finishFanout ends a fan-out: it enforces the budget, wakes the
 // writers, unlocks h.mu and disconnects the slow clients.
+//
+// The budget bounds what the queues hold, each event counted once
+// however many clients it is queued for (see heldLocked). Counting that
+// takes a walk over every client, so it is counted only when it may be
+// over: when what the queues are charged, each event counted once per
+// client (h.queued), is over the budget, and the queues may have grown by
+// more than they could when last counted.
 func (h *hubCore) finishFanout(wake, evict []*client) {
 	slow := len(evict)
-	if h.cfg.maxBytes > 0 && h.queued.Load() > h.cfg.maxBytes {
+	if h.cfg.maxBytes > 0 && h.queued.Load() > h.cfg.maxBytes && h.grown >= h.slack {
 		evict = h.overBudgetLocked(evict)
 	}
 	for _, c := range evict {
@@ -579,69 +624,164 @@ func (h *hubCore) finishFanout(wake, evict []*client) {
 	}
 }
 
-// overBudgetLocked picks the clients that made no progress for longest,
-// by the age of their oldest unsent byte, until the bytes queued for the
-// others fit the budget, marks them removed and appends them to evict;
-// h.mu must be held. A client that drains has only recent bytes unsent,
-// however many: it goes last.
+// heldLocked returns what the queues of the clients hold now: the bytes
+// of every event queued or in flight, once however many clients it is
+// queued for, and entryCost per queue entry; h.mu must be held (read).
+//
+// A group's clients get its events in order, each queue a run of them
+// up to the newest (less those a filter skips or a dropping policy
+// dropped), so the group's events held are those from the oldest any of
+// its clients still holds. Clients already removed are not counted: one
+// evicted may still have a write in flight, cut short but not yet
+// returned, and counting it would evict the clients that drain in its
+// place.
+func (h *hubCore) heldLocked() int64 {
+	var held int64
+	count := func(g *group) {
+		oldest := g.fanned
+		for _, c := range g.clients {
+			c.mu.Lock()
+			if !c.removed {
+				own, pos := c.heldLocked()
+				held += own
+				if pos >= 0 && pos < oldest {
+					oldest = pos
+				}
+			}
+			c.mu.Unlock()
+		}
+		held += g.fanned - oldest
+	}
+	count(h.def)
+	for _, g := range h.groups {
+		count(g)
+	}
+	return held
+}
+
+// heldLocked returns what c holds on its own (entries, extras) and the
+// position of the oldest live event it holds in its group's events, -1
+// when none; c.mu must be held.
+func (c *client) heldLocked() (own, pos int64) {
+	own = c.ownQ + c.ownOut + entryCost*int64(len(c.queue)+c.nOut)
+	pos = c.pos
+	if c.posOut >= 0 && (pos < 0 || c.posOut < pos) {
+		pos = c.posOut
+	}
+	return own, pos
+}
+
+// overBudgetLocked counts what the queues hold (see heldLocked) and, when
+// it is over the budget, picks the clients that made no progress for
+// longest until the rest fits, marks them removed and appends them to
+// evict; h.mu must be held. A client that drains has only recent bytes
+// unsent, however many: it goes last.
 func (h *hubCore) overBudgetLocked(evict []*client) []*client {
 	type load struct {
 		c       *client
-		n       int64
+		own     int64
+		pos     int64 // of the oldest live event it holds; -1: none
 		oldest  int64
 		stalled int64 // when its blocked write began; 0: none is blocked
+		gone    bool
+	}
+	// Per group, its clients' loads by position, and the first of them
+	// not evicted: the group holds its events from that one's position.
+	type groupLoads struct {
+		g     *group
+		byPos []int // indices in loads
+		first int
 	}
 	var loads []load
+	var groups []*groupLoads
+	var held int64
 	stalledBefore := time.Now().UnixNano() - int64(stallLimit)
-	h.eachClientLocked(func(c *client) {
-		c.mu.Lock()
-		if !c.removed && c.bytes+c.inflight > 0 {
-			l := load{c: c, n: c.bytes + c.inflight, oldest: c.since}
-			if c.inflight > 0 {
-				l.oldest = c.sinceOut
-				if c.outAt <= stalledBefore {
-					l.stalled = c.outAt
+	add := func(g *group) {
+		gl := &groupLoads{g: g}
+		for _, c := range g.clients {
+			c.mu.Lock()
+			if !c.removed {
+				own, pos := c.heldLocked()
+				l := load{c: c, own: own, pos: pos, oldest: c.since}
+				if c.inflight > 0 {
+					l.oldest = c.sinceOut
+					if c.outAt <= stalledBefore {
+						l.stalled = c.outAt
+					}
 				}
+				held += own
+				if pos >= 0 {
+					gl.byPos = append(gl.byPos, len(loads))
+				}
+				loads = append(loads, l)
 			}
-			loads = append(loads, l)
+			c.mu.Unlock()
 		}
-		c.mu.Unlock()
-	})
-	// Clients whose write is blocked go first, the longest blocked
-	// first: they make no progress. Then the others by their oldest
-	// unsent byte. A client merely waiting for a writer is not stalled:
-	// when thousands stall at once, the writers reach the clients
-	// queued behind them late, and their oldest byte is then the oldest
-	// of all although they read everything they are sent.
-	slices.SortFunc(loads, func(a, b load) int {
-		switch {
-		case a.stalled != 0 && b.stalled != 0:
-			return cmp.Compare(a.stalled, b.stalled)
-		case a.stalled != 0:
-			return -1
-		case b.stalled != 0:
-			return 1
+		slices.SortFunc(gl.byPos, func(a, b int) int { return cmp.Compare(loads[a].pos, loads[b].pos) })
+		if len(gl.byPos) > 0 {
+			held += g.fanned - loads[gl.byPos[0]].pos
 		}
-		return cmp.Compare(a.oldest, b.oldest)
-	})
-	// Only the bytes of clients still here count: a client evicted
-	// earlier may still have a write in flight, cut short but not yet
-	// returned, whose bytes h.queued holds until it does. Counting them
-	// would evict the clients that drain in its place.
-	var total int64
-	for _, l := range loads {
-		total += l.n
+		groups = append(groups, gl)
 	}
-	for _, l := range loads {
-		if total <= h.cfg.maxBytes {
-			break
-		}
-		total -= l.n
-		l.c.mu.Lock()
-		h.dropQueueLocked(l.c)
-		l.c.mu.Unlock()
-		evict = append(evict, l.c)
+	add(h.def)
+	for _, g := range h.groups {
+		add(g)
 	}
+	if held > h.cfg.maxBytes {
+		groupOf := make(map[*group]*groupLoads, len(groups))
+		for _, gl := range groups {
+			groupOf[gl.g] = gl
+		}
+		order := make([]int, len(loads))
+		for i := range order {
+			order[i] = i
+		}
+		// Clients whose write is blocked go first, the longest blocked
+		// first: they make no progress. Then the others by their oldest
+		// unsent byte. A client merely waiting for a writer is not
+		// stalled: when thousands stall at once, the writers reach the
+		// clients queued behind them late, and their oldest byte is then
+		// the oldest of all although they read everything they are sent.
+		slices.SortFunc(order, func(i, j int) int {
+			a, b := &loads[i], &loads[j]
+			switch {
+			case a.stalled != 0 && b.stalled != 0:
+				return cmp.Compare(a.stalled, b.stalled)
+			case a.stalled != 0:
+				return -1
+			case b.stalled != 0:
+				return 1
+			}
+			return cmp.Compare(a.oldest, b.oldest)
+		})
+		for _, i := range order {
+			if held <= h.cfg.maxBytes {
+				break
+			}
+			l := &loads[i]
+			l.gone = true
+			held -= l.own
+			if l.pos >= 0 {
+				// The group holds less only when l was its oldest.
+				gl := groupOf[l.c.grp]
+				from := loads[gl.byPos[gl.first]].pos
+				for gl.first < len(gl.byPos) && loads[gl.byPos[gl.first]].gone {
+					gl.first++
+				}
+				to := gl.g.fanned
+				if gl.first < len(gl.byPos) {
+					to = loads[gl.byPos[gl.first]].pos
+				}
+				held -= to - from
+			}
+			l.c.mu.Lock()
+			h.dropQueueLocked(l.c)
+			l.c.mu.Unlock()
+			evict = append(evict, l.c)
+		}
+	}
+	// Until the queues grew by more than that, they fit.
+	h.grown, h.slack = 0, max(h.cfg.maxBytes-held, 0)
 	return evict
 }
 
@@ -653,9 +793,12 @@ func (h *hubCore) queueExtraLocked(c *client, bs ...[]byte) bool {
 		c.since = time.Now().UnixNano()
 	}
 	for _, b := range bs {
+		n := int64(len(b))
 		c.queue = appendQueue(c.queue, b)
-		c.bytes += int64(len(b))
-		h.queued.Add(int64(len(b)))
+		c.bytes += n + entryCost
+		c.ownQ += n
+		h.queued.Add(n + entryCost)
+		h.grown += n + entryCost
 		c.extra++
 	}
 	if c.scheduled || len(c.queue) == 0 {

@@ -75,7 +75,7 @@ type ownedConn struct {
 	br   *bufio.Reader   // what net/http read ahead, while it holds some
 	tcp  *net.TCPConn    // nc itself when plain TCP: written with writev
 	raw  syscall.RawConn // tcp's, for writes that must not wait; nil where tryWrite cannot
-	bufs [3][]byte       // chunk header, data, CRLF: the writev of one chunk
+	bufs [3][]byte       // chunk header, data, CRLF: the writev of one chunk of bytes
 	vec  net.Buffers
 	hdr  [18]byte // a chunk header: up to 16 hex digits and CRLF
 	try  tryState // see tryWrite
@@ -208,6 +208,22 @@ func (o *ownedConn) write(p []byte, stall func()) error {
 	b.b = append(append(append(b.b[:0], h...), p...), crlf...)
 	_, err := o.nc.Write(b.b)
 	putBuf(b)
+	return err
+}
+
+// writeChunk writes v, events queued for the client, as one chunk with
+// writev: v[0] and v[len(v)-1] are left empty for the chunk's header and
+// CRLF, and size is the bytes between. Only plain TCP connections are
+// written so (see Conn.vectored).
+func (o *ownedConn) writeChunk(v [][]byte, size int, stall func()) error {
+	if size == 0 {
+		return nil
+	}
+	h := strconv.AppendUint(o.hdr[:0], uint64(size), 16)
+	v[0], v[len(v)-1] = append(h, '\r', '\n'), crlf
+	o.vec = v
+	err := o.writeVec(stall)
+	o.vec = nil
 	return err
 }
 

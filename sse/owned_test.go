@@ -22,6 +22,12 @@ import (
 // registerHandler is the guide's way of serving a hub: Upgrade, Register,
 // wait for Done. It sends what it saw once Done was closed to seen.
 func registerHandler(hub *sse.Hub[string], seen chan<- string) http.HandlerFunc {
+	return registerHandlerReady(hub, seen, nil)
+}
+
+// registerHandlerReady is registerHandler that also sends on ready, when
+// not nil, once Register returned (and so the hub took the connection).
+func registerHandlerReady(hub *sse.Hub[string], seen chan<- string, ready chan<- struct{}) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		conn, err := sse.Upgrade(w, r)
 		if err != nil {
@@ -31,6 +37,9 @@ func registerHandler(hub *sse.Hub[string], seen chan<- string) http.HandlerFunc 
 			return
 		}
 		defer hub.Unregister(conn)
+		if ready != nil {
+			ready <- struct{}{}
+		}
 		<-conn.Done()
 		if seen != nil {
 			seen <- fmt.Sprintf("request context: %v; conn: %v", r.Context().Err(), conn.Err())
@@ -144,11 +153,12 @@ func TestTakeoverClientGone(t *testing.T) {
 			hub := sse.NewHubWithOptions[string](&sse.Options{KeepResponseWriter: tc.keep})
 			t.Cleanup(func() { hub.Close() })
 			seen := make(chan string, 1)
-			srv := httptest.NewServer(registerHandler(hub, seen))
+			ready := make(chan struct{}, 1)
+			srv := httptest.NewServer(registerHandlerReady(hub, seen, ready))
 			t.Cleanup(srv.Close)
 			nc, br, _ := rawStream(t, srv.Listener.Addr().String())
 			readExactly(t, br, "d\r\n: connected\n\n\r\n")
-			waitFor(5*time.Second, func() bool { return hub.Clients() == 1 })
+			<-ready // taken over: net/http no longer reads the connection
 			nc.Close()
 			select {
 			case got := <-seen:

@@ -64,8 +64,9 @@ type writeSlot struct {
 	mu    sync.Mutex   // held by the watchdog while it hands the write off
 	dl    bool         // the watchdog set conn's deadline; guarded by mu
 
-	buf   []byte // scratch for the writes of the goroutine using the slot
-	stall func() // handOff, made once: what a stream calls before its write blocks
+	buf   []byte   // scratch for the writes of the goroutine using the slot
+	vec   [][]byte // the same for vectored streams (see batch)
+	stall func()   // handOff, made once: what a stream calls before its write blocks
 }
 
 // handed is writeSlot.state once the watchdog handed the write off.
@@ -229,7 +230,7 @@ func (p *writerPool) wait(d time.Duration) int {
 
 // write writes b to conn, whose write lock the caller holds, under the
 // watchdog, and records the progress for Close (see hubCore.close).
-func (s *writeSlot) write(conn sink, b []byte) error {
+func (s *writeSlot) write(conn sink, b batch) error {
 	err := s.watched(conn, b)
 	if err == nil && s.pool.hub.closing.Load() {
 		s.pool.hub.lastWrite.Store(time.Now().UnixNano())
@@ -243,7 +244,7 @@ func (s *writeSlot) write(conn sink, b []byte) error {
 // gives a write still running after stallLimit the deadline it would have
 // had from the start, and hands its client off. A handed-off goroutine
 // writes under deadlines from the start.
-func (s *writeSlot) watched(conn sink, b []byte) error {
+func (s *writeSlot) watched(conn sink, b batch) error {
 	if s.state.Load() == handed {
 		return conn.writeAt(b, true, 0, nil)
 	}
@@ -381,33 +382,38 @@ func (p *writerPool) drain(c *client, s *writeSlot) (again bool) {
 	c.queue = nil
 	c.inflight, c.bytes, c.extra = n, 0, 0
 	c.sinceOut = c.since
+	c.posOut, c.ownOut, c.nOut = c.pos, c.ownQ, len(q)
+	c.pos, c.ownQ = -1, 0
 	c.outAt = time.Now().UnixNano()
 	removed := c.removed
 	c.mu.Unlock()
 
 	var err error
-	if !removed {
+	switch {
+	case removed:
+	case conn.vectored():
+		err = s.writeEvents(conn, q)
+	default:
 		// One allocation of the size needed, not doublings: a worker that
 		// replaces a handed-off one starts with no buffer, and thousands
 		// of clients stalling at once would otherwise have each
 		// replacement regrow one to maxWrite.
 		b = slices.Grow(b, int(min(n, maxWrite)))
-		for i, msg := range q {
+		for _, msg := range q {
 			if len(b) > 0 && len(b)+len(msg) > maxWrite {
-				if err = s.write(conn, b); err != nil {
+				if err = s.write(conn, batch{p: b}); err != nil {
 					break
 				}
 				b = b[:0]
 			}
 			b = append(b, msg...)
-			q[i] = nil
 		}
 		if err == nil && len(b) > 0 {
-			err = s.write(conn, b)
+			err = s.write(conn, batch{p: b})
 		}
-		if err == nil {
-			h.delivered.Add(uint64(max(0, len(q)-int(extra))))
-		}
+	}
+	if err == nil && !removed {
+		h.delivered.Add(uint64(max(0, len(q)-int(extra))))
 	}
 	conn.unlockWrite()
 	s.buf = b
@@ -418,6 +424,7 @@ func (p *writerPool) drain(c *client, s *writeSlot) (again bool) {
 
 	c.mu.Lock()
 	c.inflight = 0
+	c.posOut, c.ownOut, c.nOut = -1, 0, 0
 	again = len(c.queue) > 0 && !c.removed && err == nil
 	c.scheduled = again
 	finished := !again && c.closing && !c.removed && err == nil
@@ -426,6 +433,35 @@ func (p *writerPool) drain(c *client, s *writeSlot) (again bool) {
 		conn.end(errShuttingDown)
 	}
 	return again
+}
+
+// maxVecEvents is the most events a vectored write takes: with the
+// framing around them, as many buffers as one writev takes.
+const maxVecEvents = 1022
+
+// writeEvents writes q, events queued for a vectored stream, in batches
+// of at most maxWrite bytes (or one event, when larger) and maxVecEvents
+// events, without copying them.
+func (s *writeSlot) writeEvents(conn sink, q [][]byte) error {
+	v := s.vec[:0]
+	var err error
+	for len(q) > 0 && err == nil {
+		v = append(v[:0], nil)
+		size := 0
+		for len(q) > 0 && len(v) <= maxVecEvents && (size == 0 || size+len(q[0]) <= maxWrite) {
+			v = append(v, q[0])
+			size += len(q[0])
+			q = q[1:]
+		}
+		v = append(v, nil)
+		err = s.write(conn, batch{v: v, size: size})
+		clear(v) // keep no reference to the events
+	}
+	if cap(v) > 2*maxVecEvents {
+		v = nil
+	}
+	s.vec = v[:0]
+	return err
 }
 
 // setTimer sets *t to call f after d, making the timer the first time.

@@ -97,15 +97,19 @@ func (c *Conn) finish(reset bool) {
 // framing, it fits in the 4 KiB buffer of net/http's connection.
 const resetPiece = 4<<10 - 16
 
-// put writes p and flushes it, calling stall, when not nil, before it
+// put writes b and flushes it, calling stall, when not nil, before it
 // blocks, if it can tell (see ownedConn.write). On HTTP/1.x, when the connection can be
 // reset, it writes pieces of at most resetPiece bytes, each flushed, so
 // that a write that blocks does so in net/http's flush, which leaves the
 // connection open when it is cut short (see resetConn).
-func (c *Conn) put(p []byte, stall func()) error {
+func (c *Conn) put(b batch, stall func()) error {
 	if o := c.own.Load(); o != nil {
-		return o.write(p, stall)
+		if b.v != nil {
+			return o.writeChunk(b.v, b.size, stall)
+		}
+		return o.write(b.p, stall)
 	}
+	p := b.p
 	piece := len(p)
 	if c.r.ProtoMajor == 1 && c.deadlines {
 		piece = resetPiece

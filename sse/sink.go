@@ -15,13 +15,16 @@ type sink interface {
 	unlockWrite()
 	// waitWrites returns once no write is in progress.
 	waitWrites()
-	// writeAt writes p and flushes it; bounded asks for the stream's
-	// write deadline around it, when the stream has one; start is when the write began, in Unix
-	// nanoseconds. A failed write ends the stream. When stall is not
-	// nil and the stream can tell, without waiting, that the write
-	// would block (its client is not reading), it calls stall before it
-	// blocks.
-	writeAt(p []byte, bounded bool, start int64, stall func()) error
+	// writeAt writes b and flushes it; bounded asks for the stream's
+	// write deadline around it, when the stream has one; start is when
+	// the write began, in Unix nanoseconds. A failed write ends the
+	// stream. When stall is not nil and the stream can tell, without
+	// waiting, that the write would block (its client is not reading),
+	// it calls stall before it blocks.
+	writeAt(b batch, bounded bool, start int64, stall func()) error
+	// vectored reports whether the stream takes batches of events as
+	// they are queued (batch.v) rather than gathered into one slice.
+	vectored() bool
 	// bound gives the write in progress, begun at start, the deadline it
 	// would have had, and reports whether it could; unbound clears it
 	// after that write returned, ending the stream when that fails.
@@ -52,6 +55,17 @@ type sink interface {
 	unwatch(w closeWatcher)
 }
 
+// batch is what a writer hands a stream in one write: the bytes p, or,
+// for a stream that is vectored, the events v as they are queued, shared
+// with other clients and written without being copied. The first and
+// last entries of v are empty, for the stream's framing around the size
+// bytes between them.
+type batch struct {
+	p    []byte
+	v    [][]byte
+	size int
+}
+
 // closeWatcher is told when a stream ends; the engine uses it to drop the
 // stream's client.
 type closeWatcher interface {
@@ -60,8 +74,16 @@ type closeWatcher interface {
 
 // Conn's side of sink.
 
-func (c *Conn) writeAt(p []byte, bounded bool, start int64, stall func()) error {
-	return c.writeOut(p, bounded && c.deadlines, start, stall)
+func (c *Conn) writeAt(b batch, bounded bool, start int64, stall func()) error {
+	return c.writeOut(b, bounded && c.deadlines, start, stall)
+}
+
+// vectored: a connection the engine took over, plain TCP, is written
+// with writev. The write lock must be held, so that it is not taken over
+// meanwhile.
+func (c *Conn) vectored() bool {
+	o := c.own.Load()
+	return o != nil && o.tcp != nil
 }
 
 func (c *Conn) bound(start int64) bool {

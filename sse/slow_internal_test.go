@@ -68,23 +68,37 @@ func TestDroppingPoliciesKeepReplay(t *testing.T) {
 // older: when thousands of clients stall at once, the writers reach the
 // clients queued behind them late, though those read everything.
 func TestBudgetEvictsBlockedFirst(t *testing.T) {
-	h := newHubCore(Options{MaxQueuedBytes: 100}, ErrHubClosed)
+	h := newHubCore(Options{MaxQueuedBytes: 160}, ErrHubClosed)
 	now := time.Now().UnixNano()
-	mk := func(bytes, inflight, since, outAt int64) *client {
-		c := &client{hub: h, grp: h.def, beatAt: -1, bytes: bytes, inflight: inflight, since: since, sinceOut: since, outAt: outAt}
+	// Four events of 10 bytes were fanned out: positions 0, 10, 20, 30.
+	ev := make([]byte, 10)
+	h.def.fanned = 40
+	mk := func(queued int, pos int64, out int, posOut int64, since, outAt int64) *client {
+		c := &client{hub: h, grp: h.def, beatAt: -1, since: since, sinceOut: since, outAt: outAt, pos: pos, posOut: posOut, nOut: out}
+		for range queued {
+			c.queue = append(c.queue, ev)
+		}
+		c.bytes = int64(queued) * (10 + entryCost)
+		c.inflight = int64(out) * (10 + entryCost)
 		h.def.clients = append(h.def.clients, c)
 		return c
 	}
-	// Queued longest, not yet reached by a writer.
-	waiting := mk(60, 0, now-int64(time.Second), 0)
-	// Blocked in a write for 50 ms; its bytes are younger.
-	blocked := mk(10, 50, now-int64(100*time.Millisecond), now-int64(50*time.Millisecond))
-	// A write begun just now, not stalled yet.
-	writing := mk(0, 30, now-int64(200*time.Millisecond), now)
+	// Queued longest, not yet reached by a writer: all four events.
+	waiting := mk(4, 0, 0, -1, now-int64(time.Second), 0)
+	// Blocked in a write of the second event for 50 ms, the other two
+	// queued.
+	blocked := mk(2, 20, 1, 10, now-int64(100*time.Millisecond), now-int64(50*time.Millisecond))
+	// A write of the last event begun just now, not stalled yet.
+	writing := mk(0, -1, 1, 30, now-int64(200*time.Millisecond), now)
 	h.mu.Lock()
+	held := h.heldLocked()
 	evict := h.overBudgetLocked(nil)
 	h.mu.Unlock()
-	// 150 bytes: evicting the blocked client (60) leaves 90, within 100.
+	// The four events and 8 entries: 40 + 192 = 232. Evicting the
+	// blocked client (3 entries) leaves 160, within the budget.
+	if held != 232 {
+		t.Errorf("held %d bytes, want 232", held)
+	}
 	if len(evict) != 1 || evict[0] != blocked {
 		names := map[*client]string{waiting: "waiting", blocked: "blocked", writing: "writing"}
 		var got []string
@@ -92,5 +106,52 @@ func TestBudgetEvictsBlockedFirst(t *testing.T) {
 			got = append(got, names[c])
 		}
 		t.Fatalf("evicted %v, want [blocked]", got)
+	}
+}
+
+// An event queued for many clients counts once: the budget evicts
+// nobody while the events held fit, however many queues hold them, and
+// when they do not, evicting the client that holds the oldest ones
+// frees them.
+func TestBudgetCountsSharedEventsOnce(t *testing.T) {
+	h := newHubCore(Options{MaxQueuedBytes: 100_000}, ErrHubClosed)
+	now := time.Now().UnixNano()
+	ev := make([]byte, 1000)
+	// 100 clients each hold the same 20 events of 1000 bytes: counted
+	// per queue, 2 MB; held, 20 000 bytes and 2000 entries (48 000).
+	h.def.fanned = 40_000 // 40 events so far
+	var cs []*client
+	for i := range 100 {
+		c := &client{hub: h, grp: h.def, index: i, beatAt: -1, since: now, pos: 20_000, posOut: -1}
+		for range 20 {
+			c.queue = append(c.queue, ev)
+		}
+		c.bytes = 20 * (1000 + entryCost)
+		h.queued.Add(c.bytes)
+		h.def.clients = append(h.def.clients, c)
+		cs = append(cs, c)
+	}
+	h.mu.Lock()
+	if held := h.heldLocked(); held != 68_000 {
+		t.Errorf("held %d bytes, want 68 000", held)
+	}
+	if evict := h.overBudgetLocked(nil); len(evict) != 0 {
+		t.Errorf("evicted %d clients within the budget, want none", len(evict))
+	}
+	// One client falls 40 events further behind, to position 0:
+	// 40 000 bytes of events, 2040 entries (48 960), over the budget.
+	old := cs[50]
+	old.since, old.pos = now-int64(time.Second), 0
+	for range 40 {
+		old.queue = append(old.queue, ev)
+	}
+	if held := h.heldLocked(); held != 88_960 {
+		t.Errorf("held %d bytes, want 88 960", held)
+	}
+	h.cfg.maxBytes = 80_000
+	evict := h.overBudgetLocked(nil)
+	h.mu.Unlock()
+	if len(evict) != 1 || evict[0] != old {
+		t.Fatalf("evicted %d clients, want the one behind only", len(evict))
 	}
 }

@@ -60,10 +60,13 @@ func TestHubSlowPolicies(t *testing.T) {
 	}
 }
 
+// TestHubQueuedBytesBudget checks that the budget counts what the queues
+// hold, an event shared by several queues once, plus 24 bytes per queue
+// entry, and that over it the client blocked for longest goes.
 func TestHubQueuedBytesBudget(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		// Each event is "data: xxxxxxxxxx\n\n", 18 bytes.
-		hub := sse.NewHubWithOptions[string](&sse.Options{MaxQueuedBytes: 110})
+		hub := sse.NewHubWithOptions[string](&sse.Options{MaxQueuedBytes: 200})
 		defer hub.Close()
 		cs := fakeClients(t, hub, 3, &sse.UpgradeOptions{Heartbeat: -1, WriteTimeout: time.Hour})
 		a, b, c := cs[0], cs[1], cs[2]
@@ -73,25 +76,32 @@ func TestHubQueuedBytesBudget(t *testing.T) {
 				t.Fatal(err)
 			}
 			synctest.Wait()
+			time.Sleep(10 * time.Millisecond)
 		}
 		releaseA := a.w.setBlock()
 		defer releaseA()
-		send(0) // a holds 18
+		send(0) // a holds e0
 		releaseB := b.w.setBlock()
-		send(1) // a 36, b 18
-		send(2) // a 54, b 36, and c 18 until written: 108
-		if st := hub.Stats(); st.QueuedBytes != 90 || st.BudgetDisconnects != 0 {
-			t.Fatalf("Stats: got queued %d, budget disconnects %d; want 90, 0", st.QueuedBytes, st.BudgetDisconnects)
+		send(1) // a e0 e1, b e1
+		send(2) // a e0 e1 e2, b e1 e2, c e2 until written
+		// Counted once per queue, 6 entries of 18 bytes would be 108
+		// bytes and 252 with the entries, over the budget. Held: the
+		// events e0 to e2 (54) and 5 entries (120).
+		if st := hub.Stats(); st.QueuedBytes != 174 || st.BudgetDisconnects != 0 {
+			t.Fatalf("Stats: got queued %d, budget disconnects %d; want 174, 0", st.QueuedBytes, st.BudgetDisconnects)
 		}
-		send(3) // a 72, b 54, c 18: 144 > 110, so a, the largest, goes
+		// a e0…e3, b e1…e3, c e3: 72 + 8*24 = 264 > 200. a, blocked
+		// longest, goes: b holds e1…e3 then, 54 + 3*24 = 126, and c
+		// 24 until written.
+		send(3)
 		if a.conn.Err() == nil {
-			t.Fatal("largest client still connected, want it disconnected")
+			t.Fatal("client blocked longest still connected, want it disconnected")
 		}
 		if b.conn.Err() != nil {
 			t.Fatalf("second client disconnected: %v; want it kept", b.conn.Err())
 		}
-		if st := hub.Stats(); st.QueuedBytes != 54 || st.BudgetDisconnects != 1 || st.Clients != 2 {
-			t.Errorf("Stats: got %+v, want 54 queued, 1 budget disconnect, 2 clients", st)
+		if st := hub.Stats(); st.QueuedBytes != 126 || st.BudgetDisconnects != 1 || st.Clients != 2 {
+			t.Errorf("Stats: got %+v, want 126 queued, 1 budget disconnect, 2 clients", st)
 		}
 		releaseB()
 		synctest.Wait()
@@ -311,7 +321,7 @@ func TestBudgetEvictsNoProgressFirst(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		s := &sse.Server{
 			Topics:  queryTopics,
-			Options: sse.Options{Heartbeat: -1, WriteTimeout: time.Hour, MaxQueuedBytes: 230},
+			Options: sse.Options{Heartbeat: -1, WriteTimeout: time.Hour, MaxQueuedBytes: 350},
 		}
 		defer s.Close()
 		ctx, cancel := context.WithCancel(context.Background())
@@ -321,18 +331,19 @@ func TestBudgetEvictsNoProgressFirst(t *testing.T) {
 		busyDone := serveTopic(ctx, s, busy, "y")
 		synctest.Wait()
 		defer old.setBlock()()
-		mustPublish(t, s, "x", "stalled") // 21 bytes, stuck from now
+		// Each entry costs its event's bytes and 24 more.
+		mustPublish(t, s, "x", "stalled") // 21 bytes, stuck from now: 45
 		synctest.Wait()
 		time.Sleep(time.Second)
 		defer busy.setBlock()()
 		for i := range 4 {
-			mustPublish(t, s, "y", fmt.Sprintf("%030d", i)) // 44 bytes each
+			mustPublish(t, s, "y", fmt.Sprintf("%030d", i)) // 44 bytes each: 68
 			synctest.Wait()
 		}
-		if st := s.Stats(); st.QueuedBytes != 21+4*44 || st.BudgetDisconnects != 0 {
-			t.Fatalf("Stats: got queued %d, budget disconnects %d; want %d, 0", st.QueuedBytes, st.BudgetDisconnects, 21+4*44)
+		if st := s.Stats(); st.QueuedBytes != 45+4*68 || st.BudgetDisconnects != 0 {
+			t.Fatalf("Stats: got queued %d, budget disconnects %d; want %d, 0", st.QueuedBytes, st.BudgetDisconnects, 45+4*68)
 		}
-		mustPublish(t, s, "y", fmt.Sprintf("%030d", 4)) // 21 + 5*44 = 241 > 230, and 5*44 fits
+		mustPublish(t, s, "y", fmt.Sprintf("%030d", 4)) // 45 + 5*68 = 385 > 350, and 5*68 fits
 		synctest.Wait()
 		select {
 		case <-oldDone:
@@ -344,8 +355,8 @@ func TestBudgetEvictsNoProgressFirst(t *testing.T) {
 			t.Fatal("the client with the most bytes, stalled for less long, was disconnected")
 		default:
 		}
-		if st := s.Stats(); st.BudgetDisconnects != 1 || st.Clients != 1 || st.QueuedBytes != 5*44 {
-			t.Errorf("Stats: got %d budget disconnects, %d clients, %d queued; want 1, 1, %d", st.BudgetDisconnects, st.Clients, st.QueuedBytes, 5*44)
+		if st := s.Stats(); st.BudgetDisconnects != 1 || st.Clients != 1 || st.QueuedBytes != 5*68 {
+			t.Errorf("Stats: got %d budget disconnects, %d clients, %d queued; want 1, 1, %d", st.BudgetDisconnects, st.Clients, st.QueuedBytes, 5*68)
 		}
 	})
 }
@@ -357,7 +368,7 @@ func TestBudgetIgnoresEvictedWrites(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		s := &sse.Server{
 			Topics:  queryTopics,
-			Options: sse.Options{Heartbeat: -1, WriteTimeout: time.Hour, MaxQueuedBytes: 240},
+			Options: sse.Options{Heartbeat: -1, WriteTimeout: time.Hour, MaxQueuedBytes: 380},
 		}
 		defer s.Close()
 		ctx, cancel := context.WithCancel(context.Background())
@@ -368,20 +379,21 @@ func TestBudgetIgnoresEvictedWrites(t *testing.T) {
 		busyDone := serveTopic(ctx, s, busy, "y")
 		synctest.Wait()
 		defer old.setBlock()()
-		mustPublish(t, s, "x", "stalled") // 21 bytes, stuck from now on
+		// Each entry costs its event's bytes and 24 more.
+		mustPublish(t, s, "x", "stalled") // 21 bytes, stuck from now on: 45
 		synctest.Wait()
 		time.Sleep(time.Second)
 		defer busy.setBlock()()
 		for i := range 5 {
-			mustPublish(t, s, "y", fmt.Sprintf("%030d", i)) // 44 bytes each
+			mustPublish(t, s, "y", fmt.Sprintf("%030d", i)) // 44 bytes each: 68
 			synctest.Wait()
 		}
-		// 21 + 5*44 = 241 > 240: the stalled client goes, its write
+		// 45 + 5*68 = 385 > 380: the stalled client goes, its write
 		// still blocked.
 		if st := s.Stats(); st.BudgetDisconnects != 1 || st.Clients != 1 {
 			t.Fatalf("Stats: got %d budget disconnects, %d clients; want 1, 1", st.BudgetDisconnects, st.Clients)
 		}
-		mustPublish(t, s, "y", "") // "id: 6\ndata: \n\n": 14 bytes; 5*44 + 14 = 234 fits
+		mustPublish(t, s, "y", "") // "id: 6\ndata: \n\n": 14 bytes; 5*68 + 38 = 378 fits, 423 would not
 		synctest.Wait()
 		select {
 		case <-busyDone:

@@ -64,6 +64,7 @@ type client struct {
 	doneAt  int64 // unix ns when got reached spec.events
 	lastAt  int64 // unix ns of the last measured event
 	lats    []int64
+	pubs    []int64 // unix ns each event of lats was published
 	evKind  byte
 	evRun   int64
 	evSeq   int64
@@ -192,9 +193,9 @@ func (c *client) reset(spec *runSpec) {
 	}
 	c.got, c.dups, c.stray, c.late, c.doneAt, c.lastAt = 0, 0, 0, 0, 0, 0
 	c.lastSeq = -1
-	c.lats = c.lats[:0]
+	c.lats, c.pubs = c.lats[:0], c.pubs[:0]
 	if spec.latency && cap(c.lats) < spec.events {
-		c.lats = make([]int64, 0, spec.events)
+		c.lats, c.pubs = make([]int64, 0, spec.events), make([]int64, 0, spec.events)
 	}
 }
 
@@ -432,6 +433,7 @@ func (c *client) event() {
 	c.lastAt = c.now
 	if spec.latency {
 		c.lats = append(c.lats, c.now-c.evTS)
+		c.pubs = append(c.pubs, c.evTS)
 	}
 	if c.got == spec.events {
 		c.doneAt = c.now
@@ -451,6 +453,7 @@ type runResult struct {
 	dropped   int   // clients disconnected during the run
 	lastAt    int64 // unix ns of the last delivery
 	lats      []int64
+	pubs      []int64 // unix ns each event of lats was published
 	firstErr  error
 }
 
@@ -466,6 +469,7 @@ func (p *pool) collect(spec *runSpec, counted []bool) runResult {
 			r.stray += int64(c.stray)
 			r.lastAt = max(r.lastAt, c.lastAt)
 			r.lats = append(r.lats, c.lats...)
+			r.pubs = append(r.pubs, c.pubs...)
 		}
 		if counted[i] {
 			r.clients++

@@ -218,6 +218,9 @@ type measurement struct {
 	maxCall     time.Duration // the slowest publish call
 	callBlocked bool          // a publish call was still running when the run ended
 	pubPerSec   float64       // publish calls that succeeded per second
+	// bySecond is the p99 of the events published in each second of the
+	// run, from its start (latency runs).
+	bySecond []time.Duration
 }
 
 func (m measurement) ok() bool { return m.err == nil && m.rr.clients > 0 }
@@ -226,6 +229,16 @@ func (m measurement) ok() bool { return m.err == nil && m.rr.clients > 0 }
 // prints the report.
 func drive(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 	logf := func(format string, a ...any) { fmt.Fprintf(stderr, format+"\n", a...) }
+	if cfg.cpuProfDir != "" {
+		if err := os.MkdirAll(cfg.cpuProfDir, 0o755); err != nil {
+			return err
+		}
+		abs, err := filepath.Abs(cfg.cpuProfDir)
+		if err != nil {
+			return err
+		}
+		cfg.cpuProfDir = abs
+	}
 	switch cfg.scenario {
 	case scenarioStalled:
 		return driveStalled(ctx, cfg, stdout, logf)
@@ -240,16 +253,6 @@ func drive(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 			return fmt.Errorf("-target %s: not an sseload server: %w", cfg.target, err)
 		}
 		impls = []string{st.Impl}
-	}
-	if cfg.cpuProfDir != "" {
-		if err := os.MkdirAll(cfg.cpuProfDir, 0o755); err != nil {
-			return err
-		}
-		abs, err := filepath.Abs(cfg.cpuProfDir)
-		if err != nil {
-			return err
-		}
-		cfg.cpuProfDir = abs
 	}
 	cleanup, err := prepareSSEHub(ctx, cfg, impls, logf)
 	if err != nil {
@@ -759,6 +762,8 @@ wait:
 		}
 	}
 	if len(out.rr.lats) > 0 {
+		out.bySecond = p99BySecond(out.rr.lats, out.rr.pubs, t0.UnixNano())
+		out.rr.pubs = nil
 		slices.Sort(out.rr.lats)
 		out.p50 = time.Duration(percentile(out.rr.lats, 0.50))
 		out.p99 = time.Duration(percentile(out.rr.lats, 0.99))
@@ -831,4 +836,31 @@ func waitIdle(ctx context.Context, limit time.Duration, logf func(string, ...any
 			return
 		}
 	}
+}
+
+// p99BySecond returns the p99 of lats for the events published in each
+// second from start (pubs[i] is when the event of lats[i] was published).
+func p99BySecond(lats, pubs []int64, start int64) []time.Duration {
+	var secs [][]int64
+	for i, l := range lats {
+		if i >= len(pubs) {
+			break
+		}
+		k := int((pubs[i] - start) / int64(time.Second))
+		if k < 0 {
+			k = 0
+		}
+		for len(secs) <= k {
+			secs = append(secs, nil)
+		}
+		secs[k] = append(secs[k], l)
+	}
+	out := make([]time.Duration, len(secs))
+	for k, ls := range secs {
+		if len(ls) > 0 {
+			slices.Sort(ls)
+			out[k] = time.Duration(percentile(ls, 0.99))
+		}
+	}
+	return out
 }

@@ -202,7 +202,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		timeout    = fs.Duration("timeout", 90*time.Second, "hard limit for one scenario")
 		target     = fs.String("target", "", "host:port of a server already started with -serve (loopback only); runs against it instead of starting servers")
 		host       = fs.String("host", "127.0.0.1", "loopback address the started servers listen on")
-		cpuProfDir = fs.String("cpuprofile-dir", "", "write a server CPU profile of every throughput and latency run into this directory")
+		cpuProfDir = fs.String("cpuprofile-dir", "", "write a server CPU profile of every throughput, latency and stalled run into this directory")
 		waitIdle   = fs.Duration("wait-idle", 0, "before each measurement, wait up to this long for other processes to go idle (0: don't wait)")
 		rounds     = fs.Int("rounds", 1, "latency rounds per client count, 1.."+strconv.Itoa(maxRounds)+": round 1 measures everything; rounds 2..N measure latency only, each implementation in a fresh server, in an order that rotates every round; the table shows the median")
 		quick      = fs.Bool("quick", false, "smoke test: small counts, short latency runs (under a minute)")

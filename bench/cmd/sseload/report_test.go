@@ -156,3 +156,22 @@ func TestRoundOrder(t *testing.T) {
 		t.Errorf("roundOrder changed its argument: %v", impls)
 	}
 }
+
+func TestP99BySecond(t *testing.T) {
+	start := int64(1_000_000_000_000)
+	sec := int64(time.Second)
+	var lats, pubs []int64
+	// Second 0: 100 events of 100..1 ms, published in that order; none
+	// in second 1; second 2: one of 7 ms.
+	for i := range 100 {
+		lats = append(lats, int64(100-i)*int64(time.Millisecond))
+		pubs = append(pubs, start+int64(i)*sec/100)
+	}
+	lats = append(lats, 7*int64(time.Millisecond))
+	pubs = append(pubs, start+2*sec+1)
+	got := p99BySecond(lats, pubs, start)
+	want := []time.Duration{99 * time.Millisecond, 0, 7 * time.Millisecond}
+	if !slices.Equal(got, want) {
+		t.Fatalf("got %v, want %v", got, want)
+	}
+}

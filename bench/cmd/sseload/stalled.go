@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
@@ -338,7 +339,11 @@ func stalledOnce(ctx context.Context, cfg *config, impl string, n int, logf func
 	rcfg := *cfg
 	rcfg.size = cfg.stallSize
 	rcfg.timeout = cfg.stallDur + stallGrace(cfg)
-	r.healthy = runScenario(ctx, &rcfg, s, p, events, cfg.stallRate, "")
+	profile := ""
+	if cfg.cpuProfDir != "" { // made absolute by drive
+		profile = filepath.Join(cfg.cpuProfDir, fmt.Sprintf("cpu-stalled-%s-%d.prof", impl, n))
+	}
+	r.healthy = runScenario(ctx, &rcfg, s, p, events, cfg.stallRate, profile)
 	r.maxCall, r.blocked = r.healthy.maxCall, r.healthy.callBlocked
 	r.complete = r.healthy.rr.complete
 	published := time.Now()
@@ -663,6 +668,16 @@ var stalledRows = []stalledRow{
 			return "–"
 		}
 		return fmt.Sprintf("%.1f×", float64(r.healthy.p99)/float64(base.healthy.p99))
+	}},
+	{name: "healthy p99 by second of publishing", cell: func(r, _ *stalledRun, _ *config) string {
+		if len(r.healthy.bySecond) == 0 {
+			return "–"
+		}
+		parts := make([]string, len(r.healthy.bySecond))
+		for i, d := range r.healthy.bySecond {
+			parts[i] = roundDur(d)
+		}
+		return strings.Join(parts, ", ")
 	}},
 	{name: "slowest Broadcast/Publish call", cell: func(r, _ *stalledRun, _ *config) string {
 		s := roundDur(r.maxCall)
