@@ -40,8 +40,16 @@ type client struct {
 	pos, posOut  int64
 	ownQ, ownOut int64
 	nOut         int
-	removed      bool
-	closing      bool // shutting down: end the stream once drained
+
+	// Parking (park.go): stuck is set while a write to the client is
+	// blocked; parked while the client is parked, at cursor in its
+	// group's log since parkedAt (Unix nanoseconds).
+	stuck    atomic.Bool
+	parked   atomic.Bool
+	cursor   int64
+	parkedAt int64
+	removed  bool
+	closing  bool // shutting down: end the stream once drained
 	// pending is set while the client resumes: the live events that came
 	// meanwhile, which finishResume queues after the replay.
 	pending *[]Message
@@ -53,7 +61,8 @@ type group struct {
 	key     string
 	topics  []string // sorted; nil for a Hub's group
 	clients []*client
-	fanned  int64 // bytes of the events fanned out to the group so far; guarded by hubCore.mu
+	fanned  int64   // bytes of the events fanned out to the group so far; guarded by hubCore.mu
+	park    parkLog // see park.go
 }
 
 // engineConfig is the configuration shared by Hub and Server, defaults
@@ -141,6 +150,7 @@ type hubCore struct {
 	// what they hold, and how much they could grow then and stay within
 	// the budget. See finishFanout.
 	grown, slack int64
+	park         []*client // scratch for fan-out, guarded by mu
 
 	// fedWaits holds the resuming requests of a Server waiting for
 	// heads[topic] to reach a position, by topic; guarded by mu. See
@@ -327,16 +337,27 @@ func groupKey(topics []string) string {
 	return string(b)
 }
 
-// eachClientLocked calls f for every client; h.mu must be held.
+// eachClientLocked calls f for every client, parked ones included; h.mu
+// must be held, and f must not add or remove clients, nor park or unpark
+// them (see allClientsLocked).
 func (h *hubCore) eachClientLocked(f func(*client)) {
 	for _, c := range h.def.clients {
 		f(c)
 	}
+	h.def.eachParkedLocked(f)
 	for _, g := range h.groups {
 		for _, c := range g.clients {
 			f(c)
 		}
+		g.eachParkedLocked(f)
 	}
+}
+
+// allClientsLocked returns every client; h.mu must be held.
+func (h *hubCore) allClientsLocked() []*client {
+	list := make([]*client, 0, h.nclients)
+	h.eachClientLocked(func(c *client) { list = append(list, c) })
+	return list
 }
 
 // streamEnded makes c the closeWatcher of its stream.
@@ -346,18 +367,22 @@ func (c *client) streamEnded() { c.hub.clientClosed(c) }
 // h.mu must be held.
 func (h *hubCore) removeLocked(c *client) bool {
 	g := c.grp
-	if c.index >= len(g.clients) || g.clients[c.index] != c {
+	switch {
+	case c.parked.Load():
+		h.unparkedLocked(c)
+	case c.index < 0 || c.index >= len(g.clients) || g.clients[c.index] != c:
 		return false // removed already, or the hub closed
+	default:
+		last := len(g.clients) - 1
+		g.clients[c.index] = g.clients[last]
+		g.clients[c.index].index = c.index
+		g.clients[last] = nil
+		g.clients = g.clients[:last]
 	}
 	h.dropBeatLocked(c)
 	delete(h.bySink, c.conn)
-	last := len(g.clients) - 1
-	g.clients[c.index] = g.clients[last]
-	g.clients[c.index].index = c.index
-	g.clients[last] = nil
-	g.clients = g.clients[:last]
 	h.nclients--
-	if len(g.clients) == 0 && g != h.def {
+	if len(g.clients) == 0 && g.park.live == 0 && g != h.def {
 		delete(h.groups, g.key)
 		for _, t := range g.topics {
 			gs := slices.DeleteFunc(h.byTopic[t], func(x *group) bool { return x == g })
@@ -492,6 +517,7 @@ func (h *hubCore) fanoutLocked(g *group, msg []byte, m *Message, now int64, wake
 	size := int64(len(msg)) + entryCost
 	pos := g.fanned
 	var added, entries int64
+	park := h.park[:0]
 	for _, c := range g.clients {
 		if m != nil && c.filter != nil && !c.filter(m) {
 			continue
@@ -509,6 +535,8 @@ func (h *hubCore) fanoutLocked(g *group, msg []byte, m *Message, now int64, wake
 			c.removed, c.queue = true, nil
 			c.pos, c.ownQ = -1, 0
 			evict = append(evict, c)
+		case h.parkableLocked(c):
+			park = append(park, c)
 		default:
 			if len(c.queue) >= h.cfg.queueSize {
 				added -= h.makeRoomLocked(c)
@@ -539,8 +567,11 @@ func (h *hubCore) fanoutLocked(g *group, msg []byte, m *Message, now int64, wake
 		}
 	}
 	h.queued.Add(added)
-	g.fanned += int64(len(msg))
 	h.grown += int64(len(msg)) + entries*entryCost
+	evict = h.logLocked(g, msg, pos, now, park, evict)
+	clear(park)
+	h.park = park[:0]
+	g.fanned += int64(len(msg))
 	return wake, evict
 }
 
@@ -639,7 +670,7 @@ func (h *hubCore) heldLocked() int64 {
 	var held int64
 	count := func(g *group) {
 		oldest := g.fanned
-		for _, c := range g.clients {
+		f := func(c *client) {
 			c.mu.Lock()
 			if !c.removed {
 				own, pos := c.heldLocked()
@@ -650,7 +681,11 @@ func (h *hubCore) heldLocked() int64 {
 			}
 			c.mu.Unlock()
 		}
-		held += g.fanned - oldest
+		for _, c := range g.clients {
+			f(c)
+		}
+		g.eachParkedLocked(f)
+		held += g.fanned - oldest + entryCost*int64(len(g.park.events)-g.park.off)
 	}
 	count(h.def)
 	for _, g := range h.groups {
@@ -661,12 +696,17 @@ func (h *hubCore) heldLocked() int64 {
 
 // heldLocked returns what c holds on its own (entries, extras) and the
 // position of the oldest live event it holds in its group's events, -1
-// when none; c.mu must be held.
+// when none; hubCore.mu and c.mu must be held.
 func (c *client) heldLocked() (own, pos int64) {
 	own = c.ownQ + c.ownOut + entryCost*int64(len(c.queue)+c.nOut)
 	pos = c.pos
 	if c.posOut >= 0 && (pos < 0 || c.posOut < pos) {
 		pos = c.posOut
+	}
+	if c.parked.Load() {
+		if p := c.parkedPosLocked(); p >= 0 && (pos < 0 || p < pos) {
+			pos = p
+		}
 	}
 	return own, pos
 }
@@ -698,7 +738,10 @@ func (h *hubCore) overBudgetLocked(evict []*client) []*client {
 	stalledBefore := time.Now().UnixNano() - int64(stallLimit)
 	add := func(g *group) {
 		gl := &groupLoads{g: g}
-		for _, c := range g.clients {
+		held += entryCost * int64(len(g.park.events)-g.park.off)
+		cs := g.clients
+		g.eachParkedLocked(func(c *client) { cs = append(cs[:len(cs):len(cs)], c) })
+		for _, c := range cs {
 			c.mu.Lock()
 			if !c.removed {
 				own, pos := c.heldLocked()
@@ -789,6 +832,10 @@ func (h *hubCore) overBudgetLocked(evict []*client) []*client {
 // retry hints) to c's queue, whatever its length, and reports whether c
 // must be woken; c.mu must be held.
 func (h *hubCore) queueExtraLocked(c *client, bs ...[]byte) bool {
+	if c.parked.Load() {
+		// Its events first (see park.go).
+		h.unparkLocked(c)
+	}
 	if c.bytes == 0 && len(bs) > 0 {
 		c.since = time.Now().UnixNano()
 	}
@@ -880,7 +927,7 @@ func (h *hubCore) drain(hint bool) <-chan struct{} {
 		h.drained = make(chan struct{})
 		n := h.nclients
 		var wake []*client
-		h.eachClientLocked(func(c *client) {
+		for _, c := range h.allClientsLocked() {
 			c.mu.Lock()
 			c.closing = true
 			switch {
@@ -892,7 +939,7 @@ func (h *hubCore) drain(hint bool) <-chan struct{} {
 				idle = append(idle, c)
 			}
 			c.mu.Unlock()
-		})
+		}
 		h.pool.push(wake)
 		if n == 0 {
 			close(h.drained)
@@ -919,8 +966,12 @@ func (h *hubCore) closeNow() error {
 		return nil
 	}
 	h.closed = true
-	var list []*client
-	h.eachClientLocked(func(c *client) { list = append(list, c) })
+	list := h.allClientsLocked()
+	for _, g := range h.groups {
+		h.queued.Add(-g.park.bytes)
+	}
+	h.queued.Add(-h.def.park.bytes)
+	h.def.park = parkLog{}
 	h.def.clients = nil
 	h.groups, h.byTopic, h.bySink = nil, nil, nil
 	h.nclients = 0
@@ -941,6 +992,7 @@ func (h *hubCore) closeNow() error {
 	for _, c := range list {
 		c.mu.Lock()
 		h.dropQueueLocked(c)
+		c.parked.Store(false)
 		c.closing = true
 		c.mu.Unlock()
 		c.conn.unwatch(c)

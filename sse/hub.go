@@ -36,12 +36,16 @@ import (
 // each client on the connections it takes over ([Options.SendBuffer]), so
 // that thousands of stalled clients cannot exhaust the machine's TCP
 // memory. A stalled client is also dropped when its
-// write times out ([Options.WriteTimeout]), and the queued bytes
-// budget ([Options.MaxQueuedBytes]) evicts first the clients whose write
-// is blocked, then those whose oldest unsent byte is oldest. The limit:
-// when thousands of clients stop reading at once, the budget can fill
-// before the writers have tried every client, and healthy clients not
-// yet reached then share the oldest unsent bytes and may be evicted too.
+// write times out ([Options.WriteTimeout]). The memory the queues hold
+// is bounded ([Options.MaxQueuedBytes]), each event counted once however
+// many clients it is queued for; over it, the clients whose write is
+// blocked go first, then those whose oldest unsent byte is oldest, never
+// one that drains while another makes no progress. A client whose write
+// is blocked costs a broadcast nothing: it is parked, and the events it
+// misses meanwhile are kept once for all such clients, until its write
+// returns or its queue is full. Thousands of clients that stop reading
+// at once still delay the others while their socket buffers fill and
+// when they are dropped (bench/RESULTS.md).
 //
 // All methods are safe for concurrent use. Every client sees broadcasts in
 // the same order. The zero value is a hub with the default options, ready

@@ -34,12 +34,13 @@ type Options struct {
 	// zero value is SlowDisconnect.
 	SlowClients SlowPolicy
 
-	// MaxQueuedBytes bounds the bytes queued for all clients together
-	// (an event queued for n clients counts n times). Beyond it, clients
-	// are disconnected until the total is back under the bound: first
-	// those whose write is blocked, the longest blocked first, then those
-	// with the oldest unsent byte. Zero means 256 MiB; a negative value
-	// removes the bound.
+	// MaxQueuedBytes bounds the memory the client queues hold together:
+	// the bytes of every event queued or being written, counted once
+	// however many clients it is queued for, plus 24 bytes per event per
+	// queue. Beyond it, clients are disconnected until what the others
+	// hold fits: first those whose write is blocked, the longest blocked
+	// first, then those with the oldest unsent byte. Zero means 256 MiB;
+	// a negative value removes the bound.
 	MaxQueuedBytes int64
 
 	// Heartbeat is how long a stream may go without a write before it is
@@ -172,7 +173,7 @@ type Stats struct {
 	Delivered       uint64 // live events written to clients
 	Replayed        uint64 // events from history queued for resuming clients
 	Dropped         uint64 // events discarded by SlowDropOldest or SlowKeepLatest
-	QueuedBytes     int64  // bytes queued or being written now
+	QueuedBytes     int64  // memory the queues hold now, as MaxQueuedBytes counts it
 	SlowDisconnects uint64 // clients disconnected because their queue was full
 
 	// BudgetDisconnects counts clients disconnected because the bytes

@@ -61,12 +61,14 @@ type writeSlot struct {
 	pool  *writerPool
 	state atomic.Int64 // 0 between writes, the write's start, or handed
 	conn  sink         // the write's stream; read by the watchdog only once it handed the write off
+	c     *client      // the write's client; the same
 	mu    sync.Mutex   // held by the watchdog while it hands the write off
 	dl    bool         // the watchdog set conn's deadline; guarded by mu
 
 	buf   []byte   // scratch for the writes of the goroutine using the slot
 	vec   [][]byte // the same for vectored streams (see batch)
 	stall func()   // handOff, made once: what a stream calls before its write blocks
+	stuck func()   // marks c stuck, made once: stall once handed off
 }
 
 // handed is writeSlot.state once the watchdog handed the write off.
@@ -152,6 +154,7 @@ func (p *writerPool) work() {
 	} else {
 		s = &writeSlot{pool: p}
 		s.stall = s.handOff
+		s.stuck = func() { s.c.stuck.Store(true) }
 		p.slots = append(p.slots, s)
 	}
 	p.mu.Unlock()
@@ -246,7 +249,7 @@ func (s *writeSlot) write(conn sink, b batch) error {
 // writes under deadlines from the start.
 func (s *writeSlot) watched(conn sink, b batch) error {
 	if s.state.Load() == handed {
-		return conn.writeAt(b, true, 0, nil)
+		return conn.writeAt(b, true, 0, s.stuck)
 	}
 	start := time.Now().UnixNano()
 	s.conn = conn
@@ -304,6 +307,7 @@ func (p *writerPool) checkWrites() {
 				s.mu.Lock()
 				if s.state.CompareAndSwap(start, handed) {
 					s.dl = s.conn.bound(start)
+					s.c.stuck.Store(true)
 				}
 				s.mu.Unlock()
 			}
@@ -353,6 +357,7 @@ func (s *writeSlot) handOff() {
 	s.mu.Lock()
 	if s.state.CompareAndSwap(start, handed) {
 		s.dl = s.conn.bound(start)
+		s.c.stuck.Store(true)
 	}
 	s.mu.Unlock()
 	if i := slices.Index(p.slots, s); i >= 0 {
@@ -376,8 +381,19 @@ func (p *writerPool) drain(c *client, s *writeSlot) (again bool) {
 	h := p.hub
 	b := s.buf[:0]
 	conn := c.conn
+	s.c = c
 	conn.lockWrite()
-	c.mu.Lock()
+	if c.parked.Load() {
+		// Its events are in its group's log (see park.go).
+		h.mu.Lock()
+		c.mu.Lock()
+		if c.parked.Load() && !c.removed {
+			h.unparkLocked(c)
+		}
+		h.mu.Unlock()
+	} else {
+		c.mu.Lock()
+	}
 	q, n, extra := c.queue, c.bytes, c.extra
 	c.queue = nil
 	c.inflight, c.bytes, c.extra = n, 0, 0
@@ -422,10 +438,11 @@ func (p *writerPool) drain(c *client, s *writeSlot) (again bool) {
 
 	putQueue(q)
 
+	c.stuck.Store(false) // its writes returned
 	c.mu.Lock()
 	c.inflight = 0
 	c.posOut, c.ownOut, c.nOut = -1, 0, 0
-	again = len(c.queue) > 0 && !c.removed && err == nil
+	again = (len(c.queue) > 0 || c.parked.Load()) && !c.removed && err == nil
 	c.scheduled = again
 	finished := !again && c.closing && !c.removed && err == nil
 	c.mu.Unlock()

@@ -80,19 +80,21 @@ func TestHubQueuedBytesBudget(t *testing.T) {
 		}
 		releaseA := a.w.setBlock()
 		defer releaseA()
-		send(0) // a holds e0
+		send(0) // a writes e0, blocked, and is handed off
 		releaseB := b.w.setBlock()
-		send(1) // a e0 e1, b e1
-		send(2) // a e0 e1 e2, b e1 e2, c e2 until written
+		// a is parked: the group logs e1 for it. b writes e1, blocked.
+		send(1)
+		// b is parked too, at e2: the log holds e1 e2. c gets e2.
+		send(2)
 		// Counted once per queue, 6 entries of 18 bytes would be 108
 		// bytes and 252 with the entries, over the budget. Held: the
-		// events e0 to e2 (54) and 5 entries (120).
-		if st := hub.Stats(); st.QueuedBytes != 174 || st.BudgetDisconnects != 0 {
-			t.Fatalf("Stats: got queued %d, budget disconnects %d; want 174, 0", st.QueuedBytes, st.BudgetDisconnects)
+		// events e0 to e2 (54), the two written and the two logged (96).
+		if st := hub.Stats(); st.QueuedBytes != 150 || st.BudgetDisconnects != 0 {
+			t.Fatalf("Stats: got queued %d, budget disconnects %d; want 150, 0", st.QueuedBytes, st.BudgetDisconnects)
 		}
-		// a e0…e3, b e1…e3, c e3: 72 + 8*24 = 264 > 200. a, blocked
-		// longest, goes: b holds e1…e3 then, 54 + 3*24 = 126, and c
-		// 24 until written.
+		// e0…e3 (72), two writes, e1…e3 logged, c's e3 queued: 6
+		// entries (144), 216 > 200. a, blocked longest, goes: b holds
+		// e1…e3 then, 54 + its write and e2 e3 logged: 126.
 		send(3)
 		if a.conn.Err() == nil {
 			t.Fatal("client blocked longest still connected, want it disconnected")

@@ -141,6 +141,7 @@ func (h *hubCore) dropTopic(topic string, err error) {
 	var cs []*client
 	for _, g := range h.byTopic[topic] {
 		cs = append(cs, g.clients...)
+		g.eachParkedLocked(func(c *client) { cs = append(cs, c) })
 	}
 	if errors.Is(err, ErrBrokerUnavailable) && !h.draining {
 		// The events queued are good: write them, then a retry hint

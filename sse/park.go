@@ -1,0 +1,219 @@
+package sse
+
+// Parked clients.
+//
+// A client whose write is blocked (its writer was handed off: the client
+// stopped reading, for a moment or for good) would otherwise cost every
+// fan-out a visit and a queue entry, and thousands of them make each
+// broadcast walk thousands of queues that do not drain. So the first
+// fan-out after such a write was handed off parks the client instead: it
+// leaves its group's list of clients, and the group keeps one log of the
+// events fanned out since, shared by every client parked in it, each with
+// its place in the log. A fan-out then costs one log entry, however many
+// clients are parked.
+//
+// A parked client's writer, once its write returns, takes the events from
+// its place on into the client's queue and puts the client back among
+// the others (unparkLocked), all under hubCore.mu, so that no event is
+// lost or repeated between the log and the queue. Anything else that
+// must queue for a parked client (a retry hint, a shutdown) unparks it
+// first, so that its events keep their order.
+//
+// Only clients that see every event of their group and that the
+// SlowDisconnect policy governs are parked: a parked client's queue is the
+// events of the log from its place on, and it is disconnected as too
+// slow once that is QueueSize events long. Clients are parked in the order
+// of their places in the log, so the one parked longest is the first to
+// check.
+//
+// Guarded by hubCore.mu: the log, the parked list, client.cursor and
+// client.parked, which is atomic so that the client's writer can tell
+// without it whether it has to take it (drain).
+
+// parkLog is a group's log of events for its parked clients.
+type parkLog struct {
+	events [][]byte // events[off:] are the log; the first has sequence number base
+	pos    []int64  // each event's position in the group's events (group.fanned before it)
+	off    int
+	base   int64
+	bytes  int64 // what the log is charged in hubCore.queued
+
+	parked []parkEntry // parked[first:], in the order parked
+	first  int
+	live   int // clients parked now
+}
+
+// parkEntry is a client parked at cursor, the sequence number of the first
+// event it needs from the log. It is stale once the client left the log
+// (it may be parked again later, at a later cursor).
+type parkEntry struct {
+	c      *client
+	cursor int64
+}
+
+func (e parkEntry) live(g *group) bool {
+	return e.c.parked.Load() && e.c.cursor == e.cursor && e.c.grp == g
+}
+
+// end is the sequence number the next event logged gets.
+func (l *parkLog) end() int64 { return l.base + int64(len(l.events)-l.off) }
+
+// parkable reports whether c may be parked in place of being queued an
+// event: its write was handed off, and it takes every event of its group
+// under SlowDisconnect. c.mu must be held.
+func (h *hubCore) parkableLocked(c *client) bool {
+	return c.stuck.Load() && c.filter == nil && c.pending == nil && h.cfg.policy == SlowDisconnect
+}
+
+// logLocked ends a fan-out of msg, at position pos, to group g that found
+// the clients park to be parked: it logs msg when any client is parked in
+// g, parks those at it, and disconnects the client parked longest while
+// its queue is full, appending it to evict; h.mu must be held.
+func (h *hubCore) logLocked(g *group, msg []byte, pos, now int64, park, evict []*client) []*client {
+	l := &g.park
+	if len(park) == 0 && l.live == 0 {
+		return evict
+	}
+	seq := l.end()
+	l.events = append(l.events, msg)
+	l.pos = append(l.pos, pos)
+	charge := int64(len(msg)) + entryCost
+	l.bytes += charge
+	h.queued.Add(charge)
+	h.grown += charge
+	for _, c := range park {
+		// Out of the group's list: fan-outs no longer visit it.
+		last := len(g.clients) - 1
+		g.clients[c.index] = g.clients[last]
+		g.clients[c.index].index = c.index
+		g.clients[last] = nil
+		g.clients = g.clients[:last]
+		c.mu.Lock()
+		c.cursor, c.index, c.parkedAt = seq, -1, now
+		c.parked.Store(true)
+		c.mu.Unlock()
+		l.parked = append(l.parked, parkEntry{c: c, cursor: seq})
+		l.live++
+	}
+	for l.first < len(l.parked) {
+		e := l.parked[l.first]
+		if !e.live(g) {
+			l.first++
+			continue
+		}
+		c := e.c
+		c.mu.Lock()
+		full := int(l.end()-e.cursor)+len(c.queue) > h.cfg.queueSize
+		if full {
+			h.dropQueueLocked(c)
+			evict = append(evict, c)
+		}
+		c.mu.Unlock()
+		if !full {
+			break
+		}
+		// finishFanout removes it (see unparkedLocked).
+		l.first++
+	}
+	h.trimLocked(g)
+	return evict
+}
+
+// unparkLocked puts c, parked, back among its group's clients with the
+// events of the log from its place on queued; h.mu and c.mu must be held.
+func (h *hubCore) unparkLocked(c *client) {
+	g := c.grp
+	l := &g.park
+	from := l.off + int(c.cursor-l.base)
+	if from < len(l.events) && c.pos < 0 {
+		c.pos = l.pos[from]
+	}
+	var added int64
+	for _, msg := range l.events[from:] {
+		if c.bytes == 0 {
+			c.since = c.parkedAt
+		}
+		c.queue = appendQueue(c.queue, msg)
+		n := int64(len(msg)) + entryCost
+		c.bytes += n
+		added += n
+	}
+	h.queued.Add(added)
+	h.unparkedLocked(c)
+	c.index = len(g.clients)
+	g.clients = append(g.clients, c)
+}
+
+// unparkedLocked takes c out of its group's log, for unparkLocked or for
+// a parked client being removed; h.mu must be held.
+func (h *hubCore) unparkedLocked(c *client) {
+	c.parked.Store(false)
+	c.grp.park.live--
+	h.trimLocked(c.grp)
+}
+
+// trimLocked drops the entries of g's log and parked list that no parked
+// client needs any longer; h.mu must be held.
+func (h *hubCore) trimLocked(g *group) {
+	l := &g.park
+	for l.first < len(l.parked) && !l.parked[l.first].live(g) {
+		l.first++
+	}
+	upTo := l.end() // the first event still needed
+	if l.first < len(l.parked) {
+		upTo = l.parked[l.first].cursor
+	}
+	k := int(upTo - l.base)
+	if k <= 0 {
+		return
+	}
+	var freed int64
+	for i, msg := range l.events[l.off : l.off+k] {
+		freed += int64(len(msg)) + entryCost
+		l.events[l.off+i] = nil
+	}
+	l.bytes -= freed
+	h.queued.Add(-freed)
+	l.off += k
+	l.base = upTo
+	if l.live == 0 {
+		// Nobody parked: let the memory go.
+		clear(l.parked)
+		*l = parkLog{base: l.base}
+		return
+	}
+	if l.off > len(l.events)/2 {
+		n := copy(l.events, l.events[l.off:])
+		copy(l.pos, l.pos[l.off:])
+		clear(l.events[n:])
+		l.events, l.pos, l.off = l.events[:n], l.pos[:n], 0
+	}
+	if l.first > len(l.parked)/2 {
+		n := copy(l.parked, l.parked[l.first:])
+		clear(l.parked[n:])
+		l.parked, l.first = l.parked[:n], 0
+	}
+}
+
+// eachParkedLocked calls f for every client parked in g; h.mu must be
+// held.
+func (g *group) eachParkedLocked(f func(*client)) {
+	l := &g.park
+	for _, e := range l.parked[l.first:] {
+		if e.live(g) {
+			f(e.c)
+		}
+	}
+}
+
+// parkedPosLocked returns the position of the first event c, parked,
+// needs from the log, -1 when the log holds none for it yet; h.mu must be
+// held.
+func (c *client) parkedPosLocked() int64 {
+	l := &c.grp.park
+	i := l.off + int(c.cursor-l.base)
+	if i < len(l.events) {
+		return l.pos[i]
+	}
+	return -1
+}

@@ -1,0 +1,185 @@
+package sse_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/coregx/stream/sse"
+)
+
+// Clients whose write is blocked are parked (park.go): fan-outs log the
+// events once for all of them instead of queueing them for each. These
+// tests check what the clients get: every event, once, in order, after
+// however many parkings, and the queue limit, shutdown and removal as for
+// any client.
+
+// wantEvents returns the body of a stream that got the events from..to-1
+// of broadcast(i) = "%04d".
+func wantEvents(from, to int) string {
+	var b strings.Builder
+	for i := from; i < to; i++ {
+		fmt.Fprintf(&b, "data: %04d\n\n", i)
+	}
+	return b.String()
+}
+
+func TestParkedClientGetsEveryEvent(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		hub := sse.NewHubWithOptions[string](&sse.Options{Heartbeat: -1})
+		defer hub.Close()
+		cs := fakeClients(t, hub, 3, &sse.UpgradeOptions{Heartbeat: -1, WriteTimeout: time.Hour})
+		a, b := cs[0], cs[1]
+		n := 0
+		send := func(k int) {
+			t.Helper()
+			for range k {
+				if err := hub.Broadcast(fmt.Sprintf("%04d", n)); err != nil {
+					t.Fatal(err)
+				}
+				n++
+				synctest.Wait()
+			}
+			time.Sleep(10 * time.Millisecond) // the blocked writes are handed off
+		}
+		releaseA := a.w.setBlock()
+		releaseB := b.w.setBlock()
+		send(1)   // a and b block on event 0
+		send(300) // both parked: the group logs 1…300 once
+		// Held: events 0…300 of 12 bytes (3612), the two writes of
+		// event 0 and the 300 events logged (302 entries of 24).
+		if st := hub.Stats(); st.QueuedBytes != 301*12+302*24 {
+			t.Errorf("QueuedBytes: got %d, want %d", st.QueuedBytes, 301*12+302*24)
+		}
+		releaseA() // a takes its events back from the log, and is live again
+		synctest.Wait()
+		send(50)
+		releaseA = a.w.setBlock() // a blocks again: parked again, later in the log
+		send(1)
+		send(100)
+		releaseB()
+		synctest.Wait()
+		send(20)
+		releaseA()
+		synctest.Wait()
+		send(5)
+		want := ": connected\n\n" + wantEvents(0, n)
+		for i, x := range cs {
+			if got := x.w.Body(); got != want {
+				t.Errorf("client %d: got %d bytes, want %d (every event, once, in order)", i, len(got), len(want))
+			}
+		}
+		if st := hub.Stats(); st.QueuedBytes != 0 || st.Clients != 3 || st.Delivered != uint64(3*n) {
+			t.Errorf("Stats: got %d queued, %d clients, %d delivered; want 0, 3, %d", st.QueuedBytes, st.Clients, st.Delivered, 3*n)
+		}
+	})
+}
+
+// A parked client is disconnected as too slow once its queue, its events
+// in the log, is full, like any other.
+func TestParkedClientTooSlow(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		hub := sse.NewHubWithOptions[string](&sse.Options{Heartbeat: -1, QueueSize: 8})
+		defer hub.Close()
+		cs := fakeClients(t, hub, 2, &sse.UpgradeOptions{Heartbeat: -1, WriteTimeout: time.Hour})
+		a := cs[0]
+		defer a.w.setBlock()()
+		broadcast := func(i int) {
+			t.Helper()
+			if err := hub.Broadcast(fmt.Sprintf("%04d", i)); err != nil {
+				t.Fatal(err)
+			}
+			synctest.Wait()
+		}
+		broadcast(0)
+		time.Sleep(10 * time.Millisecond)
+		for i := 1; i <= 8; i++ { // a, parked, holds 1…8: full
+			broadcast(i)
+		}
+		if err := a.conn.Err(); err != nil {
+			t.Fatalf("a disconnected with 8 events queued: %v", err)
+		}
+		broadcast(9)
+		if a.conn.Err() == nil {
+			t.Fatal("a still connected with 9 events queued, want it disconnected")
+		}
+		st := hub.Stats()
+		if st.SlowDisconnects != 1 || st.Clients != 1 || st.QueuedBytes != 0 {
+			t.Errorf("Stats: got %d slow disconnects, %d clients, %d queued; want 1, 1, 0", st.SlowDisconnects, st.Clients, st.QueuedBytes)
+		}
+		if got, want := cs[1].w.Body(), ": connected\n\n"+wantEvents(0, 10); got != want {
+			t.Errorf("other client: got %q, want %q", got, want)
+		}
+	})
+}
+
+// Shutdown writes a parked client's events, then the retry hint.
+func TestParkedClientShutdown(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		hub := sse.NewHubWithOptions[string](&sse.Options{Heartbeat: -1, ShutdownRetry: 2 * time.Second, ShutdownJitter: -1})
+		cs := fakeClients(t, hub, 1, &sse.UpgradeOptions{Heartbeat: -1, WriteTimeout: time.Hour})
+		a := cs[0]
+		release := a.w.setBlock()
+		for i := range 5 {
+			if err := hub.Broadcast(fmt.Sprintf("%04d", i)); err != nil {
+				t.Fatal(err)
+			}
+			synctest.Wait()
+			time.Sleep(10 * time.Millisecond) // parked from event 1 on
+		}
+		done := make(chan error, 1)
+		go func() { done <- hub.Shutdown(t.Context()) }()
+		synctest.Wait()
+		release()
+		if err := <-done; err != nil {
+			t.Fatalf("Shutdown: %v", err)
+		}
+		if got, want := a.w.Body(), ": connected\n\n"+wantEvents(0, 5)+"retry: 2000\n\n"; got != want {
+			t.Errorf("got %q, want %q", got, want)
+		}
+	})
+}
+
+// A Server's parked client leaves cleanly: its topic's group goes with
+// it, and a client that comes later gets only what comes later.
+func TestParkedClientLeaves(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := &sse.Server{Topics: queryTopics, Options: sse.Options{Heartbeat: -1, WriteTimeout: time.Hour}}
+		defer s.Close()
+		ctx, cancel := context.WithCancel(t.Context())
+		w := newFakeWriter()
+		done := serveTopic(ctx, s, w, "x")
+		synctest.Wait()
+		release := w.setBlock()
+		for i := range 10 {
+			mustPublish(t, s, "x", fmt.Sprintf("%04d", i))
+			synctest.Wait()
+			time.Sleep(10 * time.Millisecond)
+		}
+		if st := s.Stats(); st.Clients != 1 || st.Topics != 1 {
+			t.Fatalf("Stats: %d clients, %d topics; want 1, 1", st.Clients, st.Topics)
+		}
+		cancel() // the client leaves while parked
+		release()
+		<-done
+		synctest.Wait()
+		if st := s.Stats(); st.Clients != 0 || st.Topics != 0 || st.QueuedBytes != 0 {
+			t.Fatalf("after it left: %d clients, %d topics, %d queued; want 0, 0, 0", st.Clients, st.Topics, st.QueuedBytes)
+		}
+		w2 := newFakeWriter()
+		r := httptest.NewRequestWithContext(t.Context(), http.MethodGet, "/?topic=x", nil)
+		r.Header.Set("Last-Event-ID", "10")
+		go s.ServeHTTP(w2, r)
+		synctest.Wait()
+		mustPublish(t, s, "x", "late")
+		synctest.Wait()
+		if got, want := w2.Body(), ": connected\n\nid: 11\ndata: late\n\n"; got != want {
+			t.Errorf("later client: got %q, want %q", got, want)
+		}
+	})
+}
