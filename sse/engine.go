@@ -527,7 +527,7 @@ func (h *hubCore) fanoutLocked(g *group, msg []byte, m *Message, now int64, wake
 		case c.removed || c.closing:
 		case c.pending != nil: // resuming
 			*c.pending = append(*c.pending, *m)
-		case len(c.queue) >= h.cfg.queueSize && h.cfg.policy == SlowDisconnect:
+		case len(c.queue) >= h.cfg.queueSize && h.cfg.policy == SlowDisconnect && c.blockedLocked(now):
 			added -= c.bytes
 			c.bytes = 0
 			clear(c.queue)
@@ -536,9 +536,17 @@ func (h *hubCore) fanoutLocked(g *group, msg []byte, m *Message, now int64, wake
 			c.pos, c.ownQ = -1, 0
 			evict = append(evict, c)
 		case h.parkableLocked(c):
+			// Parked under c.mu, so that its writer, about to find
+			// its queue empty, sees it has events in the log.
+			c.parked.Store(true)
+			c.cursor, c.parkedAt = g.park.end(), now
 			park = append(park, c)
 		default:
-			if len(c.queue) >= h.cfg.queueSize {
+			// A full queue of a client that drains grows on under
+			// SlowDisconnect: it waits for a writer, and the writers
+			// being behind does not make it slow. The budget bounds
+			// it.
+			if len(c.queue) >= h.cfg.queueSize && h.cfg.policy != SlowDisconnect {
 				added -= h.makeRoomLocked(c)
 			}
 			if c.bytes == 0 {
@@ -568,7 +576,7 @@ func (h *hubCore) fanoutLocked(g *group, msg []byte, m *Message, now int64, wake
 	}
 	h.queued.Add(added)
 	h.grown += int64(len(msg)) + entries*entryCost
-	evict = h.logLocked(g, msg, pos, now, park, evict)
+	evict = h.logLocked(g, msg, pos, park, evict)
 	clear(park)
 	h.park = park[:0]
 	g.fanned += int64(len(msg))
@@ -578,6 +586,13 @@ func (h *hubCore) fanoutLocked(g *group, msg []byte, m *Message, now int64, wake
 // entryCost is what a queue entry costs beyond its event's bytes, which
 // are shared: the slice header that refers to them.
 const entryCost = 24
+
+// blockedLocked reports whether c makes no progress: its write was handed
+// off as blocked, or has run for stallLimit at now (Unix nanoseconds);
+// c.mu must be held.
+func (c *client) blockedLocked(now int64) bool {
+	return c.stuck.Load() || c.inflight > 0 && c.outAt <= now-int64(stallLimit)
+}
 
 // wakeBatch is how many clients a fan-out queues an event for before it
 // hands them to the writers: with many clients, writing starts while the

@@ -662,6 +662,7 @@ func testGuideHub(t *testing.T) {
 				}
 				fmt.Fprintf(&want, "data: %d\n\n", i)
 				synctest.Wait()
+				time.Sleep(time.Millisecond) // the stuck write is found after 5 ms
 			}
 			if got := cs[1].w.Body(); got != want.String() {
 				t.Fatalf("healthy client: got %q, want %q", got, want.String())

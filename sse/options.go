@@ -137,7 +137,11 @@ type Options struct {
 type SlowPolicy int
 
 const (
-	// SlowDisconnect ends the client's stream; the default. A client that
+	// SlowDisconnect ends the client's stream; the default. It applies
+	// once the client's own write is found blocked (for 5 ms, or at
+	// once on a connection the hub took over, on Linux): a client whose
+	// queue is full only because the writers are busy with others is not
+	// slow, and its queue grows on, within MaxQueuedBytes. A client that
 	// reconnects with Last-Event-ID to a [Server] gets what it missed
 	// from the history, so nothing is lost.
 	SlowDisconnect SlowPolicy = iota

@@ -65,11 +65,12 @@ func (h *hubCore) parkableLocked(c *client) bool {
 	return c.stuck.Load() && c.filter == nil && c.pending == nil && h.cfg.policy == SlowDisconnect
 }
 
-// logLocked ends a fan-out of msg, at position pos, to group g that found
-// the clients park to be parked: it logs msg when any client is parked in
-// g, parks those at it, and disconnects the client parked longest while
-// its queue is full, appending it to evict; h.mu must be held.
-func (h *hubCore) logLocked(g *group, msg []byte, pos, now int64, park, evict []*client) []*client {
+// logLocked ends a fan-out of msg, at position pos, to group g that
+// parked the clients park (their flag set, at the sequence number msg gets
+// in the log): it logs msg when any client is parked in g, takes those out
+// of the group's list, and disconnects the client parked longest while its
+// queue is full, appending it to evict; h.mu must be held.
+func (h *hubCore) logLocked(g *group, msg []byte, pos int64, park, evict []*client) []*client {
 	l := &g.park
 	if len(park) == 0 && l.live == 0 {
 		return evict
@@ -82,16 +83,14 @@ func (h *hubCore) logLocked(g *group, msg []byte, pos, now int64, park, evict []
 	h.queued.Add(charge)
 	h.grown += charge
 	for _, c := range park {
-		// Out of the group's list: fan-outs no longer visit it.
+		// Out of the group's list: fan-outs no longer visit it. The
+		// walk set its parked flag and cursor (seq).
 		last := len(g.clients) - 1
 		g.clients[c.index] = g.clients[last]
 		g.clients[c.index].index = c.index
 		g.clients[last] = nil
 		g.clients = g.clients[:last]
-		c.mu.Lock()
-		c.cursor, c.index, c.parkedAt = seq, -1, now
-		c.parked.Store(true)
-		c.mu.Unlock()
+		c.index = -1
 		l.parked = append(l.parked, parkEntry{c: c, cursor: seq})
 		l.live++
 	}

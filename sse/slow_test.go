@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"runtime"
 	"net/http/httptest"
 	"os"
 	"slices"
@@ -35,7 +36,8 @@ func TestHubSlowPolicies(t *testing.T) {
 				c := fakeClients(t, hub, 1, &sse.UpgradeOptions{Heartbeat: -1, WriteTimeout: time.Hour})[0]
 				release := c.w.setBlock()
 				hub.Broadcast("1")
-				synctest.Wait() // the writer is blocked on event 1
+				synctest.Wait()                   // the writer is blocked on event 1
+				time.Sleep(10 * time.Millisecond) // and found blocked
 				for i := 2; i <= 6; i++ {
 					if err := hub.Broadcast(fmt.Sprint(i)); err != nil {
 						t.Fatal(err)
@@ -195,6 +197,10 @@ func TestServerStuckClients(t *testing.T) {
 						time.Sleep(time.Millisecond)
 					}
 					latencies[i] = time.Since(start)
+					// A millisecond between events: a client is
+					// disconnected for a full queue once its write was
+					// found blocked, which takes virtual time.
+					time.Sleep(time.Millisecond)
 				}
 				slices.Sort(latencies)
 				// A write still running after 5ms is handed off to a
@@ -418,4 +424,57 @@ func serveTopic(ctx context.Context, s *sse.Server, w *fakeWriter, topic string)
 		s.ServeHTTP(w, r)
 	}()
 	return done
+}
+
+// A client whose queue is full only because the writers are busy
+// elsewhere is not slow: it is disconnected for a full queue only once its
+// own write is found blocked. Here every writer is held by a client that
+// stopped reading, so a client that reads waits for one with a growing
+// queue; it keeps every event, and the stuck clients go once found.
+func TestFullQueueWaitingForWriterKept(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		hub := sse.NewHubWithOptions[string](&sse.Options{QueueSize: 4, Heartbeat: -1})
+		defer hub.Close()
+		// As many stuck clients as the pool starts writers, registered
+		// first so that the writers take them first.
+		nstuck := max(4, runtime.GOMAXPROCS(0))
+		cs := fakeClients(t, hub, nstuck+1, &sse.UpgradeOptions{Heartbeat: -1, WriteTimeout: time.Hour})
+		stuck, healthy := cs[:nstuck], cs[nstuck]
+		for _, c := range stuck {
+			defer c.w.setBlock()()
+		}
+		want := ": connected\n\n"
+		for i := range 10 {
+			if err := hub.Broadcast(fmt.Sprint(i)); err != nil {
+				t.Fatal(err)
+			}
+			want += fmt.Sprintf("data: %d\n\n", i)
+			synctest.Wait()
+		}
+		// No time passed: the stuck writes are not found yet, and the
+		// healthy client has 10 events queued, over QueueSize.
+		if err := healthy.conn.Err(); err != nil {
+			t.Fatalf("the client waiting for a writer was disconnected: %v", err)
+		}
+		if got := healthy.w.Body(); got != ": connected\n\n" {
+			t.Fatalf("healthy client written %q before the writers were free", got)
+		}
+		time.Sleep(10 * time.Millisecond) // the watchdog finds the stuck writes
+		if err := hub.Broadcast("10"); err != nil {
+			t.Fatal(err)
+		}
+		want += "data: 10\n\n"
+		synctest.Wait()
+		if got := healthy.w.Body(); got != want {
+			t.Errorf("healthy client: got %q, want %q", got, want)
+		}
+		for i, c := range stuck {
+			if c.conn.Err() == nil {
+				t.Errorf("stuck client %d still connected", i)
+			}
+		}
+		if st := hub.Stats(); st.SlowDisconnects != uint64(nstuck) || st.Clients != 1 {
+			t.Errorf("Stats: got %d slow disconnects, %d clients; want %d, 1", st.SlowDisconnects, st.Clients, nstuck)
+		}
+	})
 }
