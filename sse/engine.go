@@ -576,7 +576,7 @@ func (h *hubCore) fanoutLocked(g *group, msg []byte, m *Message, now int64, wake
 	}
 	h.queued.Add(added)
 	h.grown += int64(len(msg)) + entries*entryCost
-	evict = h.logLocked(g, msg, pos, park, evict)
+	evict = h.logLocked(g, msg, pos, now, park, evict)
 	clear(park)
 	h.park = park[:0]
 	g.fanned += int64(len(msg))

@@ -10,7 +10,9 @@ package sse
 // leaves its group's list of clients, and the group keeps one log of the
 // events fanned out since, shared by every client parked in it, each with
 // its place in the log. A fan-out then costs one log entry, however many
-// clients are parked.
+// clients are parked. A client that waits for a writer with parkAfter
+// events queued is parked too: the writers are behind, and it gets its
+// events from the log in one copy when its turn comes.
 //
 // A parked client's writer, once its write returns, takes the events from
 // its place on into the client's queue and puts the client back among
@@ -22,9 +24,9 @@ package sse
 // Only clients that see every event of their group and that the
 // SlowDisconnect policy governs are parked: a parked client's queue is the
 // events of the log from its place on, and it is disconnected as too
-// slow once that is QueueSize events long. Clients are parked in the order
-// of their places in the log, so the one parked longest is the first to
-// check.
+// slow once that is more than QueueSize events long and its write is
+// blocked. Clients are parked in the order of their places in the log,
+// so the one parked longest is the first to check.
 //
 // Guarded by hubCore.mu: the log, the parked list, client.cursor and
 // client.parked, which is atomic so that the client's writer can tell
@@ -62,15 +64,24 @@ func (l *parkLog) end() int64 { return l.base + int64(len(l.events)-l.off) }
 // event: its write was handed off, and it takes every event of its group
 // under SlowDisconnect. c.mu must be held.
 func (h *hubCore) parkableLocked(c *client) bool {
-	return c.stuck.Load() && c.filter == nil && c.pending == nil && h.cfg.policy == SlowDisconnect
+	return (c.stuck.Load() || len(c.queue) >= parkAfter) &&
+		c.filter == nil && c.pending == nil && h.cfg.policy == SlowDisconnect
 }
+
+// parkAfter is the queue length from which a client waiting for a writer
+// is parked too: when the writers are behind (thousands of sockets
+// filling at once, a burst to many clients), the fan-outs stop visiting
+// the clients they have not reached, and each client's writer takes its
+// events from the log in one copy. A client that keeps up never has that
+// many queued.
+const parkAfter = 64
 
 // logLocked ends a fan-out of msg, at position pos, to group g that
 // parked the clients park (their flag set, at the sequence number msg gets
 // in the log): it logs msg when any client is parked in g, takes those out
 // of the group's list, and disconnects the client parked longest while its
 // queue is full, appending it to evict; h.mu must be held.
-func (h *hubCore) logLocked(g *group, msg []byte, pos int64, park, evict []*client) []*client {
+func (h *hubCore) logLocked(g *group, msg []byte, pos, now int64, park, evict []*client) []*client {
 	l := &g.park
 	if len(park) == 0 && l.live == 0 {
 		return evict
@@ -102,13 +113,15 @@ func (h *hubCore) logLocked(g *group, msg []byte, pos int64, park, evict []*clie
 		}
 		c := e.c
 		c.mu.Lock()
-		full := int(l.end()-e.cursor)+len(c.queue) > h.cfg.queueSize
-		if full {
+		// As for any client, a full queue is slow only when the
+		// client's write is blocked (see fanoutLocked).
+		slow := int(l.end()-e.cursor)+len(c.queue) > h.cfg.queueSize && c.blockedLocked(now)
+		if slow {
 			h.dropQueueLocked(c)
 			evict = append(evict, c)
 		}
 		c.mu.Unlock()
-		if !full {
+		if !slow {
 			break
 		}
 		// finishFanout removes it (see unparkedLocked).
@@ -127,16 +140,22 @@ func (h *hubCore) unparkLocked(c *client) {
 	if from < len(l.events) && c.pos < 0 {
 		c.pos = l.pos[from]
 	}
-	var added int64
-	for _, msg := range l.events[from:] {
-		if c.bytes == 0 {
-			c.since = c.parkedAt
-		}
-		c.queue = appendQueue(c.queue, msg)
-		n := int64(len(msg)) + entryCost
-		c.bytes += n
-		added += n
+	evs := l.events[from:]
+	if len(evs) > 0 && c.bytes == 0 {
+		c.since = c.parkedAt
 	}
+	if need := len(c.queue) + len(evs); cap(c.queue) < need {
+		grown := append(getQueue(need), c.queue...)
+		clear(c.queue)
+		putQueue(c.queue)
+		c.queue = grown
+	}
+	c.queue = append(c.queue, evs...)
+	added := int64(len(evs)) * entryCost
+	for _, msg := range evs {
+		added += int64(len(msg))
+	}
+	c.bytes += added
 	h.queued.Add(added)
 	h.unparkedLocked(c)
 	c.index = len(g.clients)

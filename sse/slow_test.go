@@ -432,6 +432,26 @@ func serveTopic(ctx context.Context, s *sse.Server, w *fakeWriter, topic string)
 // stopped reading, so a client that reads waits for one with a growing
 // queue; it keeps every event, and the stuck clients go once found.
 func TestFullQueueWaitingForWriterKept(t *testing.T) {
+	// 10 events queue for the waiting client; 100 park it too (see
+	// parkAfter), its events then logged for it.
+	// What the queues hold then, with s stuck clients: the events
+	// (0…9: 90 bytes; 0…99: 990) and 24 bytes per entry. With 10 events,
+	// each stuck client has 1 in flight and 9 queued, the waiting one 10
+	// queued. With 100, the waiting client is parked at event 64, the
+	// stuck ones at 65 (64 queued each), and the log holds 64…99: s*65 +
+	// 64 + 36 entries, where s*100 + 100 would be queued without parking.
+	for _, tc := range []struct {
+		n    int
+		held func(s int64) int64
+	}{
+		{10, func(s int64) int64 { return 90 + (s*10+10)*24 }},
+		{100, func(s int64) int64 { return 990 + (s*65+64+36)*24 }},
+	} {
+		t.Run(fmt.Sprint(tc.n), func(t *testing.T) { testFullQueueWaitingForWriter(t, tc.n, tc.held) })
+	}
+}
+
+func testFullQueueWaitingForWriter(t *testing.T, n int, held func(stuck int64) int64) {
 	synctest.Test(t, func(t *testing.T) {
 		hub := sse.NewHubWithOptions[string](&sse.Options{QueueSize: 4, Heartbeat: -1})
 		defer hub.Close()
@@ -444,7 +464,7 @@ func TestFullQueueWaitingForWriterKept(t *testing.T) {
 			defer c.w.setBlock()()
 		}
 		want := ": connected\n\n"
-		for i := range 10 {
+		for i := range n {
 			if err := hub.Broadcast(fmt.Sprint(i)); err != nil {
 				t.Fatal(err)
 			}
@@ -452,29 +472,32 @@ func TestFullQueueWaitingForWriterKept(t *testing.T) {
 			synctest.Wait()
 		}
 		// No time passed: the stuck writes are not found yet, and the
-		// healthy client has 10 events queued, over QueueSize.
+		// healthy client has n events queued, over QueueSize.
 		if err := healthy.conn.Err(); err != nil {
 			t.Fatalf("the client waiting for a writer was disconnected: %v", err)
 		}
 		if got := healthy.w.Body(); got != ": connected\n\n" {
 			t.Fatalf("healthy client written %q before the writers were free", got)
 		}
+		if st, want := hub.Stats(), held(int64(nstuck)); st.QueuedBytes != want {
+			t.Errorf("QueuedBytes: got %d, want %d", st.QueuedBytes, want)
+		}
 		time.Sleep(10 * time.Millisecond) // the watchdog finds the stuck writes
-		if err := hub.Broadcast("10"); err != nil {
+		if err := hub.Broadcast(fmt.Sprint(n)); err != nil {
 			t.Fatal(err)
 		}
-		want += "data: 10\n\n"
+		want += fmt.Sprintf("data: %d\n\n", n)
 		synctest.Wait()
 		if got := healthy.w.Body(); got != want {
-			t.Errorf("healthy client: got %q, want %q", got, want)
+			t.Errorf("healthy client: got %d bytes, want %d (every event, once, in order)", len(got), len(want))
 		}
 		for i, c := range stuck {
 			if c.conn.Err() == nil {
 				t.Errorf("stuck client %d still connected", i)
 			}
 		}
-		if st := hub.Stats(); st.SlowDisconnects != uint64(nstuck) || st.Clients != 1 {
-			t.Errorf("Stats: got %d slow disconnects, %d clients; want %d, 1", st.SlowDisconnects, st.Clients, nstuck)
+		if st := hub.Stats(); st.SlowDisconnects != uint64(nstuck) || st.Clients != 1 || st.QueuedBytes != 0 {
+			t.Errorf("Stats: got %d slow disconnects, %d clients, %d queued; want %d, 1, 0", st.SlowDisconnects, st.Clients, st.QueuedBytes, nstuck)
 		}
 	})
 }
