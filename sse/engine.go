@@ -142,6 +142,7 @@ type hubCore struct {
 	evict     []*client   // scratch for fan-out, guarded by mu
 	done      chan struct{}
 	runs      sync.WaitGroup
+	dropping  sync.WaitGroup // goroutines disconnecting clients (see finishFanout)
 
 	pool writerPool
 
@@ -654,21 +655,52 @@ func (h *hubCore) finishFanout(wake, evict []*client) {
 	h.toWake = wake[:0]
 	// evict is used after unlocking, so it cannot be kept as scratch.
 	h.evict = nil
+	if len(evict) > asyncDrops {
+		h.dropping.Add(1)
+	}
 	h.mu.Unlock()
+	if len(evict) == 0 {
+		return
+	}
 
-	for i, c := range evict {
-		c.conn.unwatch(c)
-		if i < slow {
-			h.slowDisconnects.Add(1)
-			h.logf(slog.LevelInfo, "sse: disconnecting slow client", "queued", h.cfg.queueSize)
-			c.conn.drop(fmt.Errorf("%w: client too slow: %d events queued", ErrConnectionClosed, h.cfg.queueSize))
-		} else {
-			h.budgetDisconnects.Add(1)
-			h.logf(slog.LevelWarn, "sse: disconnecting client over the queued bytes budget", "budget", h.cfg.maxBytes)
-			c.conn.drop(fmt.Errorf("%w: queued bytes over budget (%d)", ErrConnectionClosed, h.cfg.maxBytes))
+	// One log line and one error for each reason, however many clients.
+	var slowErr, budgetErr error
+	if slow > 0 {
+		h.slowDisconnects.Add(uint64(slow))
+		h.logf(slog.LevelInfo, "sse: disconnecting slow clients", "clients", slow, "queued", h.cfg.queueSize)
+		slowErr = fmt.Errorf("%w: client too slow: %d events queued", ErrConnectionClosed, h.cfg.queueSize)
+	}
+	if n := len(evict) - slow; n > 0 {
+		h.budgetDisconnects.Add(uint64(n))
+		h.logf(slog.LevelWarn, "sse: disconnecting clients over the queued bytes budget", "clients", n, "budget", h.cfg.maxBytes)
+		budgetErr = fmt.Errorf("%w: queued bytes over budget (%d)", ErrConnectionClosed, h.cfg.maxBytes)
+	}
+	drop := func() {
+		for i, c := range evict {
+			c.conn.unwatch(c)
+			if i < slow {
+				c.conn.drop(slowErr)
+			} else {
+				c.conn.drop(budgetErr)
+			}
 		}
 	}
+	if len(evict) <= asyncDrops {
+		drop()
+		return
+	}
+	// Thousands of clients that stopped reading at once reach a full
+	// queue at once: resetting their connections takes a system call or
+	// two each, which the broadcast that found them does not wait for.
+	go func() {
+		defer h.dropping.Done()
+		drop()
+	}()
 }
+
+// asyncDrops is how many clients a fan-out disconnects itself; beyond
+// that, a goroutine of its own does (see finishFanout).
+const asyncDrops = 64
 
 // heldLocked returns what the queues of the clients hold now: the bytes
 // of every event queued or in flight, once however many clients it is
@@ -976,6 +1008,7 @@ func (h *hubCore) closeNow() error {
 	h.mu.Lock()
 	if h.closed {
 		h.mu.Unlock()
+		h.dropping.Wait()
 		h.pool.wait(h.writeTimeout())
 		h.runs.Wait()
 		return nil
@@ -1014,6 +1047,7 @@ func (h *hubCore) closeNow() error {
 		h.shutdownDisconnects.Add(1)
 		c.conn.drop(fmt.Errorf("%w: %w", ErrConnectionClosed, h.closedErr))
 	}
+	h.dropping.Wait()
 	if n := h.pool.wait(h.writeTimeout()); n > 0 {
 		h.abandoned.Add(uint64(n))
 		h.logf(slog.LevelWarn, "sse: close abandoned writes that could not be cut short", "writes", n)

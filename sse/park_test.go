@@ -3,6 +3,7 @@ package sse_test
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -182,4 +183,67 @@ func TestParkedClientLeaves(t *testing.T) {
 			t.Errorf("later client: got %q, want %q", got, want)
 		}
 	})
+}
+
+// Clients that stop reading at once reach a full queue at once: the
+// broadcast that finds them disconnects them all, with one log line, and
+// does not wait for their connections to be reset.
+func TestManySlowClientsAtOnce(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var logs syncBuffer
+		hub := sse.NewHubWithOptions[string](&sse.Options{
+			Heartbeat: -1, QueueSize: 2,
+			Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{ReplaceAttr: dropTime})),
+		})
+		defer hub.Close()
+		const n = 100
+		cs := fakeClients(t, hub, n+1, &sse.UpgradeOptions{Heartbeat: -1, WriteTimeout: time.Hour})
+		for _, c := range cs[:n] {
+			defer c.w.setBlock()()
+		}
+		broadcast := func(i int) {
+			t.Helper()
+			start := time.Now()
+			if err := hub.Broadcast(fmt.Sprintf("%04d", i)); err != nil {
+				t.Fatal(err)
+			}
+			if d := time.Since(start); d != 0 {
+				t.Errorf("broadcast %d took %v", i, d)
+			}
+			synctest.Wait()
+		}
+		broadcast(0)
+		time.Sleep(50 * time.Millisecond) // every blocked write is found
+		broadcast(1)
+		broadcast(2)
+		for i, c := range cs[:n] {
+			if err := c.conn.Err(); err != nil {
+				t.Fatalf("client %d disconnected with 2 events queued: %v", i, err)
+			}
+		}
+		broadcast(3) // 3 queued: every stuck client is too slow
+		for i, c := range cs[:n] {
+			if err := c.conn.Err(); err == nil || !strings.Contains(err.Error(), "client too slow: 2 events queued") {
+				t.Fatalf("client %d: got %v, want disconnected as too slow", i, err)
+			}
+		}
+		if st := hub.Stats(); st.SlowDisconnects != n || st.Clients != 1 {
+			t.Errorf("Stats: got %d slow disconnects, %d clients; want %d, 1", st.SlowDisconnects, st.Clients, n)
+		}
+		want := fmt.Sprintf("level=INFO msg=\"sse: disconnecting slow clients\" clients=%d queued=2\n", n)
+		if got := logs.String(); got != want {
+			t.Errorf("log: got %q, want %q", got, want)
+		}
+		if got, want := cs[n].w.Body(), ": connected\n\n"+wantEvents(0, 4); got != want {
+			t.Errorf("the client that reads: got %q, want %q", got, want)
+		}
+	})
+}
+
+// dropTime leaves the time out of slog's text records.
+func dropTime(groups []string, a slog.Attr) slog.Attr {
+	if a.Key == slog.TimeKey && len(groups) == 0 {
+		return slog.Attr{}
+	}
+	return a
 }
