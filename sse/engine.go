@@ -786,8 +786,8 @@ func (h *hubCore) overBudgetLocked(evict []*client) []*client {
 	add := func(g *group) {
 		gl := &groupLoads{g: g}
 		held += entryCost * int64(len(g.park.events)-g.park.off)
-		cs := g.clients
-		g.eachParkedLocked(func(c *client) { cs = append(cs[:len(cs):len(cs)], c) })
+		cs := slices.Clip(g.clients) // appending must not write into g.clients
+		g.eachParkedLocked(func(c *client) { cs = append(cs, c) })
 		for _, c := range cs {
 			c.mu.Lock()
 			if !c.removed {
@@ -1013,14 +1013,46 @@ func (h *hubCore) closeNow() error {
 		h.runs.Wait()
 		return nil
 	}
+	list := h.closeLocked()
+	h.mu.Unlock()
+
+	for _, c := range list {
+		c.mu.Lock()
+		h.dropQueueLocked(c)
+		c.closing = true
+		c.mu.Unlock()
+		c.conn.unwatch(c)
+		h.shutdownDisconnects.Add(1)
+		c.conn.drop(fmt.Errorf("%w: %w", ErrConnectionClosed, h.closedErr))
+	}
+	h.dropping.Wait()
+	if n := h.pool.wait(h.writeTimeout()); n > 0 {
+		h.abandoned.Add(uint64(n))
+		h.logf(slog.LevelWarn, "sse: close abandoned writes that could not be cut short", "writes", n)
+	}
+	h.runs.Wait()
+	return nil
+}
+
+// closeLocked marks the hub closed and lets go of every client, which it
+// returns for closeNow to end; h.mu must be held. Every client is
+// unparked and out of its group's list when it returns, under h.mu: a
+// writer (drain) or a stream's end (removeLocked) that takes h.mu
+// afterwards, while closeNow is still ending the others, must find its
+// client neither parked nor listed.
+func (h *hubCore) closeLocked() []*client {
 	h.closed = true
 	list := h.allClientsLocked()
-	for _, g := range h.groups {
+	forget := func(g *group) {
+		g.eachParkedLocked(func(c *client) { c.parked.Store(false) })
 		h.queued.Add(-g.park.bytes)
+		g.park = parkLog{base: g.park.base}
+		g.clients = nil
 	}
-	h.queued.Add(-h.def.park.bytes)
-	h.def.park = parkLog{}
-	h.def.clients = nil
+	forget(h.def)
+	for _, g := range h.groups {
+		forget(g)
+	}
 	h.groups, h.byTopic, h.bySink = nil, nil, nil
 	h.nclients = 0
 	if h.drained != nil {
@@ -1035,25 +1067,7 @@ func (h *hubCore) closeNow() error {
 		h.pollTimer.Stop()
 	}
 	h.beats = nil
-	h.mu.Unlock()
-
-	for _, c := range list {
-		c.mu.Lock()
-		h.dropQueueLocked(c)
-		c.parked.Store(false)
-		c.closing = true
-		c.mu.Unlock()
-		c.conn.unwatch(c)
-		h.shutdownDisconnects.Add(1)
-		c.conn.drop(fmt.Errorf("%w: %w", ErrConnectionClosed, h.closedErr))
-	}
-	h.dropping.Wait()
-	if n := h.pool.wait(h.writeTimeout()); n > 0 {
-		h.abandoned.Add(uint64(n))
-		h.logf(slog.LevelWarn, "sse: close abandoned writes that could not be cut short", "writes", n)
-	}
-	h.runs.Wait()
-	return nil
+	return list
 }
 
 // writeTimeout is how long closing waits for the writers: a write that

@@ -157,6 +157,7 @@ func (h *hubCore) unparkLocked(c *client) {
 	}
 	c.bytes += added
 	h.queued.Add(added)
+	h.grown += int64(len(evs)) * entryCost // the entries; the events were counted when logged
 	h.unparkedLocked(c)
 	c.index = len(g.clients)
 	g.clients = append(g.clients, c)
