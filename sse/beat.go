@@ -23,8 +23,8 @@ type beats []beat
 
 func (b beats) swap(i, j int) {
 	b[i], b[j] = b[j], b[i]
-	b[i].c.beatAt = i
-	b[j].c.beatAt = j
+	b[i].c.beatAt = int32(i)
+	b[j].c.beatAt = int32(j)
 }
 
 func (b beats) up(i int) {
@@ -56,7 +56,7 @@ func (b beats) down(i int) {
 }
 
 func (b *beats) push(x beat) {
-	x.c.beatAt = len(*b)
+	x.c.beatAt = int32(len(*b))
 	*b = append(*b, x)
 	b.up(len(*b) - 1)
 }
@@ -74,7 +74,7 @@ func (b *beats) remove(i int) {
 	h[i].c.beatAt = -1
 	if i != last {
 		h[i] = h[last]
-		h[i].c.beatAt = i
+		h[i].c.beatAt = int32(i)
 	}
 	h[last] = beat{}
 	h = h[:last]
@@ -101,7 +101,7 @@ func (h *hubCore) scheduleBeatLocked(c *client) {
 
 // dropBeatLocked takes c's entry out of the heap; h.mu must be held.
 func (h *hubCore) dropBeatLocked(c *client) {
-	if i := c.beatAt; i >= 0 && i < len(h.beats) && h.beats[i].c == c {
+	if i := int(c.beatAt); i >= 0 && i < len(h.beats) && h.beats[i].c == c {
 		h.beats.remove(i)
 	}
 	c.beatAt = -1

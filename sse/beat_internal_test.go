@@ -10,7 +10,7 @@ import (
 func checkBeats(t *testing.T, h beats) {
 	t.Helper()
 	for i, b := range h {
-		if b.c.beatAt != i {
+		if int(b.c.beatAt) != i {
 			t.Fatalf("entry %d: client's beatAt = %d, want %d", i, b.c.beatAt, i)
 		}
 		if i > 0 && h[(i-1)/2].due > b.due {
@@ -65,7 +65,7 @@ func TestBeatsRemove(t *testing.T) {
 			kept[c] = true
 			continue
 		}
-		h.remove(c.beatAt)
+		h.remove(int(c.beatAt))
 		if c.beatAt != -1 {
 			t.Fatalf("removed client: beatAt = %d, want -1", c.beatAt)
 		}

@@ -18,38 +18,38 @@ type client struct {
 	conn   sink
 	hub    *hubCore
 	grp    *group
-	index  int                 // position in grp.clients
-	beatAt int                 // position in hubCore.beats; -1: none
+	index  int                 // position in grp.clients; -1 while parked
 	filter func(*Message) bool // nil passes everything
 
-	mu        sync.Mutex
-	queue     [][]byte // nil while empty; see queue.go
-	bytes     int64    // what queue is charged (see entryCost)
-	inflight  int64    // the same for the entries taken by a writer and not yet written
-	since     int64    // when the oldest entry in queue was queued, in Unix nanoseconds
-	sinceOut  int64    // the same for the entries in flight
-	outAt     int64    // when the write of the entries in flight began, in Unix nanoseconds
-	extra     int32    // queue entries that are not live events
-	scheduled bool     // in the ready queue or being written
+	mu       sync.Mutex
+	queue    [][]byte // nil while empty; see queue.go
+	bytes    int64    // what queue is charged (see entryCost)
+	inflight int64    // the same for the entries taken by a writer and not yet written
+	since    int64    // when the oldest entry in queue was queued (or the client parked), in Unix nanoseconds
+	sinceOut int64    // the same for the entries in flight
+	outAt    int64    // when the write of the entries in flight began, in Unix nanoseconds
+
+	extra  int32 // queue entries that are not live events
+	nOut   int32 // entries in flight
+	beatAt int32 // position in hubCore.beats; -1: none
+	// Parking (park.go): stuck is set while a write to the client is
+	// blocked; parked while the client is parked, at cursor in its
+	// group's log.
+	stuck     atomic.Bool
+	parked    atomic.Bool
+	scheduled bool // in the ready queue or being written
+	removed   bool
+	closing   bool // shutting down: end the stream once drained
 
 	// What the client holds, for the budget (see heldLocked): the
 	// position in its group's events (group.fanned before it) of the
 	// oldest live event in queue and of the oldest in flight, -1 when
 	// there is none; the bytes of the entries that are not shared with
-	// other clients (extras); the entries in flight.
+	// other clients (extras).
 	pos, posOut  int64
 	ownQ, ownOut int64
-	nOut         int
+	cursor       int64
 
-	// Parking (park.go): stuck is set while a write to the client is
-	// blocked; parked while the client is parked, at cursor in its
-	// group's log since parkedAt (Unix nanoseconds).
-	stuck    atomic.Bool
-	parked   atomic.Bool
-	cursor   int64
-	parkedAt int64
-	removed  bool
-	closing  bool // shutting down: end the stream once drained
 	// pending is set while the client resumes: the live events that came
 	// meanwhile, which finishResume queues after the replay.
 	pending *[]Message
@@ -540,7 +540,7 @@ func (h *hubCore) fanoutLocked(g *group, msg []byte, m *Message, now int64, wake
 			// Parked under c.mu, so that its writer, about to find
 			// its queue empty, sees it has events in the log.
 			c.parked.Store(true)
-			c.cursor, c.parkedAt = g.park.end(), now
+			c.cursor = g.park.end()
 			park = append(park, c)
 		default:
 			// A full queue of a client that drains grows on under
@@ -745,7 +745,7 @@ func (h *hubCore) heldLocked() int64 {
 // position of the oldest live event it holds in its group's events, -1
 // when none; hubCore.mu and c.mu must be held.
 func (c *client) heldLocked() (own, pos int64) {
-	own = c.ownQ + c.ownOut + entryCost*int64(len(c.queue)+c.nOut)
+	own = c.ownQ + c.ownOut + entryCost*int64(len(c.queue)+int(c.nOut))
 	pos = c.pos
 	if c.posOut >= 0 && (pos < 0 || c.posOut < pos) {
 		pos = c.posOut

@@ -36,6 +36,7 @@ package sse
 type parkLog struct {
 	events [][]byte // events[off:] are the log; the first has sequence number base
 	pos    []int64  // each event's position in the group's events (group.fanned before it)
+	at     []int64  // when each was fanned out, in Unix nanoseconds
 	off    int
 	base   int64
 	bytes  int64 // what the log is charged in hubCore.queued
@@ -89,6 +90,7 @@ func (h *hubCore) logLocked(g *group, msg []byte, pos, now int64, park, evict []
 	seq := l.end()
 	l.events = append(l.events, msg)
 	l.pos = append(l.pos, pos)
+	l.at = append(l.at, now)
 	charge := int64(len(msg)) + entryCost
 	l.bytes += charge
 	h.queued.Add(charge)
@@ -142,7 +144,7 @@ func (h *hubCore) unparkLocked(c *client) {
 	}
 	evs := l.events[from:]
 	if len(evs) > 0 && c.bytes == 0 {
-		c.since = c.parkedAt
+		c.since = l.at[from]
 	}
 	if need := len(c.queue) + len(evs); cap(c.queue) < need {
 		grown := append(getQueue(need), c.queue...)
@@ -204,8 +206,9 @@ func (h *hubCore) trimLocked(g *group) {
 	if l.off > len(l.events)/2 {
 		n := copy(l.events, l.events[l.off:])
 		copy(l.pos, l.pos[l.off:])
+		copy(l.at, l.at[l.off:])
 		clear(l.events[n:])
-		l.events, l.pos, l.off = l.events[:n], l.pos[:n], 0
+		l.events, l.pos, l.at, l.off = l.events[:n], l.pos[:n], l.at[:n], 0
 	}
 	if l.first > len(l.parked)/2 {
 		n := copy(l.parked, l.parked[l.first:])

@@ -398,7 +398,7 @@ func (p *writerPool) drain(c *client, s *writeSlot) (again bool) {
 	c.queue = nil
 	c.inflight, c.bytes, c.extra = n, 0, 0
 	c.sinceOut = c.since
-	c.posOut, c.ownOut, c.nOut = c.pos, c.ownQ, len(q)
+	c.posOut, c.ownOut, c.nOut = c.pos, c.ownQ, int32(len(q))
 	c.pos, c.ownQ = -1, 0
 	c.outAt = time.Now().UnixNano()
 	removed := c.removed

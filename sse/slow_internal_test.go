@@ -74,7 +74,7 @@ func TestBudgetEvictsBlockedFirst(t *testing.T) {
 	ev := make([]byte, 10)
 	h.def.fanned = 40
 	mk := func(queued int, pos int64, out int, posOut int64, since, outAt int64) *client {
-		c := &client{hub: h, grp: h.def, beatAt: -1, since: since, sinceOut: since, outAt: outAt, pos: pos, posOut: posOut, nOut: out}
+		c := &client{hub: h, grp: h.def, beatAt: -1, since: since, sinceOut: since, outAt: outAt, pos: pos, posOut: posOut, nOut: int32(out)}
 		for range queued {
 			c.queue = append(c.queue, ev)
 		}
