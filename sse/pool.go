@@ -13,9 +13,10 @@ import (
 // a worker while other clients wait, and no worker can tell in advance
 // which write will block. So every write a worker makes is watched: one
 // still running after stallLimit is handed off, the worker's goroutine
-// becoming the client's own until its queue is written (or the write
-// fails: a hand-off is given the stream's write deadline at once), and a
-// new worker takes its place in the pool. While writes keep stalling,
+// becoming the client's own until that write returns (or fails: a
+// hand-off is given the stream's write deadline at once; what was queued
+// meanwhile then goes back to the pool), and a new worker takes its place
+// in the pool. While writes keep stalling,
 // the pool grows to twice the stalls each watchdog round found (up to
 // maxWorkers), so that thousands of clients that stall at once are found
 // in rounds that double, tens of milliseconds rather than stallLimit
@@ -162,10 +163,15 @@ func (p *writerPool) work() {
 	for c := p.next(false); c != nil; c = p.next(true) {
 		again := p.drain(c, s)
 		if s.state.Load() == handed {
-			// Handed off: the pool counts this goroutine no more. It
-			// writes c's queue out and exits.
-			for again {
-				again = p.drain(c, s)
+			// Handed off: the pool counts this goroutine no more. Its
+			// blocked write is done (or failed): what was queued
+			// meanwhile goes back to the pool, which gathers it with
+			// what comes next. Writing it here, at once, would make
+			// each client that reads slowly a goroutine of its own
+			// writing every event as it comes: thousands of them, a
+			// write per event each.
+			if again {
+				p.pushOne(c)
 			}
 			return
 		}
