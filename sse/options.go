@@ -36,8 +36,8 @@ type Options struct {
 
 	// MaxQueuedBytes bounds the memory the client queues hold together:
 	// the bytes of every event queued or being written, counted once
-	// however many clients it is queued for, plus 24 bytes per event per
-	// queue. Beyond it, clients are disconnected until what the others
+	// however many clients it is queued for, plus the queue entries
+	// themselves (a slice header per event per queue). Beyond it, clients are disconnected until what the others
 	// hold fits: first those whose write is blocked, the longest blocked
 	// first, then those with the oldest unsent byte. Zero means 256 MiB;
 	// a negative value removes the bound.
@@ -138,10 +138,9 @@ type SlowPolicy int
 
 const (
 	// SlowDisconnect ends the client's stream; the default. It applies
-	// once the client's own write is found blocked (for 5 ms, or at
-	// once on a connection the hub took over, on Linux): a client whose
-	// queue is full only because the writers are busy with others is not
-	// slow, and its queue grows on, within MaxQueuedBytes. A client that
+	// once the client's own write is found blocked: a client whose queue
+	// is full only because the writers are busy with others is not slow,
+	// and its queue grows on, within MaxQueuedBytes. A client that
 	// reconnects with Last-Event-ID to a [Server] gets what it missed
 	// from the history, so nothing is lost.
 	SlowDisconnect SlowPolicy = iota
