@@ -212,9 +212,16 @@ func TestStalledReaders(t *testing.T) {
 				}
 			}
 			// Every stalled client is dropped within the write timeout of
-			// its first blocked write; the healthy ones stay.
-			if !waitFor(writeTimeout+2*time.Second, func() bool { return target.stats().Clients == healthy }) {
-				t.Errorf("Clients: got %d, want the %d healthy ones", target.stats().Clients, healthy)
+			// its first blocked write, and counted; the healthy ones stay.
+			// (A client leaves the count of clients a moment before it is
+			// counted as disconnected: wait for both.)
+			ended := func(st sse.Stats) uint64 { return st.ClientDisconnects + st.SlowDisconnects + st.BudgetDisconnects }
+			if !waitFor(writeTimeout+2*time.Second, func() bool {
+				st := target.stats()
+				return st.Clients == healthy && ended(st) == stalled
+			}) {
+				st := target.stats()
+				t.Errorf("Clients: got %d, want the %d healthy ones; %d disconnects counted, want %d", st.Clients, healthy, ended(st), stalled)
 			}
 			st := target.stats()
 			if st.StalledWrites == 0 {
