@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -246,4 +247,81 @@ func dropTime(groups []string, a slog.Attr) slog.Attr {
 		return slog.Attr{}
 	}
 	return a
+}
+
+// TestParkingRandomized drives a hub with clients that block and unblock
+// at random while events are broadcast, so that they are parked,
+// unparked and parked again in every order, and some leave: every client
+// that stays gets every event once, in order; one that leaves got a
+// prefix of them; nothing stays queued.
+func TestParkingRandomized(t *testing.T) {
+	for seed := range uint64(12) {
+		t.Run(fmt.Sprint(seed), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				rng := rand.New(rand.NewPCG(seed, 1))
+				hub := sse.NewHubWithOptions[string](&sse.Options{Heartbeat: -1, QueueSize: 4096})
+				defer hub.Close()
+				const n = 6
+				cs := fakeClients(t, hub, n, &sse.UpgradeOptions{Heartbeat: -1, WriteTimeout: time.Hour})
+				releases := make([]func(), n)
+				left := make([]bool, n)
+				events := 0
+				for range 400 {
+					switch r := rng.IntN(100); {
+					case r < 65:
+						if err := hub.Broadcast(fmt.Sprintf("%04d", events)); err != nil {
+							t.Fatal(err)
+						}
+						events++
+					case r < 85:
+						i := rng.IntN(n)
+						if releases[i] == nil {
+							releases[i] = cs[i].w.setBlock()
+						} else {
+							releases[i]()
+							releases[i] = nil
+						}
+					case r < 98:
+						time.Sleep(time.Duration(1+rng.IntN(10)) * time.Millisecond)
+					default:
+						i := rng.IntN(n)
+						if !left[i] {
+							// Closed first: Unregister waits for a
+							// write in progress, which a blocked one
+							// only ends when cut short.
+							left[i] = true
+							cs[i].conn.Close()
+							hub.Unregister(cs[i].conn)
+						}
+					}
+					synctest.Wait()
+				}
+				for i, release := range releases {
+					if release != nil {
+						release()
+						releases[i] = nil
+					}
+				}
+				synctest.Wait()
+				want := ": connected\n\n" + wantEvents(0, events)
+				stayed := 0
+				for i, c := range cs {
+					got := c.w.Body()
+					if left[i] {
+						if !strings.HasPrefix(want, got) {
+							t.Errorf("client %d, which left: got %d bytes, not a prefix of the events", i, len(got))
+						}
+						continue
+					}
+					stayed++
+					if got != want {
+						t.Errorf("client %d: got %d bytes, want %d (every event, once, in order); err %v", i, len(got), len(want), c.conn.Err())
+					}
+				}
+				if st := hub.Stats(); st.QueuedBytes != 0 || st.Clients != stayed {
+					t.Errorf("Stats: got %d queued, %d clients; want 0, %d", st.QueuedBytes, st.Clients, stayed)
+				}
+			})
+		})
+	}
 }
