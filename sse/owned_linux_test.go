@@ -3,7 +3,6 @@ package sse_test
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"fmt"
 	"io"
 	"net"
@@ -95,23 +94,7 @@ func TestTakeoverQueuedBatches(t *testing.T) {
 	ready := make(chan struct{}, 1)
 	srv := httptest.NewServer(registerHandlerReady(hub, nil, ready))
 	t.Cleanup(srv.Close)
-	d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
-		var serr error
-		err := rc.Control(func(fd uintptr) {
-			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4<<10)
-		})
-		if err != nil {
-			return err
-		}
-		return serr
-	}}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	nc, err := d.DialContext(ctx, "tcp", srv.Listener.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { nc.Close() })
+	nc := dialSmallBuffer(t, srv.Listener.Addr().String())
 	_ = nc.SetDeadline(time.Now().Add(30 * time.Second))
 	if _, err := io.WriteString(nc, "GET / HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
 		t.Fatal(err)

@@ -59,18 +59,7 @@ func TestSubscribeDetached(t *testing.T) {
 	}))
 	defer srv.Close()
 
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, "GET", srv.URL+Path+"?match=urn:a", nil)
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Body.Close()
-	br := bufio.NewReader(res.Body)
-	if got := readBlock(t, br); res.StatusCode != http.StatusOK || got != ": connected\n\n" {
-		t.Fatalf("got %d %q, want 200 %q", res.StatusCode, got, ": connected\n\n")
-	}
+	res, br := openStream(t, srv.URL+Path+"?match=urn:a")
 	// The handler returns while the stream goes on, still holding its
 	// slot and its subscription.
 	select {
@@ -122,6 +111,26 @@ func TestSubscribeRefusedReleases(t *testing.T) {
 	if s, c, subs := held(h); s != 0 || c != 0 || subs != 0 {
 		t.Errorf("hub holds %d streams, %d clients, %d subscriptions; want none", s, c, subs)
 	}
+}
+
+// openStream subscribes at url, within 20 s, and checks that the stream
+// opens: status 200 and the ": connected" comment. The body is closed at
+// the end of the test.
+func openStream(t *testing.T, url string) (*http.Response, *bufio.Reader) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	t.Cleanup(cancel)
+	req, _ := http.NewRequestWithContext(ctx, "GET", url, nil)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { res.Body.Close() })
+	br := bufio.NewReader(res.Body)
+	if got := readBlock(t, br); res.StatusCode != http.StatusOK || got != ": connected\n\n" {
+		t.Fatalf("got %d %q, want 200 %q", res.StatusCode, got, ": connected\n\n")
+	}
+	return res, br
 }
 
 // readBlock reads lines up to and including a blank one.

@@ -1,7 +1,6 @@
 package mercure
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"net/http"
@@ -48,17 +47,7 @@ func TestShutdownPublishesSubscriptionEnds(t *testing.T) {
 	srv := httptest.NewServer(mux)
 	defer srv.Close()
 
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, "GET", srv.URL+Path+"?match=urn:a&match=urn:b", nil)
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Body.Close()
-	if got := readBlock(t, bufio.NewReader(res.Body)); res.StatusCode != http.StatusOK || got != ": connected\n\n" {
-		t.Fatalf("got %d %q, want 200 %q", res.StatusCode, got, ": connected\n\n")
-	}
+	openStream(t, srv.URL+Path+"?match=urn:a&match=urn:b")
 	sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer scancel()
 	if err := e.Shutdown(sctx); err != nil {
