@@ -482,12 +482,12 @@ func (c *Conn) write(p []byte) error {
 
 func (c *Conn) writeLocked(p []byte) error { return c.writeOut(batch{p: p}, c.deadlines, 0, nil) }
 
-// writeOut writes p and flushes it, under a write deadline set before and
+// writeOut writes b and flushes it, under a write deadline set before and
 // cleared after when deadline is set (a hub's writers set one only for
 // writes that take long; see writeSlot), and records start, when the
 // write began in Unix nanoseconds (0: now), as the stream's last write.
 // A failed write ends the stream.
-func (c *Conn) writeOut(p batch, deadline bool, start int64, stall func()) error {
+func (c *Conn) writeOut(b batch, deadline bool, start int64, stall func()) error {
 	if c.closed.Load() || c.clientGone() {
 		return c.Err()
 	}
@@ -504,7 +504,7 @@ func (c *Conn) writeOut(p batch, deadline bool, start int64, stall func()) error
 		c.writing.Store(false)
 		return c.Err()
 	}
-	err := c.put(p, stall)
+	err := c.put(b, stall)
 	if err == nil && deadline {
 		err = c.clearDeadline()
 	}

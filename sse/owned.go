@@ -75,7 +75,7 @@ type ownedConn struct {
 	br   *bufio.Reader   // what net/http read ahead, while it holds some
 	tcp  *net.TCPConn    // nc itself when plain TCP: written with writev
 	raw  syscall.RawConn // tcp's, for writes that must not wait; nil where tryWrite cannot
-	bufs [3][]byte       // chunk header, data, CRLF: the writev of one chunk of bytes
+	bufs [3][]byte       // the vector of write's one chunk (see writeChunk)
 	vec  net.Buffers
 	hdr  [18]byte // a chunk header: up to 16 hex digits and CRLF
 	try  tryState // see tryWrite
@@ -194,16 +194,15 @@ func (o *ownedConn) write(p []byte, stall func()) error {
 	if len(p) == 0 {
 		return nil
 	}
-	h := strconv.AppendUint(o.hdr[:0], uint64(len(p)), 16)
-	h = append(h, '\r', '\n')
 	if o.tcp != nil {
-		o.bufs = [3][]byte{h, p, crlf}
-		o.vec = o.bufs[:]
-		err := o.writeVec(stall)
-		o.bufs, o.vec = [3][]byte{}, nil // keep no reference to p
+		o.bufs = [3][]byte{nil, p, nil}
+		err := o.writeChunk(o.bufs[:], len(p), stall)
+		o.bufs = [3][]byte{} // keep no reference to p
 		return err
 	}
 	// Over TLS, one record for the chunk rather than three.
+	h := strconv.AppendUint(o.hdr[:0], uint64(len(p)), 16)
+	h = append(h, '\r', '\n')
 	b := getBuf()
 	b.b = append(append(append(b.b[:0], h...), p...), crlf...)
 	_, err := o.nc.Write(b.b)

@@ -187,8 +187,8 @@ func TestParkedClientLeaves(t *testing.T) {
 }
 
 // Clients that stop reading at once reach a full queue at once: the
-// broadcast that finds them disconnects them all, with one log line, and
-// does not wait for their connections to be reset.
+// broadcast that finds them disconnects them all (more than a fan-out
+// resets itself), counted, with one log line for all.
 func TestManySlowClientsAtOnce(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		var logs syncBuffer
