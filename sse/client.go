@@ -14,18 +14,11 @@ import (
 	"time"
 )
 
-// Default reconnection delays of a [Client].
+// The reconnection delays of a [Client] whose fields leave them zero.
 const (
-	// DefaultMinRetry is the delay before the first reconnection when
-	// neither Client.MinRetry nor the server's retry field sets one; it
-	// is what browsers use.
-	DefaultMinRetry = 3 * time.Second
-	// DefaultMaxRetry caps the exponential backoff when Client.MaxRetry
-	// is zero.
-	DefaultMaxRetry = 30 * time.Second
-	// DefaultRetryFloor is the shortest reconnection time a server's
-	// retry field can set when Client.RetryFloor is zero.
-	DefaultRetryFloor = 100 * time.Millisecond
+	defaultMinRetry   = 3 * time.Second // what browsers use
+	defaultMaxRetry   = 30 * time.Second
+	defaultRetryFloor = 100 * time.Millisecond
 )
 
 // healthyPeriod is how long a connection must stay up for the backoff to
@@ -98,18 +91,18 @@ type Client struct {
 	LastEventID string
 
 	// MinRetry is the base reconnection delay until the server sends a
-	// retry field; zero means DefaultMinRetry.
+	// retry field; zero means 3 s, as browsers do.
 	MinRetry time.Duration
 
 	// MaxRetry caps the doubling of the delay (the jitter comes on top);
-	// zero means DefaultMaxRetry. A server's retry field larger than the
+	// zero means 30 s. A server's retry field larger than the
 	// cap is still honoured.
 	MaxRetry time.Duration
 
 	// RetryFloor is the shortest base delay a server's retry field can
 	// set, so that a server sending "retry: 0" and closing each
 	// connection cannot make the client reconnect in a busy loop. Zero
-	// means DefaultRetryFloor; a negative value removes the floor, so
+	// means 100 ms; a negative value removes the floor, so
 	// that "retry: 0" means reconnecting at once after a connection that
 	// delivered events. It does not apply to MinRetry.
 	RetryFloor time.Duration
@@ -127,7 +120,7 @@ type Client struct {
 	IdleTimeout time.Duration
 
 	// MaxEventSize limits the size of one event as [Reader.MaxEventSize]
-	// does: zero means DefaultMaxEventSize (16 MiB), a negative value
+	// does: zero means 16 MiB, a negative value
 	// means no limit. A larger event ends the subscription with an error
 	// matching [ErrEventTooLarge].
 	MaxEventSize int
@@ -343,18 +336,18 @@ func (s *stream) wait(ctx context.Context, delay time.Duration) bool {
 func (s *stream) delay(n int) time.Duration {
 	base := s.c.MinRetry
 	if base <= 0 {
-		base = DefaultMinRetry
+		base = defaultMinRetry
 	}
 	if s.hasRet {
 		floor := s.c.RetryFloor
 		if floor == 0 {
-			floor = DefaultRetryFloor
+			floor = defaultRetryFloor
 		}
 		base = max(s.retry, floor)
 	}
 	ceiling := s.c.MaxRetry
 	if ceiling <= 0 {
-		ceiling = DefaultMaxRetry
+		ceiling = defaultMaxRetry
 	}
 	ceiling = max(ceiling, base)
 	d := base

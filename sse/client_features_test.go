@@ -196,13 +196,13 @@ func TestClientEndlessLine(t *testing.T) {
 	// read.
 	var n, limit int
 	if _, err := fmt.Sscanf(errs[0].Error(), "sse: event too large: %d bytes or more exceed the limit of %d", &n, &limit); err != nil ||
-		limit != sse.DefaultMaxEventSize || n <= limit || n > limit+64<<10 {
-		t.Errorf("error = %q, want one reporting just over %d bytes", errs[0], sse.DefaultMaxEventSize)
+		limit != defaultMaxEventSize || n <= limit || n > limit+64<<10 {
+		t.Errorf("error = %q, want one reporting just over %d bytes", errs[0], defaultMaxEventSize)
 	}
 	// The reader's buffer doubles up to half the limit, then grows to one
 	// byte past it: about twice the limit allocated in all, plus what
 	// HTTP and the server use.
-	if limit := uint64(2*sse.DefaultMaxEventSize + 4<<20); allocated > limit {
+	if limit := uint64(2*defaultMaxEventSize + 4<<20); allocated > limit {
 		t.Errorf("allocated %d MiB, want at most %d MiB", allocated>>20, limit>>20)
 	}
 	if n := calls.Load(); n != 1 {
@@ -211,7 +211,7 @@ func TestClientEndlessLine(t *testing.T) {
 }
 
 func TestClientMaxEventSizeNegative(t *testing.T) {
-	big := strings.Repeat("y", sse.DefaultMaxEventSize+10)
+	big := strings.Repeat("y", defaultMaxEventSize+10)
 	srv := newServer(t, func(w http.ResponseWriter, r *http.Request) {
 		if r.Header.Get("Last-Event-ID") != "" {
 			w.WriteHeader(http.StatusNoContent)

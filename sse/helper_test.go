@@ -237,3 +237,7 @@ func (f *fakeWriter) currentDeadline() time.Time {
 	defer f.mu.Unlock()
 	return f.deadline
 }
+
+// defaultMaxEventSize is the documented size limit of one event when
+// Reader.MaxEventSize or Client.MaxEventSize is zero.
+const defaultMaxEventSize = 16 << 20

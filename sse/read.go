@@ -53,7 +53,7 @@ type Reader struct {
 	// the data and event type gathered so far for the event. Going over
 	// makes Next return an error matching [ErrEventTooLarge], and the
 	// Reader stops; its input buffer never grows past one byte more than
-	// MaxEventSize. Zero means DefaultMaxEventSize; a negative value
+	// MaxEventSize. Zero means 16 MiB; a negative value
 	// means no limit.
 	MaxEventSize int
 
@@ -84,9 +84,9 @@ type Reader struct {
 	evRetry int    // retry set since the previous dispatch, or 0
 }
 
-// DefaultMaxEventSize is the size limit of one event when
+// defaultMaxEventSize is the size limit of one event when
 // Reader.MaxEventSize or Client.MaxEventSize is zero.
-const DefaultMaxEventSize = 16 << 20
+const defaultMaxEventSize = 16 << 20
 
 const (
 	minBufSize  = 4 << 10
@@ -310,7 +310,7 @@ func (r *Reader) checkSize(line int) error {
 func (r *Reader) limit() int {
 	switch {
 	case r.MaxEventSize == 0:
-		return DefaultMaxEventSize
+		return defaultMaxEventSize
 	case r.MaxEventSize < 0:
 		return -1
 	}

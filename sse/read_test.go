@@ -513,10 +513,10 @@ func BenchmarkReader(b *testing.B) {
 }
 
 // TestReaderDefaultMaxEventSize checks that a zero MaxEventSize means
-// DefaultMaxEventSize and a negative one no limit.
+// 16 MiB and a negative one no limit.
 func TestReaderDefaultMaxEventSize(t *testing.T) {
-	fits := "data: " + strings.Repeat("x", sse.DefaultMaxEventSize-len("data: ")) + "\n\n"
-	over := "data: " + strings.Repeat("x", sse.DefaultMaxEventSize-len("data: ")+1) + "\n\n"
+	fits := "data: " + strings.Repeat("x", defaultMaxEventSize-len("data: ")) + "\n\n"
+	over := "data: " + strings.Repeat("x", defaultMaxEventSize-len("data: ")+1) + "\n\n"
 	tests := []struct {
 		name   string
 		max    int
