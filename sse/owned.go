@@ -117,6 +117,7 @@ func (c *Conn) takeOverLocked(p ownPolicy, inline bool) {
 		o.tcp = t
 		if canTryWrite {
 			o.raw, _ = t.SyscallConn()
+			limitUnsent(o.raw)
 		}
 	}
 	// Whatever net/http read ahead of the request is read first; a

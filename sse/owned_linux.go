@@ -1,6 +1,7 @@
 package sse
 
 import (
+	"math"
 	"sync"
 	"syscall"
 	"unsafe"
@@ -12,13 +13,36 @@ const canTryWrite = true
 
 // tryState is what tryWrite keeps between calls, so that it allocates
 // nothing: the syscall's iovecs (borrowed from iovPool for the call),
-// results, and callback, made once.
+// results, and callback, made once; and what it learnt of the client.
 type tryState struct {
-	iov   []syscall.Iovec
-	wrote uintptr
-	errno syscall.Errno
-	fn    func(fd uintptr) bool
+	iov    []syscall.Iovec
+	wrote  uintptr
+	errno  syscall.Errno
+	check  bool  // ask the socket, after the write, what it holds unsent
+	unsent int32 // its answer
+	fn     func(fd uintptr) bool
+	proven int32 // bytes the client took in turn since it was last behind, up to provenBytes
 }
+
+// A client is written in probes until it is known to read. Thousands of
+// clients that connect and never read cannot be told from the others
+// until their receive window closes, and a writer that gave each the
+// whole backlog a socket takes (tens of KiB) before it blocks made every
+// other client wait for all those copies. So until a client took
+// provenBytes in turn, a writer sends it probeBytes at a time and asks
+// the socket after each (one more system call) how much it holds unsent:
+// above lagBytes, the client is behind, and its write is handed off as
+// one that would block (see sink.writeAt). A client proven once is
+// written whole, as before; one whose socket is found full is proven
+// again from nothing.
+const (
+	probeBytes  = 4 << 10
+	lagBytes    = 2 << 10
+	provenBytes = 16 << 10
+)
+
+// siocOutqNSD is SIOCOUTQNSD: the bytes a TCP socket holds not yet sent.
+const siocOutqNSD = 0x894B
 
 // maxIov is the most iovecs a writev takes on Linux (IOV_MAX).
 const maxIov = 1024
@@ -34,55 +58,106 @@ func (o *ownedConn) writevOnce(fd uintptr) bool {
 	for {
 		t.wrote, _, t.errno = syscall.Syscall(syscall.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&t.iov[0])), uintptr(len(t.iov)))
 		if t.errno != syscall.EINTR {
-			return true
+			break
 		}
 	}
+	if t.check && t.errno == 0 {
+		if _, _, e := syscall.Syscall(syscall.SYS_IOCTL, fd, siocOutqNSD, uintptr(unsafe.Pointer(&t.unsent))); e != 0 {
+			t.unsent = 0
+		}
+	}
+	return true
 }
 
-// tryWrite makes one non-blocking writev of o.vec (at most maxIov of its
-// buffers) on the socket, and consumes from o.vec what it wrote. It
-// reports whether everything was written; false with a nil error means
-// the socket is full, or o.vec had more than maxIov buffers.
+// tryWrite writes o.vec to the socket with writev, without waiting, and
+// consumes from o.vec what it wrote. It reports whether everything was
+// written; false with a nil error means the socket is full, its client is
+// behind (see provenBytes), or o.vec had more than maxIov buffers.
 func (o *ownedConn) tryWrite() (done bool, err error) {
 	t := &o.try
 	if t.fn == nil {
 		t.fn = o.writevOnce
 	}
 	iov := iovPool.Get().(*[]syscall.Iovec)
-	t.iov = (*iov)[:0]
-	for _, b := range o.vec {
-		if len(b) > 0 && len(t.iov) < maxIov {
-			v := syscall.Iovec{Base: &b[0]}
-			v.SetLen(len(b))
-			t.iov = append(t.iov, v)
+	for {
+		limit := math.MaxInt
+		if t.check = t.proven < provenBytes; t.check {
+			limit = probeBytes
+		}
+		t.iov = (*iov)[:0]
+		size := 0
+		for _, b := range o.vec {
+			if len(t.iov) == maxIov || size == limit {
+				break
+			}
+			if len(b) > 0 {
+				n := min(len(b), limit-size)
+				v := syscall.Iovec{Base: &b[0]}
+				v.SetLen(n)
+				t.iov = append(t.iov, v)
+				size += n
+			}
+		}
+		if size == 0 {
+			done = true
+			break
+		}
+		t.wrote, t.errno = 0, 0
+		cerr := o.raw.Write(t.fn)
+		clear(t.iov) // keep no reference to the data
+		if cerr != nil {
+			err = cerr
+			break
+		}
+		if t.errno == syscall.EAGAIN {
+			t.proven = 0
+			break
+		}
+		if t.errno != 0 {
+			err = t.errno
+			break
+		}
+		left := int(t.wrote)
+		for len(o.vec) > 0 && left >= len(o.vec[0]) {
+			left -= len(o.vec[0])
+			o.vec = o.vec[1:]
+		}
+		if len(o.vec) > 0 {
+			o.vec[0] = o.vec[0][left:]
+		}
+		behind := false
+		switch {
+		case int(t.wrote) < size:
+			t.proven, behind = 0, true // full
+		case t.check && t.unsent > lagBytes:
+			t.proven, behind = 0, true
+		case t.check:
+			t.proven = min(t.proven+int32(t.wrote), provenBytes)
+		}
+		if len(o.vec) == 0 {
+			done = true
+			break
+		}
+		if behind {
+			break
 		}
 	}
-	var cerr error
-	t.wrote, t.errno = 0, 0
-	if len(t.iov) > 0 {
-		cerr = o.raw.Write(t.fn)
-	}
-	clear(t.iov) // keep no reference to the data
 	*iov, t.iov = t.iov[:0], nil
 	iovPool.Put(iov)
-	if cerr != nil {
-		return false, cerr
-	}
-	switch t.errno {
-	case 0:
-	case syscall.EAGAIN:
-		return false, nil
-	default:
-		return false, t.errno
-	}
-	left := int(t.wrote)
-	for len(o.vec) > 0 && left >= len(o.vec[0]) {
-		left -= len(o.vec[0])
-		o.vec = o.vec[1:]
-	}
-	if len(o.vec) == 0 {
-		return true, nil
-	}
-	o.vec[0] = o.vec[0][left:]
-	return false, nil
+	return done, err
+}
+
+// tcpNotsentLowat is TCP_NOTSENT_LOWAT.
+const tcpNotsentLowat = 25
+
+// limitUnsent has the kernel take no more for the connection than
+// probeBytes beyond what it can send (TCP_NOTSENT_LOWAT): a blocked write
+// to a client that stopped reading then leaves a few KiB in the socket
+// rather than its whole send buffer, and the writer that waits for room
+// is woken once that much is left to send. What the network carries is
+// not bounded by it.
+func limitUnsent(raw syscall.RawConn) {
+	_ = raw.Control(func(fd uintptr) {
+		_ = syscall.SetsockoptInt(int(fd), syscall.IPPROTO_TCP, tcpNotsentLowat, probeBytes)
+	})
 }

@@ -3,10 +3,12 @@ package sse
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -108,5 +110,116 @@ func TestOwnedWriteStallDeadline(t *testing.T) {
 	err := o.write([]byte(strings.Repeat("x", 1<<20)), func() { stalls++ })
 	if !errors.Is(err, os.ErrDeadlineExceeded) || stalls != 1 {
 		t.Fatalf("got %v after %d stall calls; want a deadline error after 1", err, stalls)
+	}
+}
+
+// TestOwnedProbeStalledClient checks that a client that does not read is
+// found behind, and its write handed off (stall), after a few probes
+// rather than after its socket took all it holds, that the probes were
+// exact pieces of the chunk, and that it must be proven again.
+func TestOwnedProbeStalledClient(t *testing.T) {
+	server, client := tcpPair(t)
+	raw, err := server.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	limitUnsent(raw)
+	o := &ownedConn{nc: server, tcp: server, raw: raw}
+	p := bytes.Repeat([]byte("0123456789abcdef"), 6<<10) // 96 KiB
+	want := "18000\r\n" + string(p) + "\r\n"
+	taken := -1 // bytes the socket took before stall
+	stalled := make(chan struct{})
+	got := make(chan []byte, 1)
+	go func() {
+		<-stalled
+		b, _ := io.ReadAll(client)
+		got <- b
+	}()
+	_ = server.SetWriteDeadline(time.Now().Add(10 * time.Second))
+	err = o.write(p, func() {
+		if taken < 0 {
+			left := 0
+			for _, b := range o.vec {
+				left += len(b)
+			}
+			taken = len(want) - left
+			close(stalled)
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The client's window (its 4 KiB buffer, doubled) takes what it
+	// can, and probes stop once probeBytes wait unsent. Without them the
+	// socket took its whole send buffer (32 KiB) on top.
+	if taken < 0 || taken > 4*probeBytes {
+		t.Errorf("the socket took %d bytes before stall; want at most %d", taken, 4*probeBytes)
+	}
+	if o.try.proven != 0 {
+		t.Errorf("proven after a stalled write: got %d, want 0", o.try.proven)
+	}
+	server.Close()
+	if b := <-got; string(b) != want {
+		t.Errorf("the peer read %d bytes, not the chunk of %d written", len(b), len(want))
+	}
+}
+
+// TestOwnedProbeReadingClient checks that a client that reads is written
+// in probes until proven, then whole, with no stall and exact bytes.
+func TestOwnedProbeReadingClient(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	client, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.Close(); nc.Close() })
+	o := ownedFor(t, nc.(*net.TCPConn))
+	var want strings.Builder
+	got := make(chan []byte, 1)
+	go func() {
+		b, _ := io.ReadAll(client)
+		got <- b
+	}()
+	for i, size := range []int{100, 3000, 9000, 20000, 30000} {
+		p := bytes.Repeat([]byte{byte('a' + i)}, size)
+		if err := o.write(p, func() { t.Errorf("write %d of %d bytes: stall called for a client that reads", i, size) }); err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(&want, "%x\r\n%s\r\n", size, p)
+		if wantProven := int32(min(provenBytes, want.Len())); o.try.proven != wantProven {
+			t.Errorf("after %d bytes: proven %d, want %d", want.Len(), o.try.proven, wantProven)
+		}
+	}
+	nc.Close()
+	if b := <-got; string(b) != want.String() {
+		t.Errorf("the peer read %d bytes, want %d", len(b), want.Len())
+	}
+}
+
+// TestLimitUnsent checks the socket option limitUnsent sets.
+func TestLimitUnsent(t *testing.T) {
+	server, _ := tcpPair(t)
+	raw, err := server.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	limitUnsent(raw)
+	var v int
+	var gerr error
+	if err := raw.Control(func(fd uintptr) {
+		v, gerr = syscall.GetsockoptInt(int(fd), syscall.IPPROTO_TCP, tcpNotsentLowat)
+	}); err != nil || gerr != nil {
+		t.Fatal(err, gerr)
+	}
+	if v != probeBytes {
+		t.Errorf("TCP_NOTSENT_LOWAT: got %d, want %d", v, probeBytes)
 	}
 }

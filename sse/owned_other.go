@@ -2,6 +2,8 @@
 
 package sse
 
+import "syscall"
+
 // canTryWrite: elsewhere a write to an owned connection may block before
 // the engine knows; its watchdog finds it (see pool.go).
 const canTryWrite = false
@@ -9,3 +11,6 @@ const canTryWrite = false
 type tryState struct{}
 
 func (o *ownedConn) tryWrite() (done bool, err error) { return false, nil }
+
+// limitUnsent: see the Linux version.
+func limitUnsent(syscall.RawConn) {}
