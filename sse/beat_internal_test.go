@@ -7,11 +7,11 @@ import (
 )
 
 // checkBeats fails unless h is a min-heap whose clients know their index.
-func checkBeats(t *testing.T, h beats) {
+func checkBeats(t *testing.T, h beatHeap[*client]) {
 	t.Helper()
 	for i, b := range h {
-		if int(b.c.beatAt) != i {
-			t.Fatalf("entry %d: client's beatAt = %d, want %d", i, b.c.beatAt, i)
+		if int(b.x.beatAt) != i {
+			t.Fatalf("entry %d: client's beatAt = %d, want %d", i, b.x.beatAt, i)
 		}
 		if i > 0 && h[(i-1)/2].due > b.due {
 			t.Fatalf("entry %d (due %d) under its parent (due %d)", i, b.due, h[(i-1)/2].due)
@@ -21,11 +21,11 @@ func checkBeats(t *testing.T, h beats) {
 
 func TestBeatsHeapOrder(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))
-	var h beats
+	var h beatHeap[*client]
 	var want []int64
 	for range 1000 {
 		due := r.Int64N(500) // with repeats
-		h.push(beat{due: due, c: &client{}})
+		h.push(beat[*client]{due: due, x: &client{}})
 		want = append(want, due)
 		if r.IntN(3) == 0 { // interleave pops
 			slices.Sort(want)
@@ -51,11 +51,11 @@ func TestBeatsHeapOrder(t *testing.T) {
 // streams do, and checks the heap and what is left.
 func TestBeatsRemove(t *testing.T) {
 	r := rand.New(rand.NewPCG(3, 4))
-	var h beats
+	var h beatHeap[*client]
 	var clients []*client
 	for range 2000 {
 		c := &client{}
-		h.push(beat{due: r.Int64N(1000), c: c})
+		h.push(beat[*client]{due: r.Int64N(1000), x: c})
 		clients = append(clients, c)
 	}
 	r.Shuffle(len(clients), func(i, j int) { clients[i], clients[j] = clients[j], clients[i] })
@@ -75,7 +75,7 @@ func TestBeatsRemove(t *testing.T) {
 		t.Fatalf("%d entries left, want %d", len(h), len(kept))
 	}
 	for _, b := range h {
-		if !kept[b.c] {
+		if !kept[b.x] {
 			t.Fatal("a removed client is still in the heap")
 		}
 	}

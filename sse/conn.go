@@ -52,14 +52,15 @@ type UpgradeOptions struct {
 //
 // A Conn ends when its client goes away, when the context it was created
 // with ends, when a write fails or times out, or when [Conn.Close] is
-// called, whichever comes first; [Conn.Done] is closed then. A client
-// that goes away is noticed at once: from the request's context, or,
-// once a [Hub] or [Server] took the connection over (see
-// [Options.KeepResponseWriter]), from the connection itself. The one
-// exception is a Conn registered with [Hub.Register] whose connection
-// stays with net/http (HTTP/2, say): its hub checks the requests of its
-// clients every 100 ms, which saves each stream a callback on its
-// request's context. The handler that created it must not return before
+// called, whichever comes first; [Conn.Done] is closed then. Once a
+// [Hub] or [Server] took the connection over (see
+// [Options.KeepResponseWriter]), a client that goes away is noticed at
+// once, from the connection itself. Otherwise it is noticed from the
+// request's context: at once by the Conn's own methods (Err, Done and the
+// Send methods check it first), and within 100 ms by a handler already
+// waiting on Done: the request contexts of all the streams waited on are
+// checked together, which saves each stream a callback on its request's
+// context. The handler that created it must not return before
 // [Conn.Close] (or [Hub.Unregister], for a registered Conn) has returned:
 // both wait for a write in progress, so that nothing touches the
 // ResponseWriter afterwards. Once the handler returns, the connection
@@ -90,7 +91,7 @@ type Conn struct {
 	ending   bool          // ended: the write lock's holder closes done
 	reset    bool          // dropped, or ended during or after a failed write: reset the connection (see finish)
 	ended    bool          // done is closed
-	watching bool          // a callback watches r's context
+	watching bool          // solo watches r's context (see watchLocked)
 	wake     chan struct{} // closed when the write lock is released; nil when nobody waits
 
 	own  atomic.Pointer[ownedConn] // the connection, once taken over from net/http (see owned.go)
@@ -101,8 +102,8 @@ type Conn struct {
 // that a Conn stays small enough to keep its request's context at hand.
 type connExt struct {
 	more []closeWatcher // watchers after the first
-	stop func() bool    // stops watching the contexts
-	beat *ownBeat       // the Conn's own heartbeat; nil once it ended
+	stop func() bool    // stops watching the Upgrade context (and a detached stream's deadline)
+	beat *soloBeat      // the Conn's own heartbeat (see solo.go); nil once it ended
 }
 
 // extLocked returns c.ext, making it first; c.mu must be held.
@@ -210,7 +211,7 @@ func upgrade(ctx context.Context, w http.ResponseWriter, r *http.Request, opts *
 
 	// Watch the contexts without a goroutine of our own: the Upgrade
 	// context, when it is another, with a callback now; the request's
-	// once someone waits on Done (see watchLocked).
+	// once someone waits on Done, by polling it (see watchLocked).
 	if ctx != c.rctx {
 		c.mu.Lock()
 		c.extLocked().stop = context.AfterFunc(ctx, func() {
@@ -254,9 +255,7 @@ func upgrade(ctx context.Context, w http.ResponseWriter, r *http.Request, opts *
 	if c.beats {
 		c.mu.Lock()
 		if c.cause == nil {
-			b := &ownBeat{every: opts.Heartbeat}
-			b.timer = time.AfterFunc(opts.Heartbeat, c.heartbeat)
-			c.extLocked().beat = b
+			c.extLocked().beat = solo.startBeat(c, opts.Heartbeat)
 		}
 		c.mu.Unlock()
 	}
@@ -331,7 +330,8 @@ var (
 	}()
 )
 
-// Done returns a channel that is closed when the stream ends.
+// Done returns a channel that is closed when the stream ends. A client
+// that went away is noticed within 100 ms at most (see [Conn]).
 func (c *Conn) Done() <-chan struct{} {
 	if c == nil {
 		return closedDone
@@ -395,29 +395,18 @@ func (c *Conn) clientGone() bool {
 // went away (or the handler returned).
 func (c *Conn) requestEnded() bool { return !c.detached.Load() && c.rctx.Err() != nil }
 
-// watchLocked has the request's context watched by a callback once
-// someone waits on Done or the connection was taken over (nothing else
-// would end the stream when its handler returns), unless a hub watches
-// it: the hubs a Conn is
-// registered with check the contexts of their clients every pollEvery
-// instead, which saves each stream the callback's memory (a children map
-// in the request's context and a context of its own, about half a KiB).
-// c.mu must be held.
+// watchLocked has the request's context watched, so that c ends at most
+// pollEvery after its client leaves (see gone.go), once someone waits on
+// Done or the connection was taken over (nothing else would end the
+// stream when its handler returns), unless a hub watches it: the hubs a
+// Conn is registered with check the contexts of their clients. c.mu must
+// be held.
 func (c *Conn) watchLocked() {
 	if c.cause != nil || c.watching || c.watcher != nil || c.detached.Load() || (!c.asked.Load() && c.own.Load() == nil) {
 		return
 	}
 	c.watching = true
-	stopReq := context.AfterFunc(c.rctx, func() { c.shutdown(errClientGone) })
-	x := c.extLocked()
-	if stopCtx := x.stop; stopCtx != nil {
-		x.stop = func() bool {
-			req, ctx := stopReq(), stopCtx() // both, always
-			return req && ctx
-		}
-	} else {
-		x.stop = stopReq
-	}
+	solo.watch(c)
 }
 
 // Send writes ev and flushes it. An event that fails [Event.Validate] is
@@ -581,19 +570,23 @@ func (c *Conn) stop(cause error, reset bool) {
 	}
 	watchers := []closeWatcher{c.watcher}
 	var stop func() bool
-	var beat *ownBeat
+	var beat *soloBeat
 	if x := c.ext; x != nil {
 		watchers = append(watchers, x.more...)
 		stop, beat = x.stop, x.beat
 	}
-	c.watcher, c.ext = nil, nil
+	watching := c.watching
+	c.watcher, c.ext, c.watching = nil, nil, false
 	c.mu.Unlock()
 
 	if stop != nil {
 		stop()
 	}
 	if beat != nil {
-		beat.timer.Stop()
+		solo.stopBeat(beat)
+	}
+	if watching {
+		solo.unwatch(c)
 	}
 	for _, w := range watchers {
 		if w != nil {
@@ -706,6 +699,11 @@ func (c *Conn) watch(w closeWatcher) bool {
 		x := c.extLocked()
 		x.more = append(x.more, w)
 	}
+	if c.watching {
+		// The hub checks the request's context from now on.
+		c.watching = false
+		solo.unwatch(c)
+	}
 	return true
 }
 
@@ -724,39 +722,6 @@ func (c *Conn) unwatch(w closeWatcher) {
 		x.more = slices.DeleteFunc(x.more, func(m closeWatcher) bool { return m == w })
 	}
 	c.watchLocked() // no hub left to watch the request's context
-}
-
-// ownBeat is the heartbeat of a Conn that sends its own.
-type ownBeat struct {
-	every time.Duration
-	timer *time.Timer
-}
-
-// heartbeat runs on the heartbeat timer: it sends a comment when nothing
-// was written for a whole interval and sets the timer for the next check.
-func (c *Conn) heartbeat() {
-	c.mu.Lock()
-	var b *ownBeat
-	if c.ext != nil {
-		b = c.ext.beat
-	}
-	c.mu.Unlock()
-	if b == nil {
-		return
-	}
-	idle := time.Duration(time.Now().UnixNano() - c.last.Load())
-	next := b.every - idle
-	if next <= 0 {
-		if c.write(heartbeatComment) != nil {
-			return
-		}
-		next = b.every
-	}
-	c.mu.Lock()
-	if c.ext != nil && c.ext.beat != nil {
-		c.ext.beat.timer.Reset(next)
-	}
-	c.mu.Unlock()
 }
 
 // buf is a pooled encoding buffer.

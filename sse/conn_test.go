@@ -507,9 +507,10 @@ func TestDoneWaitsForWriteInProgress(t *testing.T) {
 	})
 }
 
-// A Conn's request context ending ends the stream at once, whether Done
-// was called before (a handler waiting on it) or after, and Err and Send
-// see it at once too.
+// A Conn's request context ending ends the stream: Done, Err and Send
+// called after it see it at once; a handler already waiting on Done is
+// woken once the stream's client is next checked for, within 100 ms, and
+// not before that.
 func TestConnRequestContextEnds(t *testing.T) {
 	for _, tc := range []string{"waiting on Done", "Done after", "Err after", "Send after"} {
 		t.Run(tc, func(t *testing.T) {
@@ -531,10 +532,21 @@ func TestConnRequestContextEnds(t *testing.T) {
 				synctest.Wait() // no time passes
 				switch tc {
 				case "waiting on Done":
+					// Done was called when the cancel came: the first
+					// check is 100 ms later, not a nanosecond sooner.
+					time.Sleep(100*time.Millisecond - time.Nanosecond)
+					synctest.Wait()
+					select {
+					case <-returned:
+						t.Fatal("the handler waiting on Done was woken before the check")
+					default:
+					}
+					time.Sleep(time.Nanosecond)
+					synctest.Wait()
 					select {
 					case <-returned:
 					default:
-						t.Fatal("the handler waiting on Done was not woken")
+						t.Fatal("the handler waiting on Done was not woken 100 ms after the cancel")
 					}
 				case "Done after":
 					select {

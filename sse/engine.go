@@ -82,15 +82,15 @@ type engineConfig struct {
 //
 // Who does what, once each:
 //
-//   - Heartbeats of registered streams: the engine, from one timer and a
-//     heap of due times (beat.go). A lone Conn that asked for its own
-//     (UpgradeOptions.Heartbeat) has a timer of its own, and engines skip
-//     it (sink.sendsHeartbeats).
-//   - Noticing a client that left: the stream itself. A stream whose
-//     connection the engine took over reads it (owned.go); one left on
-//     net/http learns it from its request's context, which the engine
-//     asks about every pollEvery (sink.gone) rather than each stream
-//     watching it with a callback of its own.
+//   - Heartbeats: a beatSchedule, one timer and a heap of due times
+//     (beat.go). The engine has one for its clients; the Conns that send
+//     their own (UpgradeOptions.Heartbeat) are in the one of solo
+//     (solo.go), and engines skip them (sink.sendsHeartbeats).
+//   - Noticing a client that left: a stream whose connection the engine
+//     took over reads it (owned.go); for the others, a goneWatch (gone.go)
+//     has the engine ask about their request's context every pollEvery
+//     (sink.gone), rather than each stream watching it with a callback of
+//     its own.
 //   - Write deadlines: the stream sets them (sink.bound, writeAt); the
 //     writer pool decides when a write needs one (pool.go).
 //
@@ -103,8 +103,8 @@ type engineConfig struct {
 //  3. client.mu;
 //  4. writerPool.mu (push, under hubCore.mu);
 //  5. writeSlot.mu (the watchdog, under writerPool.mu);
-//  6. Conn.mu, taken last and held only briefly (sink.watch under
-//     hubCore.mu).
+//  6. Conn.mu, held only briefly (sink.watch under hubCore.mu);
+//  7. solo.mu (see solo.go), taken last.
 //
 // Nothing blocks under any of them: the write lock is waited for (drain,
 // unregister) with none held. A function named …Locked is called with the
@@ -132,17 +132,13 @@ type hubCore struct {
 	closing   atomic.Bool   // close is waiting for the queues to be written
 	lastWrite atomic.Int64  // when a writer last wrote while closing, in Unix nanoseconds
 
-	beats     beats       // heartbeat schedule; see beat.go
-	beatTimer *time.Timer // fires for beats[0]
-	beatDue   int64       // when beatTimer fires; 0 when it is not set
-
-	pollTimer *time.Timer // checks the clients' request contexts; see pollClients
-	polling   bool        // pollTimer is set
-	toWake    []*client   // scratch for fan-out, guarded by mu
-	evict     []*client   // scratch for fan-out, guarded by mu
-	done      chan struct{}
-	runs      sync.WaitGroup
-	dropping  sync.WaitGroup // goroutines disconnecting clients (see finishFanout)
+	beats    beatSchedule[*client] // heartbeats; see beat.go
+	gone     goneWatch             // polls the clients' request contexts; see gone.go
+	toWake   []*client             // scratch for fan-out, guarded by mu
+	evict    []*client             // scratch for fan-out, guarded by mu
+	done     chan struct{}
+	runs     sync.WaitGroup
+	dropping sync.WaitGroup // goroutines disconnecting clients (see finishFanout)
 
 	pool writerPool
 
@@ -279,40 +275,6 @@ func (h *hubCore) register(conn sink, g *group, topics []string, filter func(*Me
 func (h *hubCore) registerAll(conn sink) error {
 	_, err := h.register(conn, h.def, nil, nil, false)
 	return err
-}
-
-// pollEvery is how often a hub checks whether its clients went away, by
-// their request's context: a stream in a hub ends at most that long after
-// its client leaves (a Conn alone ends at once; see Conn.watchLocked).
-const pollEvery = 100 * time.Millisecond
-
-// armPollLocked sets the poll timer when it is not set; h.mu must be held.
-func (h *hubCore) armPollLocked() {
-	if h.polling || h.closed {
-		return
-	}
-	h.polling = true
-	setTimer(&h.pollTimer, pollEvery, h.pollClients)
-}
-
-// pollClients ends the streams whose request's context ended, and checks
-// again later while clients are left.
-func (h *hubCore) pollClients() {
-	h.mu.Lock()
-	h.polling = false
-	var gone []sink
-	h.eachClientLocked(func(c *client) {
-		if c.conn.gone() {
-			gone = append(gone, c.conn)
-		}
-	})
-	if h.nclients > len(gone) {
-		h.armPollLocked()
-	}
-	h.mu.Unlock()
-	for _, conn := range gone {
-		conn.end(errClientGone)
-	}
 }
 
 // groupLocked returns the group of topics (sorted, distinct), making it.
@@ -1060,13 +1022,8 @@ func (h *hubCore) closeLocked() []*client {
 		h.drained = nil
 	}
 	close(h.done)
-	if h.beatTimer != nil {
-		h.beatTimer.Stop()
-	}
-	if h.pollTimer != nil {
-		h.pollTimer.Stop()
-	}
-	h.beats = nil
+	h.beats.clearLocked()
+	h.gone.stopLocked()
 	return list
 }
 

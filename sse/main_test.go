@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/coregx/stream/sse"
 )
 
 // TestMain fails the run when goroutines started by the tests outlive
@@ -21,6 +23,11 @@ func TestMain(m *testing.M) {
 	if code == 0 {
 		if leaked := leakedGoroutines(5 * time.Second); len(leaked) > 0 {
 			fmt.Fprintf(os.Stderr, "leaked %d goroutines:\n\n%s\n", len(leaked), strings.Join(leaked, "\n\n"))
+			code = 1
+		}
+		// Every lone Conn has ended: none is left watched or beating.
+		if watched, beats, timers := sse.SoloLeft(); watched != 0 || beats != 0 || timers {
+			fmt.Fprintf(os.Stderr, "left in solo: %d watched Conns, %d heartbeats, timers %v\n", watched, beats, timers)
 			code = 1
 		}
 	}
