@@ -71,27 +71,37 @@ func TestSoloHeartbeatBytes(t *testing.T) {
 	})
 }
 
-// A heartbeat whose write blocks holds up no other Conn's: solo writes
-// each on a goroutine of its own.
+// A heartbeat whose write blocks holds up no other Conn's, not even of
+// those due at the same time: solo writes each on a goroutine of its own.
 func TestSoloBlockedHeartbeat(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
+		// The stuck Conn comes first in the schedule: written in
+		// turn, the others' heartbeats would wait behind its own.
 		stuck := &blockingWriter{h: http.Header{}}
 		stuckConn := upgradeLone(t, context.Background(), stuck, time.Second)
 		release := stuck.setBlock()
-		time.Sleep(500 * time.Millisecond)
-		w := &blockingWriter{h: http.Header{}}
-		conn := upgradeLone(t, context.Background(), w, time.Second)
-		time.Sleep(time.Second) // 1.5s: the stuck heartbeat blocks since 1s
+		var conns []*Conn
+		var ws []*blockingWriter
+		for range 3 {
+			w := &blockingWriter{h: http.Header{}}
+			conns = append(conns, upgradeLone(t, context.Background(), w, time.Second))
+			ws = append(ws, w)
+		}
+		time.Sleep(1500 * time.Millisecond) // the stuck heartbeat blocks since 1s
 		synctest.Wait()
-		w.mu.Lock()
-		got := string(w.body)
-		w.mu.Unlock()
-		if want := ": connected\n\n: keep-alive\n\n"; got != want {
-			t.Errorf("body of the other Conn %q, want %q", got, want)
+		for i, w := range ws {
+			w.mu.Lock()
+			got := string(w.body)
+			w.mu.Unlock()
+			if want := ": connected\n\n: keep-alive\n\n"; got != want {
+				t.Errorf("Conn %d: body %q, want %q", i, got, want)
+			}
 		}
 		release()
 		stuckConn.Close()
-		conn.Close()
+		for _, c := range conns {
+			c.Close()
+		}
 		checkSoloEmpty(t)
 	})
 }
@@ -193,5 +203,48 @@ func TestSoloForgetsEndedConns(t *testing.T) {
 			s.stop()
 		}
 		checkSoloEmpty(t)
+	})
+}
+
+// A hub's heartbeats and polls use the same mechanisms as solo's: while
+// it has clients, they get a heartbeat after each 15s of silence; once
+// they all left, it holds no heartbeat timer and stops polling after one
+// last check.
+func TestHubIdleHoldsNoTimer(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		hub := NewHub[string]()
+		defer hub.Close()
+		var conns []*Conn
+		var ws []*blockingWriter
+		for range 3 {
+			w := &blockingWriter{h: http.Header{}}
+			conn := upgradeLone(t, context.Background(), w, 0)
+			if err := hub.Register(conn); err != nil {
+				t.Fatal(err)
+			}
+			conns, ws = append(conns, conn), append(ws, w)
+		}
+		time.Sleep(59 * time.Second)
+		synctest.Wait()
+		for i, w := range ws {
+			w.mu.Lock()
+			got := string(w.body)
+			w.mu.Unlock()
+			if want := ": connected\n\n" + strings.Repeat(": keep-alive\n\n", 3); got != want {
+				t.Errorf("client %d at 59s: body %q, want %q", i, got, want)
+			}
+		}
+		for _, c := range conns {
+			c.Close()
+		}
+		time.Sleep(pollEvery)
+		synctest.Wait()
+		h := hub.engine()
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		if len(h.beats.heap) != 0 || h.beats.timer != nil || h.gone.armed {
+			t.Errorf("idle hub: %d heartbeats, heartbeat timer %v, poll armed %v; want none",
+				len(h.beats.heap), h.beats.timer != nil, h.gone.armed)
+		}
 	})
 }
