@@ -8,9 +8,10 @@ import "time"
 // each stream is due with one timer for the first of them. A hub has one
 // for its clients, so a registered stream needs no timer of its own; the
 // Conns that send their own heartbeats (UpgradeOptions.Heartbeat) share
-// one (solo, see solo.go). When the timer fires, its owner takes the due
-// entries out; those silent for a whole interval get a comment, and each
-// goes back in at its next due time: the interval after its last write.
+// one per server (solo, see solo.go). When the timer fires, its owner
+// takes the due entries out; those silent for a whole interval get a
+// comment, and each goes back in at its next due time: the interval
+// after its last write.
 // An entry leaves the heap when its stream leaves its owner, so a closed
 // stream holds nothing, and an empty schedule holds no timer.
 

@@ -84,8 +84,8 @@ type engineConfig struct {
 //
 //   - Heartbeats: a beatSchedule, one timer and a heap of due times
 //     (beat.go). The engine has one for its clients; the Conns that send
-//     their own (UpgradeOptions.Heartbeat) are in the one of solo
-//     (solo.go), and engines skip them (sink.sendsHeartbeats).
+//     their own (UpgradeOptions.Heartbeat) share one per server (solo.go),
+//     and engines skip them (sink.sendsHeartbeats).
 //   - Noticing a client that left: a stream whose connection the engine
 //     took over reads it (owned.go); for the others, a goneWatch (gone.go)
 //     has the engine ask about their request's context every pollEvery

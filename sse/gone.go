@@ -11,11 +11,11 @@ import "time"
 // owner check the request contexts of its streams (sink.gone) every
 // pollEvery while it has any. A hub has one for its clients; the lone
 // Conns whose end someone waits for (Done) or that nothing else would end
-// (taken over, then unregistered) share one (solo, see solo.go). Watching
-// each request's context with a callback (context.AfterFunc) would end
-// the stream at once, but costs every stream about half a KiB (a children
-// map in the request's context and a context of its own), which a hub's
-// idle streams cannot afford.
+// (taken over, then unregistered) share one per server (solo, see
+// solo.go). Watching each request's context with a callback
+// (context.AfterFunc) would end the stream at once, but costs every
+// stream about half a KiB (a children map in the request's context and a
+// context of its own), which a hub's idle streams cannot afford.
 //
 // Two checks are not watchers and stay: every call on a Conn (Send, Err,
 // Done) first checks its request's context itself (Conn.clientGone), so

@@ -26,8 +26,8 @@ func TestMain(m *testing.M) {
 			code = 1
 		}
 		// Every lone Conn has ended: none is left watched or beating.
-		if watched, beats, timers := sse.SoloLeft(); watched != 0 || beats != 0 || timers {
-			fmt.Fprintf(os.Stderr, "left in solo: %d watched Conns, %d heartbeats, timers %v\n", watched, beats, timers)
+		if groups, watched, beats, timers := sse.SoloLeft(); groups != 0 || watched != 0 || beats != 0 || timers {
+			fmt.Fprintf(os.Stderr, "left in solo: %d groups, %d watched Conns, %d heartbeats, timers %v\n", groups, watched, beats, timers)
 			code = 1
 		}
 	}

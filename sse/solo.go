@@ -1,136 +1,205 @@
 package sse
 
 import (
+	"net/http"
 	"sync"
 	"time"
 )
 
 // solo does for the Conns outside any hub what a hub does for its
 // clients, with the same mechanisms: it sends the heartbeats of the Conns
-// that asked for them (UpgradeOptions.Heartbeat) from one beatSchedule,
-// and it notices that the client of a Conn it watches went away with one
+// that asked for them (UpgradeOptions.Heartbeat) from a beatSchedule, and
+// notices that the client of a Conn it watches went away with a
 // goneWatch. It watches a Conn once someone waits for it to end (Done) or
 // its connection was taken over (nothing else would end it when its
 // handler returns), and only while no hub does.
 //
-// A Conn is in solo only while it is open: its end takes it out (see
-// Conn.stop), and an idle process holds no timer and no goroutine for it.
-// A heartbeat is written by a goroutine of its own, since a write may
-// block up to its write timeout and must not hold up the others; due
-// heartbeats are rare, so that costs a goroutine only while one is
-// written.
+// The Conns of one http.Server share a group, with one timer of each
+// kind: checking ten thousand request contexts every pollEvery costs a
+// fraction of a percent of a core, where a timer of its own per Conn
+// would cost a fifth of one. A Conn whose request names no server
+// (http.ServerContextKey: another server, a test's request) is a group of
+// its own. Groups are not shared more widely because a group's timers
+// and the goroutines they start must stay with their streams: in a
+// testing/synctest bubble, a timer belongs to the bubble that made it,
+// and a stream of one bubble ended from another (its Done channel closed
+// there) is a fatal error; the streams of one server are always in the
+// same bubble.
 //
-// solo.mu is taken last (see the lock order at hubCore): under it, solo
-// reads a Conn's atomics and request context only, and ends or writes a
-// Conn only after releasing it.
-var solo soloStreams
+// A Conn is in solo only while it is open: its end takes it out (see
+// Conn.stop), and a group that holds nothing is dropped with its timers,
+// so that an idle process holds none. A heartbeat is written by a
+// goroutine of its own, since a write may block up to its write timeout
+// and must not hold up the others of its group; due heartbeats are rare,
+// so that costs a goroutine only while one is written.
+//
+// solo.mu guards every group and is taken last (see the lock order at
+// hubCore): under it, solo reads a Conn's atomics and request context
+// only, and ends or writes a Conn only after releasing it.
+var solo soloSet
 
-type soloStreams struct {
-	mu    sync.Mutex
-	beats beatSchedule[*soloBeat]
-	conns map[*Conn]struct{} // watched for their clients leaving; nil when none is
-	gone  goneWatch
+type soloSet struct {
+	mu     sync.Mutex
+	groups map[any]*soloGroup // by key (see soloKey); nil when none
+}
+
+// soloGroup is the lone Conns of one server (or one Conn).
+type soloGroup struct {
+	key     any
+	beats   beatSchedule[*soloBeat]
+	writing int                // heartbeats being written
+	conns   map[*Conn]struct{} // watched for their clients leaving; nil when none is
+	gone    goneWatch
 }
 
 // soloBeat is the heartbeat of a Conn that sends its own.
 type soloBeat struct {
+	g     *soloGroup
 	c     *Conn
 	every int64 // nanoseconds
-	at    int32 // index in solo.beats; -1: not in it
+	at    int32 // index in g.beats; -1: not in it
 	off   bool  // the stream ended: it does not go back in
 }
 
 func (b *soloBeat) beatIndex() *int32 { return &b.at }
 
+// soloKey names c's group: the server of its request, or c itself.
+func soloKey(c *Conn) any {
+	if srv, _ := c.rctx.Value(http.ServerContextKey).(*http.Server); srv != nil {
+		return srv
+	}
+	return c
+}
+
+// groupLocked returns c's group, making it.
+func (s *soloSet) groupLocked(c *Conn) *soloGroup {
+	k := soloKey(c)
+	g := s.groups[k]
+	if g == nil {
+		g = &soloGroup{key: k}
+		if s.groups == nil {
+			s.groups = make(map[any]*soloGroup)
+		}
+		s.groups[k] = g
+	}
+	return g
+}
+
+// releaseLocked drops g, with its timers, once it holds nothing.
+func (s *soloSet) releaseLocked(g *soloGroup) {
+	if len(g.conns) > 0 || len(g.beats.heap) > 0 || g.writing > 0 {
+		return
+	}
+	g.beats.stopLocked()
+	g.gone.stopLocked()
+	if s.groups[g.key] == g {
+		delete(s.groups, g.key)
+	}
+	if len(s.groups) == 0 {
+		s.groups = nil // a map does not shrink
+	}
+}
+
 // startBeat schedules c's heartbeats, one after each interval of every
 // without a write, and returns what stopBeat takes.
-func (s *soloStreams) startBeat(c *Conn, every time.Duration) *soloBeat {
-	b := &soloBeat{c: c, every: int64(every), at: -1}
+func (s *soloSet) startBeat(c *Conn, every time.Duration) *soloBeat {
 	s.mu.Lock()
-	s.beats.addLocked(b, time.Now().UnixNano()+b.every, s.heartbeat)
-	s.mu.Unlock()
+	defer s.mu.Unlock()
+	g := s.groupLocked(c)
+	b := &soloBeat{g: g, c: c, every: int64(every), at: -1}
+	g.beats.addLocked(b, time.Now().UnixNano()+b.every, g.heartbeat)
 	return b
 }
 
 // stopBeat ends b's heartbeats, for good.
-func (s *soloStreams) stopBeat(b *soloBeat) {
+func (s *soloSet) stopBeat(b *soloBeat) {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	b.off = true
-	s.beats.dropLocked(b)
-	s.mu.Unlock()
+	b.g.beats.dropLocked(b)
+	s.releaseLocked(b.g)
 }
 
-// heartbeat runs on the heartbeat timer. A due Conn that was silent for a
+// heartbeat runs on g's heartbeat timer. A due Conn that was silent for a
 // whole interval leaves the schedule while its comment is written (see
 // beat), the others go back in at their next due time.
-func (s *soloStreams) heartbeat() {
-	s.mu.Lock()
-	s.beats.firedLocked()
+func (g *soloGroup) heartbeat() {
+	solo.mu.Lock()
+	defer solo.mu.Unlock()
+	g.beats.firedLocked()
 	now := time.Now().UnixNano()
 	for {
-		b, ok := s.beats.popDueLocked(now)
+		b, ok := g.beats.popDueLocked(now)
 		if !ok {
 			break
 		}
 		if next := b.c.lastWrite() + b.every; next > now {
-			s.beats.putLocked(b, next)
+			g.beats.putLocked(b, next)
 			continue
 		}
-		go s.beat(b)
+		g.writing++
+		go g.beat(b)
 	}
-	s.beats.armLocked(s.heartbeat)
-	s.mu.Unlock()
+	g.beats.armLocked(g.heartbeat)
 }
 
 // beat writes b's heartbeat and puts b back in, one interval later,
 // unless the stream ended meanwhile.
-func (s *soloStreams) beat(b *soloBeat) {
+func (g *soloGroup) beat(b *soloBeat) {
 	err := b.c.write(heartbeatComment)
-	s.mu.Lock()
+	solo.mu.Lock()
+	defer solo.mu.Unlock()
+	g.writing--
 	if err == nil && !b.off {
-		s.beats.addLocked(b, time.Now().UnixNano()+b.every, s.heartbeat)
+		g.beats.addLocked(b, time.Now().UnixNano()+b.every, g.heartbeat)
 	}
-	s.mu.Unlock()
+	solo.releaseLocked(g)
 }
 
 // watch has c ended, at most pollEvery after its request's context ends.
-func (s *soloStreams) watch(c *Conn) {
+func (s *soloSet) watch(c *Conn) {
 	s.mu.Lock()
-	if s.conns == nil {
-		s.conns = make(map[*Conn]struct{})
+	defer s.mu.Unlock()
+	g := s.groupLocked(c)
+	if g.conns == nil {
+		g.conns = make(map[*Conn]struct{})
 	}
-	s.conns[c] = struct{}{}
-	s.gone.armLocked(s.poll)
-	s.mu.Unlock()
+	g.conns[c] = struct{}{}
+	g.gone.armLocked(g.poll)
 }
 
-// unwatch undoes watch; the timer stops with the last Conn.
-func (s *soloStreams) unwatch(c *Conn) {
+// unwatch undoes watch; the poll stops with the group's last Conn.
+func (s *soloSet) unwatch(c *Conn) {
 	s.mu.Lock()
-	delete(s.conns, c)
-	if len(s.conns) == 0 {
-		s.conns = nil // a map does not shrink
-		s.gone.stopLocked()
+	defer s.mu.Unlock()
+	g := s.groups[soloKey(c)]
+	if g == nil {
+		return
 	}
-	s.mu.Unlock()
+	delete(g.conns, c)
+	if len(g.conns) == 0 {
+		g.conns = nil
+		g.gone.stopLocked()
+	}
+	s.releaseLocked(g)
 }
 
-// poll runs on the poll timer: it ends the watched Conns whose request's
+// poll runs on g's poll timer: it ends the watched Conns whose request's
 // context ended (their end unwatches them), and checks again later while
 // others are left.
-func (s *soloStreams) poll() {
-	s.mu.Lock()
-	s.gone.firedLocked()
+func (g *soloGroup) poll() {
+	solo.mu.Lock()
+	g.gone.firedLocked()
 	var gone []*Conn
-	for c := range s.conns {
+	for c := range g.conns {
 		if c.gone() {
 			gone = append(gone, c)
 		}
 	}
-	if len(s.conns) > len(gone) {
-		s.gone.armLocked(s.poll)
+	if len(g.conns) > len(gone) {
+		g.gone.armLocked(g.poll)
 	}
-	s.mu.Unlock()
+	solo.mu.Unlock()
 	for _, c := range gone {
 		c.shutdown(errClientGone)
 	}

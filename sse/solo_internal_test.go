@@ -2,6 +2,7 @@ package sse
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -10,21 +11,33 @@ import (
 	"time"
 )
 
-// SoloLeft reports what solo still holds: the Conns it watches, the
-// heartbeats it schedules, and whether a timer of either is left. The
-// leak check after the tests (TestMain) fails unless all are zero.
-func SoloLeft() (watched, beats int, timers bool) {
+// SoloLeft reports what solo still holds: its groups, the Conns they
+// watch, the heartbeats they schedule, and whether a timer of theirs is
+// left. The leak check after the tests (TestMain) fails unless all are
+// zero.
+func SoloLeft() (groups, watched, beats int, timers bool) {
 	solo.mu.Lock()
 	defer solo.mu.Unlock()
-	return len(solo.conns), len(solo.beats.heap), solo.gone.timer != nil || solo.beats.timer != nil
+	for _, g := range solo.groups {
+		watched += len(g.conns)
+		beats += len(g.beats.heap) + g.writing
+		timers = timers || g.gone.timer != nil || g.beats.timer != nil
+	}
+	return len(solo.groups), watched, beats, timers
 }
 
 // checkSoloEmpty fails unless solo holds nothing.
 func checkSoloEmpty(t *testing.T) {
 	t.Helper()
-	if watched, beats, timers := SoloLeft(); watched != 0 || beats != 0 || timers {
-		t.Fatalf("solo holds %d watched Conns, %d heartbeats, timers %v; want none", watched, beats, timers)
+	if groups, watched, beats, timers := SoloLeft(); groups != 0 || watched != 0 || beats != 0 || timers {
+		t.Fatalf("solo holds %d groups, %d watched Conns, %d heartbeats, timers %v; want none", groups, watched, beats, timers)
 	}
+}
+
+// serving returns a context for the requests of one server, as net/http
+// gives them: solo groups the lone Conns of a server.
+func serving() context.Context {
+	return context.WithValue(context.Background(), http.ServerContextKey, &http.Server{})
 }
 
 // upgradeLone upgrades a request whose context ctx is into a lone Conn
@@ -78,14 +91,18 @@ func TestSoloBlockedHeartbeat(t *testing.T) {
 		// The stuck Conn comes first in the schedule: written in
 		// turn, the others' heartbeats would wait behind its own.
 		stuck := &blockingWriter{h: http.Header{}}
-		stuckConn := upgradeLone(t, context.Background(), stuck, time.Second)
+		srv := serving() // one group
+		stuckConn := upgradeLone(t, srv, stuck, time.Second)
 		release := stuck.setBlock()
 		var conns []*Conn
 		var ws []*blockingWriter
 		for range 3 {
 			w := &blockingWriter{h: http.Header{}}
-			conns = append(conns, upgradeLone(t, context.Background(), w, time.Second))
+			conns = append(conns, upgradeLone(t, srv, w, time.Second))
 			ws = append(ws, w)
+		}
+		if groups, _, _, _ := SoloLeft(); groups != 1 {
+			t.Fatalf("%d groups, want 1", groups)
 		}
 		time.Sleep(1500 * time.Millisecond) // the stuck heartbeat blocks since 1s
 		synctest.Wait()
@@ -106,8 +123,8 @@ func TestSoloBlockedHeartbeat(t *testing.T) {
 	})
 }
 
-// Lone Conns that handlers wait on (Done) are watched by solo until they
-// end: those whose client leaves end within pollEvery, those closed or
+// Lone Conns of one server that handlers wait on (Done) are watched by
+// one group of solo until they end: those whose client leaves end within pollEvery, those closed or
 // ended by their Upgrade context leave at once, and afterwards solo holds
 // nothing. A Conn registered with a hub leaves solo to the hub's poll and
 // comes back when unregistered.
@@ -120,6 +137,7 @@ func TestSoloForgetsEndedConns(t *testing.T) {
 			stop     context.CancelFunc // the Upgrade context ends
 			returned chan struct{}
 		}
+		srv := serving() // one group
 		streams := make([]stream, n)
 		defer func() { // on failure, let the handlers return
 			for _, s := range streams {
@@ -129,7 +147,7 @@ func TestSoloForgetsEndedConns(t *testing.T) {
 			}
 		}()
 		for i := range streams {
-			reqCtx, leave := context.WithCancel(context.Background())
+			reqCtx, leave := context.WithCancel(srv)
 			ctx, stop := context.WithCancel(context.Background())
 			r := httptest.NewRequestWithContext(reqCtx, http.MethodGet, "/", nil)
 			var hb time.Duration
@@ -145,8 +163,8 @@ func TestSoloForgetsEndedConns(t *testing.T) {
 			streams[i] = s
 		}
 		synctest.Wait()
-		if watched, beats, _ := SoloLeft(); watched != n || beats != n/2 {
-			t.Fatalf("solo watches %d Conns, beats %d; want %d, %d", watched, beats, n, n/2)
+		if groups, watched, beats, _ := SoloLeft(); groups != 1 || watched != n || beats != n/2 {
+			t.Fatalf("solo has %d groups, watches %d Conns, beats %d; want 1, %d, %d", groups, watched, beats, n, n/2)
 		}
 
 		hub := NewHub[string]()
@@ -154,11 +172,11 @@ func TestSoloForgetsEndedConns(t *testing.T) {
 		if err := hub.Register(streams[0].conn); err != nil {
 			t.Fatal(err)
 		}
-		if watched, _, _ := SoloLeft(); watched != n-1 {
+		if _, watched, _, _ := SoloLeft(); watched != n-1 {
 			t.Errorf("registered: solo watches %d Conns, want %d", watched, n-1)
 		}
 		hub.Unregister(streams[0].conn)
-		if watched, _, _ := SoloLeft(); watched != n {
+		if _, watched, _, _ := SoloLeft(); watched != n {
 			t.Errorf("unregistered: solo watches %d Conns, want %d", watched, n)
 		}
 
@@ -247,4 +265,44 @@ func TestHubIdleHoldsNoTimer(t *testing.T) {
 				len(h.beats.heap), h.beats.timer != nil, h.gone.armed)
 		}
 	})
+}
+
+// Lone Conns in testing/synctest bubbles that run at once, of a server
+// each or of none, are each watched and given heartbeats by a group in
+// their own bubble: a group shared across bubbles would end a stream from
+// another bubble (a fatal error) or wait for a timer of a bubble that
+// ended.
+func TestSoloParallelBubbles(t *testing.T) {
+	for i := range 40 {
+		t.Run(fmt.Sprint(i), func(t *testing.T) {
+			t.Parallel()
+			synctest.Test(t, func(t *testing.T) {
+				base := context.Background()
+				if i%2 == 0 {
+					base = serving()
+				}
+				ctx, leave := context.WithCancel(base)
+				w := &blockingWriter{h: http.Header{}}
+				conn := upgradeLone(t, ctx, w, time.Second)
+				defer conn.Close()
+				returned := make(chan struct{})
+				go func() { <-conn.Done(); close(returned) }()
+				time.Sleep(time.Duration(i+1)*time.Second + 500*time.Millisecond)
+				leave()
+				time.Sleep(pollEvery)
+				synctest.Wait()
+				select {
+				case <-returned:
+				default:
+					t.Fatalf("still open %v after the client left", pollEvery)
+				}
+				w.mu.Lock()
+				got := strings.Count(string(w.body), ": keep-alive\n\n")
+				w.mu.Unlock()
+				if got != i+1 {
+					t.Errorf("%d heartbeats, want %d", got, i+1)
+				}
+			})
+		})
+	}
 }
