@@ -22,6 +22,7 @@ type tryState struct {
 	unsent int32 // its answer
 	fn     func(fd uintptr) bool
 	proven int32 // bytes the client took in turn since it was last behind, up to provenBytes
+	sent   int32 // bytes written since the socket was last asked, while not proven
 }
 
 // A client is written in probes until it is known to read. Thousands of
@@ -29,8 +30,9 @@ type tryState struct {
 // until their receive window closes, and a writer that gave each the
 // whole backlog a socket takes (tens of KiB) before it blocks made every
 // other client wait for all those copies. So until a client took
-// provenBytes in turn, a writer sends it probeBytes at a time and asks
-// the socket after each (one more system call) how much it holds unsent:
+// provenBytes in turn, a writer sends it at most probeBytes at a time and
+// asks the socket after each probeBytes (one more system call) how much
+// it holds unsent:
 // above lagBytes, the client is behind, and its write is handed off as
 // one that would block (see sink.writeAt). A client proven once is
 // written whole, as before; one whose socket is found full is proven
@@ -81,8 +83,8 @@ func (o *ownedConn) tryWrite() (done bool, err error) {
 	iov := iovPool.Get().(*[]syscall.Iovec)
 	for {
 		limit := math.MaxInt
-		if t.check = t.proven < provenBytes; t.check {
-			limit = probeBytes
+		if t.proven < provenBytes {
+			limit = int(probeBytes - t.sent)
 		}
 		t.iov = (*iov)[:0]
 		size := 0
@@ -103,6 +105,7 @@ func (o *ownedConn) tryWrite() (done bool, err error) {
 			break
 		}
 		t.wrote, t.errno = 0, 0
+		t.check = size == limit
 		cerr := o.raw.Write(t.fn)
 		clear(t.iov) // keep no reference to the data
 		if cerr != nil {
@@ -110,7 +113,7 @@ func (o *ownedConn) tryWrite() (done bool, err error) {
 			break
 		}
 		if t.errno == syscall.EAGAIN {
-			t.proven = 0
+			t.proven, t.sent = 0, 0
 			break
 		}
 		if t.errno != 0 {
@@ -128,11 +131,15 @@ func (o *ownedConn) tryWrite() (done bool, err error) {
 		behind := false
 		switch {
 		case int(t.wrote) < size:
-			t.proven, behind = 0, true // full
-		case t.check && t.unsent > lagBytes:
-			t.proven, behind = 0, true
-		case t.check:
-			t.proven = min(t.proven+int32(t.wrote), provenBytes)
+			t.proven, t.sent, behind = 0, 0, true // full
+		case t.proven == provenBytes:
+		case !t.check:
+			t.sent += int32(t.wrote)
+		case t.unsent > lagBytes:
+			t.proven, t.sent, behind = 0, 0, true
+		default:
+			t.proven = min(t.proven+probeBytes, provenBytes)
+			t.sent = 0
 		}
 		if len(o.vec) == 0 {
 			done = true
