@@ -27,6 +27,9 @@ import (
 //	topics.go    a Server's topics, live delivery and replay
 //	sink.go      what the engine needs of a stream, and Conn's side of it
 //	owned.go     streams whose connection the engine took over
+//
+// A Conn itself is in conn.go (Upgrade, the Send methods), end.go (how it
+// ends, its write lock) and reset.go (closing or resetting its connection).
 
 // client is one registered Conn with its queue of encoded events.
 type client struct {
