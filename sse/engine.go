@@ -465,7 +465,7 @@ func (h *hubCore) finishFanout(wake, evict []*client) {
 		h.logf(slog.LevelWarn, "sse: disconnecting clients over the queued bytes budget", "clients", n, "budget", h.cfg.maxBytes)
 		budgetErr = fmt.Errorf("%w: queued bytes over budget (%d)", ErrConnectionClosed, h.cfg.maxBytes)
 	}
-	drop := func() {
+	drop := func(yield bool) {
 		for i, c := range evict {
 			c.conn.unwatch(c)
 			if i < slow {
@@ -473,20 +473,31 @@ func (h *hubCore) finishFanout(wake, evict []*client) {
 			} else {
 				c.conn.drop(budgetErr)
 			}
+			if yield && i%dropYieldEvery == dropYieldEvery-1 {
+				runtime.Gosched()
+			}
 		}
 	}
 	if len(evict) <= asyncDrops {
-		drop()
+		drop(false)
 		return
 	}
 	// Thousands of clients that stopped reading at once reach a full
 	// queue at once: resetting their connections takes a system call or
 	// two each, which the broadcast that found them does not wait for.
+	// Each reset also wakes the goroutine blocked in the client's write,
+	// and the scheduler runs the goroutines it woke before those woken
+	// after: dropping them in batches, yielding in between, lets the
+	// writers of the other clients run among them.
 	go func() {
 		defer h.dropping.Done()
-		drop()
+		drop(true)
 	}()
 }
+
+// dropYieldEvery is how many clients a goroutine dropping thousands drops
+// between yields to the scheduler (see finishFanout).
+const dropYieldEvery = 32
 
 // asyncDrops is how many clients a fan-out disconnects itself; beyond
 // that, a goroutine of its own does (see finishFanout).
