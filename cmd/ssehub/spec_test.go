@@ -292,6 +292,11 @@ func TestSpecPublication(t *testing.T) {
 			"/.well-known/%6Dercure/x",
 			"/%2Ewell-known/mercure",
 			"mercure/subscriptions", // relative: resolves to /.well-known/mercure/subscriptions
+			// The URL Standard's parser, which URL patterns use, reads
+			// "\" as "/" in http(s) URLs and drops surrounding spaces.
+			`\.well-known\mercure\subscriptions\exact\x\y`,
+			`/\` + strings.TrimPrefix(h.base, "http://") + `/.well-known/mercure/subscriptions/exact/x/y`,
+			" /.well-known/mercure/subscriptions/exact/x/y",
 		}
 		for _, tp := range reserved {
 			// Refused whatever the token grants: admin's grants "*".

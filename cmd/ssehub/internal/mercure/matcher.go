@@ -7,7 +7,6 @@ package mercure
 import (
 	"errors"
 	"fmt"
-	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -16,6 +15,7 @@ import (
 	"unsafe"
 
 	"github.com/dunglas/go-urlpattern"
+	whatwg "github.com/nlnwa/whatwg-url/url"
 	"github.com/yosida95/uritemplate/v3"
 )
 
@@ -269,21 +269,22 @@ func ValidTopic(s string) error {
 // percent-encoded unreserved characters are decoded and its dot-segments
 // removed, is the hub's path or lies below it, whatever its scheme or
 // host. A topic that is not a URL reference addresses nothing.
+//
+// It resolves topic with the URL Standard's parser, as the draft asks
+// and as URL patterns do: net/url would read "\.well-known\mercure" or
+// " /.well-known/mercure" as paths below the hub's directory, while a
+// subscriber's pattern sees /.well-known/mercure in both.
 func ReservedTopic(topic, base string) bool {
-	b, err := url.Parse(base)
+	b, err := whatwg.Parse(base)
 	if err != nil {
 		return false
 	}
-	ref, err := url.Parse(topic)
-	if err != nil {
+	u, err := b.Parse(topic)
+	if err != nil || u.OpaquePath() {
 		return false
 	}
-	u := b.ResolveReference(ref)
-	if u.Opaque != "" {
-		return false
-	}
-	p := removeDotSegments(decodeUnreserved(u.EscapedPath()))
-	hp := b.Path
+	p := removeDotSegments(decodeUnreserved(u.Pathname()))
+	hp := b.Pathname()
 	return p == hp || strings.HasPrefix(p, hp+"/")
 }
 

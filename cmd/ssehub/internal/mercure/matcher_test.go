@@ -92,6 +92,16 @@ func TestReservedTopic(t *testing.T) {
 		{"https://hub.example/books/1", false},
 		{"urn:uuid:1", false},
 		{"", true}, // resolves to the hub URL itself
+		// Resolved as the URL Standard does, as URL patterns see them: a
+		// "\" is a "/" in http(s) URLs, leading and trailing spaces go.
+		{`\.well-known\mercure\subscriptions\exact\x\y`, true},
+		{`/\hub.example/.well-known/mercure/x`, true},
+		{`https://hub.example\.well-known\mercure`, true},
+		{" /.well-known/mercure/x", true},
+		{"/.well-known/mercure/x ", true},
+		{"/.well-known/mercure/%2e%2E/mercure", true},
+		{"urn:x:/.well-known/mercure", false}, // an opaque path
+		{`urn:\.well-known\mercure`, false},   // "\" is a "/" only in special schemes
 	}
 	for _, c := range cases {
 		if got := mercure.ReservedTopic(c.topic, base); got != c.want {
