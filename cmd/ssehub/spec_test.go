@@ -221,8 +221,12 @@ func TestSpecMatcherTypes(t *testing.T) {
 	}
 
 	t.Run("MatcherTypes/URLPattern/Invalid", func(t *testing.T) {
-		code, _, res := h.get(t, "match_urlpattern="+url.QueryEscape("https://example.com/(unclosed"), nil)
+		code, body, res := h.get(t, "match_urlpattern="+url.QueryEscape("https://example.com/(unclosed"), nil)
 		checkStatus(t, "bad pattern", code, res, http.StatusBadRequest, noChallenge)
+		// The parser's own message dumps its state, addresses included.
+		if want := "match_urlpattern: invalid URL pattern \"https://example.com/(unclosed\": type error\n"; body != want {
+			t.Errorf("got body %q, want %q", body, want)
+		}
 	})
 }
 

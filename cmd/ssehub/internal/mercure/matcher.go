@@ -129,6 +129,10 @@ func NewMatcher(t MatchType, pattern, base string) (*Matcher, error) {
 		if err != nil {
 			p, err = urlpattern.New(pattern, base, nil)
 		}
+		if errors.Is(err, urlpattern.ErrType) {
+			// Its text dumps the tokenizer's state, addresses included.
+			err = urlpattern.ErrType
+		}
 		if err != nil {
 			return nil, fmt.Errorf("invalid URL pattern %q: %w", pattern, err)
 		}
