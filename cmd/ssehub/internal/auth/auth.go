@@ -282,13 +282,13 @@ func parseDetail(raw json.RawMessage, check func(matchType, match string) error)
 	}
 	out := Detail{}
 	for _, ra := range d.Actions {
-		var a string
-		if err := json.Unmarshal(ra, &a); err != nil {
+		var a *string // null is no string either
+		if err := json.Unmarshal(ra, &a); err != nil || a == nil {
 			return Detail{}, errors.New("actions must be strings")
 		}
 		// An action this hub does not know grants nothing.
-		if Action(a) == Publish || Action(a) == Subscribe {
-			out.Actions = append(out.Actions, Action(a))
+		if Action(*a) == Publish || Action(*a) == Subscribe {
+			out.Actions = append(out.Actions, Action(*a))
 		}
 	}
 	if len(d.Topics) == 0 {
@@ -299,15 +299,17 @@ func parseDetail(raw json.RawMessage, check func(matchType, match string) error)
 	}
 	for _, t := range d.Topics {
 		var tm struct {
-			Match     *string `json:"match"`
-			MatchType *string `json:"match_type"`
+			Match     *string         `json:"match"`
+			MatchType json.RawMessage `json:"match_type"` // absent means exact, null is no type
 		}
 		if len(t) == 0 || t[0] != '{' || json.Unmarshal(t, &tm) != nil || tm.Match == nil {
 			return Detail{}, errors.New("each topic must be an object with a string match")
 		}
 		m := TopicMatcher{Match: *tm.Match, MatchType: "exact"}
 		if tm.MatchType != nil {
-			m.MatchType = *tm.MatchType
+			if tm.MatchType[0] != '"' || json.Unmarshal(tm.MatchType, &m.MatchType) != nil {
+				return Detail{}, errors.New("match_type must be a string")
+			}
 		}
 		if len(m.Match) > MaxPatternLength {
 			return Detail{}, fmt.Errorf("match longer than %d bytes", MaxPatternLength)
