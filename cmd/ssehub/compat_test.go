@@ -1,7 +1,9 @@
 package main
 
 import (
+	"encoding/json"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -100,5 +102,37 @@ func TestCompatOff(t *testing.T) {
 			t.Errorf("legacy cookie: got %d, want 200 (ignored: anonymous)", code)
 		}
 		res.Body.Close()
+	})
+}
+
+func TestCompatSubscriptionAPI(t *testing.T) {
+	h := startHub(t, nil, "-compat", "-anonymous", "-subscriptions")
+	t.Run("Compat/SubscriptionAPI", func(t *testing.T) {
+		h.subscribe(t, "topic=urn:compat:api", nil)
+		get := func(path string) (int, string) {
+			req, _ := http.NewRequest("GET", h.url+path, nil)
+			req.Header.Set("Authorization", "Bearer "+h.admin(t))
+			code, body, _ := do(t, req)
+			return code, body
+		}
+		code, body := get("/subscriptions")
+		var list struct {
+			Subscriptions []struct {
+				ID         string `json:"id"`
+				Subscriber string `json:"subscriber"`
+			} `json:"subscriptions"`
+		}
+		if err := json.Unmarshal([]byte(body), &list); code != http.StatusOK || err != nil || len(list.Subscriptions) != 1 {
+			t.Fatalf("got %d %q, want 200 and one subscription", code, body)
+		}
+		s := list.Subscriptions[0]
+		want := subscriptionDoc("uritemplate", "urn:compat:api", s.Subscriber, true, nil) + "\n"
+		if code, body := get(strings.TrimPrefix(s.ID, "/.well-known/mercure")); code != http.StatusOK || body != want {
+			t.Errorf("the subscription listed: got %d %q, want 200 %q", code, body, want)
+		}
+		want = `{"id":"/.well-known/mercure/subscriptions/uritemplate/urn%3Acompat%3Aapi","subscriptions":[` + strings.TrimSuffix(want, "\n") + `],"type":"subscriptions"}` + "\n"
+		if code, body := get("/subscriptions/uritemplate/urn%3Acompat%3Aapi"); code != http.StatusOK || body != want {
+			t.Errorf("its matcher's collection: got %d %q, want 200 %q", code, body, want)
+		}
 	})
 }

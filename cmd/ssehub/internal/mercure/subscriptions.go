@@ -317,6 +317,9 @@ func (h *Hub) serveSubscriptions(w http.ResponseWriter, r *http.Request) {
 	prefix := subscriptionsPath + "/"
 	if mt != "" {
 		t, ok := ParseMatchType(mt)
+		if !ok && h.cfg.Compat && MatchType(mt) == URITemplate {
+			t, ok = URITemplate, true // the type of topic= subscriptions
+		}
 		if !ok {
 			fail(w, http.StatusNotFound, "", "unknown matcher type "+mt)
 			return
