@@ -55,6 +55,11 @@ func TestCompat(t *testing.T) {
 			jwt.MapClaims{"mercure": map[string]any{"publish": []string{"*"}}})
 		code, _, res = h.publish(t, wrongKey, form("topic", "x"))
 		checkStatus(t, "bad signature", code, res, http.StatusUnauthorized, challengeInvalidToken)
+		crit := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"mercure": map[string]any{"publish": []string{"*"}}})
+		crit.Header["crit"], crit.Header["urn:example:ext"] = []string{"urn:example:ext"}, true
+		critToken, _ := crit.SignedString([]byte(testSecret))
+		code, _, res = h.publish(t, critToken, form("topic", "x"))
+		checkStatus(t, "unknown crit extension", code, res, http.StatusUnauthorized, challengeInvalidToken)
 	})
 
 	t.Run("Compat/MercureAuthorizationCookie", func(t *testing.T) {

@@ -62,6 +62,12 @@ func TestSpecAuthorization(t *testing.T) {
 		{"AudArrayWithout", sign(t, with("aud", []string{"a", "b"}))},
 		{"IssMissing", sign(t, without("iss"))},
 		{"Garbage", "not.a.token"},
+		{"CritExtensionUnknown", func() string { // RFC 7515 section 4.1.11
+			tok := jwt.NewWithClaims(jwt.SigningMethodHS256, good())
+			tok.Header["typ"], tok.Header["crit"], tok.Header["urn:example:ext"] = "at+jwt", []string{"urn:example:ext"}, true
+			s, _ := tok.SignedString([]byte(testSecret))
+			return s
+		}()},
 	}
 	for _, c := range invalid {
 		t.Run("Authorization/TokenValidation/"+c.name, func(t *testing.T) {

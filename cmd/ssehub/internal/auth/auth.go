@@ -147,6 +147,12 @@ func (v *Validator) validate(raw string) (*Token, error) {
 	if !isATJWT(tok.Header["typ"]) {
 		return nil, fmt.Errorf("%w: typ is not at+jwt", ErrInvalidToken)
 	}
+	if _, ok := tok.Header["crit"]; ok {
+		// RFC 7515 section 4.1.11: a token needing an extension
+		// the recipient does not support (this one supports none)
+		// is invalid.
+		return nil, fmt.Errorf("%w: crit names extensions this hub does not support", ErrInvalidToken)
+	}
 	if claims.Issuer == "" {
 		return nil, fmt.Errorf("%w: no iss", ErrInvalidToken)
 	}
@@ -175,8 +181,12 @@ func (v *Validator) validateLegacy(raw string) (*Token, error) {
 			Payload   json.RawMessage `json:"payload"`
 		} `json:"mercure"`
 	}
-	if _, err := jwt.NewParser(opts...).ParseWithClaims(raw, &c, v.Keyfunc); err != nil {
+	tok, err := jwt.NewParser(opts...).ParseWithClaims(raw, &c, v.Keyfunc)
+	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidToken, err)
+	}
+	if _, ok := tok.Header["crit"]; ok {
+		return nil, fmt.Errorf("%w: crit names extensions this hub does not support", ErrInvalidToken)
 	}
 	if c.Mercure == nil || c.Details != nil {
 		return nil, fmt.Errorf("%w: not a legacy token", ErrInvalidToken)
