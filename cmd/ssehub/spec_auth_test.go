@@ -374,3 +374,22 @@ func TestSpecHostHeaderIgnored(t *testing.T) {
 		}
 	})
 }
+
+func TestCookiePublishBehindProxy(t *testing.T) {
+	// Behind a proxy ending TLS, the hub sees http:// requests; its own
+	// origin is that of its resource identifier.
+	h := startHub(t, nil, "-resource-identifier", "https://hub.example/.well-known/mercure")
+	h.resource = "https://hub.example/.well-known/mercure"
+	t.Run("Authorization/Cookie/CSRF/HubOrigin", func(t *testing.T) {
+		for origin, want := range map[string]int{"https://hub.example": http.StatusOK, "https://evil.example": http.StatusForbidden} {
+			req, _ := http.NewRequest("POST", h.url, strings.NewReader("topic=https://example.com/proxied"))
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			req.Header.Set("Cookie", "__Secure-mercure_access_token="+h.admin(t))
+			req.Header.Set("Origin", origin)
+			req.Host = "hub.example"
+			if code, body, _ := do(t, req); code != want {
+				t.Errorf("Origin %s: got %d %q, want %d", origin, code, body, want)
+			}
+		}
+	})
+}

@@ -174,8 +174,9 @@ func newID() string {
 }
 
 // originAllowed is the CSRF check for publishes authorized by cookie: the
-// Origin (or else the Referer's origin) must be the hub's own or one of
-// PublishOrigins; a request with neither is refused.
+// Origin (or else the Referer's origin) must be the hub's own (that of
+// its configured URL, which a proxy ending TLS hides from r, or that r
+// reached) or one of PublishOrigins; a request with neither is refused.
 func (h *Hub) originAllowed(r *http.Request) bool {
 	origin := r.Header.Get("Origin")
 	if origin == "" {
@@ -185,9 +186,10 @@ func (h *Hub) originAllowed(r *http.Request) bool {
 		}
 		origin = ref.Scheme + "://" + ref.Host
 	}
-	self := strings.TrimSuffix(hubURL(r), hubPath)
-	if strings.EqualFold(origin, self) {
-		return true
+	for _, self := range []string{h.cfg.URL, hubURL(r)} {
+		if self != "" && strings.EqualFold(origin, strings.TrimSuffix(self, hubPath)) {
+			return true
+		}
 	}
 	for _, o := range h.cfg.PublishOrigins {
 		if o == "*" || strings.EqualFold(o, origin) {
