@@ -36,7 +36,6 @@ type client struct {
 	conn   sink
 	hub    *hubCore
 	grp    *group
-	index  int                 // position in grp.clients; -1 while parked
 	filter func(*Message) bool // nil passes everything
 
 	mu       sync.Mutex
@@ -47,9 +46,11 @@ type client struct {
 	sinceOut int64    // the same for the entries in flight
 	outAt    int64    // when the write of the entries in flight began, in Unix nanoseconds
 
+	index  int32 // position in grp.clients; -1 while parked
 	extra  int32 // queue entries that are not live events
 	nOut   int32 // entries in flight
 	beatAt int32 // position in hubCore.beats; -1: none
+	taken  int32 // events of the log past cursor already queued, while parked (see unparkLocked)
 	// Parking (park.go): stuck is set while a write to the client is
 	// blocked; parked while the client is parked, at cursor in its
 	// group's log.

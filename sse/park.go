@@ -104,6 +104,7 @@ func (h *hubCore) logLocked(g *group, msg []byte, pos, now int64, park, evict []
 		g.clients[last] = nil
 		g.clients = g.clients[:last]
 		c.index = -1
+		c.taken = 0
 		l.parked = append(l.parked, parkEntry{c: c, cursor: seq})
 		l.live++
 	}
@@ -117,7 +118,7 @@ func (h *hubCore) logLocked(g *group, msg []byte, pos, now int64, park, evict []
 		c.mu.Lock()
 		// As for any client, a full queue is slow only when the
 		// client's write is blocked (see fanoutLocked).
-		slow := int(l.end()-e.cursor)+len(c.queue) > h.cfg.queueSize && c.blockedLocked(now)
+		slow := int(l.end()-e.cursor)-int(c.taken)+len(c.queue) > h.cfg.queueSize && c.blockedLocked(now)
 		if slow {
 			h.dropQueueLocked(c)
 			evict = append(evict, c)
@@ -133,16 +134,31 @@ func (h *hubCore) logLocked(g *group, msg []byte, pos, now int64, park, evict []
 	return evict
 }
 
-// unparkLocked puts c, parked, back among its group's clients with the
-// events of the log from its place on queued; h.mu and c.mu must be held.
-func (h *hubCore) unparkLocked(c *client) {
+// unparkLocked queues for c, parked, the events of the log from its
+// place on, and puts it back among its group's clients; h.mu and c.mu
+// must be held. With some, it takes only what one write sends (maxWrite
+// bytes, maxVecEvents events) when more are logged: c stays parked, with
+// those counted in c.taken, and its writer comes back for the rest once
+// that write went through. A client that stopped reading thus holds one
+// write's worth in its queue, not a copy of its whole backlog.
+func (h *hubCore) unparkLocked(c *client, some bool) {
 	g := c.grp
 	l := &g.park
-	from := l.off + int(c.cursor-l.base)
+	from := l.off + int(c.cursor-l.base) + int(c.taken)
 	if from < len(l.events) && c.pos < 0 {
 		c.pos = l.pos[from]
 	}
 	evs := l.events[from:]
+	if some {
+		size := 0
+		for i, msg := range evs {
+			if i == maxVecEvents || i > 0 && size+len(msg) > maxWrite {
+				evs = evs[:i]
+				break
+			}
+			size += len(msg)
+		}
+	}
 	if len(evs) > 0 && c.bytes == 0 {
 		c.since = l.at[from]
 	}
@@ -160,8 +176,12 @@ func (h *hubCore) unparkLocked(c *client) {
 	c.bytes += added
 	h.queued.Add(added)
 	h.grown += int64(len(evs)) * entryCost // the entries; the events were counted when logged
+	if from+len(evs) < len(l.events) {
+		c.taken += int32(len(evs))
+		return
+	}
 	h.unparkedLocked(c)
-	c.index = len(g.clients)
+	c.index = int32(len(g.clients))
 	g.clients = append(g.clients, c)
 }
 
@@ -169,6 +189,7 @@ func (h *hubCore) unparkLocked(c *client) {
 // a parked client being removed; h.mu must be held.
 func (h *hubCore) unparkedLocked(c *client) {
 	c.parked.Store(false)
+	c.taken = 0
 	c.grp.park.live--
 	h.trimLocked(c.grp)
 }
@@ -233,7 +254,7 @@ func (g *group) eachParkedLocked(f func(*client)) {
 // held.
 func (c *client) parkedPosLocked() int64 {
 	l := &c.grp.park
-	i := l.off + int(c.cursor-l.base)
+	i := l.off + int(c.cursor-l.base) + int(c.taken)
 	if i < len(l.events) {
 		return l.pos[i]
 	}

@@ -255,7 +255,14 @@ func dropTime(groups []string, a slog.Attr) slog.Attr {
 // that stays gets every event once, in order; one that leaves got a
 // prefix of them; nothing stays queued.
 func TestParkingRandomized(t *testing.T) {
-	for seed := range uint64(12) {
+	for seed := range uint64(18) {
+		// From seed 12 on, events of 2 KiB: a parked client's writer
+		// then takes its backlog from the log a write's worth at a time
+		// (see TestParkedClientTakesOneWriteAtATime).
+		pad := ""
+		if seed >= 12 {
+			pad = strings.Repeat("y", 2044)
+		}
 		t.Run(fmt.Sprint(seed), func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				rng := rand.New(rand.NewPCG(seed, 1))
@@ -269,7 +276,7 @@ func TestParkingRandomized(t *testing.T) {
 				for range 400 {
 					switch r := rng.IntN(100); {
 					case r < 65:
-						if err := hub.Broadcast(fmt.Sprintf("%04d", events)); err != nil {
+						if err := hub.Broadcast(fmt.Sprintf("%04d%s", events, pad)); err != nil {
 							t.Fatal(err)
 						}
 						events++
@@ -303,7 +310,10 @@ func TestParkingRandomized(t *testing.T) {
 					}
 				}
 				synctest.Wait()
-				want := ": connected\n\n" + wantEvents(0, events)
+				want := ": connected\n\n"
+				for i := range events {
+					want += fmt.Sprintf("data: %04d%s\n\n", i, pad)
+				}
 				stayed := 0
 				for i, c := range cs {
 					got := c.w.Body()
@@ -324,4 +334,64 @@ func TestParkingRandomized(t *testing.T) {
 			})
 		})
 	}
+}
+
+// TestParkedClientTakesOneWriteAtATime checks that a parked client's
+// writer takes from the log one write's worth of events at a time (64 KiB
+// here: 65 events of 1 008 bytes), comes back for the rest once that
+// write went through, and so holds no copy of its whole backlog while a
+// write is blocked; and that every event still arrives once, in order.
+func TestParkedClientTakesOneWriteAtATime(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		hub := sse.NewHubWithOptions[string](&sse.Options{Heartbeat: -1})
+		defer hub.Close()
+		cs := fakeClients(t, hub, 3, &sse.UpgradeOptions{Heartbeat: -1, WriteTimeout: time.Hour})
+		a, b := cs[0], cs[1]
+		pad := strings.Repeat("x", 996)
+		n := 0
+		send := func(k int) {
+			t.Helper()
+			for range k {
+				if err := hub.Broadcast(fmt.Sprintf("%04d%s", n, pad)); err != nil {
+					t.Fatal(err)
+				}
+				n++
+				synctest.Wait()
+			}
+			time.Sleep(10 * time.Millisecond) // the blocked writes are handed off
+		}
+		const size = len("data: ") + 1000 + 2
+		releaseA := a.w.setBlock()
+		releaseB := b.w.setBlock()
+		send(1)   // a and b block on event 0
+		send(300) // both parked: the group logs 1…300 once
+		// a's write of event 0 returns; its writer takes 65 events from
+		// the log and blocks writing them.
+		releaseA()
+		releaseA = a.w.setBlock()
+		synctest.Wait()
+		time.Sleep(10 * time.Millisecond)
+		// Held: events 0…300; entries: b's write of event 0, the 300 in
+		// the log (b is parked at 1) and the 65 in a's write. A copy of
+		// a's whole backlog would be 300 entries there.
+		if got, want := hub.Stats().QueuedBytes, int64(301*size+(1+300+65)*24); got != want {
+			t.Errorf("QueuedBytes while a's catch-up write is blocked: got %d, want %d", got, want)
+		}
+		releaseA()
+		releaseB()
+		synctest.Wait()
+		send(5)
+		want := ": connected\n\n"
+		for i := range n {
+			want += fmt.Sprintf("data: %04d%s\n\n", i, pad)
+		}
+		for i, x := range cs {
+			if got := x.w.Body(); got != want {
+				t.Errorf("client %d: got %d bytes, want %d (every event, once, in order)", i, len(got), len(want))
+			}
+		}
+		if st := hub.Stats(); st.QueuedBytes != 0 || st.Delivered != uint64(3*n) {
+			t.Errorf("Stats: got %d queued, %d delivered; want 0, %d", st.QueuedBytes, st.Delivered, 3*n)
+		}
+	})
 }

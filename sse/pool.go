@@ -162,6 +162,12 @@ func (p *writerPool) work() {
 	drains := 0
 	for c := p.next(false); c != nil; c = p.next(true) {
 		again := p.drain(c, s)
+		for again && c.parked.Load() && s.state.Load() != handed {
+			// Its write went through and the log holds more of its
+			// events (see unparkLocked): it is catching up, and takes
+			// them now rather than after every other waiting client.
+			again = p.drain(c, s)
+		}
 		if s.state.Load() == handed {
 			// Handed off: the pool counts this goroutine no more. Its
 			// blocked write is done (or failed): what was queued
@@ -394,7 +400,7 @@ func (p *writerPool) drain(c *client, s *writeSlot) (again bool) {
 		h.mu.Lock()
 		c.mu.Lock()
 		if c.parked.Load() && !c.removed {
-			h.unparkLocked(c)
+			h.unparkLocked(c, true)
 		}
 		h.mu.Unlock()
 	} else {

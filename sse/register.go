@@ -27,7 +27,7 @@ func (h *hubCore) register(conn sink, g *group, topics []string, filter func(*Me
 		g = h.groupLocked(topics)
 	}
 	h.warnNoDeadline(conn)
-	c := &client{conn: conn, hub: h, grp: g, index: len(g.clients), beatAt: -1, filter: filter, pos: -1, posOut: -1}
+	c := &client{conn: conn, hub: h, grp: g, index: int32(len(g.clients)), beatAt: -1, filter: filter, pos: -1, posOut: -1}
 	if !conn.watch(c) {
 		return nil, conn.Err()
 	}
@@ -104,7 +104,7 @@ func (h *hubCore) removeLocked(c *client) bool {
 	switch {
 	case c.parked.Load():
 		h.unparkedLocked(c)
-	case c.index < 0 || c.index >= len(g.clients) || g.clients[c.index] != c:
+	case c.index < 0 || int(c.index) >= len(g.clients) || g.clients[c.index] != c:
 		return false // removed already, or the hub closed
 	default:
 		last := len(g.clients) - 1

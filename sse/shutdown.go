@@ -16,7 +16,7 @@ import (
 func (h *hubCore) queueExtraLocked(c *client, bs ...[]byte) bool {
 	if c.parked.Load() {
 		// Its events first (see park.go).
-		h.unparkLocked(c)
+		h.unparkLocked(c, false)
 	}
 	if c.bytes == 0 && len(bs) > 0 {
 		c.since = time.Now().UnixNano()
@@ -179,7 +179,7 @@ func (h *hubCore) closeLocked() []*client {
 	h.closed = true
 	list := h.allClientsLocked()
 	forget := func(g *group) {
-		g.eachParkedLocked(func(c *client) { c.parked.Store(false) })
+		g.eachParkedLocked(func(c *client) { c.parked.Store(false); c.taken = 0 })
 		h.queued.Add(-g.park.bytes)
 		g.park = parkLog{base: g.park.base}
 		g.clients = nil

@@ -122,7 +122,7 @@ func TestBudgetCountsSharedEventsOnce(t *testing.T) {
 	h.def.fanned = 40_000 // 40 events so far
 	var cs []*client
 	for i := range 100 {
-		c := &client{hub: h, grp: h.def, index: i, beatAt: -1, since: now, pos: 20_000, posOut: -1}
+		c := &client{hub: h, grp: h.def, index: int32(i), beatAt: -1, since: now, pos: 20_000, posOut: -1}
 		for range 20 {
 			c.queue = append(c.queue, ev)
 		}
