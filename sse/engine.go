@@ -379,12 +379,20 @@ func (h *hubCore) fanoutLocked(g *group, msg []byte, m *Message, now int64, wake
 // are shared: the slice header that refers to them.
 const entryCost = 24
 
-// blockedLocked reports whether c makes no progress: its write was handed
-// off as blocked, or has run for stallLimit at now (Unix nanoseconds);
-// c.mu must be held.
+// blockedLocked reports whether c makes no progress: the write of its
+// events in flight has run for slowStall at now (Unix nanoseconds); c.mu
+// must be held.
 func (c *client) blockedLocked(now int64) bool {
-	return c.stuck.Load() || c.inflight > 0 && c.outAt <= now-int64(stallLimit)
+	return c.inflight > 0 && c.outAt <= now-int64(slowStall)
 }
+
+// slowStall is how long a client's write must have been running, its
+// queue full, for SlowDisconnect to count it slow. A client that stopped
+// reading is found in that time, while one that reads, if slowly or in
+// bursts (a process short of CPU, a network that hiccups), completes a
+// write in less: the writes of a queue go out a chunk at a time, and each
+// returns once the client has read what the socket could not hold.
+const slowStall = 500 * time.Millisecond
 
 // wakeBatch is how many clients a fan-out queues an event for before it
 // hands them to the writers: with many clients, writing starts while the

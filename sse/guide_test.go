@@ -662,7 +662,7 @@ func testGuideHub(t *testing.T) {
 				}
 				fmt.Fprintf(&want, "data: %d\n\n", i)
 				synctest.Wait()
-				time.Sleep(time.Millisecond) // the stuck write is found after 5 ms
+				time.Sleep(30 * time.Millisecond) // the stuck write counts as blocked after 500 ms
 			}
 			if got := cs[1].w.Body(); got != want.String() {
 				t.Fatalf("healthy client: got %q, want %q", got, want.String())

@@ -347,9 +347,9 @@ func TestHubSlowClientIsDisconnected(t *testing.T) {
 			}
 			fmt.Fprintf(&want, "data: %d\n\n", i)
 			synctest.Wait()
-			// A full queue disconnects a client once its write was found
-			// blocked, after stallLimit.
-			time.Sleep(time.Millisecond)
+			// A full queue disconnects a client once its write has
+			// run for 500 ms.
+			time.Sleep(60 * time.Millisecond)
 		}
 		for i, c := range cs[1:] {
 			if got := c.w.Body(); got != want.String() {
@@ -496,7 +496,7 @@ func TestHubSlowClientWithoutDeadlines(t *testing.T) {
 				t.Errorf("broadcast %d took %v with a stuck client, want no wait", i, d)
 			}
 			synctest.Wait()
-			time.Sleep(2 * time.Millisecond) // found blocked after stallLimit
+			time.Sleep(100 * time.Millisecond) // blocked once its write has run for 500 ms
 		}
 		want := ": connected\n\ndata: 0\n\ndata: 1\n\ndata: 2\n\ndata: 3\n\ndata: 4\n\ndata: 5\n\n"
 		for i, c := range others {

@@ -138,9 +138,10 @@ type SlowPolicy int
 
 const (
 	// SlowDisconnect ends the client's stream; the default. It applies
-	// once the client's own write is found blocked: a client whose queue
-	// is full only because the writers are busy with others is not slow,
-	// and its queue grows on, within MaxQueuedBytes. A client that
+	// once the client's own write has been blocked for half a second: a
+	// client whose queue is full only because the writers are busy with
+	// others, or that reads slowly but reads, is not slow, and its queue
+	// grows on, within MaxQueuedBytes. A client that
 	// reconnects with Last-Event-ID to a [Server] gets what it missed
 	// from the history, so nothing is lost.
 	SlowDisconnect SlowPolicy = iota

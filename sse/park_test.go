@@ -99,7 +99,7 @@ func TestParkedClientTooSlow(t *testing.T) {
 			synctest.Wait()
 		}
 		broadcast(0)
-		time.Sleep(10 * time.Millisecond)
+		time.Sleep(time.Second)   // a's write is handed off, and runs for 500 ms
 		for i := 1; i <= 8; i++ { // a, parked, holds 1…8: full
 			broadcast(i)
 		}
@@ -214,7 +214,7 @@ func TestManySlowClientsAtOnce(t *testing.T) {
 			synctest.Wait()
 		}
 		broadcast(0)
-		time.Sleep(50 * time.Millisecond) // every blocked write is found
+		time.Sleep(time.Second) // every blocked write is found, and runs for 500 ms
 		broadcast(1)
 		broadcast(2)
 		for i, c := range cs[:n] {

@@ -36,8 +36,8 @@ func TestHubSlowPolicies(t *testing.T) {
 				c := fakeClients(t, hub, 1, &sse.UpgradeOptions{Heartbeat: -1, WriteTimeout: time.Hour})[0]
 				release := c.w.setBlock()
 				hub.Broadcast("1")
-				synctest.Wait()                   // the writer is blocked on event 1
-				time.Sleep(10 * time.Millisecond) // and found blocked
+				synctest.Wait()         // the writer is blocked on event 1
+				time.Sleep(time.Second) // and has been for 500 ms
 				for i := 2; i <= 6; i++ {
 					if err := hub.Broadcast(fmt.Sprint(i)); err != nil {
 						t.Fatal(err)
@@ -197,10 +197,10 @@ func TestServerStuckClients(t *testing.T) {
 						time.Sleep(time.Millisecond)
 					}
 					latencies[i] = time.Since(start)
-					// A millisecond between events: a client is
-					// disconnected for a full queue once its write was
-					// found blocked, which takes virtual time.
-					time.Sleep(time.Millisecond)
+					// Ten milliseconds between events: a client is
+					// disconnected for a full queue once its write has
+					// run for 500 ms, which takes virtual time.
+					time.Sleep(10 * time.Millisecond)
 				}
 				slices.Sort(latencies)
 				// A write still running after 5ms is handed off to a
@@ -482,7 +482,7 @@ func testFullQueueWaitingForWriter(t *testing.T, n int, held func(stuck int64) i
 		if st, want := hub.Stats(), held(int64(nstuck)); st.QueuedBytes != want {
 			t.Errorf("QueuedBytes: got %d, want %d", st.QueuedBytes, want)
 		}
-		time.Sleep(10 * time.Millisecond) // the watchdog finds the stuck writes
+		time.Sleep(time.Second) // the watchdog finds the stuck writes, which then run for 500 ms
 		if err := hub.Broadcast(fmt.Sprint(n)); err != nil {
 			t.Fatal(err)
 		}
