@@ -50,7 +50,6 @@ type client struct {
 	extra  int32 // queue entries that are not live events
 	nOut   int32 // entries in flight
 	beatAt int32 // position in hubCore.beats; -1: none
-	taken  int32 // events of the log past cursor already queued, while parked (see unparkLocked)
 	// Parking (park.go): stuck is set while a write to the client is
 	// blocked; parked while the client is parked, at cursor in its
 	// group's log.

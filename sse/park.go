@@ -12,21 +12,23 @@ package sse
 // its place in the log. A fan-out then costs one log entry, however many
 // clients are parked. A client that waits for a writer with parkAfter
 // events queued is parked too: the writers are behind, and it gets its
-// events from the log in one copy when its turn comes.
+// events from the log when its turn comes.
 //
 // A parked client's writer, once its write returns, takes the events from
-// its place on into the client's queue and puts the client back among
-// the others (unparkLocked), all under hubCore.mu, so that no event is
-// lost or repeated between the log and the queue. Anything else that
-// must queue for a parked client (a retry hint, a shutdown) unparks it
-// first, so that its events keep their order.
+// its place on into the client's queue, one write's worth at a time, and
+// puts the client back among the others once it has them all
+// (unparkLocked), all under hubCore.mu, so that no event is lost or
+// repeated between the log and the queue. Anything else that must queue
+// for a parked client (a retry hint, a shutdown) unparks it first, so
+// that its events keep their order.
 //
 // Only clients that see every event of their group and that the
 // SlowDisconnect policy governs are parked: a parked client's queue is the
 // events of the log from its place on, and it is disconnected as too
 // slow once that is more than QueueSize events long and its write is
-// blocked. Clients are parked in the order of their places in the log,
-// so the one parked longest is the first to check.
+// blocked. The parked clients are kept in a heap by their places in the
+// log, so that the one furthest behind is the first to check, and the
+// log is kept from its place on.
 //
 // Guarded by hubCore.mu: the log, the parked list, client.cursor and
 // client.parked, which is atomic so that the client's writer can tell
@@ -41,14 +43,14 @@ type parkLog struct {
 	base   int64
 	bytes  int64 // what the log is charged in hubCore.queued
 
-	parked []parkEntry // parked[first:], in the order parked
-	first  int
-	live   int // clients parked now
+	parked []parkEntry // a min-heap by cursor, stale entries included (see parkEntry)
+	live   int         // clients parked now
 }
 
 // parkEntry is a client parked at cursor, the sequence number of the first
 // event it needs from the log. It is stale once the client left the log
-// (it may be parked again later, at a later cursor).
+// or moved on in it: a client's cursor only grows, and each place it
+// takes gets an entry of its own.
 type parkEntry struct {
 	c      *client
 	cursor int64
@@ -60,6 +62,47 @@ func (e parkEntry) live(g *group) bool {
 
 // end is the sequence number the next event logged gets.
 func (l *parkLog) end() int64 { return l.base + int64(len(l.events)-l.off) }
+
+// push adds e to the heap of parked clients.
+func (l *parkLog) push(e parkEntry) {
+	l.parked = append(l.parked, e)
+	h := l.parked
+	for i := len(h) - 1; i > 0; {
+		p := (i - 1) / 2
+		if h[p].cursor <= h[i].cursor {
+			break
+		}
+		h[p], h[i] = h[i], h[p]
+		i = p
+	}
+}
+
+// pop removes the heap's first entry.
+func (l *parkLog) pop() {
+	n := len(l.parked) - 1
+	l.parked[0] = l.parked[n]
+	l.parked[n] = parkEntry{}
+	l.parked = l.parked[:n]
+	l.down(0)
+}
+
+func (l *parkLog) down(i int) {
+	h := l.parked
+	for {
+		m, a, b := i, 2*i+1, 2*i+2
+		if a < len(h) && h[a].cursor < h[m].cursor {
+			m = a
+		}
+		if b < len(h) && h[b].cursor < h[m].cursor {
+			m = b
+		}
+		if m == i {
+			return
+		}
+		h[i], h[m] = h[m], h[i]
+		i = m
+	}
+}
 
 // parkable reports whether c may be parked in place of being queued an
 // event: its write was handed off, and it takes every event of its group
@@ -104,21 +147,20 @@ func (h *hubCore) logLocked(g *group, msg []byte, pos, now int64, park, evict []
 		g.clients[last] = nil
 		g.clients = g.clients[:last]
 		c.index = -1
-		c.taken = 0
-		l.parked = append(l.parked, parkEntry{c: c, cursor: seq})
+		l.push(parkEntry{c: c, cursor: seq})
 		l.live++
 	}
-	for l.first < len(l.parked) {
-		e := l.parked[l.first]
+	for len(l.parked) > 0 {
+		e := l.parked[0]
 		if !e.live(g) {
-			l.first++
+			l.pop()
 			continue
 		}
 		c := e.c
 		c.mu.Lock()
 		// As for any client, a full queue is slow only when the
 		// client's write is blocked (see fanoutLocked).
-		slow := int(l.end()-e.cursor)-int(c.taken)+len(c.queue) > h.cfg.queueSize && c.blockedLocked(now)
+		slow := int(l.end()-e.cursor)+len(c.queue) > h.cfg.queueSize && c.blockedLocked(now)
 		if slow {
 			h.dropQueueLocked(c)
 			evict = append(evict, c)
@@ -128,7 +170,7 @@ func (h *hubCore) logLocked(g *group, msg []byte, pos, now int64, park, evict []
 			break
 		}
 		// finishFanout removes it (see unparkedLocked).
-		l.first++
+		l.pop()
 	}
 	h.trimLocked(g)
 	return evict
@@ -137,14 +179,14 @@ func (h *hubCore) logLocked(g *group, msg []byte, pos, now int64, park, evict []
 // unparkLocked queues for c, parked, the events of the log from its
 // place on, and puts it back among its group's clients; h.mu and c.mu
 // must be held. With some, it takes only what one write sends (maxWrite
-// bytes, maxVecEvents events) when more are logged: c stays parked, with
-// those counted in c.taken, and its writer comes back for the rest once
-// that write went through. A client that stopped reading thus holds one
-// write's worth in its queue, not a copy of its whole backlog.
+// bytes, maxVecEvents events) when more are logged: c stays parked, at
+// its new place, and its writer comes back for the rest once that write
+// went through. A client that stopped reading thus holds one write's
+// worth in its queue, not a copy of its whole backlog.
 func (h *hubCore) unparkLocked(c *client, some bool) {
 	g := c.grp
 	l := &g.park
-	from := l.off + int(c.cursor-l.base) + int(c.taken)
+	from := l.off + int(c.cursor-l.base)
 	if from < len(l.events) && c.pos < 0 {
 		c.pos = l.pos[from]
 	}
@@ -177,7 +219,9 @@ func (h *hubCore) unparkLocked(c *client, some bool) {
 	h.queued.Add(added)
 	h.grown += int64(len(evs)) * entryCost // the entries; the events were counted when logged
 	if from+len(evs) < len(l.events) {
-		c.taken += int32(len(evs))
+		c.cursor += int64(len(evs))
+		l.push(parkEntry{c: c, cursor: c.cursor})
+		h.trimLocked(g)
 		return
 	}
 	h.unparkedLocked(c)
@@ -189,7 +233,6 @@ func (h *hubCore) unparkLocked(c *client, some bool) {
 // a parked client being removed; h.mu must be held.
 func (h *hubCore) unparkedLocked(c *client) {
 	c.parked.Store(false)
-	c.taken = 0
 	c.grp.park.live--
 	h.trimLocked(c.grp)
 }
@@ -198,12 +241,26 @@ func (h *hubCore) unparkedLocked(c *client) {
 // client needs any longer; h.mu must be held.
 func (h *hubCore) trimLocked(g *group) {
 	l := &g.park
-	for l.first < len(l.parked) && !l.parked[l.first].live(g) {
-		l.first++
+	for len(l.parked) > 0 && !l.parked[0].live(g) {
+		l.pop()
+	}
+	if len(l.parked) > 2*l.live+64 {
+		// Stale entries left inside the heap: keep the live ones.
+		live := l.parked[:0]
+		for _, e := range l.parked {
+			if e.live(g) {
+				live = append(live, e)
+			}
+		}
+		clear(l.parked[len(live):])
+		l.parked = live
+		for i := len(live)/2 - 1; i >= 0; i-- {
+			l.down(i)
+		}
 	}
 	upTo := l.end() // the first event still needed
-	if l.first < len(l.parked) {
-		upTo = l.parked[l.first].cursor
+	if len(l.parked) > 0 {
+		upTo = l.parked[0].cursor
 	}
 	k := int(upTo - l.base)
 	if k <= 0 {
@@ -231,18 +288,13 @@ func (h *hubCore) trimLocked(g *group) {
 		clear(l.events[n:])
 		l.events, l.pos, l.at, l.off = l.events[:n], l.pos[:n], l.at[:n], 0
 	}
-	if l.first > len(l.parked)/2 {
-		n := copy(l.parked, l.parked[l.first:])
-		clear(l.parked[n:])
-		l.parked, l.first = l.parked[:n], 0
-	}
 }
 
 // eachParkedLocked calls f for every client parked in g; h.mu must be
 // held.
 func (g *group) eachParkedLocked(f func(*client)) {
 	l := &g.park
-	for _, e := range l.parked[l.first:] {
+	for _, e := range l.parked {
 		if e.live(g) {
 			f(e.c)
 		}
@@ -254,7 +306,7 @@ func (g *group) eachParkedLocked(f func(*client)) {
 // held.
 func (c *client) parkedPosLocked() int64 {
 	l := &c.grp.park
-	i := l.off + int(c.cursor-l.base) + int(c.taken)
+	i := l.off + int(c.cursor-l.base)
 	if i < len(l.events) {
 		return l.pos[i]
 	}

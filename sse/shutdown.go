@@ -179,7 +179,7 @@ func (h *hubCore) closeLocked() []*client {
 	h.closed = true
 	list := h.allClientsLocked()
 	forget := func(g *group) {
-		g.eachParkedLocked(func(c *client) { c.parked.Store(false); c.taken = 0 })
+		g.eachParkedLocked(func(c *client) { c.parked.Store(false) })
 		h.queued.Add(-g.park.bytes)
 		g.park = parkLog{base: g.park.base}
 		g.clients = nil
