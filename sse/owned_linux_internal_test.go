@@ -219,7 +219,7 @@ func TestLimitUnsent(t *testing.T) {
 	}); err != nil || gerr != nil {
 		t.Fatal(err, gerr)
 	}
-	if v != probeBytes {
-		t.Errorf("TCP_NOTSENT_LOWAT: got %d, want %d", v, probeBytes)
+	if v != unsentLowat {
+		t.Errorf("TCP_NOTSENT_LOWAT: got %d, want %d", v, unsentLowat)
 	}
 }
