@@ -378,19 +378,24 @@ func (h *hubCore) fanoutLocked(g *group, msg []byte, m *Message, now int64, wake
 // are shared: the slice header that refers to them.
 const entryCost = 24
 
-// blockedLocked reports whether c makes no progress: the write of its
+// blockedLocked reports whether c makes no progress: the writing of its
 // events in flight has run for slowStall at now (Unix nanoseconds); c.mu
 // must be held.
 func (c *client) blockedLocked(now int64) bool {
 	return c.inflight > 0 && c.outAt <= now-int64(slowStall)
 }
 
-// slowStall is how long a client's write must have been running, its
-// queue full, for SlowDisconnect to count it slow. A client that stopped
-// reading is found in that time, while one that reads, if slowly or in
-// bursts (a process short of CPU, a network that hiccups), completes a
-// write in less: the writes of a queue go out a chunk at a time, and each
-// returns once the client has read what the socket could not hold.
+// slowStall is how long the writing of a client's events in flight (one
+// drain: what its queue held when a writer took it, or one write's worth
+// of its backlog in its group's log) must have been running, its queue
+// full again, for SlowDisconnect to count it slow. A client that stopped
+// reading is found in that time, and so is one too slow to take its
+// queue in half a second, while one that reads in bursts (a process short
+// of CPU for a moment, a network that hiccups) gets through a drain in
+// less. A parked client taking its backlog a write at a time is timed
+// write by write: one that reads more slowly than events come, but takes
+// each write within slowStall, falls behind until the queued-bytes
+// budget disconnects it (the longest behind first), not SlowDisconnect.
 const slowStall = 500 * time.Millisecond
 
 // wakeBatch is how many clients a fan-out queues an event for before it

@@ -167,6 +167,9 @@ func (p *writerPool) work() {
 			// events (see unparkLocked): it is catching up, and takes
 			// them now rather than after every other waiting client.
 			again = p.drain(c, s)
+			if drains++; drains%yieldEvery == 0 {
+				runtime.Gosched()
+			}
 		}
 		if s.state.Load() == handed {
 			// Handed off: the pool counts this goroutine no more. Its

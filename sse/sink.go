@@ -2,8 +2,9 @@ package sse
 
 import "time"
 
-// sink is a stream as the fan-out engine (see engine.go) sees it. [Conn] implements it; another kind of stream (a
-// hijacked connection, say) plugs into the engine by implementing it too.
+// sink is a stream as the fan-out engine (see engine.go) sees it. [Conn]
+// implements it; another kind of stream (a hijacked connection, say)
+// plugs into the engine by implementing it too.
 // The engine calls write only with the write lock held, and never holds
 // its own locks while it calls a method that may block (lockWrite, write,
 // waitWrites, end, drop).
