@@ -107,7 +107,8 @@ func (o *ownedConn) tryWrite() (done bool, err error) {
 		t.wrote, t.errno = 0, 0
 		t.check = size == limit
 		cerr := o.raw.Write(t.fn)
-		clear(t.iov) // keep no reference to the data
+		clear(t.iov)     // keep no reference to the data
+		*iov = t.iov[:0] // and keep what it grew to for the next probe
 		if cerr != nil {
 			err = cerr
 			break
