@@ -14,8 +14,22 @@ import (
 )
 
 // tcpPair returns the two ends of a loopback TCP connection; the server
-// end gets a small send buffer.
+// end gets a small send buffer, the client end a small receive buffer.
 func tcpPair(t *testing.T) (server, client *net.TCPConn) {
+	t.Helper()
+	server, client = loopbackPair(t)
+	if err := server.SetWriteBuffer(16 << 10); err != nil {
+		t.Fatal(err)
+	}
+	if err := client.SetReadBuffer(4 << 10); err != nil {
+		t.Fatal(err)
+	}
+	return server, client
+}
+
+// loopbackPair returns the two ends of a loopback TCP connection, with
+// the system's buffers.
+func loopbackPair(t *testing.T) (server, client *net.TCPConn) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -31,14 +45,7 @@ func tcpPair(t *testing.T) (server, client *net.TCPConn) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close(); s.Close() })
-	server, client = s.(*net.TCPConn), c.(*net.TCPConn)
-	if err := server.SetWriteBuffer(16 << 10); err != nil {
-		t.Fatal(err)
-	}
-	if err := client.SetReadBuffer(4 << 10); err != nil {
-		t.Fatal(err)
-	}
-	return server, client
+	return s.(*net.TCPConn), c.(*net.TCPConn)
 }
 
 func ownedFor(t *testing.T, nc *net.TCPConn) *ownedConn {
@@ -119,12 +126,8 @@ func TestOwnedWriteStallDeadline(t *testing.T) {
 // exact pieces of the chunk, and that it must be proven again.
 func TestOwnedProbeStalledClient(t *testing.T) {
 	server, client := tcpPair(t)
-	raw, err := server.SyscallConn()
-	if err != nil {
-		t.Fatal(err)
-	}
-	limitUnsent(raw)
-	o := &ownedConn{nc: server, tcp: server, raw: raw}
+	o := ownedFor(t, server)
+	limitUnsent(o.raw)
 	p := bytes.Repeat([]byte("0123456789abcdef"), 6<<10) // 96 KiB
 	want := "18000\r\n" + string(p) + "\r\n"
 	taken := -1 // bytes the socket took before stall
@@ -136,7 +139,7 @@ func TestOwnedProbeStalledClient(t *testing.T) {
 		got <- b
 	}()
 	_ = server.SetWriteDeadline(time.Now().Add(10 * time.Second))
-	err = o.write(p, func() {
+	err := o.write(p, func() {
 		if taken < 0 {
 			left := 0
 			for _, b := range o.vec {
@@ -167,21 +170,8 @@ func TestOwnedProbeStalledClient(t *testing.T) {
 // TestOwnedProbeReadingClient checks that a client that reads is proven
 // by each probeBytes it takes, with no stall and exact bytes.
 func TestOwnedProbeReadingClient(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	client, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	nc, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { client.Close(); nc.Close() })
-	o := ownedFor(t, nc.(*net.TCPConn))
+	nc, client := loopbackPair(t)
+	o := ownedFor(t, nc)
 	var want strings.Builder
 	got := make(chan []byte, 1)
 	go func() {
@@ -207,10 +197,7 @@ func TestOwnedProbeReadingClient(t *testing.T) {
 // TestLimitUnsent checks the socket option limitUnsent sets.
 func TestLimitUnsent(t *testing.T) {
 	server, _ := tcpPair(t)
-	raw, err := server.SyscallConn()
-	if err != nil {
-		t.Fatal(err)
-	}
+	raw := ownedFor(t, server).raw
 	limitUnsent(raw)
 	var v int
 	var gerr error

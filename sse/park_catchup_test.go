@@ -1,10 +1,8 @@
 package sse_test
 
 import (
-	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"strings"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -91,17 +89,8 @@ func TestParkedSlowBehindCatchingUp(t *testing.T) {
 		defer hub.Close()
 		a, b, c := newCreditWriter(1<<30), newCreditWriter(1<<30), newCreditWriter(1<<30)
 		registerCredit(t, hub, a, b, c)
-		pad, n := strings.Repeat("x", 996), 0
-		send := func(k int) {
-			t.Helper()
-			for range k {
-				if err := hub.Broadcast(fmt.Sprintf("%04d%s", n, pad)); err != nil {
-					t.Fatal(err)
-				}
-				n++
-			}
-			synctest.Wait()
-		}
+		n := 0
+		send := func(k int) { t.Helper(); broadcastKilo(t, hub, &n, k) }
 		send(1)
 		a.setCredit(0)
 		send(1)
@@ -113,7 +102,7 @@ func TestParkedSlowBehindCatchingUp(t *testing.T) {
 		send(1) // b parked behind a
 		for range 30 {
 			// a takes one 64 KiB write per 100 ms, while 60 events come.
-			a.give(65520)
+			a.give(65 * kiloSize)
 			synctest.Wait()
 			send(60)
 			time.Sleep(100 * time.Millisecond)
@@ -135,18 +124,9 @@ func TestParkedCatchUpBudget(t *testing.T) {
 		defer hub.Close()
 		a, c := newCreditWriter(1<<30), newCreditWriter(1<<30)
 		registerCredit(t, hub, a, c)
-		pad, n := strings.Repeat("x", 996), 0
-		send := func(k int) {
-			t.Helper()
-			for range k {
-				if err := hub.Broadcast(fmt.Sprintf("%04d%s", n, pad)); err != nil {
-					t.Fatal(err)
-				}
-				n++
-			}
-			synctest.Wait()
-		}
-		const size = 1008
+		n := 0
+		send := func(k int) { t.Helper(); broadcastKilo(t, hub, &n, k) }
+		const size = kiloSize
 		a.setCredit(0)
 		send(1)
 		time.Sleep(10 * time.Millisecond)

@@ -31,6 +31,25 @@ func wantEvents(from, to int) string {
 	return b.String()
 }
 
+// kiloEvent is the data of event i of the tests that broadcast events of
+// kiloSize bytes on the wire.
+func kiloEvent(i int) string { return fmt.Sprintf("%04d%s", i, strings.Repeat("x", 996)) }
+
+const kiloSize = len("data: ") + 1000 + len("\n\n")
+
+// broadcastKilo broadcasts k events of kiloSize bytes, numbered on from
+// *n, then waits for every goroutine of the bubble to block.
+func broadcastKilo(t *testing.T, hub *sse.Hub[string], n *int, k int) {
+	t.Helper()
+	for range k {
+		if err := hub.Broadcast(kiloEvent(*n)); err != nil {
+			t.Fatal(err)
+		}
+		*n++
+	}
+	synctest.Wait()
+}
+
 func TestParkedClientGetsEveryEvent(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		hub := sse.NewHubWithOptions[string](&sse.Options{Heartbeat: -1})
@@ -347,20 +366,15 @@ func TestParkedClientTakesOneWriteAtATime(t *testing.T) {
 		defer hub.Close()
 		cs := fakeClients(t, hub, 3, &sse.UpgradeOptions{Heartbeat: -1, WriteTimeout: time.Hour})
 		a, b := cs[0], cs[1]
-		pad := strings.Repeat("x", 996)
 		n := 0
 		send := func(k int) {
 			t.Helper()
 			for range k {
-				if err := hub.Broadcast(fmt.Sprintf("%04d%s", n, pad)); err != nil {
-					t.Fatal(err)
-				}
-				n++
-				synctest.Wait()
+				broadcastKilo(t, hub, &n, 1)
 			}
 			time.Sleep(10 * time.Millisecond) // the blocked writes are handed off
 		}
-		const size = len("data: ") + 1000 + 2
+		const size = kiloSize
 		releaseA := a.w.setBlock()
 		releaseB := b.w.setBlock()
 		send(1)   // a and b block on event 0
@@ -383,7 +397,7 @@ func TestParkedClientTakesOneWriteAtATime(t *testing.T) {
 		send(5)
 		want := ": connected\n\n"
 		for i := range n {
-			want += fmt.Sprintf("data: %04d%s\n\n", i, pad)
+			want += "data: " + kiloEvent(i) + "\n\n"
 		}
 		for i, x := range cs {
 			if got := x.w.Body(); got != want {
