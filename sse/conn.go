@@ -370,7 +370,9 @@ var errClientGone = fmt.Errorf("%w: client went away", ErrConnectionClosed)
 // stream ended (see owned.go).
 func waitEnd(c *Conn) {
 	if o := c.own.Load(); o != nil && o.inline {
-		c.readOwned(o)
+		if o.token == 0 {
+			c.readOwned(o)
+		}
 		<-c.Done()
 		return
 	}

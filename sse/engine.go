@@ -27,6 +27,7 @@ import (
 //	topics.go    a Server's topics, live delivery and replay
 //	sink.go      what the engine needs of a stream, and Conn's side of it
 //	owned.go     streams whose connection the engine took over
+//	owned_watch_linux.go  noticing their clients leave, one watch for all
 //
 // A Conn itself is in conn.go (Upgrade, the Send methods), end.go (how it
 // ends, its write lock) and reset.go (closing or resetting its connection).
@@ -122,7 +123,9 @@ type engineConfig struct {
 //  4. writerPool.mu (push, under hubCore.mu);
 //  5. writeSlot.mu (the watchdog, under writerPool.mu);
 //  6. Conn.mu, held only briefly (sink.watch under hubCore.mu);
-//  7. solo.mu (see solo.go), taken last.
+//  7. solo.mu (see solo.go);
+//  8. connWatch.mu (see owned_watch_linux.go), taken last: taking a
+//     connection over and ending it take it under the write lock.
 //
 // Nothing blocks under any of them: the write lock is waited for (drain,
 // unregister) with none held. A function named …Locked is called with the

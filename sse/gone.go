@@ -5,7 +5,9 @@ import "time"
 // Noticing a client that went away.
 //
 // A stream whose connection the engine took over learns it from the
-// connection: its reader's read fails (owned.go). Any other stream learns
+// connection: a read fails, made by the process's watch over taken
+// connections (owned_watch_linux.go) or, where there is none, by the
+// stream's own reader (owned.go). Any other stream learns
 // it from its request's context, which net/http ends when the client
 // goes away, and one mechanism asks: a goneWatch, a timer that has its
 // owner check the request contexts of its streams (sink.gone) every

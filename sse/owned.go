@@ -80,9 +80,12 @@ type ownedConn struct {
 	hdr  [18]byte // a chunk header: up to 16 hex digits and CRLF
 	try  tryState // see tryWrite
 	shut atomic.Bool
-	// inline: the handler reads the connection (see waitEnd), not a
-	// goroutine of its own.
+	// inline: taken by a hub's own handler, which reads the connection
+	// (see waitEnd), not a goroutine of its own, unless it is watched.
 	inline bool
+	// token is o's in ownedWatch while it is watched (owned_watch_linux.go):
+	// then nobody reads it. 0: not watched.
+	token uint64
 }
 
 var crlf = []byte("\r\n")
@@ -95,8 +98,9 @@ var lastChunk = []byte("0\r\n\r\n")
 // when the connection is taken already. The write lock must be held, so
 // that no write is in progress: Hijack flushes what net/http buffers.
 //
-// The connection is then read, to notice the client leaving: by a
-// goroutine of its own, or, with inline, by the handler itself, which
+// The connection is then read, to notice the client leaving: by the
+// process's watch where it can (owned_watch_linux.go), and otherwise by
+// a goroutine of its own, or, with inline, by the handler itself, which
 // calls waitEnd (a hub's own handlers: one goroutine less per stream).
 func (c *Conn) takeOverLocked(p ownPolicy, inline bool) {
 	if p.off || c.own.Load() != nil || !c.deadlines || c.closed.Load() ||
@@ -127,8 +131,9 @@ func (c *Conn) takeOverLocked(p ownPolicy, inline bool) {
 		o.br = brw.Reader
 	}
 	o.inline = inline
+	watched := ownedWatch.watch(c, o)
 	c.own.Store(o)
-	if !inline {
+	if !inline && !watched {
 		go c.readOwned(o)
 	}
 }
@@ -250,6 +255,7 @@ func (o *ownedConn) finish(reset bool) {
 	if !o.shut.CompareAndSwap(false, true) {
 		return
 	}
+	ownedWatch.unwatch(o)
 	if reset {
 		abortConn(o.nc)
 		return
@@ -304,7 +310,9 @@ func (c *Conn) detach(end func()) bool {
 	c.w = nil // only read before the takeover (see rc)
 	c.unlockWrite()
 	go func() {
-		c.readOwned(o)
+		if o.token == 0 {
+			c.readOwned(o)
+		}
 		<-c.Done()
 		end()
 	}()

@@ -1,0 +1,192 @@
+package sse_test
+
+import (
+	"bufio"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coregx/stream/sse"
+)
+
+// goroutinesIn counts the goroutines whose stack has fn in it.
+func goroutinesIn(fn string) int {
+	buf := make([]byte, 1<<20)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			buf = buf[:n]
+			break
+		}
+		buf = make([]byte, 2*len(buf))
+	}
+	count := 0
+	for g := range strings.SplitSeq(string(buf), "\n\n") {
+		if strings.Contains(g, fn) {
+			count++
+		}
+	}
+	return count
+}
+
+const (
+	readerFunc  = "sse.(*Conn).readOwned"
+	watcherFunc = "sse.(*connWatch).run"
+)
+
+// TestOwnedWatchNoReaders checks that the taken connections of streams,
+// served by the guide's handler or by a hub's own, and detached ones, are
+// read by one watch rather than by a goroutine each, and that the watch
+// ends with the last of them.
+func TestOwnedWatchNoReaders(t *testing.T) {
+	const n = 20
+	for _, tc := range []struct {
+		name string
+		opts sse.Options
+		own  bool // the hub's own handler
+	}{
+		{"Register", sse.Options{}, false},
+		{"ServeHTTP", sse.Options{}, true},
+		{"Detach", sse.Options{Detach: true}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			hub := sse.NewHubWithOptions[string](&tc.opts)
+			var h http.Handler = hub
+			if !tc.own {
+				h = registerHandler(hub, nil)
+			}
+			srv := httptest.NewServer(h)
+			conns := make([]net.Conn, n)
+			for i := range conns {
+				nc, br, _ := rawStream(t, srv.Listener.Addr().String())
+				readExactly(t, br, "d\r\n: connected\n\n\r\n")
+				conns[i] = nc
+			}
+			if !waitFor(5*time.Second, func() bool { return hub.Clients() == n }) {
+				t.Fatalf("Clients: got %d, want %d", hub.Clients(), n)
+			}
+			if got := goroutinesIn(readerFunc); got != 0 {
+				t.Errorf("goroutines reading a connection: got %d, want 0", got)
+			}
+			if got := goroutinesIn(watcherFunc); got != 1 {
+				t.Errorf("watch goroutines: got %d, want 1", got)
+			}
+			hub.Close()
+			srv.Close()
+			if !waitFor(5*time.Second, func() bool { return goroutinesIn(watcherFunc) == 0 }) {
+				t.Errorf("watch goroutines after every stream ended: got %d, want 0", goroutinesIn(watcherFunc))
+			}
+		})
+	}
+}
+
+// TestOwnedWatchClientsLeave checks that the streams whose clients left
+// end, with the cause the reader gave, and only those: the others get
+// the next event.
+func TestOwnedWatchClientsLeave(t *testing.T) {
+	const n = 10
+	hub := sse.NewHub[string]()
+	t.Cleanup(func() { hub.Close() })
+	seen := make(chan string, n)
+	srv := httptest.NewServer(registerHandler(hub, seen))
+	t.Cleanup(srv.Close)
+	conns := make([]net.Conn, n)
+	readers := make([]*bufio.Reader, n)
+	for i := range conns {
+		conns[i], readers[i], _ = rawStream(t, srv.Listener.Addr().String())
+		readExactly(t, readers[i], "d\r\n: connected\n\n\r\n")
+	}
+	if !waitFor(5*time.Second, func() bool { return hub.Clients() == n }) {
+		t.Fatalf("Clients: got %d, want %d", hub.Clients(), n)
+	}
+	for i := 0; i < n; i += 2 {
+		conns[i].Close()
+	}
+	for range n / 2 {
+		select {
+		case got := <-seen:
+			if want := "request context: <nil>; conn: sse: connection closed: client went away"; got != want {
+				t.Errorf("got %q, want %q", got, want)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("a stream did not end after its client left")
+		}
+	}
+	if got := hub.Clients(); got != n/2 {
+		t.Errorf("Clients after half left: got %d, want %d", got, n/2)
+	}
+	if err := hub.Broadcast("x"); err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i < n; i += 2 {
+		readExactly(t, readers[i], "9\r\ndata: x\n\n\r\n")
+	}
+	select {
+	case got := <-seen:
+		t.Errorf("a stream whose client stayed ended: %s", got)
+	default:
+	}
+}
+
+// TestOwnedWatchDiscardsInput checks that what a client sends on its
+// stream, whether net/http read it ahead with the request or it came
+// later, and more than one read takes, is discarded without ending the
+// stream; leaving still ends it.
+func TestOwnedWatchDiscardsInput(t *testing.T) {
+	hub := sse.NewHub[string]()
+	t.Cleanup(func() { hub.Close() })
+	seen := make(chan string, 1)
+	ready := make(chan struct{}, 1)
+	srv := httptest.NewServer(registerHandlerReady(hub, seen, ready))
+	t.Cleanup(srv.Close)
+	addr := srv.Listener.Addr().String()
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { nc.Close() })
+	_ = nc.SetDeadline(time.Now().Add(10 * time.Second))
+	// The request with bytes after it, in one write: net/http reads them
+	// ahead.
+	if _, err := fmt.Fprintf(nc, "GET / HTTP/1.1\r\nHost: %s\r\n\r\nahead of time", addr); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(nc)
+	for {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			t.Fatalf("reading the head: %v", err)
+		}
+		if line == "\r\n" {
+			break
+		}
+	}
+	readExactly(t, br, "d\r\n: connected\n\n\r\n")
+	<-ready
+	if _, err := nc.Write([]byte(strings.Repeat("z", 100<<10))); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []string{"one", "two"} {
+		if err := hub.Broadcast(d); err != nil {
+			t.Fatal(err)
+		}
+		readExactly(t, br, "b\r\ndata: "+d+"\n\n\r\n")
+	}
+	if got := hub.Clients(); got != 1 {
+		t.Fatalf("Clients after the client sent data: got %d, want 1", got)
+	}
+	nc.Close()
+	select {
+	case got := <-seen:
+		if want := "request context: <nil>; conn: sse: connection closed: client went away"; got != want {
+			t.Errorf("got %q, want %q", got, want)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the stream did not end after its client left")
+	}
+}
