@@ -80,6 +80,9 @@ type ownedConn struct {
 	hdr  [18]byte // a chunk header: up to 16 hex digits and CRLF
 	try  tryState // see tryWrite
 	shut atomic.Bool
+	// narrow: the client's receive window was small, or it was behind,
+	// when last asked (see sink.narrow and tryWrite).
+	narrow atomic.Bool
 	// inline: taken by a hub's own handler, which reads the connection
 	// (see waitEnd), not a goroutine of its own, unless it is watched.
 	inline bool
@@ -122,6 +125,7 @@ func (c *Conn) takeOverLocked(p ownPolicy, inline bool) {
 		if canTryWrite {
 			o.raw, _ = t.SyscallConn()
 			limitUnsent(o.raw)
+			o.sizeUp()
 		}
 	}
 	// Whatever net/http read ahead of the request is read first; a

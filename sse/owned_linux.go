@@ -20,6 +20,7 @@ type tryState struct {
 	errno  syscall.Errno
 	check  bool  // ask the socket, after the write, what it holds unsent
 	unsent int32 // its answer
+	window int32 // and the client's receive window; -1: not known
 	fn     func(fd uintptr) bool
 	proven int32 // bytes the client took in turn since it was last behind, up to provenBytes
 	sent   int32 // bytes written since the socket was last asked, while not proven
@@ -43,8 +44,51 @@ const (
 	provenBytes = 16 << 10
 )
 
-// siocOutqNSD is SIOCOUTQNSD: the bytes a TCP socket holds not yet sent.
-const siocOutqNSD = 0x894B
+// narrowWindow: a client whose receive window is smaller than this
+// cannot take a proof (provenBytes) at once, and until it is proven it is
+// served after the others (see sink.narrow). A client that never reads
+// shows it from its first write when it asked for a small buffer, which
+// is what makes thousands of them cheap to open; one with the system's
+// buffers (64 KiB and more) shows it once it has left that much unread.
+const narrowWindow = provenBytes
+
+// tcpInfo is the beginning of Linux's struct tcp_info, up to
+// tcpi_snd_wnd (Linux 5.4): what tryWrite asks the socket.
+type tcpInfo struct {
+	_       [144]byte
+	notsent uint32 // tcpi_notsent_bytes: bytes held not yet sent
+	_       [80]byte
+	sndWnd  uint32 // tcpi_snd_wnd: the client's receive window
+}
+
+// tcpInfoOf fills ti from fd and reports how much of it the kernel gave.
+func tcpInfoOf(fd uintptr, ti *tcpInfo) (int, syscall.Errno) {
+	n := uint32(unsafe.Sizeof(*ti))
+	_, _, e := syscall.Syscall6(syscall.SYS_GETSOCKOPT, fd, syscall.IPPROTO_TCP, syscall.TCP_INFO,
+		uintptr(unsafe.Pointer(ti)), uintptr(unsafe.Pointer(&n)), 0)
+	return int(n), e
+}
+
+// windowOf is the receive window in ti, or -1 when the kernel is older
+// than the field.
+func windowOf(ti *tcpInfo, n int) int32 {
+	if n < int(unsafe.Sizeof(*ti)) {
+		return -1
+	}
+	return int32(min(ti.sndWnd, math.MaxInt32))
+}
+
+// sizeUp notes whether the client's receive window is narrow, before the
+// engine's first write.
+func (o *ownedConn) sizeUp() {
+	_ = o.raw.Control(func(fd uintptr) {
+		var ti tcpInfo
+		if n, e := tcpInfoOf(fd, &ti); e == 0 {
+			w := windowOf(&ti, n)
+			o.narrow.Store(w >= 0 && w < narrowWindow)
+		}
+	})
+}
 
 // maxIov is the most iovecs a writev takes on Linux (IOV_MAX).
 const maxIov = 1024
@@ -64,8 +108,11 @@ func (o *ownedConn) writevOnce(fd uintptr) bool {
 		}
 	}
 	if t.check && t.errno == 0 {
-		if _, _, e := syscall.Syscall(syscall.SYS_IOCTL, fd, siocOutqNSD, uintptr(unsafe.Pointer(&t.unsent))); e != 0 {
-			t.unsent = 0
+		var ti tcpInfo
+		if n, e := tcpInfoOf(fd, &ti); e != 0 {
+			t.unsent, t.window = 0, -1
+		} else {
+			t.unsent, t.window = int32(min(ti.notsent, math.MaxInt32)), windowOf(&ti, n)
 		}
 	}
 	return true
@@ -115,6 +162,7 @@ func (o *ownedConn) tryWrite() (done bool, err error) {
 		}
 		if t.errno == syscall.EAGAIN {
 			t.proven, t.sent = 0, 0
+			o.narrow.Store(true)
 			break
 		}
 		if t.errno != 0 {
@@ -141,6 +189,10 @@ func (o *ownedConn) tryWrite() (done bool, err error) {
 		default:
 			t.proven = min(t.proven+probeBytes, provenBytes)
 			t.sent = 0
+			o.narrow.Store(t.proven < provenBytes && t.window >= 0 && t.window < narrowWindow)
+		}
+		if behind {
+			o.narrow.Store(true)
 		}
 		if len(o.vec) == 0 {
 			done = true

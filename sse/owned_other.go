@@ -14,3 +14,6 @@ func (o *ownedConn) tryWrite() (done bool, err error) { return false, nil }
 
 // limitUnsent: see the Linux version.
 func limitUnsent(syscall.RawConn) {}
+
+// sizeUp: see the Linux version.
+func (o *ownedConn) sizeUp() {}

@@ -108,9 +108,15 @@ func (l *parkLog) down(i int) {
 // event: its write was handed off, and it takes every event of its group
 // under SlowDisconnect. c.mu must be held.
 func (h *hubCore) parkableLocked(c *client) bool {
-	return (c.stuck.Load() || len(c.queue) >= parkAfter) &&
+	return (c.stuck.Load() || len(c.queue) >= parkAfter || len(c.queue) >= parkNarrow && c.conn.narrow()) &&
 		c.filter == nil && c.pending == nil && h.cfg.policy == SlowDisconnect
 }
+
+// parkNarrow is parkAfter for a narrow client (see sink.narrow), which
+// the writers serve after the others: when thousands of clients that
+// never read connect with small windows, the fan-outs stop visiting them
+// after an event or two, not after parkAfter.
+const parkNarrow = 2
 
 // parkAfter is the queue length from which a client waiting for a writer
 // is parked too: when the writers are behind (thousands of sockets

@@ -38,9 +38,14 @@ type writerPool struct {
 	hub  *hubCore
 	base int // workers started freely
 
-	mu      sync.Mutex
-	ready   []*client
-	head    int
+	mu sync.Mutex
+	// The clients waiting for a worker: those whose sockets have room
+	// first, then the narrow ones (see sink.narrow), which are served
+	// when no other waits, and at least one turn in narrowTurn while
+	// others do.
+	ready   clientQueue
+	narrow  clientQueue
+	turns   int // clients taken from ready since the last narrow one
 	limit   int // workers allowed now: base, raised while writes stall
 	workers int // pool workers, not counting handed-off goroutines
 	busy    int // workers draining a client
@@ -75,13 +80,45 @@ type writeSlot struct {
 // handed is writeSlot.state once the watchdog handed the write off.
 const handed = -1
 
+// narrowTurn: while clients with room wait, a narrow one is served at
+// least once in this many turns.
+const narrowTurn = 8
+
+// clientQueue is a FIFO of clients.
+type clientQueue struct {
+	items []*client
+	head  int
+}
+
+func (q *clientQueue) len() int { return len(q.items) - q.head }
+
+func (q *clientQueue) pop() *client {
+	c := q.items[q.head]
+	q.items[q.head] = nil
+	if q.head++; q.head == len(q.items) {
+		q.items, q.head = q.items[:0], 0
+	}
+	return c
+}
+
+// pushLocked queues c, where sink.narrow says; p.mu must be held.
+func (p *writerPool) pushLocked(c *client) {
+	if c.conn.narrow() {
+		p.narrow.items = append(p.narrow.items, c)
+	} else {
+		p.ready.items = append(p.ready.items, c)
+	}
+}
+
 // push makes clients ready to be written and starts workers as needed.
 func (p *writerPool) push(cs []*client) {
 	if len(cs) == 0 {
 		return
 	}
 	p.mu.Lock()
-	p.ready = append(p.ready, cs...)
+	for _, c := range cs {
+		p.pushLocked(c)
+	}
 	n := p.toStartLocked()
 	p.mu.Unlock()
 	p.start(n)
@@ -90,7 +127,7 @@ func (p *writerPool) push(cs []*client) {
 // pushOne is push for one client, without a slice to allocate.
 func (p *writerPool) pushOne(c *client) {
 	p.mu.Lock()
-	p.ready = append(p.ready, c)
+	p.pushLocked(c)
 	n := p.toStartLocked()
 	p.mu.Unlock()
 	p.start(n)
@@ -99,7 +136,7 @@ func (p *writerPool) pushOne(c *client) {
 // toStartLocked counts the workers the ready queue needs, up to limit,
 // and counts them as started; p.mu must be held.
 func (p *writerPool) toStartLocked() int {
-	waiting := len(p.ready) - p.head
+	waiting := p.ready.len() + p.narrow.len()
 	idle := p.workers - p.busy
 	n := max(min(waiting-idle, p.limit-p.workers), 0)
 	p.workers += n
@@ -125,9 +162,17 @@ func (p *writerPool) next(finished bool) *client {
 	if finished {
 		p.busy--
 	}
-	if p.head == len(p.ready) {
+	var c *client
+	switch {
+	case p.narrow.len() > 0 && (p.ready.len() == 0 || p.turns >= narrowTurn-1):
+		c = p.narrow.pop()
+		p.turns = 0
+	case p.ready.len() > 0:
+		c = p.ready.pop()
+		p.turns++
+	default:
 		p.workers--
-		p.ready, p.head = p.ready[:0], 0
+		p.turns = 0
 		if p.busy == 0 {
 			// No client waits and no write runs: any stalls are over.
 			// (A write running now may be one yet to be found.)
@@ -135,9 +180,6 @@ func (p *writerPool) next(finished bool) *client {
 		}
 		return nil
 	}
-	c := p.ready[p.head]
-	p.ready[p.head] = nil
-	p.head++
 	p.busy++
 	return c
 }

@@ -22,6 +22,11 @@ type sink interface {
 	// waiting, that the write would block (its client is not reading),
 	// it calls stall before it blocks.
 	writeAt(b batch, bounded bool, start int64, stall func()) error
+	// narrow reports whether the stream's client, by what its connection
+	// last told, can take little at once: its receive window is small,
+	// or it is behind. The engine's writers serve such streams after the
+	// others (see writerPool).
+	narrow() bool
 	// vectored reports whether the stream takes batches of events as
 	// they are queued (batch.v) rather than gathered into one slice.
 	vectored() bool
@@ -73,6 +78,11 @@ type closeWatcher interface {
 }
 
 // Conn's side of sink.
+
+func (c *Conn) narrow() bool {
+	o := c.own.Load()
+	return o != nil && o.narrow.Load()
+}
 
 func (c *Conn) writeAt(b batch, bounded bool, start int64, stall func()) error {
 	return c.writeOut(b, bounded && c.deadlines, start, stall)
