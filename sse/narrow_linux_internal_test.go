@@ -28,7 +28,7 @@ func TestOwnedNarrow(t *testing.T) {
 			t.Error("narrow after sizeUp: got false, want true")
 		}
 	})
-	t.Run("behind, then proven", func(t *testing.T) {
+	t.Run("behind, then caught up", func(t *testing.T) {
 		server, client := loopbackPair(t) // the system's buffers
 		o := ownedFor(t, server)
 		limitUnsent(o.raw)
@@ -62,11 +62,15 @@ func TestOwnedNarrow(t *testing.T) {
 		if !narrowAtStall {
 			t.Error("narrow when its write stalled: got false, want true")
 		}
+		// It took the rest: it reads, and waits with the others again.
+		if o.narrow.Load() {
+			t.Error("narrow once the rest of the stalled write went through: got true, want false")
+		}
 		if b := <-got; b != want {
 			t.Fatalf("the client read %d bytes, not the chunk of %d written", len(b), len(want))
 		}
-		// Its window is open again: a proof goes through unsent bytes
-		// or not, and it is roomy again.
+		// Its window is open again: the probes find nothing unsent, and
+		// it is proven again.
 		q := bytes.Repeat([]byte("x"), provenBytes)
 		if err := o.write(q, func() { t.Error("stall called for a client with an open window") }); err != nil {
 			t.Fatal(err)

@@ -247,6 +247,12 @@ func (o *ownedConn) writeVec(stall func()) error {
 		stall()
 	}
 	_, err := o.vec.WriteTo(o.tcp)
+	if err == nil && stall != nil {
+		// The client took what it was behind on: it reads, and is served
+		// with the others again until it falls behind anew, rather than
+		// after every client still narrow.
+		o.narrow.Store(false)
+	}
 	return err
 }
 
