@@ -35,10 +35,11 @@ const (
 // once closed; a token never is). mu guards it; it is taken after a
 // Conn's locks (it is never held while a stream is ended).
 type connWatch struct {
-	mu    sync.Mutex
-	ep    *os.File // nil while no connection is watched
-	conns map[uint64]watched
-	next  uint64
+	mu     sync.Mutex
+	ep     *os.File // nil while no connection is watched
+	conns  map[uint64]watched
+	next   uint64
+	broken bool // the runtime's poller failed to wait on an instance: no more watching
 }
 
 // watched is a watched stream and its connection.
@@ -58,6 +59,9 @@ func (w *connWatch) watch(c *Conn, o *ownedConn) bool {
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if w.broken {
+		return false
+	}
 	if w.ep == nil {
 		fd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
 		if err != nil {
@@ -147,7 +151,8 @@ func (w *connWatch) run(ep *os.File, raw syscall.RawConn) {
 			return err != syscall.EINTR && n > 0
 		})
 		if err != nil {
-			return // closed: nothing is watched
+			w.failed(ep)
+			return
 		}
 		ready = ready[:0]
 		w.mu.Lock()
@@ -169,6 +174,26 @@ func (w *connWatch) run(ep *os.File, raw syscall.RawConn) {
 		}
 		clear(ready)
 	}
+}
+
+// failed ends the run on ep: when unwatch closed ep, nothing is left to
+// watch; otherwise the runtime's poller could not wait on it, and each
+// connection it watched gets a reader of its own, as it would have had
+// without the watch, and so do those taken from now on.
+func (w *connWatch) failed(ep *os.File) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.ep != ep {
+		return
+	}
+	w.broken = true
+	for _, s := range w.conns {
+		_ = s.o.raw.Control(func(fd uintptr) { _ = w.ctl(syscall.EPOLL_CTL_DEL, int(fd), nil) })
+		go s.c.readOwned(s.o)
+	}
+	w.conns = nil
+	w.ep = nil
+	ep.Close()
 }
 
 // drainOwned reads and discards up to readPiece bytes of what o's client

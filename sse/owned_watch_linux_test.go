@@ -190,3 +190,57 @@ func TestOwnedWatchDiscardsInput(t *testing.T) {
 		t.Fatal("the stream did not end after its client left")
 	}
 }
+
+// TestOwnedWatchFails checks that when the watch cannot wait any more,
+// the streams it watched, and those taken after, get a reader each, and
+// still end when their clients leave.
+func TestOwnedWatchFails(t *testing.T) {
+	hub := sse.NewHub[string]()
+	seen := make(chan string, 3)
+	srv := httptest.NewServer(registerHandler(hub, seen))
+	t.Cleanup(srv.Close)
+	addr := srv.Listener.Addr().String()
+	var conns []net.Conn
+	var readers []*bufio.Reader
+	open := func() {
+		nc, br, _ := rawStream(t, addr)
+		readExactly(t, br, "d\r\n: connected\n\n\r\n")
+		conns, readers = append(conns, nc), append(readers, br)
+		if !waitFor(5*time.Second, func() bool { return hub.Clients() == len(conns) }) {
+			t.Fatalf("Clients: got %d, want %d", hub.Clients(), len(conns))
+		}
+	}
+	open()
+	open()
+	if got := goroutinesIn(readerFunc); got != 0 {
+		t.Fatalf("goroutines reading a connection before the failure: got %d, want 0", got)
+	}
+	restore := sse.BreakOwnedWatch()
+	t.Cleanup(restore)
+	open()
+	if got := goroutinesIn(readerFunc); got != 3 {
+		t.Errorf("goroutines reading a connection after the failure: got %d, want 3", got)
+	}
+	if !waitFor(5*time.Second, func() bool { return goroutinesIn(watcherFunc) == 0 }) {
+		t.Errorf("watch goroutines after the failure: got %d, want 0", goroutinesIn(watcherFunc))
+	}
+	for _, i := range []int{0, 2} {
+		conns[i].Close()
+		select {
+		case got := <-seen:
+			if want := "request context: <nil>; conn: sse: connection closed: client went away"; got != want {
+				t.Errorf("stream %d: got %q, want %q", i, got, want)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("stream %d did not end after its client left", i)
+		}
+	}
+	if err := hub.Broadcast("x"); err != nil {
+		t.Fatal(err)
+	}
+	readExactly(t, readers[1], "9\r\ndata: x\n\n\r\n")
+	hub.Close()
+	if !waitFor(5*time.Second, func() bool { return goroutinesIn(readerFunc) == 0 }) {
+		t.Errorf("goroutines reading a connection after Close: got %d, want 0", goroutinesIn(readerFunc))
+	}
+}
