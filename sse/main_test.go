@@ -47,7 +47,8 @@ func leakedGoroutines(d time.Duration) []string {
 	}
 }
 
-func strayGoroutines() []string {
+// allStacks returns the stacks of every goroutine, one per string.
+func allStacks() []string {
 	buf := make([]byte, 1<<20)
 	for {
 		n := runtime.Stack(buf, true)
@@ -57,8 +58,12 @@ func strayGoroutines() []string {
 		}
 		buf = make([]byte, 2*len(buf))
 	}
+	return strings.Split(string(buf), "\n\n")
+}
+
+func strayGoroutines() []string {
 	var out []string
-	for _, g := range strings.Split(string(buf), "\n\n") {
+	for _, g := range allStacks() {
 		if g == "" || isExpectedGoroutine(g) {
 			continue
 		}

@@ -51,19 +51,38 @@ func registerHandlerReady(hub *sse.Hub[string], seen chan<- string, ready chan<-
 // reader positioned at the start of the body, with the response.
 func rawStream(t *testing.T, addr string) (net.Conn, *bufio.Reader, *http.Response) {
 	t.Helper()
+	return rawStreamThen(t, addr, "")
+}
+
+// rawStreamThen is rawStream with after sent right behind the request, in
+// the same write.
+func rawStreamThen(t *testing.T, addr, after string) (net.Conn, *bufio.Reader, *http.Response) {
+	t.Helper()
 	nc, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { nc.Close() })
 	_ = nc.SetDeadline(time.Now().Add(10 * time.Second))
-	if _, err := fmt.Fprintf(nc, "GET / HTTP/1.1\r\nHost: %s\r\n\r\n", addr); err != nil {
+	if _, err := fmt.Fprintf(nc, "GET / HTTP/1.1\r\nHost: %s\r\n\r\n%s", addr, after); err != nil {
 		t.Fatal(err)
 	}
 	br := bufio.NewReader(nc)
 	// Read the head only: http.ReadResponse would wrap the body in a
 	// chunked reader, and the test reads the chunks as they are.
 	req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/", nil)
+	head := readHead(t, br)
+	resp, err := http.ReadResponse(bufio.NewReader(strings.NewReader(head)), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return nc, br, resp
+}
+
+// readHead reads a response head from br, up to the empty line, and
+// returns it.
+func readHead(t *testing.T, br *bufio.Reader) string {
+	t.Helper()
 	var head strings.Builder
 	for {
 		line, err := br.ReadString('\n')
@@ -72,14 +91,9 @@ func rawStream(t *testing.T, addr string) (net.Conn, *bufio.Reader, *http.Respon
 		}
 		head.WriteString(line)
 		if line == "\r\n" {
-			break
+			return head.String()
 		}
 	}
-	resp, err := http.ReadResponse(bufio.NewReader(strings.NewReader(head.String())), req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return nc, br, resp
 }
 
 // readExactly reads len(want) bytes from br and compares them with want.

@@ -2,11 +2,9 @@ package sse_test
 
 import (
 	"bufio"
-	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -16,17 +14,8 @@ import (
 
 // goroutinesIn counts the goroutines whose stack has fn in it.
 func goroutinesIn(fn string) int {
-	buf := make([]byte, 1<<20)
-	for {
-		n := runtime.Stack(buf, true)
-		if n < len(buf) {
-			buf = buf[:n]
-			break
-		}
-		buf = make([]byte, 2*len(buf))
-	}
 	count := 0
-	for g := range strings.SplitSeq(string(buf), "\n\n") {
+	for _, g := range allStacks() {
 		if strings.Contains(g, fn) {
 			count++
 		}
@@ -108,14 +97,7 @@ func TestOwnedWatchClientsLeave(t *testing.T) {
 		conns[i].Close()
 	}
 	for range n / 2 {
-		select {
-		case got := <-seen:
-			if want := "request context: <nil>; conn: sse: connection closed: client went away"; got != want {
-				t.Errorf("got %q, want %q", got, want)
-			}
-		case <-time.After(10 * time.Second):
-			t.Fatal("a stream did not end after its client left")
-		}
+		expectLeft(t, seen)
 	}
 	if got := hub.Clients(); got != n/2 {
 		t.Errorf("Clients after half left: got %d, want %d", got, n/2)
@@ -144,28 +126,9 @@ func TestOwnedWatchDiscardsInput(t *testing.T) {
 	ready := make(chan struct{}, 1)
 	srv := httptest.NewServer(registerHandlerReady(hub, seen, ready))
 	t.Cleanup(srv.Close)
-	addr := srv.Listener.Addr().String()
-	nc, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { nc.Close() })
-	_ = nc.SetDeadline(time.Now().Add(10 * time.Second))
-	// The request with bytes after it, in one write: net/http reads them
+	// Bytes right behind the request, in one write: net/http reads them
 	// ahead.
-	if _, err := fmt.Fprintf(nc, "GET / HTTP/1.1\r\nHost: %s\r\n\r\nahead of time", addr); err != nil {
-		t.Fatal(err)
-	}
-	br := bufio.NewReader(nc)
-	for {
-		line, err := br.ReadString('\n')
-		if err != nil {
-			t.Fatalf("reading the head: %v", err)
-		}
-		if line == "\r\n" {
-			break
-		}
-	}
+	nc, br, _ := rawStreamThen(t, srv.Listener.Addr().String(), "ahead of time")
 	readExactly(t, br, "d\r\n: connected\n\n\r\n")
 	<-ready
 	if _, err := nc.Write([]byte(strings.Repeat("z", 100<<10))); err != nil {
@@ -181,13 +144,20 @@ func TestOwnedWatchDiscardsInput(t *testing.T) {
 		t.Fatalf("Clients after the client sent data: got %d, want 1", got)
 	}
 	nc.Close()
+	expectLeft(t, seen)
+}
+
+// expectLeft waits for registerHandler's report of a stream that ended
+// because its client left.
+func expectLeft(t *testing.T, seen <-chan string) {
+	t.Helper()
 	select {
 	case got := <-seen:
 		if want := "request context: <nil>; conn: sse: connection closed: client went away"; got != want {
 			t.Errorf("got %q, want %q", got, want)
 		}
 	case <-time.After(10 * time.Second):
-		t.Fatal("the stream did not end after its client left")
+		t.Fatal("a stream did not end after its client left")
 	}
 }
 
@@ -226,14 +196,7 @@ func TestOwnedWatchFails(t *testing.T) {
 	}
 	for _, i := range []int{0, 2} {
 		conns[i].Close()
-		select {
-		case got := <-seen:
-			if want := "request context: <nil>; conn: sse: connection closed: client went away"; got != want {
-				t.Errorf("stream %d: got %q, want %q", i, got, want)
-			}
-		case <-time.After(10 * time.Second):
-			t.Fatalf("stream %d did not end after its client left", i)
-		}
+		expectLeft(t, seen)
 	}
 	if err := hub.Broadcast("x"); err != nil {
 		t.Fatal(err)
