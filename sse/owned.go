@@ -285,8 +285,10 @@ func (o *ownedConn) finish(reset bool) {
 var errStreamDeadline = fmt.Errorf("%w: %w", ErrConnectionClosed, context.DeadlineExceeded)
 
 // detach lets the handler of c, a stream opened by a hub's own handler,
-// return while the stream goes on (Options.Detach): a goroutine of its own
-// reads the connection from then on and calls end once the stream ended.
+// return while the stream goes on (Options.Detach), and has end called
+// once the stream ended. A goroutine of its own reads the connection from
+// then on, unless the process's watch does (then nothing runs for the
+// stream until it ends).
 // The request's context ends when the handler returns, so it stops
 // telling whether the client is there (the connection does); its deadline
 // still ends the stream. detach reports false, and does nothing, when c's
@@ -319,15 +321,31 @@ func (c *Conn) detach(end func()) bool {
 	c.lockWrite()
 	c.w = nil // only read before the takeover (see rc)
 	c.unlockWrite()
-	go func() {
-		if o.token == 0 {
-			c.readOwned(o)
+	if o.token != 0 {
+		// The watch reads the connection: nothing waits for the end
+		// until it comes.
+		if !c.watch(endFunc(func() { go endDetached(c, end) })) {
+			go endDetached(c, end)
 		}
-		<-c.Done()
-		end()
+		return true
+	}
+	go func() {
+		c.readOwned(o)
+		endDetached(c, end)
 	}()
 	return true
 }
+
+// endDetached runs end once the detached stream c has ended.
+func endDetached(c *Conn, end func()) {
+	<-c.Done()
+	end()
+}
+
+// endFunc is a closeWatcher that calls itself.
+type endFunc func()
+
+func (f endFunc) streamEnded() { f() }
 
 // The engine's side of the streams its own handlers (ServeHTTP) open.
 

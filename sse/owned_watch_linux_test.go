@@ -30,8 +30,8 @@ const (
 
 // TestOwnedWatchNoReaders checks that the taken connections of streams,
 // served by the guide's handler or by a hub's own, and detached ones, are
-// read by one watch rather than by a goroutine each, and that the watch
-// ends with the last of them.
+// read by one watch rather than by a goroutine each (a detached stream
+// has none at all), and that the watch ends with the last of them.
 func TestOwnedWatchNoReaders(t *testing.T) {
 	const n = 20
 	for _, tc := range []struct {
@@ -64,6 +64,9 @@ func TestOwnedWatchNoReaders(t *testing.T) {
 			}
 			if got := goroutinesIn(watcherFunc); got != 1 {
 				t.Errorf("watch goroutines: got %d, want 1", got)
+			}
+			if got := goroutinesIn("sse.(*Conn).detach"); got != 0 {
+				t.Errorf("goroutines of detached streams: got %d, want 0", got)
 			}
 			hub.Close()
 			srv.Close()
