@@ -22,3 +22,11 @@ func BreakOwnedWatch() (restore func()) {
 		w.mu.Unlock()
 	}
 }
+
+// OwnedWatched reports how many connections the process's watch holds,
+// and whether its epoll instance is open.
+func OwnedWatched() (n int, open bool) {
+	ownedWatch.mu.Lock()
+	defer ownedWatch.mu.Unlock()
+	return len(ownedWatch.conns), ownedWatch.ep != nil
+}

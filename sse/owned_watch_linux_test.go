@@ -191,8 +191,9 @@ func TestOwnedWatchFails(t *testing.T) {
 	restore := sse.BreakOwnedWatch()
 	t.Cleanup(restore)
 	open()
-	if got := goroutinesIn(readerFunc); got != 3 {
-		t.Errorf("goroutines reading a connection after the failure: got %d, want 3", got)
+	// Register counts a client before it takes its connection over.
+	if !waitFor(5*time.Second, func() bool { return goroutinesIn(readerFunc) == 3 }) {
+		t.Errorf("goroutines reading a connection after the failure: got %d, want 3", goroutinesIn(readerFunc))
 	}
 	if !waitFor(5*time.Second, func() bool { return goroutinesIn(watcherFunc) == 0 }) {
 		t.Errorf("watch goroutines after the failure: got %d, want 0", goroutinesIn(watcherFunc))
@@ -208,5 +209,63 @@ func TestOwnedWatchFails(t *testing.T) {
 	hub.Close()
 	if !waitFor(5*time.Second, func() bool { return goroutinesIn(readerFunc) == 0 }) {
 		t.Errorf("goroutines reading a connection after Close: got %d, want 0", goroutinesIn(readerFunc))
+	}
+}
+
+// TestOwnedWatchChurn opens streams over loopback and ends them each way
+// one ends (the client leaves, the handler closes it, the hub closes):
+// the watch holds exactly the open ones throughout, and nothing once
+// they are all gone.
+func TestOwnedWatchChurn(t *testing.T) {
+	const n = 300
+	if got, open := sse.OwnedWatched(); got != 0 || open {
+		t.Fatalf("before: %d watched, instance open %v; want 0, false", got, open)
+	}
+	hub := sse.NewHub[string]()
+	streams := make(chan *sse.Conn, n)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		conn, err := sse.Upgrade(w, r)
+		if err != nil {
+			return
+		}
+		if err := hub.Register(conn); err != nil {
+			return
+		}
+		defer hub.Unregister(conn)
+		streams <- conn
+		<-conn.Done()
+	}))
+	t.Cleanup(srv.Close)
+	clients := make([]net.Conn, n)
+	conns := make([]*sse.Conn, n)
+	for i := range n {
+		clients[i], _, _ = rawStream(t, srv.Listener.Addr().String())
+		conns[i] = <-streams
+	}
+	if got, _ := sse.OwnedWatched(); got != n {
+		t.Fatalf("watched after %d streams opened: got %d", n, got)
+	}
+	// A third leave, a third are closed by their handlers; the rest stay.
+	for i := 0; i < n; i += 3 {
+		clients[i].Close()
+		conns[i+1].Close()
+	}
+	for i := 0; i < n; i += 3 {
+		for _, c := range conns[i : i+2] {
+			select {
+			case <-c.Done():
+			case <-time.After(10 * time.Second):
+				t.Fatal("a stream did not end")
+			}
+		}
+	}
+	if !waitFor(5*time.Second, func() bool { got, _ := sse.OwnedWatched(); return got == n/3 }) {
+		got, _ := sse.OwnedWatched()
+		t.Errorf("watched once two thirds ended: got %d, want %d", got, n/3)
+	}
+	hub.Close()
+	if !waitFor(5*time.Second, func() bool { got, open := sse.OwnedWatched(); return got == 0 && !open }) {
+		got, open := sse.OwnedWatched()
+		t.Errorf("after Close: %d watched, instance open %v; want 0, false", got, open)
 	}
 }
