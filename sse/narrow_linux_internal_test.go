@@ -186,12 +186,11 @@ func dialWithBuffer(t *testing.T, addr string, rcvbuf int, stream bool) (net.Con
 	}
 }
 
-// TestNarrowClientParksEarly checks that a narrow client waiting for a
-// writer is parked after parkNarrow events, where one with room keeps
-// its queue, and that both then get every event, in order, once.
-func TestNarrowClientParksEarly(t *testing.T) {
-	hub := NewHub[string]()
-	t.Cleanup(func() { hub.Close() })
+// narrowAndRoomy registers two streams with hub, over loopback: one from
+// a client with a 4 KiB receive buffer (narrow), one with the system's;
+// it returns each with the reader of its client, past the response head.
+func narrowAndRoomy(t *testing.T, hub *Hub[string]) (narrowConn *Conn, narrowBR *bufio.Reader, roomyConn *Conn, roomyBR *bufio.Reader) {
+	t.Helper()
 	conns := make(chan *Conn, 2)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		conn, err := Upgrade(w, r)
@@ -206,13 +205,23 @@ func TestNarrowClientParksEarly(t *testing.T) {
 	}))
 	t.Cleanup(srv.Close)
 	addr := srv.Listener.Addr().String()
-	_, narrowBR := dialWithBuffer(t, addr, 4<<10, true)
-	narrowConn := <-conns
-	_, roomyBR := dialWithBuffer(t, addr, 0, true)
-	roomyConn := <-conns
+	_, narrowBR = dialWithBuffer(t, addr, 4<<10, true)
+	narrowConn = <-conns
+	_, roomyBR = dialWithBuffer(t, addr, 0, true)
+	roomyConn = <-conns
 	if !narrowConn.narrow() || roomyConn.narrow() {
 		t.Fatalf("narrow: got %v and %v, want true and false", narrowConn.narrow(), roomyConn.narrow())
 	}
+	return narrowConn, narrowBR, roomyConn, roomyBR
+}
+
+// TestNarrowClientParksEarly checks that a narrow client waiting for a
+// writer is parked after parkNarrow events, where one with room keeps
+// its queue, and that both then get every event, in order, once.
+func TestNarrowClientParksEarly(t *testing.T) {
+	hub := NewHub[string]()
+	t.Cleanup(func() { hub.Close() })
+	narrowConn, narrowBR, roomyConn, roomyBR := narrowAndRoomy(t, hub)
 	// Writes in progress hold the write locks: both wait for a writer.
 	narrowConn.lockWrite()
 	roomyConn.lockWrite()
@@ -280,4 +289,60 @@ func readChunks(br *bufio.Reader, n int) (string, error) {
 		b.Write(p[:size])
 	}
 	return b.String(), nil
+}
+
+// TestNarrowClientTakesLittleFromLog checks that a parked narrow client's
+// writer takes at most narrowWrite bytes of events from the log at a
+// time, where one with room takes maxWrite, and that both then get every
+// event, in order, once.
+func TestNarrowClientTakesLittleFromLog(t *testing.T) {
+	hub := NewHub[string]()
+	t.Cleanup(func() { hub.Close() })
+	narrowConn, narrowBR, roomyConn, roomyBR := narrowAndRoomy(t, hub)
+	h := hub.core
+	// Writes in progress hold the write locks: both wait for a writer,
+	// and are parked once they have parkNarrow and parkAfter events
+	// queued.
+	narrowConn.lockWrite()
+	roomyConn.lockWrite()
+	const events = 200
+	data := strings.Repeat("x", 1000)
+	var want strings.Builder
+	want.WriteString(": connected\n\n")
+	for range events {
+		if err := hub.Broadcast(data); err != nil {
+			t.Fatal(err)
+		}
+		want.WriteString("data: " + data + "\n\n")
+	}
+	size := len("data: \n\n") + len(data)
+	for _, tc := range []struct {
+		conn   *Conn
+		queued int
+		limit  int
+	}{{narrowConn, parkNarrow, narrowWrite}, {roomyConn, parkAfter, maxWrite}} {
+		h.mu.Lock()
+		c := h.bySink[tc.conn]
+		c.mu.Lock()
+		if !c.parked.Load() || len(c.queue) != tc.queued {
+			t.Errorf("narrow %v: parked %v with %d queued, want true with %d", tc.conn.narrow(), c.parked.Load(), len(c.queue), tc.queued)
+		}
+		// What its writer does first once the write lock is free.
+		h.unparkLocked(c, true)
+		if got, want := len(c.queue)-tc.queued, tc.limit/size; got != want {
+			t.Errorf("narrow %v: took %d events of %d bytes from the log, want %d", tc.conn.narrow(), got, size, want)
+		}
+		c.mu.Unlock()
+		h.mu.Unlock()
+		tc.conn.unlockWrite()
+	}
+	for _, br := range []*bufio.Reader{narrowBR, roomyBR} {
+		got, err := readChunks(br, want.Len())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got != want.String() {
+			t.Errorf("got %d bytes, want %d (every event, once, in order)", len(got), want.Len())
+		}
+	}
 }

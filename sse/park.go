@@ -112,6 +112,13 @@ func (h *hubCore) parkableLocked(c *client) bool {
 		c.filter == nil && c.pending == nil && h.cfg.policy == SlowDisconnect
 }
 
+// narrowWrite is the most a narrow client's writer takes from the log at
+// once: such a client is written in probes (see owned_linux.go) and found
+// behind after a few KiB when it does not read, so what a writer takes
+// beyond that only costs copies under hubCore.mu, thousands of times when
+// thousands of such clients connect at once.
+const narrowWrite = 16 << 10
+
 // parkNarrow is parkAfter for a narrow client (see sink.narrow), which
 // the writers serve after the others: when thousands of clients that
 // never read connect with small windows, the fan-outs stop visiting them
@@ -198,9 +205,12 @@ func (h *hubCore) unparkLocked(c *client, some bool) {
 	}
 	evs := l.events[from:]
 	if some {
-		size := 0
+		size, limit := 0, maxWrite
+		if c.conn.narrow() {
+			limit = narrowWrite
+		}
 		for i, msg := range evs {
-			if i == maxVecEvents || i > 0 && size+len(msg) > maxWrite {
+			if i == maxVecEvents || i > 0 && size+len(msg) > limit {
 				evs = evs[:i]
 				break
 			}
