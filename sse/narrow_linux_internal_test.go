@@ -346,3 +346,33 @@ func TestNarrowClientTakesLittleFromLog(t *testing.T) {
 		}
 	}
 }
+
+// TestNarrowStaysWithoutReading checks that a client with a small window
+// that reads nothing stays narrow when a stalled write to it goes
+// through: the rest may only have fit under TCP_NOTSENT_LOWAT.
+func TestNarrowStaysWithoutReading(t *testing.T) {
+	for _, size := range []int{300, 1000, 1500, 2000, 3000} {
+		t.Run(fmt.Sprint(size), func(t *testing.T) {
+			server := smallWindowServer(t)
+			_ = server.SetWriteBuffer(defaultSendBuffer)
+			o := ownedFor(t, server)
+			limitUnsent(o.raw)
+			o.sizeUp()
+			if !o.narrow.Load() {
+				t.Fatal("narrow after sizeUp: got false, want true")
+			}
+			ev := bytes.Repeat([]byte("x"), size)
+			for i := range 200 {
+				stalled := false
+				_ = server.SetWriteDeadline(time.Now().Add(200 * time.Millisecond))
+				if err := o.write(ev, func() { stalled = true }); err != nil {
+					return // the deadline: the socket is full
+				}
+				if stalled && !o.narrow.Load() {
+					t.Fatalf("event %d: its write stalled and went through, and it is no longer narrow; the client read nothing", i)
+				}
+			}
+			t.Fatal("200 events went into a socket whose client reads nothing")
+		})
+	}
+}

@@ -247,7 +247,7 @@ func (o *ownedConn) writeVec(stall func()) error {
 		stall()
 	}
 	_, err := o.vec.WriteTo(o.tcp)
-	if err == nil && stall != nil {
+	if err == nil && stall != nil && o.caughtUp() {
 		// The client took what it was behind on: it reads, and is served
 		// with the others again until it falls behind anew, rather than
 		// after every client still narrow.

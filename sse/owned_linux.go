@@ -61,14 +61,6 @@ type tcpInfo struct {
 	sndWnd  uint32 // tcpi_snd_wnd: the client's receive window
 }
 
-// tcpInfoOf fills ti from fd and reports how much of it the kernel gave.
-func tcpInfoOf(fd uintptr, ti *tcpInfo) (int, syscall.Errno) {
-	n := uint32(unsafe.Sizeof(*ti))
-	_, _, e := syscall.Syscall6(syscall.SYS_GETSOCKOPT, fd, syscall.IPPROTO_TCP, syscall.TCP_INFO,
-		uintptr(unsafe.Pointer(ti)), uintptr(unsafe.Pointer(&n)), 0)
-	return int(n), e
-}
-
 // windowOf is the receive window in ti, or -1 when the kernel is older
 // than the field.
 func windowOf(ti *tcpInfo, n int) int32 {
@@ -76,6 +68,20 @@ func windowOf(ti *tcpInfo, n int) int32 {
 		return -1
 	}
 	return int32(min(ti.sndWnd, math.MaxInt32))
+}
+
+// caughtUp reports whether the socket holds at most lagBytes unsent, as a
+// client that reads leaves it: a blocked write that went through may only
+// have fit under TCP_NOTSENT_LOWAT, the client having read nothing.
+func (o *ownedConn) caughtUp() bool {
+	ok := false
+	_ = o.raw.Control(func(fd uintptr) {
+		var ti tcpInfo
+		if _, e := tcpInfoOf(fd, &ti); e == 0 {
+			ok = ti.notsent <= lagBytes
+		}
+	})
+	return ok
 }
 
 // sizeUp notes whether the client's receive window is narrow, before the

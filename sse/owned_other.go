@@ -17,3 +17,6 @@ func limitUnsent(syscall.RawConn) {}
 
 // sizeUp: see the Linux version.
 func (o *ownedConn) sizeUp() {}
+
+// caughtUp: see the Linux version.
+func (o *ownedConn) caughtUp() bool { return true }
