@@ -376,3 +376,24 @@ func TestNarrowStaysWithoutReading(t *testing.T) {
 		})
 	}
 }
+
+// TestClientQueueStaysSmall checks that a queue that never empties, one
+// in, one out, keeps its order and does not grow with every push.
+func TestClientQueueStaysSmall(t *testing.T) {
+	var q clientQueue
+	cs := make([]*client, 10)
+	for i := range cs {
+		cs[i] = &client{index: int32(i)}
+		q.items = append(q.items, cs[i])
+	}
+	for i := range 100000 {
+		c := cs[i%len(cs)]
+		q.items = append(q.items, c)
+		if got := q.pop(); got != c {
+			t.Fatalf("pop %d: got client %d, want %d", i, got.index, c.index)
+		}
+	}
+	if q.len() != len(cs) || cap(q.items) > 256 {
+		t.Errorf("after 100 000 pushes and pops: %d queued, capacity %d; want %d, at most 256", q.len(), cap(q.items), len(cs))
+	}
+}

@@ -97,6 +97,12 @@ func (q *clientQueue) pop() *client {
 	q.items[q.head] = nil
 	if q.head++; q.head == len(q.items) {
 		q.items, q.head = q.items[:0], 0
+	} else if q.head >= 64 && 2*q.head >= len(q.items) {
+		// Never empty (a narrow queue under load): move the rest down,
+		// so that the slice does not grow with every push.
+		n := copy(q.items, q.items[q.head:])
+		clear(q.items[n:])
+		q.items, q.head = q.items[:n], 0
 	}
 	return c
 }
