@@ -70,30 +70,33 @@ func windowOf(ti *tcpInfo, n int) int32 {
 	return int32(min(ti.sndWnd, math.MaxInt32))
 }
 
+// askSocket returns what the socket holds unsent and the client's
+// receive window (-1: not known); ok is false when the kernel would not
+// say.
+func (o *ownedConn) askSocket() (unsent uint32, window int32, ok bool) {
+	_ = o.raw.Control(func(fd uintptr) {
+		var ti tcpInfo
+		if n, e := tcpInfoOf(fd, &ti); e == 0 {
+			unsent, window, ok = ti.notsent, windowOf(&ti, n), true
+		}
+	})
+	return unsent, window, ok
+}
+
 // caughtUp reports whether the socket holds at most lagBytes unsent, as a
 // client that reads leaves it: a blocked write that went through may only
 // have fit under TCP_NOTSENT_LOWAT, the client having read nothing.
 func (o *ownedConn) caughtUp() bool {
-	ok := false
-	_ = o.raw.Control(func(fd uintptr) {
-		var ti tcpInfo
-		if _, e := tcpInfoOf(fd, &ti); e == 0 {
-			ok = ti.notsent <= lagBytes
-		}
-	})
-	return ok
+	unsent, _, ok := o.askSocket()
+	return ok && unsent <= lagBytes
 }
 
 // sizeUp notes whether the client's receive window is narrow, before the
 // engine's first write.
 func (o *ownedConn) sizeUp() {
-	_ = o.raw.Control(func(fd uintptr) {
-		var ti tcpInfo
-		if n, e := tcpInfoOf(fd, &ti); e == 0 {
-			w := windowOf(&ti, n)
-			o.narrow.Store(w >= 0 && w < narrowWindow)
-		}
-	})
+	if _, w, ok := o.askSocket(); ok {
+		o.narrow.Store(w >= 0 && w < narrowWindow)
+	}
 }
 
 // maxIov is the most iovecs a writev takes on Linux (IOV_MAX).

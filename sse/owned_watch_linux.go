@@ -37,6 +37,7 @@ const (
 type connWatch struct {
 	mu     sync.Mutex
 	ep     *os.File // nil while no connection is watched
+	epRaw  syscall.RawConn
 	conns  map[uint64]watched
 	next   uint64
 	broken bool // the runtime's poller failed to wait on an instance: no more watching
@@ -78,7 +79,7 @@ func (w *connWatch) watch(c *Conn, o *ownedConn) bool {
 			ep.Close()
 			return false
 		}
-		w.ep = ep
+		w.ep, w.epRaw = ep, raw
 		w.conns = make(map[uint64]watched)
 		go w.run(ep, raw)
 	}
@@ -99,14 +100,10 @@ func (w *connWatch) watch(c *Conn, o *ownedConn) bool {
 	return true
 }
 
-// ctl is epoll_ctl on the current instance.
+// ctl is epoll_ctl on the current instance; w.mu must be held.
 func (w *connWatch) ctl(op, fd int, ev *syscall.EpollEvent) error {
-	raw, err := w.ep.SyscallConn()
-	if err != nil {
-		return err
-	}
 	var cerr error
-	if err := raw.Control(func(ep uintptr) { cerr = syscall.EpollCtl(int(ep), op, fd, ev) }); err != nil {
+	if err := w.epRaw.Control(func(ep uintptr) { cerr = syscall.EpollCtl(int(ep), op, fd, ev) }); err != nil {
 		return err
 	}
 	return cerr
@@ -117,7 +114,7 @@ func (w *connWatch) ctl(op, fd int, ev *syscall.EpollEvent) error {
 func (w *connWatch) unwatch(o *ownedConn) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if _, ok := w.conns[o.token]; !ok || o.token == 0 {
+	if _, ok := w.conns[o.token]; o.token == 0 || !ok {
 		return
 	}
 	delete(w.conns, o.token)
@@ -132,8 +129,7 @@ func (w *connWatch) unwatch(o *ownedConn) {
 func (w *connWatch) closeIfIdleLocked() {
 	if len(w.conns) == 0 && w.ep != nil {
 		w.ep.Close()
-		w.ep = nil
-		w.conns = nil
+		w.ep, w.epRaw, w.conns = nil, nil, nil
 	}
 }
 
@@ -191,8 +187,7 @@ func (w *connWatch) failed(ep *os.File) {
 		_ = s.o.raw.Control(func(fd uintptr) { _ = w.ctl(syscall.EPOLL_CTL_DEL, int(fd), nil) })
 		go s.c.readOwned(s.o)
 	}
-	w.conns = nil
-	w.ep = nil
+	w.ep, w.epRaw, w.conns = nil, nil, nil
 	ep.Close()
 }
 
