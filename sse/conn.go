@@ -10,6 +10,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/coregx/stream/sse/internal/fanout"
 )
 
 // connectedComment opens every stream. Flushing it at once tells the
@@ -81,8 +83,8 @@ type Conn struct {
 
 	mu      sync.Mutex // guards the fields below
 	cause   error
-	watcher closeWatcher // told when the Conn ends (a hub); see watch
-	ext     *connExt     // what few streams need; nil until one does
+	watcher fanout.Watcher // told when the Conn ends (a hub); see watch
+	ext     *connExt       // what few streams need; nil until one does
 
 	// The write lock, which serialises writes. Waiting for it is a
 	// channel receive, so that it is durably blocking in a
@@ -101,9 +103,9 @@ type Conn struct {
 // connExt holds the state of a Conn that most streams never need, so
 // that a Conn stays small enough to keep its request's context at hand.
 type connExt struct {
-	more []closeWatcher // watchers after the first
-	stop func() bool    // stops watching the Upgrade context (and a detached stream's deadline)
-	beat *soloBeat      // the Conn's own heartbeat (see solo.go); nil once it ended
+	more []fanout.Watcher // watchers after the first
+	stop func() bool      // stops watching the Upgrade context (and a detached stream's deadline)
+	beat *soloBeat        // the Conn's own heartbeat (see solo.go); nil once it ended
 }
 
 // extLocked returns c.ext, making it first; c.mu must be held.
@@ -398,8 +400,8 @@ func (c *Conn) clientGone() bool {
 func (c *Conn) requestEnded() bool { return !c.detached.Load() && c.rctx.Err() != nil }
 
 // watchLocked has the request's context watched, so that c ends at most
-// pollEvery after its client leaves (see gone.go), once someone waits on
-// Done or the connection was taken over (nothing else would end the
+// fanout.PollEvery after its client leaves (see internal/fanout/gone.go),
+// once someone waits on Done or the connection was taken over (nothing else would end the
 // stream when its handler returns), unless a hub watches it: the hubs a
 // Conn is registered with check the contexts of their clients. c.mu must
 // be held.
@@ -471,14 +473,16 @@ func (c *Conn) write(p []byte) error {
 	return c.writeLocked(p)
 }
 
-func (c *Conn) writeLocked(p []byte) error { return c.writeOut(batch{p: p}, c.deadlines, 0, nil) }
+func (c *Conn) writeLocked(p []byte) error {
+	return c.writeOut(fanout.Batch{P: p}, c.deadlines, 0, nil)
+}
 
 // writeOut writes b and flushes it, under a write deadline set before and
 // cleared after when deadline is set (a hub's writers set one only for
-// writes that take long; see writeSlot), and records start, when the
-// write began in Unix nanoseconds (0: now), as the stream's last write.
-// A failed write ends the stream.
-func (c *Conn) writeOut(b batch, deadline bool, start int64, stall func()) error {
+// writes that take long; see internal/fanout/pool.go), and records start,
+// when the write began in Unix nanoseconds (0: now), as the stream's last
+// write. A failed write ends the stream.
+func (c *Conn) writeOut(b fanout.Batch, deadline bool, start int64, stall func()) error {
 	if c.closed.Load() || c.clientGone() {
 		return c.Err()
 	}

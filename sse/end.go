@@ -3,6 +3,8 @@ package sse
 import (
 	"slices"
 	"time"
+
+	"github.com/coregx/stream/sse/internal/fanout"
 )
 
 // How a Conn ends, and the write lock that lets a write in progress
@@ -40,7 +42,7 @@ func (c *Conn) stop(cause error, reset bool) {
 		// (see fail and finish); one that was done already is not.
 		_ = c.setWriteDeadline(time.Now())
 	}
-	watchers := []closeWatcher{c.watcher}
+	watchers := []fanout.Watcher{c.watcher}
 	var stop func() bool
 	var beat *soloBeat
 	if x := c.ext; x != nil {
@@ -62,7 +64,7 @@ func (c *Conn) stop(cause error, reset bool) {
 	}
 	for _, w := range watchers {
 		if w != nil {
-			w.streamEnded()
+			w.StreamEnded()
 		}
 	}
 	if take {
@@ -158,7 +160,7 @@ func (c *Conn) finishUnlock(reset bool) {
 
 // watch registers w to be told when c ends. It reports false, and does
 // nothing, when c has already ended.
-func (c *Conn) watch(w closeWatcher) bool {
+func (c *Conn) watch(w fanout.Watcher) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.cause != nil {
@@ -180,7 +182,7 @@ func (c *Conn) watch(w closeWatcher) bool {
 }
 
 // unwatch undoes watch.
-func (c *Conn) unwatch(w closeWatcher) {
+func (c *Conn) unwatch(w fanout.Watcher) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	x := c.ext
@@ -191,7 +193,7 @@ func (c *Conn) unwatch(w closeWatcher) {
 			x.more = slices.Delete(x.more, 0, 1)
 		}
 	} else if x != nil {
-		x.more = slices.DeleteFunc(x.more, func(m closeWatcher) bool { return m == w })
+		x.more = slices.DeleteFunc(x.more, func(m fanout.Watcher) bool { return m == w })
 	}
 	c.watchLocked() // no hub left to watch the request's context
 }

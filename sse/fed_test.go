@@ -13,6 +13,8 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/coregx/stream/sse/internal/fanout"
 )
 
 // The tests of this file check how a resuming request waits for a
@@ -125,15 +127,7 @@ func (st *fedStream) ended_() bool {
 }
 
 // fedWaiting returns how many requests of s wait for a feed.
-func fedWaiting(s *Server) int {
-	s.core.mu.Lock()
-	defer s.core.mu.Unlock()
-	n := 0
-	for _, ws := range s.core.fedWaits {
-		n += len(ws)
-	}
-	return n
-}
+func fedWaiting(s *Server) int { return s.core.Inspect().FedWaiters }
 
 // newFedServer returns a Server on a heldBroker, whose log goes to the
 // returned buffer (without times), inside the current synctest bubble.
@@ -412,80 +406,21 @@ func TestServerFedDeliverAllocs(t *testing.T) {
 	s := &Server{Options: Options{Heartbeat: -1}}
 	s.init()
 	defer s.Close()
-	s.core.setLive("t", Position{})
+	s.core.SetLive("t", fanout.Head{})
 	seq := uint64(0)
 	deliver := func() {
 		seq++
-		s.core.deliver(Message{Topic: "t", Seq: seq, Event: Event{ID: "x", Data: "x"}})
+		s.deliver(Message{Topic: "t", Seq: seq, Event: Event{ID: "x", Data: "x"}})
 	}
 	base := testing.AllocsPerRun(100, deliver)
 	t.Logf("nobody waiting: %v allocations per delivery", base)
 	for _, topic := range []string{"other", "t"} {
-		w := s.core.awaitFed(topic, 1<<40)
+		w := s.core.AwaitFed(topic, 1<<40)
 		if a := testing.AllocsPerRun(100, deliver); a != base {
 			t.Errorf("a request waiting on topic %q: got %v allocations per delivery, want %v as with none", topic, a, base)
 		}
-		if !s.core.cancelFed(topic, w) {
+		if !s.core.CancelFed(topic, w) {
 			t.Errorf("topic %q: the waiter was released, want it still waiting", topic)
 		}
-	}
-}
-
-// TestFedWaitersBySeq checks that each delivery releases exactly the
-// waiters on its topic whose position it reaches, whatever the order
-// they came in, and that a canceled waiter is never released.
-func TestFedWaitersBySeq(t *testing.T) {
-	s := &Server{Options: Options{Heartbeat: -1}}
-	s.init()
-	defer s.Close()
-	h := s.core
-	h.setLive("t", Position{Seq: 1})
-	if w := h.awaitFed("t", 1); w != nil {
-		t.Fatal("awaitFed(1) with the feed at 1: got a waiter, want nil")
-	}
-	seqs := []uint64{4, 2, 3, 3, 6, 2}
-	ws := make([]*fedWaiter, len(seqs))
-	for i, seq := range seqs {
-		ws[i] = h.awaitFed("t", seq)
-	}
-	other := h.awaitFed("u", 2)
-	if !h.cancelFed("t", ws[3]) {
-		t.Fatal("cancelFed of a waiting waiter: got false, want true")
-	}
-	released := func() string {
-		var got []string
-		for i, w := range ws {
-			select {
-			case <-w.fed:
-				got = append(got, fmt.Sprint(i))
-			default:
-			}
-		}
-		return strings.Join(got, " ")
-	}
-	for _, step := range []struct {
-		seq  uint64
-		want string // the indexes of ws released so far
-	}{
-		{2, "1 5"},
-		{3, "1 2 5"},
-		{5, "0 1 2 5"},
-	} {
-		h.deliver(Message{Topic: "t", Seq: step.seq, Event: Event{ID: fmt.Sprint(step.seq)}})
-		if got := released(); got != step.want {
-			t.Errorf("feed at %d: got waiters %q released, want %q", step.seq, got, step.want)
-		}
-	}
-	if n := fedWaiting(s); n != 2 {
-		t.Errorf("got %d waiting, want 2 (6 on t, 2 on u)", n)
-	}
-	if h.cancelFed("t", ws[0]) {
-		t.Error("cancelFed of a released waiter: got true, want false")
-	}
-	if !h.cancelFed("t", ws[4]) || !h.cancelFed("u", other) {
-		t.Error("cancelFed of the waiting ones: got false, want true")
-	}
-	if n, m := fedWaiting(s), len(h.fedWaits); n != 0 || m != 0 {
-		t.Errorf("got %d waiting on %d topics, want none", n, m)
 	}
 }

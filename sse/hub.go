@@ -88,7 +88,7 @@ func NewHubWithOptions[T any](opts *Options) *Hub[T] {
 // Run blocks until the hub is closed. The hub works without it; Run is
 // kept so that code written for hubs with an event loop keeps working,
 // and calling it more than once is harmless.
-func (h *Hub[T]) Run() { h.engine().run() }
+func (h *Hub[T]) Run() { h.engine().Run() }
 
 // Register adds conn to the hub. Every broadcast that starts after
 // Register returns reaches conn. A conn that ends is removed on its own.
@@ -105,7 +105,7 @@ func (h *Hub[T]) Register(conn *Conn) error {
 		return errNilConn
 	}
 	core := h.engine()
-	if err := core.registerAll(conn); err != nil {
+	if err := core.RegisterAll(sinkOf(conn)); err != nil {
 		return err
 	}
 	core.adopt(conn) // the hub writes the stream from now on (see owned.go)
@@ -116,15 +116,15 @@ func (h *Hub[T]) Register(conn *Conn) error {
 // progress, so the handler may return right after. It does not close conn.
 func (h *Hub[T]) Unregister(conn *Conn) {
 	if conn != nil {
-		h.engine().unregister(conn)
+		h.engine().Unregister(sinkOf(conn))
 	}
 }
 
 // Clients returns the number of registered clients.
-func (h *Hub[T]) Clients() int { return h.engine().clients() }
+func (h *Hub[T]) Clients() int { return h.engine().Clients() }
 
 // Stats returns a snapshot of the hub's counters.
-func (h *Hub[T]) Stats() Stats { return h.engine().stats() }
+func (h *Hub[T]) Stats() Stats { return Stats(h.engine().Stats()) }
 
 // Broadcast sends v to every registered client (see [Hub] for how it is
 // encoded). It does not wait for the writes. It returns [ErrHubClosed]
@@ -135,7 +135,7 @@ func (h *Hub[T]) Broadcast(v T) error {
 	if err != nil {
 		return err
 	}
-	return h.engine().broadcast(msg)
+	return h.engine().Broadcast(msg)
 }
 
 // BroadcastJSON sends v encoded with [encoding/json] as the event data,
@@ -145,7 +145,7 @@ func (h *Hub[T]) BroadcastJSON(v any) error {
 	if err != nil {
 		return fmt.Errorf("sse: encoding event data: %w", err)
 	}
-	return h.engine().broadcast(encodeData(string(data)))
+	return h.engine().Broadcast(encodeData(string(data)))
 }
 
 // Close disconnects every client gracefully: Register and Broadcast fail
@@ -158,7 +158,7 @@ func (h *Hub[T]) BroadcastJSON(v any) error {
 // counted in [Stats.AbandonedWrites]), and for [Hub.Run] to return,
 // and returns nil. It is idempotent. [Hub.Shutdown] also asks clients to wait before they
 // reconnect, and waits as long as its context allows.
-func (h *Hub[T]) Close() error { return h.engine().close() }
+func (h *Hub[T]) Close() error { return h.engine().Close() }
 
 // Shutdown closes the hub gracefully: Register, Broadcast and new
 // requests to [Hub.ServeHTTP] are refused at once (the latter with 503),
@@ -175,7 +175,7 @@ func (h *Hub[T]) Close() error { return h.engine().close() }
 //
 //	srv.RegisterOnShutdown(func() { hub.Shutdown(ctx) })
 //	srv.Shutdown(ctx)
-func (h *Hub[T]) Shutdown(ctx context.Context) error { return h.engine().shutdown(ctx) }
+func (h *Hub[T]) Shutdown(ctx context.Context) error { return h.engine().Shutdown(ctx) }
 
 // ServeHTTP makes the hub an [http.Handler]: it upgrades the request with
 // the hub's options (WriteTimeout, Retry, Header), registers the stream before the
@@ -188,12 +188,12 @@ func (h *Hub[T]) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	core := h.engine()
 	sv := &served{core: core, r: r}
 	defer sv.done()
-	if core.isClosed() {
+	if core.IsClosed() {
 		sv.refused = ErrHubClosed
 		http.Error(w, ErrHubClosed.Error(), http.StatusServiceUnavailable)
 		return
 	}
-	sv.conn, sv.refused = core.open(w, r, func(c *Conn) error { return core.registerAll(c) })
+	sv.conn, sv.refused = core.open(w, r, func(c *Conn) error { return core.RegisterAll(sinkOf(c)) })
 	if !upgradeOK(w, sv.refused, ErrHubClosed) {
 		return
 	}

@@ -17,9 +17,6 @@ const (
 	defaultShutdownJitter = 5 * time.Second
 )
 
-// maxWrite is the most a writer gathers into one write.
-const maxWrite = 64 << 10
-
 // Options configures a [Hub] (see [NewHubWithOptions]) or a [Server]
 // (which embeds it): how streams are written, how slow clients are
 // treated and how they are shut down. The zero value gives the defaults.

@@ -81,7 +81,7 @@ type ownedConn struct {
 	try  tryState // see tryWrite
 	shut atomic.Bool
 	// narrow: the client's receive window was small, or it was behind,
-	// when last asked (see sink.narrow and tryWrite).
+	// when last asked (see connSink.Narrow and tryWrite).
 	narrow atomic.Bool
 	// inline: taken by a hub's own handler, which reads the connection
 	// (see waitEnd), not a goroutine of its own, unless it is watched.
@@ -342,78 +342,7 @@ func endDetached(c *Conn, end func()) {
 	end()
 }
 
-// endFunc is a closeWatcher that calls itself.
+// endFunc is a fanout.Watcher that calls itself.
 type endFunc func()
 
-func (f endFunc) streamEnded() { f() }
-
-// The engine's side of the streams its own handlers (ServeHTTP) open.
-
-// open upgrades r into a stream with the engine's options and connection
-// policy; ready registers it before the client learns it is live (see
-// upgrade).
-func (h *hubCore) open(w http.ResponseWriter, r *http.Request, ready func(*Conn) error) (*Conn, error) {
-	return upgrade(r.Context(), w, r, &h.upgrade, ready, &h.own)
-}
-
-// detaches reports whether its handlers return once a stream is open
-// (Options.Detach).
-func (h *hubCore) detaches() bool { return h.own.detach }
-
-// streamDone calls Options.OnStreamEnd, if set, for r.
-func (h *hubCore) streamDone(r *http.Request, err error) {
-	if f := h.own.onEnd; f != nil {
-		f(r, err)
-	}
-}
-
-// adopt takes conn's connection over, as the engine's policy says, for a
-// stream registered by Hub.Register: from now on the engine writes it.
-func (h *hubCore) adopt(conn *Conn) {
-	conn.lockWrite()
-	conn.takeOverLocked(h.own, false)
-	conn.unlockWrite()
-}
-
-// served is what a hub's own handler (ServeHTTP) holds for one request.
-// It is released once, by end: when the stream ended (ended by the
-// handler, or by the stream itself once detached), or when none was
-// opened.
-type served struct {
-	core     *hubCore
-	r        *http.Request
-	conn     *Conn
-	refused  error  // why no stream was opened
-	release  func() // what else the request held (a Server's topics); may be nil
-	detached bool
-}
-
-func (sv *served) end() {
-	if sv.conn != nil {
-		sv.core.unregister(sv.conn)
-		sv.conn.Close()
-		sv.refused = sv.conn.Err()
-	}
-	if sv.release != nil {
-		sv.release()
-	}
-	sv.core.streamDone(sv.r, sv.refused)
-}
-
-// done runs end unless the stream was detached, which then runs it; the
-// handler defers it.
-func (sv *served) done() {
-	if !sv.detached {
-		sv.end()
-	}
-}
-
-// hold keeps the open stream until it ends: by detaching it when the
-// engine says so and it can (Options.Detach), by waiting otherwise.
-func (sv *served) hold() {
-	if sv.core.detaches() && sv.conn.detach(sv.end) {
-		sv.detached = true
-		return
-	}
-	waitEnd(sv.conn)
-}
+func (f endFunc) StreamEnded() { f() }

@@ -35,7 +35,7 @@ type tryState struct {
 // asks the socket after each probeBytes (one more system call) how much
 // it holds unsent:
 // above lagBytes, the client is behind, and its write is handed off as
-// one that would block (see sink.writeAt). A client proven once is
+// one that would block (see fanout.Sink.WriteAt). A client proven once is
 // written whole, as before; one whose socket is found full is proven
 // again from nothing.
 const (
@@ -46,7 +46,7 @@ const (
 
 // narrowWindow: a client whose receive window is smaller than this
 // cannot take a proof (provenBytes) at once, and until it is proven it is
-// served after the others (see sink.narrow). A client that never reads
+// served after the others (see fanout.Sink.Narrow). A client that never reads
 // shows it from its first write when it asked for a small buffer, which
 // is what makes thousands of them cheap to open; one with the system's
 // buffers (64 KiB and more) shows it once it has left that much unread.

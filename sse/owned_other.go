@@ -5,7 +5,7 @@ package sse
 import "syscall"
 
 // canTryWrite: elsewhere a write to an owned connection may block before
-// the engine knows; its watchdog finds it (see pool.go).
+// the engine knows; its watchdog finds it (see internal/fanout/pool.go).
 const canTryWrite = false
 
 type tryState struct{}

@@ -3,6 +3,8 @@ package sse
 import (
 	"net"
 	"time"
+
+	"github.com/coregx/stream/sse/internal/fanout"
 )
 
 // Resetting the connection of a stream whose client stopped reading.
@@ -102,14 +104,14 @@ const resetPiece = 4<<10 - 16
 // reset, it writes pieces of at most resetPiece bytes, each flushed, so
 // that a write that blocks does so in net/http's flush, which leaves the
 // connection open when it is cut short (see resetConn).
-func (c *Conn) put(b batch, stall func()) error {
+func (c *Conn) put(b fanout.Batch, stall func()) error {
 	if o := c.own.Load(); o != nil {
-		if b.v != nil {
-			return o.writeChunk(b.v, b.size, stall)
+		if b.V != nil {
+			return o.writeChunk(b.V, b.Size, stall)
 		}
-		return o.write(b.p, stall)
+		return o.write(b.P, stall)
 	}
-	p := b.p
+	p := b.P
 	piece := len(p)
 	if c.r.ProtoMajor == 1 && c.deadlines {
 		piece = resetPiece

@@ -6,10 +6,10 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"net/url"
 	"slices"
 	"sync"
-	"time"
+
+	"github.com/coregx/stream/sse/internal/fanout"
 )
 
 // StatusError is an error that makes a [Server] answer a request with an
@@ -152,7 +152,7 @@ func (s *Server) init() {
 // is stored or sent then.
 func (s *Server) Publish(ctx context.Context, topic string, ev *Event) (string, error) {
 	s.init()
-	if s.core.isClosed() {
+	if s.core.IsClosed() {
 		return "", ErrServerClosed
 	}
 	m, err := s.broker.Publish(ctx, topic, ev, nil)
@@ -162,21 +162,21 @@ func (s *Server) Publish(ctx context.Context, topic string, ev *Event) (string, 
 		}
 		return "", err
 	}
-	s.core.countBroadcast()
+	s.core.CountBroadcast()
 	return m.Event.ID, nil
 }
 
 // Clients returns the number of connected clients.
 func (s *Server) Clients() int {
 	s.init()
-	return s.core.clients()
+	return s.core.Clients()
 }
 
 // Stats returns a snapshot of the server's counters; Broadcasts counts
 // the events published through [Server.Publish].
 func (s *Server) Stats() Stats {
 	s.init()
-	return s.core.stats()
+	return Stats(s.core.Stats())
 }
 
 // Close ends every stream as [Hub.Close] does (what was published before
@@ -186,7 +186,7 @@ func (s *Server) Stats() Stats {
 // Close is idempotent and returns nil.
 func (s *Server) Close() error {
 	s.init()
-	s.core.close()
+	s.core.Close()
 	s.release()
 	return nil
 }
@@ -199,7 +199,7 @@ func (s *Server) Close() error {
 // first.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.init()
-	err := s.core.shutdown(ctx)
+	err := s.core.Shutdown(ctx)
 	s.release()
 	return err
 }
@@ -226,7 +226,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}}
 	defer sv.done()
-	if s.core.isClosed() {
+	if s.core.IsClosed() {
 		sv.refused = ErrServerClosed
 		http.Error(w, ErrServerClosed.Error(), http.StatusServiceUnavailable)
 		return
@@ -258,17 +258,15 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		filter = s.Filter(r)
 	}
 	lastID := lastEventID(r)
-	var c *client
-	sv.conn, sv.refused = s.core.open(w, r, func(conn *Conn) (err error) {
-		c, err = s.core.register(conn, nil, topics, filter, lastID != "")
-		return err
+	sv.conn, sv.refused = s.core.open(w, r, func(conn *Conn) error {
+		return s.core.Register(sinkOf(conn), topics, liveFilter(filter), lastID != "")
 	})
 	if !upgradeOK(w, sv.refused, ErrServerClosed) {
 		return
 	}
 	if lastID != "" {
-		if err := s.resume(r.Context(), sv.conn, c, topics, lastID); err != nil {
-			s.core.logf(slog.LevelError, "sse: reading history", "err", err)
+		if err := s.resume(r.Context(), sv.conn, topics, lastID, filter); err != nil {
+			s.core.Logf(slog.LevelError, "sse: reading history", "err", err)
 			return
 		}
 	}
@@ -378,7 +376,7 @@ func (s *Server) unfollow(topic string, ts *topicSub) {
 	// it before the next follow can subscribe again.
 	delete(s.subs, topic)
 	ts.dropped = true
-	s.core.forgetTopic(topic)
+	s.core.ForgetTopic(topic)
 	s.smu.Unlock()
 	<-ts.ready
 	if ts.sub != nil {
@@ -389,13 +387,14 @@ func (s *Server) unfollow(topic string, ts *topicSub) {
 // subscribe opens the subscription ts feeding topic to the clients, from
 // its newest event on, and watches it.
 func (s *Server) subscribe(topic string, ts *topicSub) (Subscription, error) {
-	s.core.forgetTopic(topic) // what an earlier subscription left
-	sub, err := s.broker.Subscribe(s.ctx, topic, Newest, s.core.deliver)
+	s.core.ForgetTopic(topic) // what an earlier subscription left
+	sub, err := s.broker.Subscribe(s.ctx, topic, Newest, s.deliver)
 	if err != nil {
-		s.core.dropTopic(topic, err)
+		s.dropTopic(topic, err)
 		return nil, err
 	}
-	s.core.setLive(topic, sub.After())
+	after := sub.After()
+	s.core.SetLive(topic, fanout.Head{Seq: after.Seq, ID: after.ID})
 	s.watchers.Add(1)
 	go func() {
 		defer s.watchers.Done()
@@ -413,90 +412,16 @@ func (s *Server) subscribe(topic string, ts *topicSub) (Subscription, error) {
 			return // ended by unfollow
 		}
 		err := sub.Err()
-		s.core.logf(slog.LevelError, "sse: broker subscription ended", "topic", topic, "err", err)
-		s.core.dropTopic(topic, err)
+		s.core.Logf(slog.LevelError, "sse: broker subscription ended", "topic", topic, "err", err)
+		s.dropTopic(topic, err)
 	}()
 	return sub, nil
 }
 
-// resume reads the history after lastID for each topic and queues it
-// for c before its live events.
-func (s *Server) resume(ctx context.Context, conn *Conn, c *client, topics []string, lastID string) error {
-	ids, known := parseCursor(topics, lastID)
-	hists := make([]History, len(topics))
-	for i, t := range topics {
-		h, err := s.broker.History(ctx, t, ids[i])
-		if err != nil {
-			conn.end(fmt.Errorf("%w: reading history: %w", ErrConnectionClosed, err))
-			return err
-		}
-		if !known[i] {
-			h.Gap, h.After = true, Position{}
-		}
-		// A network broker feeds this node a moment after it stores:
-		// the client may have seen, on another node, events this
-		// node's live feed has yet to bring. Wait for them, or they
-		// would reach the client twice.
-		if fed, err := s.waitFed(ctx, conn, t, h.After.Seq); !fed {
-			if err != nil {
-				conn.end(fmt.Errorf("%w: %w", ErrConnectionClosed, err))
-			}
-			return err
-		}
-		hists[i] = h
-	}
-	s.core.finishResume(c, topics, ids, hists)
-	return nil
-}
-
-// maxFeedWait bounds how long a resuming client waits for this node's
-// live feed of a topic to reach the position it asked for.
-const maxFeedWait = 10 * time.Second
-
-// waitFed waits until the live feed of topic brought the event whose
-// Seq is seq. It reports false, with no error, when ctx or conn ended
-// first, and false with an error when the feed stayed behind for
-// maxFeedWait.
-func (s *Server) waitFed(ctx context.Context, conn *Conn, topic string, seq uint64) (bool, error) {
-	w := s.core.awaitFed(topic, seq)
-	if w == nil {
-		return true, nil
-	}
-	limit := time.NewTimer(maxFeedWait)
-	defer limit.Stop()
-	select {
-	case <-w.fed:
-		return true, nil
-	case <-ctx.Done():
-	case <-conn.Done():
-	case <-limit.C:
-		if !s.core.cancelFed(topic, w) {
-			return true, nil // released as the time ran out
-		}
-		return false, fmt.Errorf("sse: the live feed of topic %q stayed behind the client's position for %v", topic, maxFeedWait)
-	}
-	s.core.cancelFed(topic, w)
-	return false, nil
-}
-
-// parseCursor reads a Last-Event-ID as the position in each of the
-// sorted topics. On one topic the ID is taken as it is. On several, it
-// must be a cursor as cursorID writes; a topic missing from it, or any
-// malformed cursor, makes the position unknown (known[i] false).
-func parseCursor(topics []string, lastID string) (ids []string, known []bool) {
-	ids, known = make([]string, len(topics)), make([]bool, len(topics))
-	if len(topics) == 1 {
-		ids[0], known[0] = lastID, true
-		return ids, known
-	}
-	q, err := url.ParseQuery(lastID)
-	if err != nil {
-		return ids, known
-	}
-	for i, t := range topics {
-		if v := q[t]; len(v) == 1 {
-			ids[i], known[i] = v[0], true
-		}
-	}
-	return ids, known
+// dropTopic disconnects the clients of topic, whose subscription ended
+// with err. When the broker lost its service, each stream first gets
+// what was queued for it and a retry hint, so that the clients come back
+// spread over time, and resume without a gap.
+func (s *Server) dropTopic(topic string, err error) {
+	s.core.DropTopic(topic, err, errors.Is(err, ErrBrokerUnavailable))
 }

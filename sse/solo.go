@@ -4,19 +4,21 @@ import (
 	"net/http"
 	"sync"
 	"time"
+
+	"github.com/coregx/stream/sse/internal/fanout"
 )
 
 // solo does for the Conns outside any hub what a hub does for its
-// clients, with the same mechanisms: it sends the heartbeats of the Conns
-// that asked for them (UpgradeOptions.Heartbeat) from a beatSchedule, and
-// notices that the client of a Conn it watches went away with a
-// goneWatch. It watches a Conn once someone waits for it to end (Done) or
+// clients, with the same mechanisms: it sends the heartbeats of the
+// Conns that asked for them (UpgradeOptions.Heartbeat) from a
+// fanout.Schedule, and notices that the client of a Conn it watches went
+// away with a fanout.Poll. It watches a Conn once someone waits for it to end (Done) or
 // its connection was taken over (nothing else would end it when its
 // handler returns), and only while no hub does.
 //
 // The Conns of one http.Server share a group, with one timer of each
-// kind: checking ten thousand request contexts every pollEvery costs a
-// fraction of a percent of a core, where a timer of its own per Conn
+// kind: checking ten thousand request contexts every fanout.PollEvery
+// costs a fraction of a percent of a core, where a timer of its own per Conn
 // would cost a fifth of one. A Conn whose request names no server
 // (http.ServerContextKey: another server, a test's request) is a group of
 // its own. Groups are not shared more widely because a group's timers
@@ -33,8 +35,8 @@ import (
 // and must not hold up the others of its group; due heartbeats are rare,
 // so that costs a goroutine only while one is written.
 //
-// solo.mu guards every group and is taken last (see the lock order at
-// hubCore): under it, solo reads a Conn's atomics and request context
+// solo.mu guards every group and is taken last but one (see the lock
+// order at fanout.Engine): under it, solo reads a Conn's atomics and request context
 // only, and ends or writes a Conn only after releasing it.
 var solo soloSet
 
@@ -46,10 +48,10 @@ type soloSet struct {
 // soloGroup is the lone Conns of one server (or one Conn).
 type soloGroup struct {
 	key     any
-	beats   beatSchedule[*soloBeat]
+	beats   fanout.Schedule[*soloBeat]
 	writing int                // heartbeats being written
 	conns   map[*Conn]struct{} // watched for their clients leaving; nil when none is
-	gone    goneWatch
+	gone    fanout.Poll
 }
 
 // soloBeat is the heartbeat of a Conn that sends its own.
@@ -61,7 +63,7 @@ type soloBeat struct {
 	off   bool  // the stream ended: it does not go back in
 }
 
-func (b *soloBeat) beatIndex() *int32 { return &b.at }
+func (b *soloBeat) BeatIndex() *int32 { return &b.at }
 
 // soloKey names c's group: the server of its request, or c itself.
 func soloKey(c *Conn) any {
@@ -87,11 +89,11 @@ func (s *soloSet) groupLocked(c *Conn) *soloGroup {
 
 // releaseLocked drops g, with its timers, once it holds nothing.
 func (s *soloSet) releaseLocked(g *soloGroup) {
-	if len(g.conns) > 0 || len(g.beats.heap) > 0 || g.writing > 0 {
+	if len(g.conns) > 0 || g.beats.Len() > 0 || g.writing > 0 {
 		return
 	}
-	g.beats.stopLocked()
-	g.gone.stopLocked()
+	g.beats.StopLocked()
+	g.gone.StopLocked()
 	if s.groups[g.key] == g {
 		delete(s.groups, g.key)
 	}
@@ -107,7 +109,7 @@ func (s *soloSet) startBeat(c *Conn, every time.Duration) *soloBeat {
 	defer s.mu.Unlock()
 	g := s.groupLocked(c)
 	b := &soloBeat{g: g, c: c, every: int64(every), at: -1}
-	g.beats.addLocked(b, time.Now().UnixNano()+b.every, g.heartbeat)
+	g.beats.AddLocked(b, time.Now().UnixNano()+b.every, g.heartbeat)
 	return b
 }
 
@@ -116,7 +118,7 @@ func (s *soloSet) stopBeat(b *soloBeat) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	b.off = true
-	b.g.beats.dropLocked(b)
+	b.g.beats.DropLocked(b)
 	s.releaseLocked(b.g)
 }
 
@@ -126,21 +128,21 @@ func (s *soloSet) stopBeat(b *soloBeat) {
 func (g *soloGroup) heartbeat() {
 	solo.mu.Lock()
 	defer solo.mu.Unlock()
-	g.beats.firedLocked()
+	g.beats.FiredLocked()
 	now := time.Now().UnixNano()
 	for {
-		b, ok := g.beats.popDueLocked(now)
+		b, ok := g.beats.PopDueLocked(now)
 		if !ok {
 			break
 		}
-		if next := b.c.lastWrite() + b.every; next > now {
-			g.beats.putLocked(b, next)
+		if next := b.c.last.Load() + b.every; next > now {
+			g.beats.PutLocked(b, next)
 			continue
 		}
 		g.writing++
 		go g.beat(b)
 	}
-	g.beats.armLocked(g.heartbeat)
+	g.beats.ArmLocked(g.heartbeat)
 }
 
 // beat writes b's heartbeat and puts b back in, one interval later,
@@ -151,12 +153,12 @@ func (g *soloGroup) beat(b *soloBeat) {
 	defer solo.mu.Unlock()
 	g.writing--
 	if err == nil && !b.off {
-		g.beats.addLocked(b, time.Now().UnixNano()+b.every, g.heartbeat)
+		g.beats.AddLocked(b, time.Now().UnixNano()+b.every, g.heartbeat)
 	}
 	solo.releaseLocked(g)
 }
 
-// watch has c ended, at most pollEvery after its request's context ends.
+// watch has c ended, at most fanout.PollEvery after its request's context ends.
 func (s *soloSet) watch(c *Conn) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -165,7 +167,7 @@ func (s *soloSet) watch(c *Conn) {
 		g.conns = make(map[*Conn]struct{})
 	}
 	g.conns[c] = struct{}{}
-	g.gone.armLocked(g.poll)
+	g.gone.ArmLocked(g.poll)
 }
 
 // unwatch undoes watch; the poll stops with the group's last Conn.
@@ -179,7 +181,7 @@ func (s *soloSet) unwatch(c *Conn) {
 	delete(g.conns, c)
 	if len(g.conns) == 0 {
 		g.conns = nil
-		g.gone.stopLocked()
+		g.gone.StopLocked()
 	}
 	s.releaseLocked(g)
 }
@@ -189,15 +191,15 @@ func (s *soloSet) unwatch(c *Conn) {
 // others are left.
 func (g *soloGroup) poll() {
 	solo.mu.Lock()
-	g.gone.firedLocked()
+	g.gone.FiredLocked()
 	var gone []*Conn
 	for c := range g.conns {
-		if c.gone() {
+		if c.requestEnded() {
 			gone = append(gone, c)
 		}
 	}
 	if len(g.conns) > len(gone) {
-		g.gone.armLocked(g.poll)
+		g.gone.ArmLocked(g.poll)
 	}
 	solo.mu.Unlock()
 	for _, c := range gone {

@@ -6,9 +6,12 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/coregx/stream/sse/internal/fanout"
 )
 
 // SoloLeft reports what solo still holds: its groups, the Conns they
@@ -20,8 +23,8 @@ func SoloLeft() (groups, watched, beats int, timers bool) {
 	defer solo.mu.Unlock()
 	for _, g := range solo.groups {
 		watched += len(g.conns)
-		beats += len(g.beats.heap) + g.writing
-		timers = timers || g.gone.timer != nil || g.beats.timer != nil
+		beats += g.beats.Len() + g.writing
+		timers = timers || g.gone.HasTimer() || g.beats.HasTimer()
 	}
 	return len(solo.groups), watched, beats, timers
 }
@@ -124,7 +127,7 @@ func TestSoloBlockedHeartbeat(t *testing.T) {
 }
 
 // Lone Conns of one server that handlers wait on (Done) are watched by
-// one group of solo until they end: those whose client leaves end within pollEvery, those closed or
+// one group of solo until they end: those whose client leaves end within fanout.PollEvery, those closed or
 // ended by their Upgrade context leave at once, and afterwards solo holds
 // nothing. A Conn registered with a hub leaves solo to the hub's poll and
 // comes back when unregistered.
@@ -182,7 +185,7 @@ func TestSoloForgetsEndedConns(t *testing.T) {
 
 		// Heartbeats are written meanwhile; the clients then leave
 		// between two checks.
-		time.Sleep(10*time.Second + pollEvery/2)
+		time.Sleep(10*time.Second + fanout.PollEvery/2)
 		for i, s := range streams {
 			switch i % 3 {
 			case 0:
@@ -206,13 +209,13 @@ func TestSoloForgetsEndedConns(t *testing.T) {
 				}
 			}
 		}
-		time.Sleep(pollEvery)
+		time.Sleep(fanout.PollEvery)
 		synctest.Wait()
 		for i, s := range streams {
 			select {
 			case <-s.returned:
 			default:
-				t.Fatalf("stream %d still open %v after its client left", i, pollEvery)
+				t.Fatalf("stream %d still open %v after its client left", i, fanout.PollEvery)
 			}
 			if err := s.conn.Err(); i%3 == 0 && !strings.Contains(err.Error(), "client went away") {
 				t.Errorf("stream %d: Err() = %v, want client went away", i, err)
@@ -255,14 +258,10 @@ func TestHubIdleHoldsNoTimer(t *testing.T) {
 		for _, c := range conns {
 			c.Close()
 		}
-		time.Sleep(pollEvery)
+		time.Sleep(fanout.PollEvery)
 		synctest.Wait()
-		h := hub.engine()
-		h.mu.Lock()
-		defer h.mu.Unlock()
-		if len(h.beats.heap) != 0 || h.beats.timer != nil || h.gone.armed {
-			t.Errorf("idle hub: %d heartbeats, heartbeat timer %v, poll armed %v; want none",
-				len(h.beats.heap), h.beats.timer != nil, h.gone.armed)
+		if in := hub.engine().Inspect(); in.Clients != 0 || in.Timers {
+			t.Errorf("idle hub: %d clients, timers %v; want none", in.Clients, in.Timers)
 		}
 	})
 }
@@ -289,12 +288,12 @@ func TestSoloParallelBubbles(t *testing.T) {
 				go func() { <-conn.Done(); close(returned) }()
 				time.Sleep(time.Duration(i+1)*time.Second + 500*time.Millisecond)
 				leave()
-				time.Sleep(pollEvery)
+				time.Sleep(fanout.PollEvery)
 				synctest.Wait()
 				select {
 				case <-returned:
 				default:
-					t.Fatalf("still open %v after the client left", pollEvery)
+					t.Fatalf("still open %v after the client left", fanout.PollEvery)
 				}
 				w.mu.Lock()
 				got := strings.Count(string(w.body), ": keep-alive\n\n")
@@ -304,5 +303,45 @@ func TestSoloParallelBubbles(t *testing.T) {
 				}
 			})
 		})
+	}
+}
+
+// blockingWriter is a ResponseWriter whose writes wait while it is
+// blocked.
+type blockingWriter struct {
+	mu    sync.Mutex
+	h     http.Header
+	block chan struct{}
+	body  []byte
+}
+
+func (w *blockingWriter) Header() http.Header { return w.h }
+func (w *blockingWriter) WriteHeader(int)     {}
+func (w *blockingWriter) Flush()              {}
+
+func (w *blockingWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	b := w.block
+	w.mu.Unlock()
+	if b != nil {
+		<-b
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.body = append(w.body, p...)
+	return len(p), nil
+}
+
+// setBlock blocks later writes until the returned func is called.
+func (w *blockingWriter) setBlock() (release func()) {
+	ch := make(chan struct{})
+	w.mu.Lock()
+	w.block = ch
+	w.mu.Unlock()
+	return func() {
+		w.mu.Lock()
+		w.block = nil
+		w.mu.Unlock()
+		close(ch)
 	}
 }

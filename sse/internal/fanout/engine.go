@@ -1,4 +1,29 @@
-package sse
+// Package fanout is the fan-out engine behind the sse package's Hub and
+// Server: it queues each event for every client that follows it, has a
+// pool of writers drain the queues, and keeps clients that stop reading
+// from delaying the others. It sees a stream only as a [Sink].
+//
+// By file:
+//
+//	engine.go    the client, group and Engine records (with the lock
+//	             order), and the fan-out of an event to a group
+//	register.go  registering and removing clients
+//	pool.go      the writers that drain client queues; hand-offs of
+//	             blocked writes
+//	park.go      parked clients and their group's shared log
+//	budget.go    the queued-bytes budget
+//	queue.go     pooled queue slices
+//	beat.go      heartbeat schedules, for engines and lone streams alike
+//	gone.go      noticing a client that went away, likewise
+//	shutdown.go  Close and Shutdown
+//	topics.go    a Server's topics: live delivery and replay
+//	sink.go      what the engine needs of a stream
+//
+// The sse package holds the streams themselves (Conn, and the
+// connections taken over from net/http), the lone streams' heartbeats and
+// watches (solo.go there), and what is a Server's own: brokers,
+// subscriptions and the encoding of events and cursors.
+package fanout
 
 import (
 	"context"
@@ -10,34 +35,12 @@ import (
 	"time"
 )
 
-// The fan-out engine of a Hub and a Server, by file:
-//
-//	engine.go    the client, group and hubCore records (with the lock
-//	             order), and the fan-out of an event to a group
-//	register.go  registering and removing clients
-//	pool.go      the writers that drain client queues; hand-offs of
-//	             blocked writes
-//	park.go      parked clients and their group's shared log
-//	budget.go    the queued-bytes budget
-//	queue.go     pooled queue slices
-//	beat.go      heartbeats, for hubs and lone Conns alike
-//	gone.go      noticing a client that went away, likewise
-//	solo.go      the lone Conns' heartbeats and watches
-//	shutdown.go  Close and Shutdown
-//	topics.go    a Server's topics, live delivery and replay
-//	sink.go      what the engine needs of a stream, and Conn's side of it
-//	owned.go     streams whose connection the engine took over
-//	owned_watch_linux.go  noticing their clients leave, one watch for all
-//
-// A Conn itself is in conn.go (Upgrade, the Send methods), end.go (how it
-// ends, its write lock) and reset.go (closing or resetting its connection).
-
-// client is one registered Conn with its queue of encoded events.
+// client is one registered stream with its queue of encoded events.
 type client struct {
-	conn   sink
-	hub    *hubCore
+	conn   Sink
+	hub    *Engine
 	grp    *group
-	filter func(*Message) bool // nil passes everything
+	filter func(any) bool // nil passes everything; given the value of a Server's live event
 
 	mu       sync.Mutex
 	queue    [][]byte // nil while empty; see queue.go
@@ -50,7 +53,7 @@ type client struct {
 	index  int32 // position in grp.clients; -1 while parked
 	extra  int32 // queue entries that are not live events
 	nOut   int32 // entries in flight
-	beatAt int32 // position in hubCore.beats; -1: none
+	beatAt int32 // position in Engine.beats; -1: none
 	// Parking (park.go): stuck is set while a write to the client is
 	// blocked; parked while the client is parked, at cursor in its
 	// group's log.
@@ -70,8 +73,8 @@ type client struct {
 	cursor       int64
 
 	// pending is set while the client resumes: the live events that came
-	// meanwhile, which finishResume queues after the replay.
-	pending *[]Message
+	// meanwhile, which FinishResume queues after the replay.
+	pending *[]any
 }
 
 // group is the clients that follow the same topics. Events are encoded
@@ -80,72 +83,89 @@ type group struct {
 	key     string
 	topics  []string // sorted; nil for a Hub's group
 	clients []*client
-	fanned  int64   // bytes of the events fanned out to the group so far; guarded by hubCore.mu
+	fanned  int64   // bytes of the events fanned out to the group so far; guarded by Engine.mu
 	park    parkLog // see park.go
 }
 
-// engineConfig is the configuration shared by Hub and Server, defaults
-// applied.
-type engineConfig struct {
-	queueSize   int
-	policy      SlowPolicy
-	maxBytes    int64 // 0: no bound
-	logger      *slog.Logger
-	retry       time.Duration
-	retryJitter time.Duration
-	heartbeat   time.Duration // idle time before a client gets a comment; 0: none
+// Config configures an Engine. New applies no defaults: the caller
+// resolves them.
+type Config struct {
+	QueueSize    int           // events that may wait for one client
+	Policy       Policy        // what happens to a client whose queue is full
+	MaxBytes     int64         // the queued-bytes budget; 0: none
+	Logger       *slog.Logger  // nil: no logging
+	Retry        time.Duration // the retry hint of a shutdown
+	RetryJitter  time.Duration // at most this much is added to Retry, at random
+	Heartbeat    time.Duration // idle time before a client gets Comment; 0: none
+	Comment      []byte        // the heartbeat, a complete comment
+	WriteTimeout time.Duration // how long closing waits for the writers (positive)
+
+	// Closed is what registering or broadcasting returns once closed.
+	// Ended is what every error that ends a stream wraps; Gone ends a
+	// stream whose client went away.
+	Closed, Ended, Gone error
 }
 
-// hubCore is the non-generic engine behind Hub and Server. It sees its
-// streams only as sinks (see sink.go).
+// Policy is what the engine does with a client whose queue is full; the
+// values are those of the sse package's SlowPolicy.
+type Policy int
+
+const (
+	Disconnect Policy = iota // disconnect it, once its write is blocked
+	DropOldest               // drop its oldest live event
+	KeepLatest               // drop every live event it has queued
+)
+
+// MaxWrite is the most a writer gathers into one write.
+const MaxWrite = 64 << 10
+
+// Engine is the engine of a Hub or a Server. It sees its streams only as
+// sinks (see sink.go).
 //
 // Who does what, once each:
 //
-//   - Heartbeats: a beatSchedule, one timer and a heap of due times
+//   - Heartbeats: a Schedule, one timer and a heap of due times
 //     (beat.go). The engine has one for its clients; the Conns that send
-//     their own (UpgradeOptions.Heartbeat) share one per server (solo.go),
-//     and engines skip them (sink.sendsHeartbeats).
+//     their own share one per server (the sse package's solo.go), and
+//     engines skip them (Sink.SendsHeartbeats).
 //   - Noticing a client that left: a stream whose connection the engine
-//     took over reads it (owned.go); for the others, a goneWatch (gone.go)
-//     has the engine ask about their request's context every pollEvery
-//     (sink.gone), rather than each stream watching it with a callback of
+//     took over reads it (the sse package's owned.go); for the others, a Poll (gone.go)
+//     has the engine ask about their request's context every PollEvery
+//     (Sink.Gone), rather than each stream watching it with a callback of
 //     its own.
-//   - Write deadlines: the stream sets them (sink.bound, writeAt); the
+//   - Write deadlines: the stream sets them (Sink.Bound, WriteAt); the
 //     writer pool decides when a write needs one (pool.go).
 //
 // Lock order, outermost first; a goroutine holding one may take only
 // those after it:
 //
-//  1. a stream's write lock (sink.lockWrite): a failed write ends the
-//     stream, which tells its hub, which takes hubCore.mu;
-//  2. hubCore.mu;
+//  1. a stream's write lock (Sink.LockWrite): a failed write ends the
+//     stream, which tells its hub, which takes Engine.mu;
+//  2. Engine.mu;
 //  3. client.mu;
-//  4. writerPool.mu (push, under hubCore.mu);
+//  4. writerPool.mu (push, under Engine.mu);
 //  5. writeSlot.mu (the watchdog, under writerPool.mu);
-//  6. Conn.mu, held only briefly (sink.watch under hubCore.mu);
-//  7. solo.mu (see solo.go);
-//  8. connWatch.mu (see owned_watch_linux.go), taken last: taking a
+//  6. the sse package's Conn.mu, held only briefly (Sink.Watch under
+//     Engine.mu);
+//  7. its solo.mu (see solo.go there);
+//  8. its connWatch.mu (see owned_watch_linux.go there), taken last: taking a
 //     connection over and ending it take it under the write lock.
 //
 // Nothing blocks under any of them: the write lock is waited for (drain,
 // unregister) with none held. A function named …Locked is called with the
 // lock it names held and returns with it held; finishFanout is the one
-// function that releases hubCore.mu it did not take.
-type hubCore struct {
-	cfg     engineConfig
-	upgrade UpgradeOptions // of the streams the hub or server opens
-	own     ownPolicy      // whether it takes their connections over (see owned.go)
-	// closedErr is what registering or broadcasting returns once closed:
-	// ErrHubClosed or ErrServerClosed.
-	closedErr error
+// function that releases Engine.mu it did not take.
+type Engine struct {
+	cfg          Config
+	shuttingDown error // ends a stream whose engine is closing once it is drained
 
 	mu        sync.RWMutex
 	def       *group            // a Hub's only group
 	groups    map[string]*group // by key
-	bySink    map[sink]*client  // every client, by its stream
+	bySink    map[Sink]*client  // every client, by its stream
 	byTopic   map[string][]*group
-	heads     map[string]Position // newest event seen per topic (Server)
-	live      map[string]bool     // topics with a running subscription (Server)
+	heads     map[string]Head // newest event seen per topic (Server)
+	live      map[string]bool // topics with a running subscription (Server)
 	nclients  int
 	closed    bool
 	draining  bool
@@ -153,17 +173,17 @@ type hubCore struct {
 	closing   atomic.Bool   // close is waiting for the queues to be written
 	lastWrite atomic.Int64  // when a writer last wrote while closing, in Unix nanoseconds
 
-	beats    beatSchedule[*client] // heartbeats; see beat.go
-	gone     goneWatch             // polls the clients' request contexts; see gone.go
-	toWake   []*client             // scratch for fan-out, guarded by mu
-	evict    []*client             // scratch for fan-out, guarded by mu
+	beats    Schedule[*client] // heartbeats; see beat.go
+	gone     Poll              // polls the clients' request contexts; see gone.go
+	toWake   []*client         // scratch for fan-out, guarded by mu
+	evict    []*client         // scratch for fan-out, guarded by mu
 	done     chan struct{}
 	runs     sync.WaitGroup
 	dropping sync.WaitGroup // goroutines disconnecting clients (see finishFanout)
 
 	pool writerPool
 
-	// The budget (Options.MaxQueuedBytes), guarded by mu: what the
+	// The budget (Config.MaxBytes), guarded by mu: what the
 	// queues may have grown by, at most, since heldLocked last counted
 	// what they hold, and how much they could grow then and stay within
 	// the budget. See finishFanout.
@@ -172,8 +192,8 @@ type hubCore struct {
 
 	// fedWaits holds the resuming requests of a Server waiting for
 	// heads[topic] to reach a position, by topic; guarded by mu. See
-	// awaitFed.
-	fedWaits map[string][]*fedWaiter
+	// AwaitFed.
+	fedWaits map[string][]*FedWaiter
 
 	warnedNoDeadline    atomic.Bool
 	stalled             atomic.Uint64 // writes handed off by the pool
@@ -189,42 +209,18 @@ type hubCore struct {
 	clientDisconnects   atomic.Uint64
 }
 
-// newHubCore makes the engine of a Hub or Server; closedErr is what
-// registering or broadcasting returns once it is closed.
-func newHubCore(opts Options, closedErr error) *hubCore {
-	cfg := engineConfig{
-		queueSize:   opts.QueueSize,
-		policy:      opts.SlowClients,
-		maxBytes:    opts.MaxQueuedBytes,
-		logger:      opts.Logger,
-		retry:       opts.ShutdownRetry,
-		retryJitter: durationOr(opts.ShutdownJitter, defaultShutdownJitter),
-		heartbeat:   durationOr(opts.Heartbeat, defaultHeartbeat),
-	}
-	if cfg.queueSize <= 0 {
-		cfg.queueSize = defaultQueueSize
-	}
-	switch {
-	case cfg.maxBytes == 0:
-		cfg.maxBytes = defaultMaxQueuedBytes
-	case cfg.maxBytes < 0:
-		cfg.maxBytes = 0
-	}
-	if cfg.retry <= 0 {
-		cfg.retry = defaultShutdownRetry
-	}
-	h := &hubCore{
-		cfg:       cfg,
-		upgrade:   UpgradeOptions{WriteTimeout: opts.WriteTimeout, Retry: opts.Retry, Header: opts.Header},
-		own:       ownPolicyOf(&opts),
-		closedErr: closedErr,
-		def:       &group{},
-		bySink:    make(map[sink]*client),
-		groups:    make(map[string]*group),
-		byTopic:   make(map[string][]*group),
-		heads:     make(map[string]Position),
-		live:      make(map[string]bool),
-		done:      make(chan struct{}),
+// New makes an engine configured by cfg.
+func New(cfg Config) *Engine {
+	h := &Engine{
+		cfg:          cfg,
+		shuttingDown: fmt.Errorf("%w: server shutting down", cfg.Ended),
+		def:          &group{},
+		bySink:       make(map[Sink]*client),
+		groups:       make(map[string]*group),
+		byTopic:      make(map[string][]*group),
+		heads:        make(map[string]Head),
+		live:         make(map[string]bool),
+		done:         make(chan struct{}),
 	}
 	h.pool.hub = h
 	h.pool.base = max(4, runtime.GOMAXPROCS(0))
@@ -232,7 +228,8 @@ func newHubCore(opts Options, closedErr error) *hubCore {
 	return h
 }
 
-func (h *hubCore) run() {
+// Run blocks until the engine is closed.
+func (h *Engine) Run() {
 	h.mu.Lock()
 	if h.closed {
 		h.mu.Unlock()
@@ -244,29 +241,51 @@ func (h *hubCore) run() {
 	h.runs.Done()
 }
 
-// isClosed reports whether the hub refuses new clients.
-func (h *hubCore) isClosed() bool {
+// IsClosed reports whether the engine refuses new clients: it is closed,
+// or shutting down.
+func (h *Engine) IsClosed() bool {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	return h.closed || h.draining
 }
 
-func (h *hubCore) logf(level slog.Level, msg string, args ...any) {
-	if h.cfg.logger != nil {
-		h.cfg.logger.Log(context.Background(), level, msg, args...)
+// Logf logs msg with args when the engine has a logger.
+func (h *Engine) Logf(level slog.Level, msg string, args ...any) {
+	if h.cfg.Logger != nil {
+		h.cfg.Logger.Log(context.Background(), level, msg, args...)
 	}
 }
 
-// countBroadcast counts an event published through a Server.
-func (h *hubCore) countBroadcast() { h.broadcasts.Add(1) }
+// CountBroadcast counts an event published through a Server.
+func (h *Engine) CountBroadcast() { h.broadcasts.Add(1) }
 
-func (h *hubCore) clients() int {
+// Clients returns the number of registered clients.
+func (h *Engine) Clients() int {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	return h.nclients
 }
 
-func (h *hubCore) stats() Stats {
+// Stats is what Engine.Stats returns: the fields of the sse package's
+// Stats, in the same order, documented there.
+type Stats struct {
+	Clients             int
+	Topics              int
+	Broadcasts          uint64
+	Delivered           uint64
+	Replayed            uint64
+	Dropped             uint64
+	QueuedBytes         int64
+	SlowDisconnects     uint64
+	BudgetDisconnects   uint64
+	ShutdownDisconnects uint64
+	ClientDisconnects   uint64
+	StalledWrites       uint64
+	AbandonedWrites     uint64
+}
+
+// Stats returns the engine's counters and what its queues hold now.
+func (h *Engine) Stats() Stats {
 	h.mu.RLock()
 	clients, topics := h.nclients, len(h.byTopic)
 	held := h.heldLocked()
@@ -288,13 +307,14 @@ func (h *hubCore) stats() Stats {
 	}
 }
 
-// broadcast queues msg, a complete encoded event, for every client of a
-// Hub.
-func (h *hubCore) broadcast(msg []byte) error {
+// Broadcast queues msg, a complete encoded event, for every client of a
+// Hub. It returns Config.Closed once the engine is closed or shutting
+// down.
+func (h *Engine) Broadcast(msg []byte) error {
 	h.mu.Lock()
 	if h.closed || h.draining {
 		h.mu.Unlock()
-		return h.closedErr
+		return h.cfg.Closed
 	}
 	h.broadcasts.Add(1)
 	wake, evict := h.toWake[:0], h.evict[:0]
@@ -307,7 +327,7 @@ func (h *hubCore) broadcast(msg []byte) error {
 // the message being delivered by a Server, nil for a Hub; now is the time
 // in Unix nanoseconds. It appends the clients to wake and those to
 // disconnect as too slow.
-func (h *hubCore) fanoutLocked(g *group, msg []byte, m *Message, now int64, wake, evict []*client) ([]*client, []*client) {
+func (h *Engine) fanoutLocked(g *group, msg []byte, m any, now int64, wake, evict []*client) ([]*client, []*client) {
 	size := int64(len(msg)) + entryCost
 	pos := g.fanned
 	var added, entries int64
@@ -320,8 +340,8 @@ func (h *hubCore) fanoutLocked(g *group, msg []byte, m *Message, now int64, wake
 		switch {
 		case c.removed || c.closing:
 		case c.pending != nil: // resuming
-			*c.pending = append(*c.pending, *m)
-		case len(c.queue) >= h.cfg.queueSize && h.cfg.policy == SlowDisconnect && c.blockedLocked(now):
+			*c.pending = append(*c.pending, m)
+		case len(c.queue) >= h.cfg.QueueSize && h.cfg.Policy == Disconnect && c.blockedLocked(now):
 			added -= c.bytes
 			c.bytes = 0
 			clear(c.queue)
@@ -337,10 +357,10 @@ func (h *hubCore) fanoutLocked(g *group, msg []byte, m *Message, now int64, wake
 			park = append(park, c)
 		default:
 			// A full queue of a client that drains grows on under
-			// SlowDisconnect: it waits for a writer, and the writers
+			// Disconnect: it waits for a writer, and the writers
 			// being behind does not make it slow. The budget bounds
 			// it.
-			if len(c.queue) >= h.cfg.queueSize && h.cfg.policy != SlowDisconnect {
+			if len(c.queue) >= h.cfg.QueueSize && h.cfg.Policy != Disconnect {
 				added -= h.makeRoomLocked(c)
 			}
 			if c.bytes == 0 {
@@ -391,14 +411,14 @@ func (c *client) blockedLocked(now int64) bool {
 // slowStall is how long the writing of a client's events in flight (one
 // drain: what its queue held when a writer took it, or one write's worth
 // of its backlog in its group's log) must have been running, its queue
-// full again, for SlowDisconnect to count it slow. A client that stopped
+// full again, for Disconnect to count it slow. A client that stopped
 // reading is found in that time, and so is one too slow to take its
 // queue in half a second, while one that reads in bursts (a process short
 // of CPU for a moment, a network that hiccups) gets through a drain in
 // less. A parked client taking its backlog a write at a time is timed
 // write by write: one that reads more slowly than events come, but takes
 // each write within slowStall, falls behind until the queued-bytes
-// budget disconnects it (the longest behind first), not SlowDisconnect.
+// budget disconnects it (the longest behind first), not Disconnect.
 const slowStall = 500 * time.Millisecond
 
 // wakeBatch is how many clients a fan-out queues an event for before it
@@ -409,14 +429,14 @@ const wakeBatch = 256
 // makeRoomLocked applies a dropping policy to c's full queue and returns
 // the bytes freed; c.mu must be held. Only live events are dropped. The
 // queue's first c.extra entries are not: extras are queued only while the
-// queue holds no live event (a replay, which finishResume queues before
+// queue holds no live event (a replay, which FinishResume queues before
 // any, and which a resuming client must get whole; a heartbeat, queued
 // only to an unscheduled, hence empty, queue), or once fan-outs have
 // stopped (retry hints).
-func (h *hubCore) makeRoomLocked(c *client) int64 {
+func (h *Engine) makeRoomLocked(c *client) int64 {
 	live := c.queue[c.extra:]
 	n := min(1, len(live))
-	if h.cfg.policy == SlowKeepLatest {
+	if h.cfg.Policy == KeepLatest {
 		n = len(live)
 	}
 	var freed, shared int64
@@ -448,9 +468,9 @@ func (h *hubCore) makeRoomLocked(c *client) int64 {
 // over: when what the queues are charged, each event counted once per
 // client (h.queued), is over the budget, and the queues may have grown by
 // more than they could when last counted.
-func (h *hubCore) finishFanout(wake, evict []*client) {
+func (h *Engine) finishFanout(wake, evict []*client) {
 	slow := len(evict)
-	if h.cfg.maxBytes > 0 && h.queued.Load() > h.cfg.maxBytes && h.grown >= h.slack {
+	if h.cfg.MaxBytes > 0 && h.queued.Load() > h.cfg.MaxBytes && h.grown >= h.slack {
 		evict = h.overBudgetLocked(evict)
 	}
 	for _, c := range evict {
@@ -473,21 +493,21 @@ func (h *hubCore) finishFanout(wake, evict []*client) {
 	var slowErr, budgetErr error
 	if slow > 0 {
 		h.slowDisconnects.Add(uint64(slow))
-		h.logf(slog.LevelInfo, "sse: disconnecting slow clients", "clients", slow, "queued", h.cfg.queueSize)
-		slowErr = fmt.Errorf("%w: client too slow: %d events queued", ErrConnectionClosed, h.cfg.queueSize)
+		h.Logf(slog.LevelInfo, "sse: disconnecting slow clients", "clients", slow, "queued", h.cfg.QueueSize)
+		slowErr = fmt.Errorf("%w: client too slow: %d events queued", h.cfg.Ended, h.cfg.QueueSize)
 	}
 	if n := len(evict) - slow; n > 0 {
 		h.budgetDisconnects.Add(uint64(n))
-		h.logf(slog.LevelWarn, "sse: disconnecting clients over the queued bytes budget", "clients", n, "budget", h.cfg.maxBytes)
-		budgetErr = fmt.Errorf("%w: queued bytes over budget (%d)", ErrConnectionClosed, h.cfg.maxBytes)
+		h.Logf(slog.LevelWarn, "sse: disconnecting clients over the queued bytes budget", "clients", n, "budget", h.cfg.MaxBytes)
+		budgetErr = fmt.Errorf("%w: queued bytes over budget (%d)", h.cfg.Ended, h.cfg.MaxBytes)
 	}
 	drop := func(yield bool) {
 		for i, c := range evict {
-			c.conn.unwatch(c)
+			c.conn.Unwatch(c)
 			if i < slow {
-				c.conn.drop(slowErr)
+				c.conn.Drop(slowErr)
 			} else {
-				c.conn.drop(budgetErr)
+				c.conn.Drop(budgetErr)
 			}
 			if yield && i%dropYieldEvery == dropYieldEvery-1 {
 				runtime.Gosched()

@@ -1,4 +1,4 @@
-package sse
+package fanout
 
 import (
 	"context"
@@ -13,7 +13,7 @@ import (
 // queueExtraLocked appends entries that are not live events (replay,
 // retry hints) to c's queue, whatever its length, and reports whether c
 // must be woken; c.mu must be held.
-func (h *hubCore) queueExtraLocked(c *client, bs ...[]byte) bool {
+func (h *Engine) queueExtraLocked(c *client, bs ...[]byte) bool {
 	if c.parked.Load() {
 		// Its events first (see park.go).
 		h.unparkLocked(c, false)
@@ -39,24 +39,22 @@ func (h *hubCore) queueExtraLocked(c *client, bs ...[]byte) bool {
 
 // retryHint returns a retry field asking a client to wait the shutdown
 // delay with jitter.
-func (h *hubCore) retryHint() []byte {
-	d := h.cfg.retry
-	if h.cfg.retryJitter > 0 {
-		d += rand.N(h.cfg.retryJitter)
+func (h *Engine) retryHint() []byte {
+	d := h.cfg.Retry
+	if h.cfg.RetryJitter > 0 {
+		d += rand.N(h.cfg.RetryJitter)
 	}
 	return fmt.Appendf(nil, "retry: %d\n\n", d.Milliseconds())
 }
-
-// errShuttingDown ends a stream whose hub is closing once it is drained.
-var errShuttingDown = fmt.Errorf("%w: server shutting down", ErrConnectionClosed)
 
 // closeStall is how long Close waits for a write to finish while streams
 // are left to drain: the writers left are taken to be blocked on clients
 // that do not read, and their streams are ended at once.
 const closeStall = 100 * time.Millisecond
 
-// shutdown drains and ends every stream; see Hub.Shutdown.
-func (h *hubCore) shutdown(ctx context.Context) error {
+// Shutdown drains and ends every stream, each after a retry hint; see
+// the sse package's Hub.Shutdown.
+func (h *Engine) Shutdown(ctx context.Context) error {
 	drained := h.drain(true)
 	if drained != nil {
 		select {
@@ -69,9 +67,10 @@ func (h *hubCore) shutdown(ctx context.Context) error {
 	return h.closeNow()
 }
 
-// close writes what was broadcast before it, then ends every stream; see
-// Hub.Close. It does not wait for writes that make no progress.
-func (h *hubCore) close() error {
+// Close writes what was broadcast before it, then ends every stream; see
+// the sse package's Hub.Close. It does not wait for writes that make no
+// progress.
+func (h *Engine) Close() error {
 	h.lastWrite.Store(time.Now().UnixNano())
 	h.closing.Store(true)
 	drained := h.drain(false)
@@ -97,7 +96,7 @@ func (h *hubCore) close() error {
 // stream end once its queue is written, after a retry hint when hint is
 // set. It returns a channel closed when no stream is left, or nil when
 // none is or the hub is closed.
-func (h *hubCore) drain(hint bool) <-chan struct{} {
+func (h *Engine) drain(hint bool) <-chan struct{} {
 	h.mu.Lock()
 	if h.closed {
 		h.mu.Unlock()
@@ -127,24 +126,24 @@ func (h *hubCore) drain(hint bool) <-chan struct{} {
 			close(h.drained)
 			h.drained = nil
 		}
-		h.logf(slog.LevelInfo, "sse: shutting down", "clients", n)
+		h.Logf(slog.LevelInfo, "sse: shutting down", "clients", n)
 	}
 	drained := h.drained
 	h.mu.Unlock()
 	for _, c := range idle {
-		c.conn.end(errShuttingDown)
+		c.conn.End(h.shuttingDown)
 	}
 	return drained
 }
 
 // closeNow ends every stream left at once and waits for the writers
 // and for Run.
-func (h *hubCore) closeNow() error {
+func (h *Engine) closeNow() error {
 	h.mu.Lock()
 	if h.closed {
 		h.mu.Unlock()
 		h.dropping.Wait()
-		h.pool.wait(h.writeTimeout())
+		h.pool.wait(h.cfg.WriteTimeout)
 		h.runs.Wait()
 		return nil
 	}
@@ -156,26 +155,26 @@ func (h *hubCore) closeNow() error {
 		h.dropQueueLocked(c)
 		c.closing = true
 		c.mu.Unlock()
-		c.conn.unwatch(c)
+		c.conn.Unwatch(c)
 		h.shutdownDisconnects.Add(1)
-		c.conn.drop(fmt.Errorf("%w: %w", ErrConnectionClosed, h.closedErr))
+		c.conn.Drop(fmt.Errorf("%w: %w", h.cfg.Ended, h.cfg.Closed))
 	}
 	h.dropping.Wait()
-	if n := h.pool.wait(h.writeTimeout()); n > 0 {
+	if n := h.pool.wait(h.cfg.WriteTimeout); n > 0 {
 		h.abandoned.Add(uint64(n))
-		h.logf(slog.LevelWarn, "sse: close abandoned writes that could not be cut short", "writes", n)
+		h.Logf(slog.LevelWarn, "sse: close abandoned writes that could not be cut short", "writes", n)
 	}
 	h.runs.Wait()
 	return nil
 }
 
-// closeLocked marks the hub closed and lets go of every client, which it
+// closeLocked marks the engine closed and lets go of every client, which it
 // returns for closeNow to end; h.mu must be held. Every client is
 // unparked and out of its group's list when it returns, under h.mu: a
 // writer (drain) or a stream's end (removeLocked) that takes h.mu
 // afterwards, while closeNow is still ending the others, must find its
 // client neither parked nor listed.
-func (h *hubCore) closeLocked() []*client {
+func (h *Engine) closeLocked() []*client {
 	h.closed = true
 	list := h.allClientsLocked()
 	forget := func(g *group) {
@@ -195,27 +194,17 @@ func (h *hubCore) closeLocked() []*client {
 		h.drained = nil
 	}
 	close(h.done)
-	h.beats.clearLocked()
-	h.gone.stopLocked()
+	h.beats.ClearLocked()
+	h.gone.StopLocked()
 	return list
-}
-
-// writeTimeout is how long closing waits for the writers: a write that
-// has a deadline ends by then; one that has none (see warnNoDeadline) is
-// abandoned.
-func (h *hubCore) writeTimeout() time.Duration {
-	if d := durationOr(h.upgrade.WriteTimeout, defaultWriteTimeout); d > 0 {
-		return d
-	}
-	return defaultWriteTimeout
 }
 
 // warnNoDeadline logs, once per hub, that a stream's writes cannot be
 // given a deadline: a client that stops reading then blocks its write
 // until the client goes away, and Close abandons that write.
-func (h *hubCore) warnNoDeadline(conn sink) {
-	if !conn.deadlineless() || !h.warnedNoDeadline.CompareAndSwap(false, true) {
+func (h *Engine) warnNoDeadline(conn Sink) {
+	if !conn.Deadlineless() || !h.warnedNoDeadline.CompareAndSwap(false, true) {
 		return
 	}
-	h.logf(slog.LevelWarn, "sse: the ResponseWriter does not support write deadlines (a wrapper without Unwrap?): a client that stops reading can block a write until Close gives up on it")
+	h.Logf(slog.LevelWarn, "sse: the ResponseWriter does not support write deadlines (a wrapper without Unwrap?): a client that stops reading can block a write until Close gives up on it")
 }

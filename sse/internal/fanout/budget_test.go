@@ -1,8 +1,6 @@
-package sse
+package fanout
 
 import (
-	"net/http"
-	"net/http/httptest"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -11,25 +9,22 @@ import (
 // A full queue under a dropping policy drops live events only, never a
 // replay queued for a resuming client.
 func TestDroppingPoliciesKeepReplay(t *testing.T) {
-	for _, policy := range []SlowPolicy{SlowDropOldest, SlowKeepLatest} {
-		t.Run(policy.String(), func(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		policy Policy
+	}{{"DropOldest", DropOldest}, {"KeepLatest", KeepLatest}} {
+		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				hub := NewHubWithOptions[string](&Options{QueueSize: 2, SlowClients: policy})
-				defer hub.Close()
-				rec := httptest.NewRecorder()
-				conn, err := UpgradeWithOptions(t.Context(), rec, httptest.NewRequest(http.MethodGet, "/", nil),
-					&UpgradeOptions{Heartbeat: -1, WriteTimeout: time.Hour})
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer conn.Close()
-				if err := hub.Register(conn); err != nil {
+				cfg := testConfig()
+				cfg.QueueSize, cfg.Policy = 2, tc.policy
+				h := newTestEngine(t, cfg)
+				conn := newTestSink()
+				if err := h.RegisterAll(conn); err != nil {
 					t.Fatal(err)
 				}
 				// A write in progress holds the lock: the queue fills.
-				conn.lockWrite()
+				conn.LockWrite()
 				const replay = "id: 1\ndata: r1\n\nid: 2\ndata: r2\n\n"
-				h := hub.core
 				h.mu.Lock()
 				c := h.bySink[conn]
 				c.mu.Lock()
@@ -40,24 +35,25 @@ func TestDroppingPoliciesKeepReplay(t *testing.T) {
 				c.mu.Unlock()
 				h.finishFanout(wake, nil) // unlocks h.mu
 				for _, v := range []string{"a", "b", "c"} {
-					if err := hub.Broadcast(v); err != nil {
+					if err := h.Broadcast([]byte("data: " + v + "\n\n")); err != nil {
 						t.Fatal(err)
 					}
 				}
-				conn.unlockWrite()
+				conn.UnlockWrite()
 				synctest.Wait()
 
-				want := ": connected\n\n" + replay + "data: c\n\n"
-				if got := rec.Body.String(); got != want {
-					t.Errorf("body: got %q, want %q", got, want)
+				want := replay + "data: c\n\n"
+				if got := conn.written(); got != want {
+					t.Errorf("written: got %q, want %q", got, want)
 				}
-				st := hub.Stats()
+				st := h.Stats()
 				if st.Dropped != 2 || st.QueuedBytes != 0 {
 					t.Errorf("Stats: dropped %d, queued %d bytes; want 2 (a and b), 0", st.Dropped, st.QueuedBytes)
 				}
 				if got, want := st.Delivered, uint64(1); got != want {
 					t.Errorf("Stats.Delivered = %d, want %d (c; the replay is not a broadcast)", got, want)
 				}
+				h.Unregister(conn)
 			})
 		})
 	}
@@ -68,7 +64,7 @@ func TestDroppingPoliciesKeepReplay(t *testing.T) {
 // older: when thousands of clients stall at once, the writers reach the
 // clients queued behind them late, though those read everything.
 func TestBudgetEvictsBlockedFirst(t *testing.T) {
-	h := newHubCore(Options{MaxQueuedBytes: 160}, ErrHubClosed)
+	h := newBudgetEngine(160)
 	now := time.Now().UnixNano()
 	// Four events of 10 bytes were fanned out: positions 0, 10, 20, 30.
 	ev := make([]byte, 10)
@@ -114,7 +110,7 @@ func TestBudgetEvictsBlockedFirst(t *testing.T) {
 // when they do not, evicting the client that holds the oldest ones
 // frees them.
 func TestBudgetCountsSharedEventsOnce(t *testing.T) {
-	h := newHubCore(Options{MaxQueuedBytes: 100_000}, ErrHubClosed)
+	h := newBudgetEngine(100_000)
 	now := time.Now().UnixNano()
 	ev := make([]byte, 1000)
 	// 100 clients each hold the same 20 events of 1000 bytes: counted
@@ -148,10 +144,18 @@ func TestBudgetCountsSharedEventsOnce(t *testing.T) {
 	if held := h.heldLocked(); held != 88_960 {
 		t.Errorf("held %d bytes, want 88 960", held)
 	}
-	h.cfg.maxBytes = 80_000
+	h.cfg.MaxBytes = 80_000
 	evict := h.overBudgetLocked(nil)
 	h.mu.Unlock()
 	if len(evict) != 1 || evict[0] != old {
 		t.Fatalf("evicted %d clients, want the one behind only", len(evict))
 	}
+}
+
+// newBudgetEngine returns an engine whose budget is maxBytes, for tests
+// that set its clients up by hand.
+func newBudgetEngine(maxBytes int64) *Engine {
+	cfg := testConfig()
+	cfg.MaxBytes = maxBytes
+	return New(cfg)
 }

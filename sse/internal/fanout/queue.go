@@ -1,4 +1,4 @@
-package sse
+package fanout
 
 import (
 	"math/bits"

@@ -1,4 +1,4 @@
-package sse
+package fanout
 
 import (
 	"cmp"
@@ -6,7 +6,7 @@ import (
 	"time"
 )
 
-// The queued-bytes budget (Options.MaxQueuedBytes): what the queues hold,
+// The queued-bytes budget (Config.MaxBytes): what the queues hold,
 // and whom to disconnect when they hold too much.
 
 // heldLocked returns what the queues of the clients hold now: the bytes
@@ -20,7 +20,7 @@ import (
 // evicted may still have a write in flight, cut short but not yet
 // returned, and counting it would evict the clients that drain in its
 // place.
-func (h *hubCore) heldLocked() int64 {
+func (h *Engine) heldLocked() int64 {
 	var held int64
 	count := func(g *group) {
 		oldest := g.fanned
@@ -50,7 +50,7 @@ func (h *hubCore) heldLocked() int64 {
 
 // heldLocked returns what c holds on its own (entries, extras) and the
 // position of the oldest live event it holds in its group's events, -1
-// when none; hubCore.mu and c.mu must be held.
+// when none; Engine.mu and c.mu must be held.
 func (c *client) heldLocked() (own, pos int64) {
 	own = c.ownQ + c.ownOut + entryCost*int64(len(c.queue)+int(c.nOut))
 	pos = c.pos
@@ -70,7 +70,7 @@ func (c *client) heldLocked() (own, pos int64) {
 // longest until the rest fits, marks them removed and appends them to
 // evict; h.mu must be held. A client that drains has only recent bytes
 // unsent, however many: it goes last.
-func (h *hubCore) overBudgetLocked(evict []*client) []*client {
+func (h *Engine) overBudgetLocked(evict []*client) []*client {
 	type load struct {
 		c       *client
 		own     int64
@@ -124,7 +124,7 @@ func (h *hubCore) overBudgetLocked(evict []*client) []*client {
 	for _, g := range h.groups {
 		add(g)
 	}
-	if held > h.cfg.maxBytes {
+	if held > h.cfg.MaxBytes {
 		groupOf := make(map[*group]*groupLoads, len(groups))
 		for _, gl := range groups {
 			groupOf[gl.g] = gl
@@ -152,7 +152,7 @@ func (h *hubCore) overBudgetLocked(evict []*client) []*client {
 			return cmp.Compare(a.oldest, b.oldest)
 		})
 		for _, i := range order {
-			if held <= h.cfg.maxBytes {
+			if held <= h.cfg.MaxBytes {
 				break
 			}
 			l := &loads[i]
@@ -178,6 +178,6 @@ func (h *hubCore) overBudgetLocked(evict []*client) []*client {
 		}
 	}
 	// Until the queues grew by more than that, they fit.
-	h.grown, h.slack = 0, max(h.cfg.maxBytes-held, 0)
+	h.grown, h.slack = 0, max(h.cfg.MaxBytes-held, 0)
 	return evict
 }

@@ -1,4 +1,4 @@
-package sse
+package fanout
 
 // Parked clients.
 //
@@ -17,20 +17,20 @@ package sse
 // A parked client's writer, once its write returns, takes the events from
 // its place on into the client's queue, one write's worth at a time, and
 // puts the client back among the others once it has them all
-// (unparkLocked), all under hubCore.mu, so that no event is lost or
+// (unparkLocked), all under Engine.mu, so that no event is lost or
 // repeated between the log and the queue. Anything else that must queue
 // for a parked client (a retry hint, a shutdown) unparks it first, so
 // that its events keep their order.
 //
 // Only clients that see every event of their group and that the
-// SlowDisconnect policy governs are parked: a parked client's queue is the
+// Disconnect policy governs are parked: a parked client's queue is the
 // events of the log from its place on, and it is disconnected as too
 // slow once that is more than QueueSize events long and its write is
 // blocked. The parked clients are kept in a heap by their places in the
 // log, so that the one furthest behind is the first to check, and the
 // log is kept from its place on.
 //
-// Guarded by hubCore.mu: the log, the parked list, client.cursor and
+// Guarded by Engine.mu: the log, the parked list, client.cursor and
 // client.parked, which is atomic so that the client's writer can tell
 // without it whether it has to take it (drain).
 
@@ -41,7 +41,7 @@ type parkLog struct {
 	at     []int64  // when each was fanned out, in Unix nanoseconds
 	off    int
 	base   int64
-	bytes  int64 // what the log is charged in hubCore.queued
+	bytes  int64 // what the log is charged in Engine.queued
 
 	parked []parkEntry // a min-heap by cursor, stale entries included (see parkEntry)
 	live   int         // clients parked now
@@ -106,20 +106,20 @@ func (l *parkLog) down(i int) {
 
 // parkable reports whether c may be parked in place of being queued an
 // event: its write was handed off, and it takes every event of its group
-// under SlowDisconnect. c.mu must be held.
-func (h *hubCore) parkableLocked(c *client) bool {
-	return (c.stuck.Load() || len(c.queue) >= parkAfter || len(c.queue) >= parkNarrow && c.conn.narrow()) &&
-		c.filter == nil && c.pending == nil && h.cfg.policy == SlowDisconnect
+// under Disconnect. c.mu must be held.
+func (h *Engine) parkableLocked(c *client) bool {
+	return (c.stuck.Load() || len(c.queue) >= parkAfter || len(c.queue) >= parkNarrow && c.conn.Narrow()) &&
+		c.filter == nil && c.pending == nil && h.cfg.Policy == Disconnect
 }
 
 // narrowWrite is the most a narrow client's writer takes from the log at
-// once: such a client is written in probes (see owned_linux.go) and found
+// once: such a client is written in probes (the sse package's owned_linux.go) and found
 // behind after a few KiB when it does not read, so what a writer takes
-// beyond that only costs copies under hubCore.mu, thousands of times when
+// beyond that only costs copies under Engine.mu, thousands of times when
 // thousands of such clients connect at once.
 const narrowWrite = 16 << 10
 
-// parkNarrow is parkAfter for a narrow client (see sink.narrow), which
+// parkNarrow is parkAfter for a narrow client (see Sink.Narrow), which
 // the writers serve after the others: when thousands of clients that
 // never read connect with small windows, the fan-outs stop visiting them
 // after an event or two, not after parkAfter.
@@ -138,7 +138,7 @@ const parkAfter = 64
 // in the log): it logs msg when any client is parked in g, takes those out
 // of the group's list, and disconnects the client parked longest while its
 // queue is full, appending it to evict; h.mu must be held.
-func (h *hubCore) logLocked(g *group, msg []byte, pos, now int64, park, evict []*client) []*client {
+func (h *Engine) logLocked(g *group, msg []byte, pos, now int64, park, evict []*client) []*client {
 	l := &g.park
 	if len(park) == 0 && l.live == 0 {
 		return evict
@@ -173,7 +173,7 @@ func (h *hubCore) logLocked(g *group, msg []byte, pos, now int64, park, evict []
 		c.mu.Lock()
 		// As for any client, a full queue is slow only when the
 		// client's write is blocked (see fanoutLocked).
-		slow := int(l.end()-e.cursor)+len(c.queue) > h.cfg.queueSize && c.blockedLocked(now)
+		slow := int(l.end()-e.cursor)+len(c.queue) > h.cfg.QueueSize && c.blockedLocked(now)
 		if slow {
 			h.dropQueueLocked(c)
 			evict = append(evict, c)
@@ -191,12 +191,12 @@ func (h *hubCore) logLocked(g *group, msg []byte, pos, now int64, park, evict []
 
 // unparkLocked queues for c, parked, the events of the log from its
 // place on, and puts it back among its group's clients; h.mu and c.mu
-// must be held. With some, it takes only what one write sends (maxWrite
+// must be held. With some, it takes only what one write sends (MaxWrite
 // bytes, maxVecEvents events) when more are logged: c stays parked, at
 // its new place, and its writer comes back for the rest once that write
 // went through. A client that stopped reading thus holds one write's
 // worth in its queue, not a copy of its whole backlog.
-func (h *hubCore) unparkLocked(c *client, some bool) {
+func (h *Engine) unparkLocked(c *client, some bool) {
 	g := c.grp
 	l := &g.park
 	from := l.off + int(c.cursor-l.base)
@@ -205,8 +205,8 @@ func (h *hubCore) unparkLocked(c *client, some bool) {
 	}
 	evs := l.events[from:]
 	if some {
-		size, limit := 0, maxWrite
-		if c.conn.narrow() {
+		size, limit := 0, MaxWrite
+		if c.conn.Narrow() {
 			limit = narrowWrite
 		}
 		for i, msg := range evs {
@@ -247,7 +247,7 @@ func (h *hubCore) unparkLocked(c *client, some bool) {
 
 // unparkedLocked takes c out of its group's log, for unparkLocked or for
 // a parked client being removed; h.mu must be held.
-func (h *hubCore) unparkedLocked(c *client) {
+func (h *Engine) unparkedLocked(c *client) {
 	c.parked.Store(false)
 	c.grp.park.live--
 	h.trimLocked(c.grp)
@@ -255,7 +255,7 @@ func (h *hubCore) unparkedLocked(c *client) {
 
 // trimLocked drops the entries of g's log and parked list that no parked
 // client needs any longer; h.mu must be held.
-func (h *hubCore) trimLocked(g *group) {
+func (h *Engine) trimLocked(g *group) {
 	l := &g.park
 	for len(l.parked) > 0 && !l.parked[0].live(g) {
 		l.pop()

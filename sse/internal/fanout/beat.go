@@ -1,43 +1,43 @@
-package sse
+package fanout
 
 import "time"
 
 // Heartbeats.
 //
-// One mechanism sends every heartbeat: a beatSchedule, a min-heap of when
+// One mechanism sends every heartbeat: a Schedule, a min-heap of when
 // each stream is due with one timer for the first of them. A hub has one
 // for its clients, so a registered stream needs no timer of its own; the
-// Conns that send their own heartbeats (UpgradeOptions.Heartbeat) share
-// one per server (solo, see solo.go). When the timer fires, its owner
+// streams that send their own heartbeats share one per server (the sse
+// package's solo.go). When the timer fires, its owner
 // takes the due entries out; those silent for a whole interval get a
 // comment, and each goes back in at its next due time: the interval
 // after its last write.
 // An entry leaves the heap when its stream leaves its owner, so a closed
 // stream holds nothing, and an empty schedule holds no timer.
 
-// beatItem is what a beatSchedule orders: a pointer to a record that
+// Scheduled is what a Schedule orders: a pointer to a record that
 // keeps its own index in the heap, so that it can be taken out from
 // anywhere in it.
-type beatItem interface {
+type Scheduled interface {
 	comparable
-	// beatIndex returns where the item keeps its index; -1: not in.
-	beatIndex() *int32
+	// BeatIndex returns where the item keeps its index; -1: not in.
+	BeatIndex() *int32
 }
 
 // beat is an item's place in a heartbeat heap.
-type beat[T beatItem] struct {
+type beat[T Scheduled] struct {
 	due int64 // Unix nanoseconds
 	x   T
 }
 
 // beatHeap is a min-heap of beat by due time; each item's index is its
 // place in it.
-type beatHeap[T beatItem] []beat[T]
+type beatHeap[T Scheduled] []beat[T]
 
 func (b beatHeap[T]) swap(i, j int) {
 	b[i], b[j] = b[j], b[i]
-	*b[i].x.beatIndex() = int32(i)
-	*b[j].x.beatIndex() = int32(j)
+	*b[i].x.BeatIndex() = int32(i)
+	*b[j].x.BeatIndex() = int32(j)
 }
 
 func (b beatHeap[T]) up(i int) {
@@ -69,7 +69,7 @@ func (b beatHeap[T]) down(i int) {
 }
 
 func (b *beatHeap[T]) push(x beat[T]) {
-	*x.x.beatIndex() = int32(len(*b))
+	*x.x.BeatIndex() = int32(len(*b))
 	*b = append(*b, x)
 	b.up(len(*b) - 1)
 }
@@ -84,10 +84,10 @@ func (b *beatHeap[T]) pop() beat[T] {
 func (b *beatHeap[T]) remove(i int) {
 	h := *b
 	last := len(h) - 1
-	*h[i].x.beatIndex() = -1
+	*h[i].x.BeatIndex() = -1
 	if i != last {
 		h[i] = h[last]
-		*h[i].x.beatIndex() = int32(i)
+		*h[i].x.BeatIndex() = int32(i)
 	}
 	h[last] = beat[T]{}
 	h = h[:last]
@@ -101,59 +101,65 @@ func (b *beatHeap[T]) remove(i int) {
 	}
 }
 
-// beatSchedule is a heartbeat schedule: a heap of due times and one
+// Schedule is a heartbeat schedule: a heap of due times and one
 // timer, which calls its owner's fire function (the same every time) for
-// the first entry. The owner's lock guards it (hubCore.mu, solo.mu): fire
-// takes that lock and calls firedLocked first.
-type beatSchedule[T beatItem] struct {
+// the first entry. The owner's lock guards it (Engine.mu, the sse package's solo.mu):
+// fire takes that lock and calls FiredLocked first.
+type Schedule[T Scheduled] struct {
 	heap  beatHeap[T]
 	timer *time.Timer
 	due   int64 // when timer fires, in Unix nanoseconds; 0 when it is not set
 }
 
-// addLocked puts x in, due at due (Unix nanoseconds), and sets the timer
+// AddLocked puts x in, due at due (Unix nanoseconds), and sets the timer
 // for it when it comes first.
-func (s *beatSchedule[T]) addLocked(x T, due int64, fire func()) {
-	s.putLocked(x, due)
-	s.armLocked(fire)
+func (s *Schedule[T]) AddLocked(x T, due int64, fire func()) {
+	s.PutLocked(x, due)
+	s.ArmLocked(fire)
 }
 
-// putLocked puts x in, due at due, without setting the timer: for fire,
-// which calls armLocked once done.
-func (s *beatSchedule[T]) putLocked(x T, due int64) {
+// PutLocked puts x in, due at due, without setting the timer: for fire,
+// which calls ArmLocked once done.
+func (s *Schedule[T]) PutLocked(x T, due int64) {
 	s.heap.push(beat[T]{due: due, x: x})
 }
 
-// dropLocked takes x out, if it is in; the timer stops with the last
+// DropLocked takes x out, if it is in; the timer stops with the last
 // entry.
-func (s *beatSchedule[T]) dropLocked(x T) {
-	at := x.beatIndex()
+func (s *Schedule[T]) DropLocked(x T) {
+	at := x.BeatIndex()
 	if i := int(*at); i >= 0 && i < len(s.heap) && s.heap[i].x == x {
 		s.heap.remove(i)
 	}
 	*at = -1
 	if len(s.heap) == 0 {
-		s.stopLocked()
+		s.StopLocked()
 	}
 }
 
-// firedLocked notes that the timer fired.
-func (s *beatSchedule[T]) firedLocked() { s.due = 0 }
+// Len returns the number of entries.
+func (s *Schedule[T]) Len() int { return len(s.heap) }
 
-// popDueLocked takes out the first entry when it is due at now.
-func (s *beatSchedule[T]) popDueLocked(now int64) (x T, ok bool) {
+// HasTimer reports whether s holds a timer.
+func (s *Schedule[T]) HasTimer() bool { return s.timer != nil }
+
+// FiredLocked notes that the timer fired.
+func (s *Schedule[T]) FiredLocked() { s.due = 0 }
+
+// PopDueLocked takes out the first entry when it is due at now.
+func (s *Schedule[T]) PopDueLocked(now int64) (x T, ok bool) {
 	if len(s.heap) == 0 || s.heap[0].due > now {
 		return x, false
 	}
 	return s.heap.pop().x, true
 }
 
-// armLocked sets the timer for the first entry, unless it is set to fire
+// ArmLocked sets the timer for the first entry, unless it is set to fire
 // no later; with no entry left, it stops and forgets the timer, so that
 // an idle schedule holds none.
-func (s *beatSchedule[T]) armLocked(fire func()) {
+func (s *Schedule[T]) ArmLocked(fire func()) {
 	if len(s.heap) == 0 {
-		s.stopLocked()
+		s.StopLocked()
 		return
 	}
 	due := s.heap[0].due
@@ -164,8 +170,8 @@ func (s *beatSchedule[T]) armLocked(fire func()) {
 	setTimer(&s.timer, time.Duration(due-time.Now().UnixNano()), fire)
 }
 
-// stopLocked stops and forgets the timer; the entries stay.
-func (s *beatSchedule[T]) stopLocked() {
+// StopLocked stops and forgets the timer; the entries stay.
+func (s *Schedule[T]) StopLocked() {
 	if s.timer != nil {
 		s.timer.Stop()
 		s.timer = nil
@@ -173,64 +179,64 @@ func (s *beatSchedule[T]) stopLocked() {
 	s.due = 0
 }
 
-// clearLocked takes every entry out and stops the timer.
-func (s *beatSchedule[T]) clearLocked() {
+// ClearLocked takes every entry out and stops the timer.
+func (s *Schedule[T]) ClearLocked() {
 	for _, b := range s.heap {
-		*b.x.beatIndex() = -1
+		*b.x.BeatIndex() = -1
 	}
 	s.heap = nil
-	s.stopLocked()
+	s.StopLocked()
 }
 
 // A hub's heartbeats.
 
-func (c *client) beatIndex() *int32 { return &c.beatAt }
+func (c *client) BeatIndex() *int32 { return &c.beatAt }
 
 // scheduleBeatLocked gives a newly registered client its first heartbeat
-// entry, unless the hub sends none or its Conn sends its own; h.mu must be
+// entry, unless the engine sends none or its stream sends its own; h.mu must be
 // held.
-func (h *hubCore) scheduleBeatLocked(c *client) {
-	if h.cfg.heartbeat <= 0 || c.conn.sendsHeartbeats() || h.closed {
+func (h *Engine) scheduleBeatLocked(c *client) {
+	if h.cfg.Heartbeat <= 0 || c.conn.SendsHeartbeats() || h.closed {
 		return
 	}
-	h.beats.addLocked(c, time.Now().Add(h.cfg.heartbeat).UnixNano(), h.heartbeat)
+	h.beats.AddLocked(c, time.Now().Add(h.cfg.Heartbeat).UnixNano(), h.heartbeat)
 }
 
 // dropBeatLocked takes c's entry out of the schedule; h.mu must be held.
-func (h *hubCore) dropBeatLocked(c *client) { h.beats.dropLocked(c) }
+func (h *Engine) dropBeatLocked(c *client) { h.beats.DropLocked(c) }
 
 // heartbeat runs on the heartbeat timer: the due clients that were silent
 // for a whole interval get a comment queued like any event.
-func (h *hubCore) heartbeat() {
+func (h *Engine) heartbeat() {
 	h.mu.Lock()
-	h.beats.firedLocked()
+	h.beats.FiredLocked()
 	if h.closed {
 		h.mu.Unlock()
 		return
 	}
 	now := time.Now().UnixNano()
-	every := int64(h.cfg.heartbeat)
+	every := int64(h.cfg.Heartbeat)
 	wake := h.toWake[:0]
 	for {
-		c, ok := h.beats.popDueLocked(now)
+		c, ok := h.beats.PopDueLocked(now)
 		if !ok {
 			break
 		}
 		c.mu.Lock()
-		next := c.conn.lastWrite() + every
+		next := c.conn.LastWrite() + every
 		switch {
 		case c.scheduled || c.closing:
 			// A write is on its way, or the stream ends after it.
 			next = now + every
 		case next <= now:
-			if h.queueExtraLocked(c, heartbeatComment) {
+			if h.queueExtraLocked(c, h.cfg.Comment) {
 				wake = append(wake, c)
 			}
 			next = now + every
 		}
 		c.mu.Unlock()
-		h.beats.putLocked(c, next)
+		h.beats.PutLocked(c, next)
 	}
-	h.beats.armLocked(h.heartbeat)
+	h.beats.ArmLocked(h.heartbeat)
 	h.finishFanout(wake, h.evict[:0])
 }

@@ -1,4 +1,4 @@
-package sse
+package fanout
 
 import (
 	"fmt"
@@ -7,13 +7,23 @@ import (
 
 // Registering and removing clients.
 
+// Register adds conn, a stream of a Server, to the group of topics
+// (sorted, distinct; each must have a subscription, see SetLive). filter,
+// when not nil, is given each live event's value (see Deliver) and
+// decides whether conn gets it. A resuming client gets no live event
+// until FinishResume; those that come meanwhile are kept for it.
+func (h *Engine) Register(conn Sink, topics []string, filter func(any) bool, resuming bool) error {
+	_, err := h.register(conn, nil, topics, filter, resuming)
+	return err
+}
+
 // register adds conn to group g (nil: the group of topics, made as
-// needed). A resuming client gets no live events until finishResume.
-func (h *hubCore) register(conn sink, g *group, topics []string, filter func(*Message) bool, resuming bool) (*client, error) {
+// needed); see Register.
+func (h *Engine) register(conn Sink, g *group, topics []string, filter func(any) bool, resuming bool) (*client, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed || h.draining {
-		return nil, h.closedErr
+		return nil, h.cfg.Closed
 	}
 	if c := h.bySink[conn]; c != nil {
 		return c, nil
@@ -21,19 +31,19 @@ func (h *hubCore) register(conn sink, g *group, topics []string, filter func(*Me
 	if g == nil {
 		for _, t := range topics {
 			if !h.live[t] {
-				return nil, fmt.Errorf("%w: topic %q has no subscription", h.closedErr, t)
+				return nil, fmt.Errorf("%w: topic %q has no subscription", h.cfg.Closed, t)
 			}
 		}
 		g = h.groupLocked(topics)
 	}
 	h.warnNoDeadline(conn)
 	c := &client{conn: conn, hub: h, grp: g, index: int32(len(g.clients)), beatAt: -1, filter: filter, pos: -1, posOut: -1}
-	if !conn.watch(c) {
+	if !conn.Watch(c) {
 		return nil, conn.Err()
 	}
 	h.bySink[conn] = c
 	if resuming {
-		c.pending = new([]Message)
+		c.pending = new([]any)
 	}
 	g.clients = append(g.clients, c)
 	h.nclients++
@@ -42,14 +52,16 @@ func (h *hubCore) register(conn sink, g *group, topics []string, filter func(*Me
 	return c, nil
 }
 
-// registerAll adds conn to a Hub's only group; see register.
-func (h *hubCore) registerAll(conn sink) error {
+// RegisterAll adds conn to a Hub's only group: it gets every event
+// broadcast from now on. It returns Config.Closed once the engine is
+// closed or shutting down, and conn's error when conn has ended.
+func (h *Engine) RegisterAll(conn Sink) error {
 	_, err := h.register(conn, h.def, nil, nil, false)
 	return err
 }
 
 // groupLocked returns the group of topics (sorted, distinct), making it.
-func (h *hubCore) groupLocked(topics []string) *group {
+func (h *Engine) groupLocked(topics []string) *group {
 	key := groupKey(topics)
 	g := h.groups[key]
 	if g == nil {
@@ -74,7 +86,7 @@ func groupKey(topics []string) string {
 // eachClientLocked calls f for every client, parked ones included; h.mu
 // must be held, and f must not add or remove clients, nor park or unpark
 // them (see allClientsLocked).
-func (h *hubCore) eachClientLocked(f func(*client)) {
+func (h *Engine) eachClientLocked(f func(*client)) {
 	for _, c := range h.def.clients {
 		f(c)
 	}
@@ -88,18 +100,18 @@ func (h *hubCore) eachClientLocked(f func(*client)) {
 }
 
 // allClientsLocked returns every client; h.mu must be held.
-func (h *hubCore) allClientsLocked() []*client {
+func (h *Engine) allClientsLocked() []*client {
 	list := make([]*client, 0, h.nclients)
 	h.eachClientLocked(func(c *client) { list = append(list, c) })
 	return list
 }
 
-// streamEnded makes c the closeWatcher of its stream.
-func (c *client) streamEnded() { c.hub.clientClosed(c) }
+// StreamEnded makes c the Watcher of its stream.
+func (c *client) StreamEnded() { c.hub.clientClosed(c) }
 
 // removeLocked drops c from its group and reports whether it was there;
 // h.mu must be held.
-func (h *hubCore) removeLocked(c *client) bool {
+func (h *Engine) removeLocked(c *client) bool {
 	g := c.grp
 	switch {
 	case c.parked.Load():
@@ -136,7 +148,7 @@ func (h *hubCore) removeLocked(c *client) bool {
 
 // dropQueueLocked empties c's queue, for a client being removed; c.mu
 // must be held.
-func (h *hubCore) dropQueueLocked(c *client) {
+func (h *Engine) dropQueueLocked(c *client) {
 	c.removed = true
 	h.queued.Add(-c.bytes)
 	clear(c.queue)
@@ -147,7 +159,7 @@ func (h *hubCore) dropQueueLocked(c *client) {
 
 // detach drops c from the hub and its queue, and reports whether it was
 // still there.
-func (h *hubCore) detach(c *client) bool {
+func (h *Engine) detach(c *client) bool {
 	h.mu.Lock()
 	ok := h.removeLocked(c)
 	h.mu.Unlock()
@@ -159,34 +171,36 @@ func (h *hubCore) detach(c *client) bool {
 	return ok
 }
 
-func (h *hubCore) unregister(conn sink) {
+// Unregister removes conn and waits for a write to it in progress. It
+// does not end conn.
+func (h *Engine) Unregister(conn Sink) {
 	h.mu.RLock()
 	c := h.bySink[conn]
 	h.mu.RUnlock()
 	if c == nil || !h.detach(c) {
-		conn.waitWrites() // dropped meanwhile: its end may still run
+		conn.WaitWrites() // dropped meanwhile: its end may still run
 		return
 	}
-	conn.unwatch(c)
+	conn.Unwatch(c)
 	if conn.Err() != nil {
 		// The stream ended and its handler got here before the hub
 		// was told (see clientClosed), which then finds it gone.
 		h.countEnded(c)
 	}
 	// Wait for a writer that took the queue before it was dropped.
-	conn.waitWrites()
+	conn.WaitWrites()
 }
 
-// clientClosed is called when c's Conn ended. It may run on a writer that
-// holds the Conn's write lock, so it must not wait for writes.
-func (h *hubCore) clientClosed(c *client) {
+// clientClosed is called when c's stream ended. It may run on a writer
+// that holds the stream's write lock, so it must not wait for writes.
+func (h *Engine) clientClosed(c *client) {
 	if h.detach(c) {
 		h.countEnded(c)
 	}
 }
 
 // countEnded counts c, whose stream ended on its own and was detached.
-func (h *hubCore) countEnded(c *client) {
+func (h *Engine) countEnded(c *client) {
 	c.mu.Lock()
 	closing := c.closing
 	c.mu.Unlock()

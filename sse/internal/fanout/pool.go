@@ -1,4 +1,4 @@
-package sse
+package fanout
 
 import (
 	"runtime"
@@ -35,12 +35,12 @@ const maxWorkers = 1024
 // on demand, up to limit, and exit when no client is waiting, so an idle
 // hub has none.
 type writerPool struct {
-	hub  *hubCore
+	hub  *Engine
 	base int // workers started freely
 
 	mu sync.Mutex
 	// The clients waiting for a worker: those whose sockets have room
-	// first, then the narrow ones (see sink.narrow), which are served
+	// first, then the narrow ones (see Sink.Narrow), which are served
 	// when no other waits, and at least one turn in narrowTurn while
 	// others do.
 	ready   clientQueue
@@ -66,13 +66,13 @@ type writerPool struct {
 type writeSlot struct {
 	pool  *writerPool
 	state atomic.Int64 // 0 between writes, the write's start, or handed
-	conn  sink         // the write's stream; read by the watchdog only once it handed the write off
+	conn  Sink         // the write's stream; read by the watchdog only once it handed the write off
 	c     *client      // the write's client; the same
 	mu    sync.Mutex   // held by the watchdog while it hands the write off
 	dl    bool         // the watchdog set conn's deadline; guarded by mu
 
 	buf   []byte   // scratch for the writes of the goroutine using the slot
-	vec   [][]byte // the same for vectored streams (see batch)
+	vec   [][]byte // the same for vectored streams (see Batch)
 	stall func()   // handOff, made once: what a stream calls before its write blocks
 	stuck func()   // marks c stuck, made once: stall once handed off
 }
@@ -107,9 +107,9 @@ func (q *clientQueue) pop() *client {
 	return c
 }
 
-// pushLocked queues c, where sink.narrow says; p.mu must be held.
+// pushLocked queues c, where Sink.Narrow says; p.mu must be held.
 func (p *writerPool) pushLocked(c *client) {
-	if c.conn.narrow() {
+	if c.conn.Narrow() {
 		p.narrow.items = append(p.narrow.items, c)
 	} else {
 		p.ready.items = append(p.ready.items, c)
@@ -235,7 +235,7 @@ func (p *writerPool) work() {
 		if again {
 			p.pushOne(c)
 		}
-		if cap(s.buf) > 4*maxWrite {
+		if cap(s.buf) > 4*MaxWrite {
 			s.buf = nil
 		}
 		if drains++; drains%yieldEvery == 0 {
@@ -295,8 +295,8 @@ func (p *writerPool) wait(d time.Duration) int {
 }
 
 // write writes b to conn, whose write lock the caller holds, under the
-// watchdog, and records the progress for Close (see hubCore.close).
-func (s *writeSlot) write(conn sink, b batch) error {
+// watchdog, and records the progress for Close (see Engine.close).
+func (s *writeSlot) write(conn Sink, b Batch) error {
 	err := s.watched(conn, b)
 	if err == nil && s.pool.hub.closing.Load() {
 		s.pool.hub.lastWrite.Store(time.Now().UnixNano())
@@ -310,9 +310,9 @@ func (s *writeSlot) write(conn sink, b batch) error {
 // gives a write still running after stallLimit the deadline it would have
 // had from the start, and hands its client off. A handed-off goroutine
 // writes under deadlines from the start.
-func (s *writeSlot) watched(conn sink, b batch) error {
+func (s *writeSlot) watched(conn Sink, b Batch) error {
 	if s.state.Load() == handed {
-		return conn.writeAt(b, true, 0, s.stuck)
+		return conn.WriteAt(b, true, 0, s.stuck)
 	}
 	start := time.Now().UnixNano()
 	s.conn = conn
@@ -320,7 +320,7 @@ func (s *writeSlot) watched(conn sink, b batch) error {
 	if !s.pool.watching.Load() {
 		s.pool.armWatch(stallLimit)
 	}
-	err := conn.writeAt(b, false, start, s.stall)
+	err := conn.WriteAt(b, false, start, s.stall)
 	if s.state.CompareAndSwap(start, 0) {
 		return err
 	}
@@ -331,7 +331,7 @@ func (s *writeSlot) watched(conn sink, b batch) error {
 	s.dl = false
 	s.mu.Unlock()
 	if dl && err == nil {
-		err = conn.unbound()
+		err = conn.Unbound()
 	}
 	return err
 }
@@ -369,7 +369,7 @@ func (p *writerPool) checkWrites() {
 			} else {
 				s.mu.Lock()
 				if s.state.CompareAndSwap(start, handed) {
-					s.dl = s.conn.bound(start)
+					s.dl = s.conn.Bound(start)
 					s.c.stuck.Store(true)
 				}
 				s.mu.Unlock()
@@ -407,7 +407,7 @@ func (p *writerPool) checkWrites() {
 // handOff hands the slot's write off at once, from the writing goroutine
 // itself, as the watchdog does for a write that ran for stallLimit: the
 // stream found, without waiting, that the write would block (a client
-// that does not read; see sink.writeAt). Thousands of clients that stall
+// that does not read; see Sink.WriteAt). Thousands of clients that stall
 // at once thus cost the pool a system call each, not stallLimit.
 func (s *writeSlot) handOff() {
 	p := s.pool
@@ -419,7 +419,7 @@ func (s *writeSlot) handOff() {
 	}
 	s.mu.Lock()
 	if s.state.CompareAndSwap(start, handed) {
-		s.dl = s.conn.bound(start)
+		s.dl = s.conn.Bound(start)
 		s.c.stuck.Store(true)
 	}
 	s.mu.Unlock()
@@ -445,7 +445,7 @@ func (p *writerPool) drain(c *client, s *writeSlot) (again bool) {
 	b := s.buf[:0]
 	conn := c.conn
 	s.c = c
-	conn.lockWrite()
+	conn.LockWrite()
 	if c.parked.Load() {
 		// Its events are in its group's log (see park.go).
 		h.mu.Lock()
@@ -470,17 +470,17 @@ func (p *writerPool) drain(c *client, s *writeSlot) (again bool) {
 	var err error
 	switch {
 	case removed:
-	case conn.vectored():
+	case conn.Vectored():
 		err = s.writeEvents(conn, q)
 	default:
 		// One allocation of the size needed, not doublings: a worker that
 		// replaces a handed-off one starts with no buffer, and thousands
 		// of clients stalling at once would otherwise have each
-		// replacement regrow one to maxWrite.
-		b = slices.Grow(b, int(min(n, maxWrite)))
+		// replacement regrow one to MaxWrite.
+		b = slices.Grow(b, int(min(n, MaxWrite)))
 		for _, msg := range q {
-			if len(b) > 0 && len(b)+len(msg) > maxWrite {
-				if err = s.write(conn, batch{p: b}); err != nil {
+			if len(b) > 0 && len(b)+len(msg) > MaxWrite {
+				if err = s.write(conn, Batch{P: b}); err != nil {
 					break
 				}
 				b = b[:0]
@@ -488,13 +488,13 @@ func (p *writerPool) drain(c *client, s *writeSlot) (again bool) {
 			b = append(b, msg...)
 		}
 		if err == nil && len(b) > 0 {
-			err = s.write(conn, batch{p: b})
+			err = s.write(conn, Batch{P: b})
 		}
 	}
 	if err == nil && !removed {
 		h.delivered.Add(uint64(max(0, len(q)-int(extra))))
 	}
-	conn.unlockWrite()
+	conn.UnlockWrite()
 	s.buf = b
 	clear(q)
 	h.queued.Add(-n)
@@ -510,7 +510,7 @@ func (p *writerPool) drain(c *client, s *writeSlot) (again bool) {
 	finished := !again && c.closing && !c.removed && err == nil
 	c.mu.Unlock()
 	if finished {
-		conn.end(errShuttingDown)
+		conn.End(h.shuttingDown)
 	}
 	return again
 }
@@ -520,21 +520,21 @@ func (p *writerPool) drain(c *client, s *writeSlot) (again bool) {
 const maxVecEvents = 1022
 
 // writeEvents writes q, events queued for a vectored stream, in batches
-// of at most maxWrite bytes (or one event, when larger) and maxVecEvents
+// of at most MaxWrite bytes (or one event, when larger) and maxVecEvents
 // events, without copying them.
-func (s *writeSlot) writeEvents(conn sink, q [][]byte) error {
+func (s *writeSlot) writeEvents(conn Sink, q [][]byte) error {
 	v := s.vec[:0]
 	var err error
 	for len(q) > 0 && err == nil {
 		v = append(v[:0], nil)
 		size := 0
-		for len(q) > 0 && len(v) <= maxVecEvents && (size == 0 || size+len(q[0]) <= maxWrite) {
+		for len(q) > 0 && len(v) <= maxVecEvents && (size == 0 || size+len(q[0]) <= MaxWrite) {
 			v = append(v, q[0])
 			size += len(q[0])
 			q = q[1:]
 		}
 		v = append(v, nil)
-		err = s.write(conn, batch{v: v, size: size})
+		err = s.write(conn, Batch{V: v, Size: size})
 		clear(v) // keep no reference to the events
 	}
 	if cap(v) > 2*maxVecEvents {
