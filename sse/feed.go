@@ -32,7 +32,7 @@ func (s *Server) deliver(m Message) {
 		Topic: m.Topic,
 		Head:  fanout.Head{Seq: m.Seq, ID: m.Event.ID},
 		Value: &m,
-		Wire: func(topics []string, id func(i int) string) []byte {
+		Wire: func(topics []string, id func(topic string) string) []byte {
 			if len(topics) == 1 {
 				if plain == nil {
 					plain = m.Event.appendWire(make([]byte, 0, m.Event.wireSize()))
@@ -40,7 +40,7 @@ func (s *Server) deliver(m Message) {
 				return plain
 			}
 			ev := m.Event
-			ev.ID = cursorID(topics, id)
+			ev.ID = cursorID(topics, func(i int) string { return id(topics[i]) })
 			return ev.appendWire(make([]byte, 0, ev.wireSize()))
 		},
 	})

@@ -17,7 +17,7 @@ import (
 )
 
 // TestOwnedNarrow checks what makes a taken connection narrow (see
-// sink.narrow): a small receive window before the first write, falling
+// connSink.Narrow): a small receive window before the first write, falling
 // behind; and what makes it roomy again: being proven.
 func TestOwnedNarrow(t *testing.T) {
 	t.Run("small window", func(t *testing.T) {
@@ -145,8 +145,10 @@ func dialWithBuffer(t *testing.T, addr string, rcvbuf int, stream bool) (net.Con
 
 // TestHubSeesNarrowClients registers two streams with a hub, over
 // loopback: one from a client with a 4 KiB receive buffer, which the
-// engine must see as narrow, one with the system's, which it must not;
-// both then get every event, in order, once.
+// engine must see as narrow, one with the system's, which it must not.
+// While writes to both are in progress, a few events park the narrow
+// one only (internal/fanout/park.go); both then get every event, in
+// order, once.
 func TestHubSeesNarrowClients(t *testing.T) {
 	hub := NewHub[string]()
 	t.Cleanup(func() { hub.Close() })
@@ -171,14 +173,22 @@ func TestHubSeesNarrowClients(t *testing.T) {
 	if n, r := sinkOf(narrowConn).Narrow(), sinkOf(roomyConn).Narrow(); !n || r {
 		t.Fatalf("narrow: got %v and %v, want true and false", n, r)
 	}
+	// Writes in progress hold the write locks: both wait for a writer.
+	sinkOf(narrowConn).LockWrite()
+	sinkOf(roomyConn).LockWrite()
 	want := ": connected\n\n"
-	for i := range 20 {
+	for i := range 5 {
 		d := fmt.Sprintf("e%d", i)
 		if err := hub.Broadcast(d); err != nil {
 			t.Fatal(err)
 		}
 		want += "data: " + d + "\n\n"
 	}
+	if in := hub.engine().Inspect(); in.Clients != 2 || in.Parked != 1 {
+		t.Errorf("after 5 events: %d clients, %d parked; want 2, 1 (the narrow one)", in.Clients, in.Parked)
+	}
+	sinkOf(narrowConn).UnlockWrite()
+	sinkOf(roomyConn).UnlockWrite()
 	for _, br := range []*bufio.Reader{narrowBR, roomyBR} {
 		// The events come in one chunk or several, as the writers
 		// gathered them: compare what the chunks carry.

@@ -15,7 +15,7 @@ import (
 	"github.com/coregx/stream/sse"
 )
 
-// Clients whose write is blocked are parked (park.go): fan-outs log the
+// Clients whose write is blocked are parked (internal/fanout/park.go): fan-outs log the
 // events once for all of them instead of queueing them for each. These
 // tests check what the clients get: every event, once, in order, after
 // however many parkings, and the queue limit, shutdown and removal as for

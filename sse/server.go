@@ -100,8 +100,9 @@ type Server struct {
 	// Filter, when set, is called once per request; the predicate it
 	// returns (nil passes everything) decides which events of the
 	// request's topics are sent to it, replayed ones included. It runs
-	// for every event and client, so it must be cheap, and must not
-	// call the Server.
+	// for every event and client, so it must be cheap, must not call
+	// the Server, and must not modify the message, which other clients'
+	// predicates are given too.
 	Filter func(r *http.Request) func(m *Message) bool
 
 	// Options configures the streams, slow clients and shutdown. The

@@ -19,7 +19,6 @@ func (s *connSink) conn() *Conn { return (*Conn)(s) }
 
 func (s *connSink) LockWrite()   { s.conn().lockWrite() }
 func (s *connSink) UnlockWrite() { s.conn().unlockWrite() }
-func (s *connSink) WaitWrites()  { s.conn().waitWrites() }
 
 func (s *connSink) WriteAt(b fanout.Batch, bounded bool, start int64, stall func()) error {
 	c := s.conn()

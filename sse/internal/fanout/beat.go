@@ -190,6 +190,7 @@ func (s *Schedule[T]) ClearLocked() {
 
 // A hub's heartbeats.
 
+// BeatIndex makes a client a Scheduled item of the engine's heartbeats.
 func (c *client) BeatIndex() *int32 { return &c.beatAt }
 
 // scheduleBeatLocked gives a newly registered client its first heartbeat

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"testing"
 	"testing/synctest"
+	"time"
 )
 
 // Close lets go of every client under the engine's lock, then ends them
@@ -13,8 +14,9 @@ import (
 // it from a list it is no longer in (a negative client count). This
 // checks the state closeLocked leaves, then lets both happen.
 func TestCloseLeavesNoClientParked(t *testing.T) {
-	for _, topics := range []bool{false, true} {
-		t.Run(fmt.Sprintf("topics=%v", topics), func(t *testing.T) {
+	for _, tc := range []struct{ topics, quiet bool }{{false, false}, {true, false}, {false, true}, {true, true}} {
+		topics := tc.topics
+		t.Run(fmt.Sprintf("topics=%v,quiet=%v", tc.topics, tc.quiet), func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				h := New(testConfig())
 				if topics {
@@ -28,7 +30,7 @@ func TestCloseLeavesNoClientParked(t *testing.T) {
 						}
 						return
 					}
-					h.Deliver(Item{Topic: "t", Head: Head{Seq: uint64(i + 1)}, Wire: func([]string, func(int) string) []byte { return msg }})
+					h.Deliver(Item{Topic: "t", Head: Head{Seq: uint64(i + 1)}, Wire: func([]string, func(string) string) []byte { return msg }})
 				}
 				var sinks []*testSink
 				for range 2 {
@@ -42,11 +44,17 @@ func TestCloseLeavesNoClientParked(t *testing.T) {
 					if err != nil {
 						t.Fatal(err)
 					}
-					s.stall()
+					s.stall(tc.quiet)
 					sinks = append(sinks, s)
 				}
 				publish(0) // both writes stall: handed off
 				synctest.Wait()
+				if tc.quiet {
+					// The writes do not say they stall: the watchdog
+					// hands them off after stallLimit.
+					time.Sleep(2 * stallLimit)
+					synctest.Wait()
+				}
 				for i := 1; i <= 5; i++ {
 					publish(i) // both parked from event 1 on
 					synctest.Wait()

@@ -18,6 +18,7 @@
 //	shutdown.go  Close and Shutdown
 //	topics.go    a Server's topics: live delivery and replay
 //	sink.go      what the engine needs of a stream
+//	inspect.go   what the engine holds, for the tests of its users
 //
 // The sse package holds the streams themselves (Conn, and the
 // connections taken over from net/http), the lone streams' heartbeats and
@@ -157,7 +158,8 @@ const MaxWrite = 64 << 10
 // function that releases Engine.mu it did not take.
 type Engine struct {
 	cfg          Config
-	shuttingDown error // ends a stream whose engine is closing once it is drained
+	shuttingDown error               // ends a stream whose engine is closing once it is drained
+	headID       func(string) string // headIDLocked, for Item.Wire
 
 	mu        sync.RWMutex
 	def       *group            // a Hub's only group
@@ -222,6 +224,7 @@ func New(cfg Config) *Engine {
 		live:         make(map[string]bool),
 		done:         make(chan struct{}),
 	}
+	h.headID = h.headIDLocked
 	h.pool.hub = h
 	h.pool.base = max(4, runtime.GOMAXPROCS(0))
 	h.pool.limit = h.pool.base
@@ -324,7 +327,7 @@ func (h *Engine) Broadcast(msg []byte) error {
 }
 
 // fanoutLocked queues msg for the clients of g; h.mu must be held. m is
-// the message being delivered by a Server, nil for a Hub; now is the time
+// the Item.Value of the event a Server delivers, nil for a Hub; now is the time
 // in Unix nanoseconds. It appends the clients to wake and those to
 // disconnect as too slow.
 func (h *Engine) fanoutLocked(g *group, msg []byte, m any, now int64, wake, evict []*client) ([]*client, []*client) {

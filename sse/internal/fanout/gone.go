@@ -23,7 +23,7 @@ import "time"
 // Done) first checks its request's context itself (Conn.clientGone), so
 // what it returns is never stale; and a hub's own handler, which blocks
 // until its stream ends anyway, waits on the request's context as well
-// (waitEnd), which costs nothing more.
+// (the sse package's waitEnd), which costs nothing more.
 
 // PollEvery is how often the request contexts of watched streams are
 // checked: a stream ends at most that long after its client leaves.

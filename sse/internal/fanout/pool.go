@@ -295,7 +295,7 @@ func (p *writerPool) wait(d time.Duration) int {
 }
 
 // write writes b to conn, whose write lock the caller holds, under the
-// watchdog, and records the progress for Close (see Engine.close).
+// watchdog, and records the progress for Close (see Engine.Close).
 func (s *writeSlot) write(conn Sink, b Batch) error {
 	err := s.watched(conn, b)
 	if err == nil && s.pool.hub.closing.Load() {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"testing/synctest"
 )
 
 // TestPoolServesNarrowLast checks the order in which the writers take
@@ -60,4 +61,61 @@ func TestClientQueueStaysSmall(t *testing.T) {
 	if q.len() != len(cs) || cap(q.items) > 256 {
 		t.Errorf("after 100 000 pushes and pops: %d queued, capacity %d; want %d, at most 256", q.len(), cap(q.items), len(cs))
 	}
+}
+
+// TestVectoredBatches checks what a vectored stream is handed: the
+// events as they are queued, in batches of at most MaxWrite bytes (or one
+// event, when larger) and maxVecEvents events, each with an empty entry
+// before and after for the stream's framing, every event once, in order.
+func TestVectoredBatches(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newTestEngine(t, testConfig())
+		s := newTestSink()
+		s.vectored = true
+		if err := h.RegisterAll(s); err != nil {
+			t.Fatal(err)
+		}
+		// Queued while a write is in progress: one drain takes them all.
+		s.LockWrite()
+		var want strings.Builder
+		sizes := []int{10, 3000, MaxWrite + 5, 20}
+		for i := range 1500 {
+			n := sizes[i%len(sizes)]
+			if i >= 100 {
+				n = 1 // many small events: the maxVecEvents bound
+			}
+			msg := strings.Repeat(string(rune('a'+i%26)), n)
+			if err := h.Broadcast([]byte(msg)); err != nil {
+				t.Fatal(err)
+			}
+			want.WriteString(msg)
+		}
+		s.UnlockWrite()
+		synctest.Wait()
+		if got := s.written(); got != want.String() {
+			t.Fatalf("written: %d bytes, want %d (every event once, in order)", len(got), want.Len())
+		}
+		h.Unregister(s)
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		many := 0 // batches of maxVecEvents events
+		for i, b := range s.batches {
+			if b[0] != '|' || b[len(b)-1] != '|' {
+				t.Errorf("batch %d: no empty framing entries around the events", i)
+			}
+			size, n := len(b)-2, s.entries[i]
+			if size != s.sizes[i] {
+				t.Errorf("batch %d: Size %d, want its %d bytes", i, s.sizes[i], size)
+			}
+			if n > maxVecEvents || size > MaxWrite && n > 1 {
+				t.Errorf("batch %d: %d events, %d bytes; want at most %d events and %d bytes, or one event", i, n, size, maxVecEvents, MaxWrite)
+			}
+			if n == maxVecEvents {
+				many++
+			}
+		}
+		if many == 0 {
+			t.Errorf("no batch of %d events: the bound was not reached", maxVecEvents)
+		}
+	})
 }

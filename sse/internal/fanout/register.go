@@ -178,7 +178,7 @@ func (h *Engine) Unregister(conn Sink) {
 	c := h.bySink[conn]
 	h.mu.RUnlock()
 	if c == nil || !h.detach(c) {
-		conn.WaitWrites() // dropped meanwhile: its end may still run
+		waitWrites(conn) // dropped meanwhile: its end may still run
 		return
 	}
 	conn.Unwatch(c)
@@ -188,7 +188,7 @@ func (h *Engine) Unregister(conn Sink) {
 		h.countEnded(c)
 	}
 	// Wait for a writer that took the queue before it was dropped.
-	conn.WaitWrites()
+	waitWrites(conn)
 }
 
 // clientClosed is called when c's stream ended. It may run on a writer
@@ -209,4 +209,10 @@ func (h *Engine) countEnded(c *client) {
 	} else {
 		h.clientDisconnects.Add(1)
 	}
+}
+
+// waitWrites returns once no write to conn is in progress.
+func waitWrites(conn Sink) {
+	conn.LockWrite()
+	conn.UnlockWrite()
 }

@@ -7,14 +7,12 @@ package fanout
 //
 // The engine calls WriteAt only with the write lock held, and never holds
 // its own locks while it calls a method that may block (LockWrite,
-// WriteAt, WaitWrites, End, Drop).
+// WriteAt, End, Drop).
 type Sink interface {
 	// LockWrite and UnlockWrite take and release the write lock, which
 	// serialises the stream's writes (the engine's and any others).
 	LockWrite()
 	UnlockWrite()
-	// WaitWrites returns once no write is in progress.
-	WaitWrites()
 	// WriteAt writes b and flushes it; bounded asks for the stream's
 	// write deadline around it, when the stream has one; start is when
 	// the write began, in Unix nanoseconds. A failed write ends the

@@ -13,8 +13,9 @@ import (
 var errEnded = errors.New("fanout test: stream ended")
 
 // testSink is a Sink that keeps what it is written. A test holds its
-// writes up with block, and makes them stall (as a client that does not
-// read would) with stall.
+// writes up with LockWrite, and makes them stall (as a client that does
+// not read would) with stall: each write then calls its stall callback,
+// unless quiet, and blocks until unstall or the stream's end.
 type testSink struct {
 	wlock chan struct{} // the write lock, a channel: synctest sees it block
 
@@ -24,43 +25,61 @@ type testSink struct {
 	err      error
 	watchers []Watcher
 	narrow   bool
+	vectored bool     // takes Batch.V; each batch's V is kept in batches
+	batches  [][]byte // with vectored: the bytes of each batch, framing entries marked "|"
+	entries  []int    // with vectored: the events in each batch
+	sizes    []int    // with vectored: each batch's Size
 	last     int64
 	wrote    chan struct{} // signalled after each write
-	stalled  bool          // WriteAt calls stall, then blocks until release
+	stalled  bool          // WriteAt blocks until release is closed
+	quiet    bool          // a stalled write does not call its stall callback
 	release  chan struct{}
 }
 
 func newTestSink() *testSink {
-	return &testSink{wlock: make(chan struct{}, 1), last: time.Now().UnixNano(), wrote: make(chan struct{}, 1), release: make(chan struct{})}
+	return &testSink{wlock: make(chan struct{}, 1), last: time.Now().UnixNano(), wrote: make(chan struct{}, 1)}
 }
 
 func (s *testSink) LockWrite()   { s.wlock <- struct{}{} }
 func (s *testSink) UnlockWrite() { <-s.wlock }
-func (s *testSink) WaitWrites()  { s.LockWrite(); s.UnlockWrite() }
 
 func (s *testSink) WriteAt(b Batch, _ bool, start int64, stall func()) error {
 	s.mu.Lock()
-	stalled, err := s.stalled, s.err
+	stalled, quiet, release, err := s.stalled, s.quiet, s.release, s.err
 	s.mu.Unlock()
 	if err != nil {
 		return err
 	}
 	if stalled {
-		if stall != nil {
+		if stall != nil && !quiet {
 			stall()
 		}
-		<-s.release
+		<-release
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.err != nil {
-		return s.err
+		return s.err // cut short by the end, as a Conn's write is
 	}
 	s.out.Write(b.P)
-	for _, v := range b.V {
-		s.out.Write(v)
+	if s.vectored {
+		var one []byte
+		for i, v := range b.V {
+			if i == 0 || i == len(b.V)-1 {
+				one = append(one, '|') // the stream's framing goes here
+				continue
+			}
+			one = append(one, v...)
+		}
+		s.batches = append(s.batches, one)
+		s.entries = append(s.entries, len(b.V)-2)
+		s.sizes = append(s.sizes, b.Size)
+		s.out.Write(one[1 : len(one)-1])
 	}
 	s.writes++
+	if start == 0 {
+		start = time.Now().UnixNano() // as a Conn does
+	}
 	s.last = start
 	select {
 	case s.wrote <- struct{}{}:
@@ -69,10 +88,12 @@ func (s *testSink) WriteAt(b Batch, _ bool, start int64, stall func()) error {
 	return nil
 }
 
-// stall makes the writes from now on stall until unstall.
-func (s *testSink) stall() {
+// stall makes the writes from now on stall until unstall; with quiet,
+// without telling the writer (the engine's watchdog then finds them).
+func (s *testSink) stall(quiet bool) {
 	s.mu.Lock()
-	s.stalled = true
+	s.stalled, s.quiet = true, quiet
+	s.release = make(chan struct{})
 	s.mu.Unlock()
 }
 
@@ -80,8 +101,8 @@ func (s *testSink) stall() {
 func (s *testSink) unstall() {
 	s.mu.Lock()
 	s.stalled = false
-	s.mu.Unlock()
 	close(s.release)
+	s.mu.Unlock()
 }
 
 func (s *testSink) written() string {
@@ -96,7 +117,7 @@ func (s *testSink) Narrow() bool {
 	return s.narrow
 }
 
-func (s *testSink) Vectored() bool        { return false }
+func (s *testSink) Vectored() bool        { return s.vectored }
 func (s *testSink) Bound(int64) bool      { return true }
 func (s *testSink) Unbound() error        { return nil }
 func (s *testSink) Deadlineless() bool    { return false }
@@ -116,6 +137,11 @@ func (s *testSink) End(cause error) {
 		return
 	}
 	s.err = cause
+	if s.stalled {
+		// A stalled write is cut short, as a Conn's is.
+		s.stalled = false
+		close(s.release)
+	}
 	ws := s.watchers
 	s.watchers = nil
 	s.mu.Unlock()

@@ -190,10 +190,10 @@ type Item struct {
 	Head  Head // its position in the topic
 	Value any  // what the clients' filters are given, and what resuming clients keep
 	// Wire encodes the event for the clients of a set of topics (sorted),
-	// given the ID of the newest event in each (the event's own in
+	// given the ID of the newest event in each topic (the event's own in
 	// Topic); Deliver calls it once per group of clients, under the
 	// engine's lock.
-	Wire func(topics []string, id func(i int) string) []byte
+	Wire func(topics []string, id func(topic string) string) []byte
 }
 
 // Deliver sends it, a live event from a broker subscription, to the
@@ -213,11 +213,16 @@ func (h *Engine) Deliver(it Item) {
 	now := time.Now().UnixNano()
 	wake, evict := h.toWake[:0], h.evict[:0]
 	for _, g := range h.byTopic[it.Topic] {
-		msg := it.Wire(g.topics, func(i int) string { return h.heads[g.topics[i]].ID })
+		msg := it.Wire(g.topics, h.headID)
 		wake, evict = h.fanoutLocked(g, msg, it.Value, now, wake, evict)
 	}
 	h.finishFanout(wake, evict)
 }
+
+// headIDLocked returns the ID of the newest event of topic; h.mu must be
+// held. Engine.headID is it, made once (see New), so that handing it to
+// Item.Wire allocates nothing.
+func (h *Engine) headIDLocked(topic string) string { return h.heads[topic].ID }
 
 // FinishResume makes conn, a client registered as resuming, live: it
 // queues what replay returns (complete events, in chunks; events counts
