@@ -1,0 +1,92 @@
+package fanout
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"testing/synctest"
+	"time"
+)
+
+// The engine serves any Sink, not only the sse package's Conn: these
+// tests drive it with test sinks alone.
+
+// TestSlowSinkDisconnected checks that a sink whose write stays blocked
+// is disconnected as too slow once its queue is full and slowStall has
+// passed, with an error wrapping Config.Ended, while a sink beside it
+// gets every event, in order, once.
+func TestSlowSinkDisconnected(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		cfg := testConfig()
+		cfg.QueueSize = 4
+		h := newTestEngine(t, cfg)
+		healthy, stalled := newTestSink(), newTestSink()
+		for _, s := range []*testSink{healthy, stalled} {
+			if err := h.RegisterAll(s); err != nil {
+				t.Fatal(err)
+			}
+		}
+		stalled.stall(false)
+		var want strings.Builder
+		for i := range 40 {
+			msg := fmt.Sprintf("data: %d\n\n", i)
+			if err := h.Broadcast([]byte(msg)); err != nil {
+				t.Fatal(err)
+			}
+			want.WriteString(msg)
+			time.Sleep(50 * time.Millisecond) // 2 s in all: past slowStall
+			synctest.Wait()
+		}
+		if got := healthy.written(); got != want.String() {
+			t.Errorf("healthy sink: got %q, want %q", got, want.String())
+		}
+		err := stalled.Err()
+		if !errors.Is(err, errEnded) || !strings.Contains(err.Error(), "too slow") {
+			t.Errorf("stalled sink ended with %v, want an error wrapping %v that says too slow", err, errEnded)
+		}
+		st := h.Stats()
+		if st.Clients != 1 || st.SlowDisconnects != 1 || st.StalledWrites == 0 {
+			t.Errorf("Stats: %d clients, %d slow disconnects, %d stalled writes; want 1, 1, at least 1", st.Clients, st.SlowDisconnects, st.StalledWrites)
+		}
+		h.Unregister(healthy)
+	})
+}
+
+// TestCloseEndsStalledSink checks that Close writes what was broadcast
+// before it to a sink that reads, ends every sink, and returns without
+// waiting for a write that makes no progress.
+func TestCloseEndsStalledSink(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := New(testConfig())
+		healthy, stalled := newTestSink(), newTestSink()
+		for _, s := range []*testSink{healthy, stalled} {
+			if err := h.RegisterAll(s); err != nil {
+				t.Fatal(err)
+			}
+		}
+		stalled.stall(false)
+		if err := h.Broadcast([]byte("data: last\n\n")); err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		h.Close()
+		if d := time.Since(start); d > time.Second {
+			t.Errorf("Close took %v with a stalled sink, want under a second", d)
+		}
+		if got, want := healthy.written(), "data: last\n\n"; got != want {
+			t.Errorf("healthy sink: got %q, want %q", got, want)
+		}
+		for i, s := range []*testSink{healthy, stalled} {
+			if err := s.Err(); !errors.Is(err, errEnded) {
+				t.Errorf("sink %d ended with %v, want an error wrapping %v", i, err, errEnded)
+			}
+		}
+		if err := h.Broadcast([]byte("data: late\n\n")); err != h.cfg.Closed {
+			t.Errorf("Broadcast after Close: got %v, want Config.Closed", err)
+		}
+		if in := h.Inspect(); in.Clients != 0 || in.Timers {
+			t.Errorf("after Close: %d clients, timers %v; want none", in.Clients, in.Timers)
+		}
+	})
+}
