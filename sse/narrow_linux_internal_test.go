@@ -263,3 +263,73 @@ func TestNarrowStaysWithoutReading(t *testing.T) {
 		t.Error("no stalled write went through for any event size: nothing was checked")
 	}
 }
+
+// TestServerFilteredStalledParks checks, over loopback, that a Server
+// client with a Filter that stops reading is parked like one without
+// (its subscribers would otherwise cost every publish a visit and a
+// queue entry each), while a client beside it gets every event, in
+// order, once.
+func TestServerFilteredStalledParks(t *testing.T) {
+	s := &Server{Filter: func(*http.Request) func(*Message) bool {
+		return func(m *Message) bool { return m.Event.Type != "skip" }
+	}}
+	t.Cleanup(func() { s.Close() })
+	srv := httptest.NewServer(s)
+	t.Cleanup(srv.Close)
+	addr := srv.Listener.Addr().String()
+	dialWithBuffer(t, addr, 4<<10, true) // never read
+	_, br := dialWithBuffer(t, addr, 0, true)
+	if !waitUntil(5*time.Second, func() bool { return s.Clients() == 2 }) {
+		t.Fatalf("clients: %d, want 2", s.Clients())
+	}
+	data := strings.Repeat("x", 1000)
+	var want strings.Builder
+	want.WriteString(": connected\n\n")
+	for i := range 200 {
+		if i%10 != 9 {
+			fmt.Fprintf(&want, "id: %d\ndata: %s\n\n", i+1, data) // MemoryBroker's IDs
+		}
+	}
+	type result struct {
+		got string
+		err error
+	}
+	read := make(chan result, 1)
+	go func() {
+		got, err := readChunks(br, want.Len())
+		read <- result{got, err}
+	}()
+	for i := range 200 {
+		ev := NewEvent(data)
+		if i%10 == 9 {
+			ev.WithType("skip")
+		}
+		if _, err := s.Publish(t.Context(), "", ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := <-read
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	if r.got != want.String() {
+		t.Errorf("reading client: got %d bytes, want %d (every event that passes, once, in order)", len(r.got), want.Len())
+	}
+	// The reader has everything: only the client that stopped is parked.
+	if !waitUntil(5*time.Second, func() bool { return s.core.Inspect().Parked == 1 }) {
+		t.Errorf("parked clients: %d, want 1 (the one that stopped reading)", s.core.Inspect().Parked)
+	}
+}
+
+// waitUntil polls cond every 10 ms for up to d and reports whether it
+// held.
+func waitUntil(d time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return true
+}

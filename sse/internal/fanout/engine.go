@@ -393,7 +393,7 @@ func (h *Engine) fanoutLocked(g *group, msg []byte, m any, now int64, wake, evic
 	}
 	h.queued.Add(added)
 	h.grown += int64(len(msg)) + entries*entryCost
-	evict = h.logLocked(g, msg, pos, now, park, evict)
+	evict = h.logLocked(g, msg, m, pos, now, park, evict)
 	clear(park)
 	h.park = park[:0]
 	g.fanned += int64(len(msg))

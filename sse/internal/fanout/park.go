@@ -1,5 +1,7 @@
 package fanout
 
+import "math"
+
 // Parked clients.
 //
 // A client whose write is blocked (its writer was handed off: the client
@@ -22,11 +24,16 @@ package fanout
 // for a parked client (a retry hint, a shutdown) unparks it first, so
 // that its events keep their order.
 //
-// Only clients that see every event of their group and that the
-// Disconnect policy governs are parked: a parked client's queue is the
-// events of the log from its place on, and it is disconnected as too
-// slow once that is more than QueueSize events long and its write is
-// blocked. The parked clients are kept in a heap by their places in the
+// Only clients that the Disconnect policy governs, and that are not
+// resuming, are parked: a parked client's queue is the events of the log
+// from its place on that pass its filter (the log keeps each event's
+// Item.Value for it), and it is disconnected as too slow once the log
+// holds more than QueueSize events from its place on and its write is
+// blocked. A client with a filter is thus counted as if it took every
+// event: thousands of subscribers that stopped reading and whose filter
+// passes few events still cost nothing per fan-out, and one blocked for
+// slowStall goes once QueueSize events went by (a Server's client
+// resumes from its Last-Event-ID). The parked clients are kept in a heap by their places in the
 // log, so that the one furthest behind is the first to check, and the
 // log is kept from its place on.
 //
@@ -39,6 +46,7 @@ type parkLog struct {
 	events [][]byte // events[off:] are the log; the first has sequence number base
 	pos    []int64  // each event's position in the group's events (group.fanned before it)
 	at     []int64  // when each was fanned out, in Unix nanoseconds
+	vals   []any    // each event's Item.Value, for the filters of parked clients; nil for a Hub's
 	off    int
 	base   int64
 	bytes  int64 // what the log is charged in Engine.queued
@@ -104,12 +112,13 @@ func (l *parkLog) down(i int) {
 	}
 }
 
-// parkable reports whether c may be parked in place of being queued an
-// event: its write was handed off, and it takes every event of its group
-// under Disconnect. c.mu must be held.
+// parkableLocked reports whether c may be parked in place of being
+// queued an event: its write was handed off, or it waits for a writer
+// with parkAfter events queued (parkNarrow when narrow), and it is under
+// Disconnect and not resuming. c.mu must be held.
 func (h *Engine) parkableLocked(c *client) bool {
 	return (c.stuck.Load() || len(c.queue) >= parkAfter || len(c.queue) >= parkNarrow && c.conn.Narrow()) &&
-		c.filter == nil && c.pending == nil && h.cfg.Policy == Disconnect
+		c.pending == nil && h.cfg.Policy == Disconnect
 }
 
 // narrowWrite is the most a narrow client's writer takes from the log at
@@ -133,12 +142,12 @@ const parkNarrow = 2
 // many queued.
 const parkAfter = 64
 
-// logLocked ends a fan-out of msg, at position pos, to group g that
-// parked the clients park (their flag set, at the sequence number msg gets
+// logLocked ends a fan-out of msg, the event whose Item.Value is m (nil
+// for a Hub), at position pos, to group g that parked the clients park (their flag set, at the sequence number msg gets
 // in the log): it logs msg when any client is parked in g, takes those out
 // of the group's list, and disconnects the client parked longest while its
 // queue is full, appending it to evict; h.mu must be held.
-func (h *Engine) logLocked(g *group, msg []byte, pos, now int64, park, evict []*client) []*client {
+func (h *Engine) logLocked(g *group, msg []byte, m any, pos, now int64, park, evict []*client) []*client {
 	l := &g.park
 	if len(park) == 0 && l.live == 0 {
 		return evict
@@ -147,6 +156,12 @@ func (h *Engine) logLocked(g *group, msg []byte, pos, now int64, park, evict []*
 	l.events = append(l.events, msg)
 	l.pos = append(l.pos, pos)
 	l.at = append(l.at, now)
+	if m != nil || l.vals != nil {
+		for len(l.vals) < len(l.events)-1 {
+			l.vals = append(l.vals, nil) // a Hub's events before
+		}
+		l.vals = append(l.vals, m)
+	}
 	charge := int64(len(msg)) + entryCost
 	l.bytes += charge
 	h.queued.Add(charge)
@@ -200,6 +215,10 @@ func (h *Engine) unparkLocked(c *client, some bool) {
 	g := c.grp
 	l := &g.park
 	from := l.off + int(c.cursor-l.base)
+	if c.filter != nil {
+		h.unparkFilteredLocked(c, from, some)
+		return
+	}
 	if from < len(l.events) && c.pos < 0 {
 		c.pos = l.pos[from]
 	}
@@ -234,8 +253,58 @@ func (h *Engine) unparkLocked(c *client, some bool) {
 	c.bytes += added
 	h.queued.Add(added)
 	h.grown += int64(len(evs)) * entryCost // the entries; the events were counted when logged
-	if from+len(evs) < len(l.events) {
-		c.cursor += int64(len(evs))
+	h.movedOnLocked(c, from, len(evs))
+}
+
+// unparkFilteredLocked is unparkLocked for a client with a filter: it
+// queues the events of the log from c's place on that pass the filter,
+// one write's worth of them with some, and moves c on past those it
+// looked at.
+func (h *Engine) unparkFilteredLocked(c *client, from int, some bool) {
+	l := &c.grp.park
+	size, limit := 0, math.MaxInt
+	if some {
+		limit = MaxWrite
+		if c.conn.Narrow() {
+			limit = narrowWrite
+		}
+	}
+	var added int64
+	taken, n := 0, 0
+	for i := from; i < len(l.events); i++ {
+		msg := l.events[i]
+		if taken == maxVecEvents || taken > 0 && size+len(msg) > limit {
+			break
+		}
+		n++
+		if i < len(l.vals) && l.vals[i] != nil && !c.filter(l.vals[i]) {
+			continue
+		}
+		if c.pos < 0 {
+			c.pos = l.pos[i]
+		}
+		if c.bytes == 0 && added == 0 {
+			c.since = l.at[i]
+		}
+		c.queue = appendQueue(c.queue, msg)
+		added += int64(len(msg)) + entryCost
+		size += len(msg)
+		taken++
+	}
+	c.bytes += added
+	h.queued.Add(added)
+	h.grown += int64(taken) * entryCost // the entries; the events were counted when logged
+	h.movedOnLocked(c, from, n)
+}
+
+// movedOnLocked moves c, parked, on by n events of its group's log, from
+// index from: c stays parked at its new place while the log holds more,
+// and is put back among its group's clients otherwise; h.mu must be held.
+func (h *Engine) movedOnLocked(c *client, from, n int) {
+	g := c.grp
+	l := &g.park
+	if from+n < len(l.events) {
+		c.cursor += int64(n)
 		l.push(parkEntry{c: c, cursor: c.cursor})
 		h.trimLocked(g)
 		return
@@ -286,6 +355,9 @@ func (h *Engine) trimLocked(g *group) {
 	for i, msg := range l.events[l.off : l.off+k] {
 		freed += int64(len(msg)) + entryCost
 		l.events[l.off+i] = nil
+		if j := l.off + i; j < len(l.vals) {
+			l.vals[j] = nil
+		}
 	}
 	l.bytes -= freed
 	h.queued.Add(-freed)
@@ -302,7 +374,13 @@ func (h *Engine) trimLocked(g *group) {
 		copy(l.pos, l.pos[l.off:])
 		copy(l.at, l.at[l.off:])
 		clear(l.events[n:])
-		l.events, l.pos, l.at, l.off = l.events[:n], l.pos[:n], l.at[:n], 0
+		l.events, l.pos, l.at = l.events[:n], l.pos[:n], l.at[:n]
+		if l.vals != nil {
+			m := copy(l.vals, l.vals[min(l.off, len(l.vals)):])
+			clear(l.vals[m:])
+			l.vals = l.vals[:m]
+		}
+		l.off = 0
 	}
 }
 

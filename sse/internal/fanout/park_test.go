@@ -1,10 +1,12 @@
 package fanout
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
 	"testing/synctest"
+	"time"
 )
 
 // narrowAndRoomy registers two sinks with h: a narrow one and one with
@@ -110,6 +112,155 @@ func TestNarrowClientTakesLittleFromLog(t *testing.T) {
 			if got := s.written(); got != want {
 				t.Errorf("narrow %v: got %d bytes, want %d (every event, once, in order)", s.narrow, len(got), len(want))
 			}
+		}
+	})
+}
+
+// deliverN delivers events from to to-1 of topic t to h, each with its
+// index as its Item.Value, and returns what they write.
+func deliverN(h *Engine, from, to int) string {
+	var b strings.Builder
+	for i := from; i < to; i++ {
+		msg := fmt.Sprintf("data: %d\n\n", i)
+		h.Deliver(Item{Topic: "t", Head: Head{Seq: uint64(i + 1), ID: fmt.Sprint(i)}, Value: i,
+			Wire: func([]string, func(string) string) []byte { return []byte(msg) }})
+		b.WriteString(msg)
+	}
+	return b.String()
+}
+
+// even passes the events whose Item.Value is even.
+func even(v any) bool { return v.(int)%2 == 0 }
+
+// evens returns what the even events of from to to-1 write.
+func evens(from, to int) string {
+	var b strings.Builder
+	for i := from; i < to; i++ {
+		if i%2 == 0 {
+			fmt.Fprintf(&b, "data: %d\n\n", i)
+		}
+	}
+	return b.String()
+}
+
+// TestFilteredClientParks checks that a client with a filter whose write
+// is blocked is parked like any other (so that thousands of them cost a
+// fan-out nothing), and then gets the events of the log that pass its
+// filter, in order, once, while a client beside it gets every event.
+func TestFilteredClientParks(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newTestEngine(t, testConfig())
+		h.SetLive("t", Head{})
+		filtered, all := newTestSink(), newTestSink()
+		if err := h.Register(filtered, []string{"t"}, even, false); err != nil {
+			t.Fatal(err)
+		}
+		if err := h.Register(all, []string{"t"}, nil, false); err != nil {
+			t.Fatal(err)
+		}
+		filtered.stall(false)
+		want := deliverN(h, 0, 1) // its write stalls: handed off
+		synctest.Wait()
+		want += deliverN(h, 1, 40)
+		synctest.Wait()
+		if in := h.Inspect(); in.Parked != 1 {
+			t.Fatalf("after 40 events: %d parked, want 1 (the filtered client)", in.Parked)
+		}
+		filtered.unstall()
+		synctest.Wait()
+		want += deliverN(h, 40, 50)
+		synctest.Wait()
+		if in := h.Inspect(); in.Parked != 0 || in.Clients != 2 {
+			t.Errorf("after the write went through: %d clients, %d parked; want 2, 0", in.Clients, in.Parked)
+		}
+		if got := all.written(); got != want {
+			t.Errorf("unfiltered client: got %q, want %q", got, want)
+		}
+		if got, want := filtered.written(), evens(0, 50); got != want {
+			t.Errorf("filtered client: got %q, want %q (the even events, once, in order)", got, want)
+		}
+		h.Unregister(filtered)
+		h.Unregister(all)
+	})
+}
+
+// TestFilteredClientTakesOneWriteFromLog checks that a parked client
+// with a filter takes from the log one write's worth of the events that
+// pass it, moving past those that do not, and the rest after.
+func TestFilteredClientTakesOneWriteFromLog(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newTestEngine(t, testConfig())
+		h.SetLive("t", Head{})
+		s := newTestSink()
+		if err := h.Register(s, []string{"t"}, even, false); err != nil {
+			t.Fatal(err)
+		}
+		// A write in progress holds the lock: the client waits for a
+		// writer, and is parked once parkAfter events are queued.
+		s.LockWrite()
+		pad := strings.Repeat("x", 1000)
+		var want strings.Builder
+		for i := range 400 {
+			msg := fmt.Sprintf("data: %d %s\n\n", i, pad)
+			h.Deliver(Item{Topic: "t", Head: Head{Seq: uint64(i + 1)}, Value: i,
+				Wire: func([]string, func(string) string) []byte { return []byte(msg) }})
+			if i%2 == 0 {
+				want.WriteString(msg)
+			}
+		}
+		h.mu.Lock()
+		c := h.bySink[s]
+		c.mu.Lock()
+		if !c.parked.Load() || len(c.queue) != parkAfter {
+			t.Errorf("parked %v with %d queued, want true with %d", c.parked.Load(), len(c.queue), parkAfter)
+		}
+		cursor := c.cursor
+		size := len(fmt.Sprintf("data: %d %s\n\n", 100, pad))
+		h.unparkLocked(c, true)
+		if got, want := len(c.queue)-parkAfter, MaxWrite/size; got != want {
+			t.Errorf("took %d events from the log, want %d (one write's worth of those that pass)", got, want)
+		}
+		if got, want := c.cursor-cursor, int64(2*(MaxWrite/size)-1); got != want {
+			t.Errorf("moved on by %d events of the log, want %d (those taken and those skipped between)", got, want)
+		}
+		c.mu.Unlock()
+		h.mu.Unlock()
+		s.UnlockWrite()
+		synctest.Wait()
+		if got := s.written(); got != want.String() {
+			t.Errorf("got %d bytes, want %d (the even events, once, in order)", len(got), want.Len())
+		}
+		h.Unregister(s)
+	})
+}
+
+// TestFilteredClientSlow checks that a parked client with a filter whose
+// write stays blocked is disconnected as too slow once the log holds
+// QueueSize events from its place on, whether or not they pass its
+// filter. (A client is parked at an event that passes its filter: one
+// whose filter passes nothing more costs a filter call per event, holds
+// nothing, and ends at its write timeout.)
+func TestFilteredClientSlow(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		cfg := testConfig()
+		cfg.QueueSize = 8
+		h := newTestEngine(t, cfg)
+		h.SetLive("t", Head{})
+		s := newTestSink()
+		if err := h.Register(s, []string{"t"}, func(v any) bool { return v.(int) < 2 }, false); err != nil {
+			t.Fatal(err)
+		}
+		s.stall(false)
+		for i := range 40 {
+			deliverN(h, i, i+1)
+			time.Sleep(50 * time.Millisecond) // 2 s in all: past slowStall
+			synctest.Wait()
+		}
+		if err := s.Err(); !errors.Is(err, errEnded) || !strings.Contains(err.Error(), "too slow") {
+			t.Errorf("stalled client ended with %v, want an error wrapping %v that says too slow", err, errEnded)
+		}
+		if st := h.Stats(); st.Clients != 0 || st.SlowDisconnects != 1 {
+			t.Errorf("Stats: %d clients, %d slow disconnects; want 0, 1", st.Clients, st.SlowDisconnects)
 		}
 	})
 }
