@@ -11,6 +11,7 @@ func init() {
 	newBroadcaster[implStream] = newStreamHub
 	newBroadcaster[implStreamHTTP] = newStreamHubHTTP
 	newBroadcaster[implStreamServer] = newStreamServer
+	newBroadcaster[implStreamFilter] = newStreamServerFilter
 }
 
 // streamHub is this module's sse.Hub, with its defaults, used through the
@@ -57,6 +58,16 @@ func (s streamHub) counts() engineCounts { return countsFrom(s.hub.Stats()) }
 type streamServer struct{ srv *sse.Server }
 
 func newStreamServer() broadcaster { return streamServer{&sse.Server{}} }
+
+// newStreamServerFilter is the same Server with a Filter that passes
+// every event, as an application that picks events per request (the
+// Mercure hub) has: the engine then consults it for every event and
+// client.
+func newStreamServerFilter() broadcaster {
+	return streamServer{&sse.Server{Filter: func(*http.Request) func(*sse.Message) bool {
+		return func(*sse.Message) bool { return true }
+	}}}
+}
 
 func (s streamServer) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.srv.ServeHTTP(w, r) }
 

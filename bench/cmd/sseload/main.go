@@ -36,9 +36,10 @@ const (
 	implR3labs       = "r3labs"
 	implStreamHTTP   = "stream-http"
 	implStreamServer = "stream-server"
+	implStreamFilter = "stream-server-filter"
 )
 
-var allImpls = []string{implStream, implGoSSE, implR3labs, implStreamHTTP, implStreamServer}
+var allImpls = []string{implStream, implGoSSE, implR3labs, implStreamHTTP, implStreamServer, implStreamFilter}
 
 // defaultImpls are compared when -impls is not given; stream-http, the
 // Hub serving requests itself, is measured only when asked for.
@@ -51,12 +52,13 @@ var implTitle = map[string]string{
 	implR3labs:       "r3labs/sse v2",
 	implStreamHTTP:   "coregx/stream Hub.ServeHTTP",
 	implStreamServer: "coregx/stream Server",
+	implStreamFilter: "coregx/stream Server with a Filter",
 	implSSEHub:       "coregx/stream ssehub (Mercure)",
 }
 
 // isOurs reports whether impl is this module's, not a peer.
 func isOurs(impl string) bool {
-	return impl == implStream || impl == implStreamHTTP || impl == implStreamServer || impl == implSSEHub
+	return impl == implStream || impl == implStreamHTTP || impl == implStreamServer || impl == implStreamFilter || impl == implSSEHub
 }
 
 // Limits that keep every run bounded on a small machine.

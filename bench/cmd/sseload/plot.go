@@ -31,6 +31,7 @@ const (
 var implColor = map[string]string{
 	implStream:       "#1f5fbf",
 	implStreamServer: "#7b3fb3",
+	implStreamFilter: "#b35f3f",
 	implStreamHTTP:   "#138a8a",
 	implGoSSE:        "#d9731a",
 	implR3labs:       "#3a9a3a",

@@ -39,6 +39,7 @@ var settings = map[string]string{
 	implR3labs:       "sse.New() with AutoReplay=false (the default true keeps every event forever and replays it to each new client); CreateStream, Publish",
 	implStreamHTTP:   "sse.NewHub[string]() with defaults, serving the requests itself (Hub.ServeHTTP)",
 	implStreamServer: "&sse.Server{} with defaults: one topic (Topics nil), the default MemoryBroker; Publish(ctx, \"\", sse.NewEvent(data))",
+	implStreamFilter: "the same Server with a Filter whose predicate passes every event",
 	implSSEHub:       ssehubSettings,
 }
 
