@@ -1,6 +1,8 @@
 package fanout
 
 import (
+	"fmt"
+	"strings"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -158,4 +160,72 @@ func newBudgetEngine(maxBytes int64) *Engine {
 	cfg := testConfig()
 	cfg.MaxBytes = maxBytes
 	return New(cfg)
+}
+
+// TestParkedClientDropPolicies checks that under a dropping policy a
+// client whose write is blocked is parked like any other, that what waits
+// for it stays within QueueSize (the oldest dropped first, an eighth of a
+// queue's worth at a time under DropOldest; all but the newest under
+// KeepLatest), and that once its write goes through it gets the newest
+// events, in order, once, with Stats.Dropped counting the others.
+func TestParkedClientDropPolicies(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		policy   Policy
+		min, max int // events after the one in flight it may get
+	}{{"DropOldest", DropOldest, 14, 16}, {"KeepLatest", KeepLatest, 1, 16}} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				cfg := testConfig()
+				cfg.QueueSize, cfg.Policy = 16, tc.policy
+				h := newTestEngine(t, cfg)
+				s := newTestSink()
+				if err := h.RegisterAll(s); err != nil {
+					t.Fatal(err)
+				}
+				s.stall(false)
+				const events = 200
+				msgs := make([]string, events)
+				for i := range events {
+					msgs[i] = fmt.Sprintf("data: %d\n\n", i)
+					if err := h.Broadcast([]byte(msgs[i])); err != nil {
+						t.Fatal(err)
+					}
+					synctest.Wait()
+					if i == 20 {
+						if in := h.Inspect(); in.Parked != 1 {
+							t.Fatalf("after 20 events: %d parked, want 1", in.Parked)
+						}
+					}
+				}
+				h.mu.Lock()
+				c := h.bySink[s]
+				c.mu.Lock()
+				waiting := int(c.grp.park.end()-c.cursor) + len(c.queue)
+				c.mu.Unlock()
+				h.mu.Unlock()
+				if waiting > cfg.QueueSize {
+					t.Errorf("%d events wait for the parked client, want at most %d", waiting, cfg.QueueSize)
+				}
+				s.unstall()
+				synctest.Wait()
+				got := s.written()
+				// The event in flight, then a run of the newest ones.
+				n := 0
+				for i := events - 1; i > 0 && strings.HasSuffix(got, strings.Join(msgs[i:], "")); i-- {
+					n = events - i
+				}
+				if !strings.HasPrefix(got, msgs[0]) || len(msgs[0])+len(strings.Join(msgs[events-n:], "")) != len(got) {
+					t.Fatalf("got %q, want event 0 then the newest events, in order", got)
+				}
+				if n < tc.min || n > tc.max {
+					t.Errorf("got the newest %d events after the one in flight, want %d to %d", n, tc.min, tc.max)
+				}
+				if st := h.Stats(); st.Dropped != uint64(events-1-n) || st.Clients != 1 {
+					t.Errorf("Stats: %d dropped, %d clients; want %d, 1", st.Dropped, st.Clients, events-1-n)
+				}
+				h.Unregister(s)
+			})
+		})
+	}
 }

@@ -24,16 +24,18 @@ import "math"
 // for a parked client (a retry hint, a shutdown) unparks it first, so
 // that its events keep their order.
 //
-// Only clients that the Disconnect policy governs, and that are not
-// resuming, are parked: a parked client's queue is the events of the log
-// from its place on that pass its filter (the log keeps each event's
-// Item.Value for it), and it is disconnected as too slow once the log
-// holds more than QueueSize events from its place on and its write is
-// blocked. A client with a filter is thus counted as if it took every
-// event: thousands of subscribers that stopped reading and whose filter
-// passes few events still cost nothing per fan-out, and one blocked for
-// slowStall goes once QueueSize events went by (a Server's client
-// resumes from its Last-Event-ID). The parked clients are kept in a heap by their places in the
+// Clients that are resuming are not parked, nor, under a dropping
+// policy, clients with a filter. A parked client's queue is the events of
+// the log from its place on that pass its filter (the log keeps each
+// event's Item.Value for it). Under Disconnect, it is disconnected as too
+// slow once the log holds more than QueueSize events from its place on
+// and its write is blocked: a client with a filter is counted as if it
+// took every event, so that thousands of subscribers that stopped reading
+// and whose filter passes few events still cost nothing per fan-out, and
+// one blocked for slowStall goes once QueueSize events went by (a
+// Server's client resumes from its Last-Event-ID). Under a dropping
+// policy, its oldest events are dropped instead, an eighth of a queue's
+// worth at a time (see dropParkedLocked). The parked clients are kept in a heap by their places in the
 // log, so that the one furthest behind is the first to check, and the
 // log is kept from its place on.
 //
@@ -114,11 +116,13 @@ func (l *parkLog) down(i int) {
 
 // parkableLocked reports whether c may be parked in place of being
 // queued an event: its write was handed off, or it waits for a writer
-// with parkAfter events queued (parkNarrow when narrow), and it is under
-// Disconnect and not resuming. c.mu must be held.
+// with parkAfter events queued (parkNarrow when narrow), it is not
+// resuming, and it has no filter unless under Disconnect (a dropping
+// policy counts the events that pass it; see dropParkedLocked). c.mu
+// must be held.
 func (h *Engine) parkableLocked(c *client) bool {
 	return (c.stuck.Load() || len(c.queue) >= parkAfter || len(c.queue) >= parkNarrow && c.conn.Narrow()) &&
-		c.pending == nil && h.cfg.Policy == Disconnect
+		c.pending == nil && (c.filter == nil || h.cfg.Policy == Disconnect)
 }
 
 // narrowWrite is the most a narrow client's writer takes from the log at
@@ -186,9 +190,18 @@ func (h *Engine) logLocked(g *group, msg []byte, m any, pos, now int64, park, ev
 		}
 		c := e.c
 		c.mu.Lock()
+		full := int(l.end()-e.cursor)+len(c.queue) > h.cfg.QueueSize
+		if full && h.cfg.Policy != Disconnect {
+			dropped := h.dropParkedLocked(c)
+			c.mu.Unlock()
+			if !dropped {
+				break // full of extras, which are never dropped
+			}
+			continue // its next place is pushed; this entry is stale
+		}
 		// As for any client, a full queue is slow only when the
 		// client's write is blocked (see fanoutLocked).
-		slow := int(l.end()-e.cursor)+len(c.queue) > h.cfg.QueueSize && c.blockedLocked(now)
+		slow := full && c.blockedLocked(now)
 		if slow {
 			h.dropQueueLocked(c)
 			evict = append(evict, c)
@@ -202,6 +215,55 @@ func (h *Engine) logLocked(g *group, msg []byte, m any, pos, now int64, park, ev
 	}
 	h.trimLocked(g)
 	return evict
+}
+
+// dropParkedLocked applies a dropping policy to c, parked with more than
+// QueueSize live events waiting (queued, then logged after its place):
+// under DropOldest it keeps the newest QueueSize less an eighth, under
+// KeepLatest the newest one, dropping the oldest queued ones first and
+// then moving its place in the log on. Dropping an eighth more than one
+// event at a time lets thousands of clients that stopped reading be
+// visited once per eighth of a queue's worth of events rather than at
+// every event. It reports false, dropping nothing, when what waits beyond
+// keep is extras, which are never dropped (see makeRoomLocked). h.mu and
+// c.mu must be held.
+func (h *Engine) dropParkedLocked(c *client) bool {
+	l := &c.grp.park
+	keep := max(1, h.cfg.QueueSize-h.cfg.QueueSize/8)
+	if h.cfg.Policy == KeepLatest {
+		keep = 1
+	}
+	live := c.queue[c.extra:]
+	logged := int(l.end() - c.cursor)
+	drop := len(live) + logged - keep
+	if drop <= 0 {
+		return false
+	}
+	if n := min(drop, len(live)); n > 0 {
+		var shared int64
+		for _, b := range live[:n] {
+			shared += int64(len(b))
+		}
+		freed := shared + int64(n)*entryCost
+		k := copy(live, live[n:])
+		clear(live[k:])
+		c.queue = c.queue[:int(c.extra)+k]
+		c.bytes -= freed
+		h.queued.Add(-freed)
+		if k == 0 {
+			c.pos = -1
+		} else {
+			c.pos += shared
+		}
+		drop -= n
+		h.dropped.Add(uint64(n))
+	}
+	// What is left to drop is in the log (logged > keep when the queue
+	// held less than drop): move on past it.
+	c.cursor += int64(drop)
+	l.push(parkEntry{c: c, cursor: c.cursor})
+	h.dropped.Add(uint64(drop))
+	return true
 }
 
 // unparkLocked queues for c, parked, the events of the log from its
