@@ -143,8 +143,11 @@ const (
 	// from the history, so nothing is lost.
 	SlowDisconnect SlowPolicy = iota
 
-	// SlowDropOldest discards the oldest queued event to make room. The
-	// events a [Server] replays to a resuming client are never discarded.
+	// SlowDropOldest discards the oldest queued event to make room. A
+	// client whose write is blocked (it stopped reading) has an eighth of
+	// its queue's worth discarded at a time, so that thousands of them
+	// cost the others little. The events a [Server] replays to a
+	// resuming client are never discarded.
 	SlowDropOldest
 
 	// SlowKeepLatest discards every queued event and keeps only the new
