@@ -12,6 +12,7 @@ func init() {
 	newBroadcaster[implStreamHTTP] = newStreamHubHTTP
 	newBroadcaster[implStreamServer] = newStreamServer
 	newBroadcaster[implStreamFilter] = newStreamServerFilter
+	newBroadcaster[implStreamDrop] = newStreamHubDrop
 }
 
 // streamHub is this module's sse.Hub, with its defaults, used through the
@@ -20,6 +21,13 @@ type streamHub struct{ hub *sse.Hub[string] }
 
 func newStreamHub() broadcaster {
 	h := sse.NewHub[string]()
+	go h.Run()
+	return streamHub{h}
+}
+
+// newStreamHubDrop is the same Hub with the SlowDropOldest policy.
+func newStreamHubDrop() broadcaster {
+	h := sse.NewHubWithOptions[string](&sse.Options{SlowClients: sse.SlowDropOldest})
 	go h.Run()
 	return streamHub{h}
 }

@@ -37,9 +37,10 @@ const (
 	implStreamHTTP   = "stream-http"
 	implStreamServer = "stream-server"
 	implStreamFilter = "stream-server-filter"
+	implStreamDrop   = "stream-dropoldest"
 )
 
-var allImpls = []string{implStream, implGoSSE, implR3labs, implStreamHTTP, implStreamServer, implStreamFilter}
+var allImpls = []string{implStream, implGoSSE, implR3labs, implStreamHTTP, implStreamServer, implStreamFilter, implStreamDrop}
 
 // defaultImpls are compared when -impls is not given; stream-http, the
 // Hub serving requests itself, is measured only when asked for.
@@ -53,12 +54,13 @@ var implTitle = map[string]string{
 	implStreamHTTP:   "coregx/stream Hub.ServeHTTP",
 	implStreamServer: "coregx/stream Server",
 	implStreamFilter: "coregx/stream Server with a Filter",
+	implStreamDrop:   "coregx/stream Hub, SlowDropOldest",
 	implSSEHub:       "coregx/stream ssehub (Mercure)",
 }
 
 // isOurs reports whether impl is this module's, not a peer.
 func isOurs(impl string) bool {
-	return impl == implStream || impl == implStreamHTTP || impl == implStreamServer || impl == implStreamFilter || impl == implSSEHub
+	return impl == implStream || impl == implStreamHTTP || impl == implStreamServer || impl == implStreamFilter || impl == implStreamDrop || impl == implSSEHub
 }
 
 // Limits that keep every run bounded on a small machine.

@@ -32,6 +32,7 @@ var implColor = map[string]string{
 	implStream:       "#1f5fbf",
 	implStreamServer: "#7b3fb3",
 	implStreamFilter: "#b35f3f",
+	implStreamDrop:   "#3f8fb3",
 	implStreamHTTP:   "#138a8a",
 	implGoSSE:        "#d9731a",
 	implR3labs:       "#3a9a3a",

@@ -34,7 +34,7 @@ func TestTinyRunAllImpls(t *testing.T) {
 	var out bytes.Buffer
 	writeReport(&out, cfg, allImpls, results, time.Second, 0)
 	table := out.String()
-	for _, want := range []string{"| coregx/stream Hub | tmaxmax/go-sse | r3labs/sse v2 | coregx/stream Hub.ServeHTTP | coregx/stream Server | coregx/stream Server with a Filter | ours ÷ best peer |",
+	for _, want := range []string{"| coregx/stream Hub | tmaxmax/go-sse | r3labs/sse v2 | coregx/stream Hub.ServeHTTP | coregx/stream Server | coregx/stream Server with a Filter | coregx/stream Hub, SlowDropOldest | ours ÷ best peer |",
 		"| throughput, deliveries/s (lost) ↑ | 20 |", "| latency @ 40 ev/s, p50 / p99 / max (lost) ↓ | 20 |",
 		"| memory per idle conn, heap+stack ↓ | 20 |"} {
 		if !strings.Contains(table, want) {

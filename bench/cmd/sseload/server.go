@@ -40,6 +40,7 @@ var settings = map[string]string{
 	implStreamHTTP:   "sse.NewHub[string]() with defaults, serving the requests itself (Hub.ServeHTTP)",
 	implStreamServer: "&sse.Server{} with defaults: one topic (Topics nil), the default MemoryBroker; Publish(ctx, \"\", sse.NewEvent(data))",
 	implStreamFilter: "the same Server with a Filter whose predicate passes every event",
+	implStreamDrop:   "the Hub as above, with Options{SlowClients: sse.SlowDropOldest}",
 	implSSEHub:       ssehubSettings,
 }
 
