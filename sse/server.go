@@ -102,7 +102,9 @@ type Server struct {
 	// request's topics are sent to it, replayed ones included. It runs
 	// for every event and client, so it must be cheap, must not call
 	// the Server, and must not modify the message, which other clients'
-	// predicates are given too.
+	// predicates are given too. It must also answer the same for the
+	// same message whenever asked: it may be asked more than once, and
+	// later, for a client that catches up after its writes were blocked.
 	Filter func(r *http.Request) func(m *Message) bool
 
 	// Options configures the streams, slow clients and shutdown. The

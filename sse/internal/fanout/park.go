@@ -48,13 +48,14 @@ type parkLog struct {
 	events [][]byte // events[off:] are the log; the first has sequence number base
 	pos    []int64  // each event's position in the group's events (group.fanned before it)
 	at     []int64  // when each was fanned out, in Unix nanoseconds
-	vals   []any    // each event's Item.Value, for the filters of parked clients; nil for a Hub's
+	vals   []any    // each event's Item.Value while clients with a filter are parked, for their filters
 	off    int
 	base   int64
 	bytes  int64 // what the log is charged in Engine.queued
 
-	parked []parkEntry // a min-heap by cursor, stale entries included (see parkEntry)
-	live   int         // clients parked now
+	parked   []parkEntry // a min-heap by cursor, stale entries included (see parkEntry)
+	live     int         // clients parked now
+	filtered int         // of those, clients with a filter
 }
 
 // parkEntry is a client parked at cursor, the sequence number of the first
@@ -160,9 +161,18 @@ func (h *Engine) logLocked(g *group, msg []byte, m any, pos, now int64, park, ev
 	l.events = append(l.events, msg)
 	l.pos = append(l.pos, pos)
 	l.at = append(l.at, now)
+	for _, c := range park {
+		if c.filter != nil {
+			l.filtered++
+		}
+	}
+	if l.filtered == 0 {
+		// Nobody parked needs the value: keep no reference to it.
+		m = nil
+	}
 	if m != nil || l.vals != nil {
 		for len(l.vals) < len(l.events)-1 {
-			l.vals = append(l.vals, nil) // a Hub's events before
+			l.vals = append(l.vals, nil) // events no parked filter needed
 		}
 		l.vals = append(l.vals, m)
 	}
@@ -324,9 +334,9 @@ func (h *Engine) unparkLocked(c *client, some bool) {
 // looked at.
 func (h *Engine) unparkFilteredLocked(c *client, from int, some bool) {
 	l := &c.grp.park
-	size, limit := 0, math.MaxInt
+	size, limit, most := 0, math.MaxInt, math.MaxInt
 	if some {
-		limit = MaxWrite
+		limit, most = MaxWrite, maxVecEvents
 		if c.conn.Narrow() {
 			limit = narrowWrite
 		}
@@ -335,7 +345,7 @@ func (h *Engine) unparkFilteredLocked(c *client, from int, some bool) {
 	taken, n := 0, 0
 	for i := from; i < len(l.events); i++ {
 		msg := l.events[i]
-		if taken == maxVecEvents || taken > 0 && size+len(msg) > limit {
+		if taken == most || taken > 0 && size+len(msg) > limit {
 			break
 		}
 		n++
@@ -381,6 +391,9 @@ func (h *Engine) movedOnLocked(c *client, from, n int) {
 func (h *Engine) unparkedLocked(c *client) {
 	c.parked.Store(false)
 	c.grp.park.live--
+	if c.filter != nil {
+		c.grp.park.filtered--
+	}
 	h.trimLocked(c.grp)
 }
 

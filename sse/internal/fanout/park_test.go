@@ -264,3 +264,97 @@ func TestFilteredClientSlow(t *testing.T) {
 		}
 	})
 }
+
+// TestFilteredClientExtraAfterLog checks that an entry queued for a
+// parked client with a filter (a retry hint, when its topic's broker is
+// lost) comes after every logged event that passes its filter, however
+// many, and that what the queues are charged comes back to zero.
+func TestFilteredClientExtraAfterLog(t *testing.T) {
+	for _, filtered := range []bool{false, true} {
+		t.Run(fmt.Sprint("filtered=", filtered), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				h := newTestEngine(t, testConfig())
+				h.SetLive("t", Head{})
+				s := newTestSink()
+				var f func(any) bool
+				if filtered {
+					f = even
+				}
+				if err := h.Register(s, []string{"t"}, f, false); err != nil {
+					t.Fatal(err)
+				}
+				// Waiting for a writer: parked after parkAfter events,
+				// never slow, so the log grows past maxVecEvents.
+				s.LockWrite()
+				const n = parkAfter + 3*maxVecEvents
+				deliverN(h, 0, n)
+				if parked, _ := queueOf(h, s); !parked {
+					t.Fatal("not parked")
+				}
+				h.DropTopic("t", errors.New("fanout test: broker gone"), true)
+				s.UnlockWrite()
+				synctest.Wait()
+				want := deliverN(newTestEngine(t, testConfig()), 0, n) // the events, as written
+				if filtered {
+					want = evens(0, n)
+				}
+				got := s.written()
+				if !strings.HasPrefix(got, want) || !strings.HasPrefix(got[len(want):], "retry: ") {
+					t.Errorf("got %d bytes, want the %d of the events that pass, then the retry hint", len(got), len(want))
+				}
+				if st := h.Stats(); st.QueuedBytes != 0 {
+					t.Errorf("Stats.QueuedBytes = %d after everything was written, want 0", st.QueuedBytes)
+				}
+			})
+		})
+	}
+}
+
+// TestUnfilteredParkedKeepsNoValues checks that the log keeps no
+// event's value while no client with a filter is parked in its group.
+func TestUnfilteredParkedKeepsNoValues(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newTestEngine(t, testConfig())
+		h.SetLive("t", Head{})
+		plain, filtered := newTestSink(), newTestSink()
+		if err := h.Register(plain, []string{"t"}, nil, false); err != nil {
+			t.Fatal(err)
+		}
+		plain.LockWrite()
+		deliverN(h, 0, parkAfter+50)
+		values := func() (n int) {
+			h.mu.Lock()
+			defer h.mu.Unlock()
+			for _, g := range h.byTopic["t"] {
+				for _, v := range g.park.vals {
+					if v != nil {
+						n++
+					}
+				}
+			}
+			return n
+		}
+		if n := values(); n != 0 {
+			t.Errorf("with an unfiltered client parked: the log keeps %d values, want 0", n)
+		}
+		if err := h.Register(filtered, []string{"t"}, even, false); err != nil {
+			t.Fatal(err)
+		}
+		filtered.LockWrite()
+		deliverN(h, parkAfter+50, 4*parkAfter+50) // half pass its filter: parked after 2*parkAfter
+		if n := values(); n == 0 {
+			t.Error("with a filtered client parked: the log keeps no values, want those from its place on")
+		}
+		plain.UnlockWrite()
+		filtered.UnlockWrite()
+		synctest.Wait()
+		if n := values(); n != 0 {
+			t.Errorf("once both caught up: the log keeps %d values, want 0", n)
+		}
+		if got, want := filtered.written(), evens(parkAfter+50, 4*parkAfter+50); got != want {
+			t.Errorf("filtered client: got %d bytes, want %d (the even events since it came)", len(got), len(want))
+		}
+		h.Unregister(plain)
+		h.Unregister(filtered)
+	})
+}
