@@ -155,7 +155,10 @@ const MaxWrite = 64 << 10
 // Nothing blocks under any of them: the write lock is waited for (drain,
 // unregister) with none held. A function named …Locked is called with the
 // lock it names held and returns with it held; finishFanout is the one
-// function that releases Engine.mu it did not take.
+// function that releases Engine.mu it did not take. A client's filter,
+// user code, runs under Engine.mu (a fan-out), and under the stream's
+// write lock, Engine.mu and client.mu too (a writer taking a parked
+// client's events from the log): it must not call the engine.
 type Engine struct {
 	cfg          Config
 	shuttingDown error               // ends a stream whose engine is closing once it is drained
