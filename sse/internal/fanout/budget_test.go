@@ -229,3 +229,67 @@ func TestParkedClientDropPolicies(t *testing.T) {
 		})
 	}
 }
+
+// TestParkedWithFullQueueDropPolicies checks a client under a dropping
+// policy that is parked with a full queue (its write blocked without
+// saying so, found by the watchdog): it stays one client, its drops come
+// from its queue first, a shutdown gives it one retry hint, and what the
+// queues are charged comes back to zero.
+func TestParkedWithFullQueueDropPolicies(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		policy Policy
+	}{{"DropOldest", DropOldest}, {"KeepLatest", KeepLatest}} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				cfg := testConfig()
+				cfg.QueueSize, cfg.Policy = 16, tc.policy
+				h := New(cfg)
+				s := newTestSink()
+				if err := h.RegisterAll(s); err != nil {
+					t.Fatal(err)
+				}
+				s.stall(true) // quiet: the watchdog hands the write off
+				if err := h.Broadcast([]byte("data: 0\n\n")); err != nil {
+					t.Fatal(err)
+				}
+				synctest.Wait() // its write blocks, not yet handed off
+				for i := 1; i <= 40; i++ {
+					if err := h.Broadcast(fmt.Appendf(nil, "data: %d\n\n", i)); err != nil {
+						t.Fatal(err)
+					}
+				}
+				time.Sleep(2 * stallLimit) // handed off: parked at the next event
+				synctest.Wait()
+				// Parked at 41 with 16 queued: the drops come from its
+				// queue first.
+				for i := 41; i <= 44; i++ {
+					if err := h.Broadcast(fmt.Appendf(nil, "data: %d\n\n", i)); err != nil {
+						t.Fatal(err)
+					}
+				}
+				if in := h.Inspect(); in.Clients != 1 || in.Parked != 1 {
+					t.Fatalf("Inspect: %d clients, %d parked; want 1, 1", in.Clients, in.Parked)
+				}
+				done := make(chan error, 1)
+				go func() { done <- h.Shutdown(t.Context()) }()
+				synctest.Wait()
+				s.unstall()
+				synctest.Wait()
+				if err := <-done; err != nil {
+					t.Fatal(err)
+				}
+				got := s.written()
+				if n := strings.Count(got, "retry: "); n != 1 {
+					t.Errorf("%d retry hints written, want 1:\n%s", n, got)
+				}
+				if st := h.Stats(); st.QueuedBytes != 0 {
+					t.Errorf("Stats.QueuedBytes = %d at the end, want 0", st.QueuedBytes)
+				}
+				if st := h.Stats(); int(st.Dropped)+strings.Count(got, "data: ") != 45 {
+					t.Errorf("%d events written and %d dropped, want 45 in all", strings.Count(got, "data: "), st.Dropped)
+				}
+			})
+		})
+	}
+}

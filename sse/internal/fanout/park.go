@@ -207,7 +207,7 @@ func (h *Engine) logLocked(g *group, msg []byte, m any, pos, now int64, park, ev
 			if !dropped {
 				break // full of extras, which are never dropped
 			}
-			continue // its next place is pushed; this entry is stale
+			continue // dropped: look at the heap's first entry again
 		}
 		// As for any client, a full queue is slow only when the
 		// client's write is blocked (see fanoutLocked).
@@ -231,7 +231,9 @@ func (h *Engine) logLocked(g *group, msg []byte, m any, pos, now int64, park, ev
 // QueueSize live events waiting (queued, then logged after its place):
 // under DropOldest it keeps the newest QueueSize less an eighth, under
 // KeepLatest the newest one, dropping the oldest queued ones first and
-// then moving its place in the log on. Dropping an eighth more than one
+// then moving its place in the log on. Only the client furthest behind in
+// the log is checked at each fan-out, so one parked later with a full
+// queue may have up to twice QueueSize waiting until its turn comes. Dropping an eighth more than one
 // event at a time lets thousands of clients that stopped reading be
 // visited once per eighth of a queue's worth of events rather than at
 // every event. It reports false, dropping nothing, when what waits beyond
@@ -269,10 +271,13 @@ func (h *Engine) dropParkedLocked(c *client) bool {
 		h.dropped.Add(uint64(n))
 	}
 	// What is left to drop is in the log (logged > keep when the queue
-	// held less than drop): move on past it.
-	c.cursor += int64(drop)
-	l.push(parkEntry{c: c, cursor: c.cursor})
-	h.dropped.Add(uint64(drop))
+	// held less than drop): move on past it. Its entry in the heap stays
+	// when its place does not change: one entry per place.
+	if drop > 0 {
+		c.cursor += int64(drop)
+		l.push(parkEntry{c: c, cursor: c.cursor})
+		h.dropped.Add(uint64(drop))
+	}
 	return true
 }
 
