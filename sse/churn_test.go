@@ -54,7 +54,7 @@ func TestChurnLeavesNothing(t *testing.T) {
 	if grown := int64(after) - int64(before); grown > 16<<20 {
 		t.Errorf("live heap: grew by %d KiB, want at most 16 MiB", grown>>10)
 	}
-	if !waitFor(time.Second, func() bool { return runtime.NumGoroutine() <= goroutines }) {
+	if !sse.WaitFor(time.Second, func() bool { return runtime.NumGoroutine() <= goroutines }) {
 		t.Errorf("goroutines: got %d, want at most %d", runtime.NumGoroutine(), goroutines)
 	}
 }

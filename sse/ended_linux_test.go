@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/coregx/stream/sse"
 )
 
 // TCP states as Linux numbers them (include/net/tcp_states.h).
@@ -72,7 +74,7 @@ func forcedEndResets(t *testing.T, tc endCase, secure bool) {
 	tc.end(t, st.tg)
 	var state byte
 	var err error
-	waitFor(time.Second, func() bool {
+	sse.WaitFor(time.Second, func() bool {
 		state, err = tcpState(c)
 		return err != nil || state == tcpClose
 	})

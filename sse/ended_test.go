@@ -218,7 +218,7 @@ func startStalled(t *testing.T, tc endCase, secure bool) *stalledStream {
 	} else {
 		st.c = dialStalled(t, addr)
 	}
-	if !waitFor(5*time.Second, func() bool { return st.tg.stats().Clients == 1 }) {
+	if !sse.WaitFor(5*time.Second, func() bool { return st.tg.stats().Clients == 1 }) {
 		t.Fatal("the client was not registered")
 	}
 	tc.stall(t, st.tg)
@@ -229,7 +229,7 @@ func startStalled(t *testing.T, tc endCase, secure bool) *stalledStream {
 // return and the goroutines to be back to base.
 func checkIdle(t *testing.T, active *atomic.Int64, base int) {
 	t.Helper()
-	if !waitFor(time.Second, func() bool { return active.Load() == 0 && runtime.NumGoroutine() <= base }) {
+	if !sse.WaitFor(time.Second, func() bool { return active.Load() == 0 && runtime.NumGoroutine() <= base }) {
 		buf := make([]byte, 1<<20)
 		t.Fatalf("1s after the end: %d handlers running, %d goroutines, want 0 and at most %d\n%s",
 			active.Load(), runtime.NumGoroutine(), base, buf[:runtime.Stack(buf, true)])
@@ -269,7 +269,7 @@ func TestShutdownEndsGracefully(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !waitFor(5*time.Second, func() bool { return tg.stats().Clients == 1 }) {
+			if !sse.WaitFor(5*time.Second, func() bool { return tg.stats().Clients == 1 }) {
 				t.Fatal("the client was not registered")
 			}
 			if err := tg.publish("a"); err != nil {
@@ -318,7 +318,7 @@ func TestEndedMeansClosedHTTP2(t *testing.T) {
 			if resp.ProtoMajor != 2 {
 				t.Fatalf("proto: got %d, want 2", resp.ProtoMajor)
 			}
-			if !waitFor(5*time.Second, func() bool { return tg.stats().Clients == 1 }) {
+			if !sse.WaitFor(5*time.Second, func() bool { return tg.stats().Clients == 1 }) {
 				t.Fatal("the client was not registered")
 			}
 			tc.stall(t, tg)
@@ -335,7 +335,7 @@ func TestEndedMeansClosedHTTP2(t *testing.T) {
 				<-read
 				t.Fatal("the stream did not end within 1s")
 			}
-			if !waitFor(time.Second, func() bool { return active.Load() == 0 }) {
+			if !sse.WaitFor(time.Second, func() bool { return active.Load() == 0 }) {
 				t.Fatalf("1s after the end: %d handlers running, want 0", active.Load())
 			}
 		})

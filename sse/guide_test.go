@@ -578,7 +578,7 @@ func testGuideHub(t *testing.T) {
 			s1, _ := hubClient(t, srv, registered)
 			s2, _ := hubClient(t, srv, registered)
 			s1.resp.Body.Close()
-			if !waitFor(streamTimeout, func() bool { return hub.Clients() == 1 }) {
+			if !sse.WaitFor(streamTimeout, func() bool { return hub.Clients() == 1 }) {
 				t.Fatalf("Clients: got %d, want 1", hub.Clients())
 			}
 			if err := hub.Broadcast("still here"); err != nil {
@@ -1345,7 +1345,7 @@ func testGuideAdvanced(t *testing.T) {
 			if room == "" {
 				room = "default"
 			}
-			if !waitFor(streamTimeout, func() bool { return cs.GetRoom(room).Clients() == clients }) {
+			if !sse.WaitFor(streamTimeout, func() bool { return cs.GetRoom(room).Clients() == clients }) {
 				t.Fatalf("room %q: got %d clients, want %d", room, cs.GetRoom(room).Clients(), clients)
 			}
 			return s

@@ -279,7 +279,7 @@ func TestServerFilteredStalledParks(t *testing.T) {
 	addr := srv.Listener.Addr().String()
 	dialWithBuffer(t, addr, 4<<10, true) // never read
 	_, br := dialWithBuffer(t, addr, 0, true)
-	if !waitUntil(5*time.Second, func() bool { return s.Clients() == 2 }) {
+	if !WaitFor(5*time.Second, func() bool { return s.Clients() == 2 }) {
 		t.Fatalf("clients: %d, want 2", s.Clients())
 	}
 	data := strings.Repeat("x", 1000)
@@ -316,20 +316,7 @@ func TestServerFilteredStalledParks(t *testing.T) {
 		t.Errorf("reading client: got %d bytes, want %d (every event that passes, once, in order)", len(r.got), want.Len())
 	}
 	// The reader has everything: only the client that stopped is parked.
-	if !waitUntil(5*time.Second, func() bool { return s.core.Inspect().Parked == 1 }) {
+	if !WaitFor(5*time.Second, func() bool { return s.core.Inspect().Parked == 1 }) {
 		t.Errorf("parked clients: %d, want 1 (the one that stopped reading)", s.core.Inspect().Parked)
 	}
-}
-
-// waitUntil polls cond every 10 ms for up to d and reports whether it
-// held.
-func waitUntil(d time.Duration, cond func() bool) bool {
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	return true
 }

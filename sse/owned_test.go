@@ -131,7 +131,7 @@ func TestTakeoverWire(t *testing.T) {
 				t.Fatalf("head: got %s, want %s", got, want)
 			}
 			readExactly(t, br, "d\r\n: connected\n\n\r\n")
-			waitFor(5*time.Second, func() bool { return hub.Clients() == 1 })
+			sse.WaitFor(5*time.Second, func() bool { return hub.Clients() == 1 })
 			if err := hub.Broadcast("hi"); err != nil {
 				t.Fatal(err)
 			}
@@ -264,7 +264,7 @@ func TestTakeoverTLS(t *testing.T) {
 	}
 	br := bufio.NewReader(resp.Body)
 	readExactly(t, br, ": connected\n\n")
-	waitFor(5*time.Second, func() bool { return hub.Clients() == 1 })
+	sse.WaitFor(5*time.Second, func() bool { return hub.Clients() == 1 })
 	for _, s := range []string{"one", strings.Repeat("y", 70<<10)} {
 		if err := hub.Broadcast(s); err != nil {
 			t.Fatal(err)
@@ -276,18 +276,6 @@ func TestTakeoverTLS(t *testing.T) {
 	if len(rest) != 0 || err != nil {
 		t.Fatalf("after Close: got %q, %v; want a clean end", rest, err)
 	}
-}
-
-// waitFor polls cond every 10 ms for up to d and reports whether it held.
-func waitFor(d time.Duration, cond func() bool) bool {
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	return true
 }
 
 // discardLog is a logger for a server whose complaints a test expects.
@@ -374,7 +362,7 @@ func TestDetach(t *testing.T) {
 			if got, want := rec.wait(t), []string{"/ sse: connection closed: client went away"}; !slices.Equal(got, want) {
 				t.Errorf("OnStreamEnd: got %q, want %q", got, want)
 			}
-			if !waitFor(5*time.Second, func() bool { return clients() == 0 }) {
+			if !sse.WaitFor(5*time.Second, func() bool { return clients() == 0 }) {
 				t.Errorf("Clients after the client left: got %d, want 0", clients())
 			}
 		})

@@ -56,7 +56,7 @@ func TestOwnedWatchNoReaders(t *testing.T) {
 				readExactly(t, br, "d\r\n: connected\n\n\r\n")
 				conns[i] = nc
 			}
-			if !waitFor(5*time.Second, func() bool { return hub.Clients() == n }) {
+			if !sse.WaitFor(5*time.Second, func() bool { return hub.Clients() == n }) {
 				t.Fatalf("Clients: got %d, want %d", hub.Clients(), n)
 			}
 			if got := goroutinesIn(readerFunc); got != 0 {
@@ -70,7 +70,7 @@ func TestOwnedWatchNoReaders(t *testing.T) {
 			}
 			hub.Close()
 			srv.Close()
-			if !waitFor(5*time.Second, func() bool { return goroutinesIn(watcherFunc) == 0 }) {
+			if !sse.WaitFor(5*time.Second, func() bool { return goroutinesIn(watcherFunc) == 0 }) {
 				t.Errorf("watch goroutines after every stream ended: got %d, want 0", goroutinesIn(watcherFunc))
 			}
 		})
@@ -93,7 +93,7 @@ func TestOwnedWatchClientsLeave(t *testing.T) {
 		conns[i], readers[i], _ = rawStream(t, srv.Listener.Addr().String())
 		readExactly(t, readers[i], "d\r\n: connected\n\n\r\n")
 	}
-	if !waitFor(5*time.Second, func() bool { return hub.Clients() == n }) {
+	if !sse.WaitFor(5*time.Second, func() bool { return hub.Clients() == n }) {
 		t.Fatalf("Clients: got %d, want %d", hub.Clients(), n)
 	}
 	for i := 0; i < n; i += 2 {
@@ -179,7 +179,7 @@ func TestOwnedWatchFails(t *testing.T) {
 		nc, br, _ := rawStream(t, addr)
 		readExactly(t, br, "d\r\n: connected\n\n\r\n")
 		conns, readers = append(conns, nc), append(readers, br)
-		if !waitFor(5*time.Second, func() bool { return hub.Clients() == len(conns) }) {
+		if !sse.WaitFor(5*time.Second, func() bool { return hub.Clients() == len(conns) }) {
 			t.Fatalf("Clients: got %d, want %d", hub.Clients(), len(conns))
 		}
 	}
@@ -192,10 +192,10 @@ func TestOwnedWatchFails(t *testing.T) {
 	t.Cleanup(restore)
 	open()
 	// Register counts a client before it takes its connection over.
-	if !waitFor(5*time.Second, func() bool { return goroutinesIn(readerFunc) == 3 }) {
+	if !sse.WaitFor(5*time.Second, func() bool { return goroutinesIn(readerFunc) == 3 }) {
 		t.Errorf("goroutines reading a connection after the failure: got %d, want 3", goroutinesIn(readerFunc))
 	}
-	if !waitFor(5*time.Second, func() bool { return goroutinesIn(watcherFunc) == 0 }) {
+	if !sse.WaitFor(5*time.Second, func() bool { return goroutinesIn(watcherFunc) == 0 }) {
 		t.Errorf("watch goroutines after the failure: got %d, want 0", goroutinesIn(watcherFunc))
 	}
 	for _, i := range []int{0, 2} {
@@ -207,7 +207,7 @@ func TestOwnedWatchFails(t *testing.T) {
 	}
 	readExactly(t, readers[1], "9\r\ndata: x\n\n\r\n")
 	hub.Close()
-	if !waitFor(5*time.Second, func() bool { return goroutinesIn(readerFunc) == 0 }) {
+	if !sse.WaitFor(5*time.Second, func() bool { return goroutinesIn(readerFunc) == 0 }) {
 		t.Errorf("goroutines reading a connection after Close: got %d, want 0", goroutinesIn(readerFunc))
 	}
 }
@@ -259,12 +259,12 @@ func TestOwnedWatchChurn(t *testing.T) {
 			}
 		}
 	}
-	if !waitFor(5*time.Second, func() bool { got, _ := sse.OwnedWatched(); return got == n/3 }) {
+	if !sse.WaitFor(5*time.Second, func() bool { got, _ := sse.OwnedWatched(); return got == n/3 }) {
 		got, _ := sse.OwnedWatched()
 		t.Errorf("watched once two thirds ended: got %d, want %d", got, n/3)
 	}
 	hub.Close()
-	if !waitFor(5*time.Second, func() bool { got, open := sse.OwnedWatched(); return got == 0 && !open }) {
+	if !sse.WaitFor(5*time.Second, func() bool { got, open := sse.OwnedWatched(); return got == 0 && !open }) {
 		got, open := sse.OwnedWatched()
 		t.Errorf("after Close: %d watched, instance open %v; want 0, false", got, open)
 	}

@@ -155,7 +155,7 @@ func TestStalledReaders(t *testing.T) {
 			for range stalled {
 				dialStalled(t, addr)
 			}
-			if !waitFor(10*time.Second, func() bool { return target.stats().Clients == stalled }) {
+			if !sse.WaitFor(10*time.Second, func() bool { return target.stats().Clients == stalled }) {
 				t.Fatalf("Clients: got %d, want %d stalled", target.stats().Clients, stalled)
 			}
 			tr := &http.Transport{MaxIdleConnsPerHost: -1}
@@ -172,7 +172,7 @@ func TestStalledReaders(t *testing.T) {
 				dones[i] = make(chan struct{})
 				go readEvents(bufio.NewReader(resp.Body), events, &got[i], dones[i])
 			}
-			if !waitFor(10*time.Second, func() bool { return target.stats().Clients == stalled+healthy }) {
+			if !sse.WaitFor(10*time.Second, func() bool { return target.stats().Clients == stalled+healthy }) {
 				t.Fatalf("Clients: got %d, want %d", target.stats().Clients, stalled+healthy)
 			}
 			want := make([]string, events)
@@ -216,7 +216,7 @@ func TestStalledReaders(t *testing.T) {
 			// (A client leaves the count of clients a moment before it is
 			// counted as disconnected: wait for both.)
 			ended := func(st sse.Stats) uint64 { return st.ClientDisconnects + st.SlowDisconnects + st.BudgetDisconnects }
-			if !waitFor(writeTimeout+2*time.Second, func() bool {
+			if !sse.WaitFor(writeTimeout+2*time.Second, func() bool {
 				st := target.stats()
 				return st.Clients == healthy && ended(st) == stalled
 			}) {
