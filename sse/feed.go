@@ -27,23 +27,35 @@ func liveFilter(f func(*Message) bool) func(any) bool {
 // engine, for the clients following its topic. It is called for each
 // topic in order.
 func (s *Server) deliver(m Message) {
-	var plain []byte
+	d := &delivery{m: m}
 	s.core.Deliver(fanout.Item{
 		Topic: m.Topic,
 		Head:  fanout.Head{Seq: m.Seq, ID: m.Event.ID},
-		Value: &m,
-		Wire: func(topics []string, id func(topic string) string) []byte {
-			if len(topics) == 1 {
-				if plain == nil {
-					plain = m.Event.appendWire(make([]byte, 0, m.Event.wireSize()))
-				}
-				return plain
-			}
-			ev := m.Event
-			ev.ID = cursorID(topics, func(i int) string { return id(topics[i]) })
-			return ev.appendWire(make([]byte, 0, ev.wireSize()))
-		},
+		Value: &d.m,
+		Enc:   d,
 	})
+}
+
+// delivery is a live event on its way to the engine: the message its
+// clients' filters are given, and its encoding (fanout.Encoder).
+type delivery struct {
+	m     Message
+	plain []byte // the event as it is, for the groups of one topic
+}
+
+// Wire encodes the event for the clients of topics: as it is for one
+// topic (once for all such groups), with a cursor of every topic's
+// newest ID for several.
+func (d *delivery) Wire(topics []string, id func(topic string) string) []byte {
+	if len(topics) == 1 {
+		if d.plain == nil {
+			d.plain = d.m.Event.appendWire(make([]byte, 0, d.m.Event.wireSize()))
+		}
+		return d.plain
+	}
+	ev := d.m.Event
+	ev.ID = cursorID(topics, func(i int) string { return id(topics[i]) })
+	return ev.appendWire(make([]byte, 0, ev.wireSize()))
 }
 
 // resume reads the history after lastID for each topic and queues it

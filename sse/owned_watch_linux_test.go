@@ -223,18 +223,7 @@ func TestOwnedWatchChurn(t *testing.T) {
 	}
 	hub := sse.NewHub[string]()
 	streams := make(chan *sse.Conn, n)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		conn, err := sse.Upgrade(w, r)
-		if err != nil {
-			return
-		}
-		if err := hub.Register(conn); err != nil {
-			return
-		}
-		defer hub.Unregister(conn)
-		streams <- conn
-		<-conn.Done()
-	}))
+	srv := httptest.NewServer(hubHandler(hub, streams))
 	t.Cleanup(srv.Close)
 	clients := make([]net.Conn, n)
 	conns := make([]*sse.Conn, n)

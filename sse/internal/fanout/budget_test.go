@@ -8,13 +8,16 @@ import (
 	"time"
 )
 
+// dropPolicies are the dropping policies, by name.
+var dropPolicies = []struct {
+	name   string
+	policy Policy
+}{{"DropOldest", DropOldest}, {"KeepLatest", KeepLatest}}
+
 // A full queue under a dropping policy drops live events only, never a
 // replay queued for a resuming client.
 func TestDroppingPoliciesKeepReplay(t *testing.T) {
-	for _, tc := range []struct {
-		name   string
-		policy Policy
-	}{{"DropOldest", DropOldest}, {"KeepLatest", KeepLatest}} {
+	for _, tc := range dropPolicies {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				cfg := testConfig()
@@ -236,10 +239,7 @@ func TestParkedClientDropPolicies(t *testing.T) {
 // from its queue first, a shutdown gives it one retry hint, and what the
 // queues are charged comes back to zero.
 func TestParkedWithFullQueueDropPolicies(t *testing.T) {
-	for _, tc := range []struct {
-		name   string
-		policy Policy
-	}{{"DropOldest", DropOldest}, {"KeepLatest", KeepLatest}} {
+	for _, tc := range dropPolicies {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				cfg := testConfig()

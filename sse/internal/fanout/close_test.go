@@ -30,7 +30,7 @@ func TestCloseLeavesNoClientParked(t *testing.T) {
 						}
 						return
 					}
-					h.Deliver(Item{Topic: "t", Head: Head{Seq: uint64(i + 1)}, Wire: func([]string, func(string) string) []byte { return msg }})
+					h.Deliver(Item{Topic: "t", Head: Head{Seq: uint64(i + 1)}, Enc: wire(msg)})
 				}
 				var sinks []*testSink
 				for range 2 {

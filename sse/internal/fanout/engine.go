@@ -162,7 +162,7 @@ const MaxWrite = 64 << 10
 type Engine struct {
 	cfg          Config
 	shuttingDown error               // ends a stream whose engine is closing once it is drained
-	headID       func(string) string // headIDLocked, for Item.Wire
+	headID       func(string) string // headIDLocked, for Encoder.Wire
 
 	mu        sync.RWMutex
 	def       *group            // a Hub's only group
@@ -440,16 +440,23 @@ const wakeBatch = 256
 // only to an unscheduled, hence empty, queue), or once fan-outs have
 // stopped (retry hints).
 func (h *Engine) makeRoomLocked(c *client) int64 {
-	live := c.queue[c.extra:]
-	n := min(1, len(live))
+	n := min(1, len(c.queue)-int(c.extra))
 	if h.cfg.Policy == KeepLatest {
-		n = len(live)
+		n = len(c.queue) - int(c.extra)
 	}
-	var freed, shared int64
+	return h.dropLiveLocked(c, n)
+}
+
+// dropLiveLocked drops the n oldest live events of c's queue (never its
+// extras, which come first), counts them as dropped and returns the bytes
+// freed; c.mu must be held.
+func (h *Engine) dropLiveLocked(c *client, n int) int64 {
+	live := c.queue[c.extra:]
+	var shared int64
 	for _, b := range live[:n] {
 		shared += int64(len(b))
 	}
-	freed = shared + int64(n)*entryCost
+	freed := shared + int64(n)*entryCost
 	k := copy(live, live[n:])
 	clear(live[k:])
 	c.queue = c.queue[:int(c.extra)+k]

@@ -252,23 +252,8 @@ func (h *Engine) dropParkedLocked(c *client) bool {
 		return false
 	}
 	if n := min(drop, len(live)); n > 0 {
-		var shared int64
-		for _, b := range live[:n] {
-			shared += int64(len(b))
-		}
-		freed := shared + int64(n)*entryCost
-		k := copy(live, live[n:])
-		clear(live[k:])
-		c.queue = c.queue[:int(c.extra)+k]
-		c.bytes -= freed
-		h.queued.Add(-freed)
-		if k == 0 {
-			c.pos = -1
-		} else {
-			c.pos += shared
-		}
+		h.queued.Add(-h.dropLiveLocked(c, n))
 		drop -= n
-		h.dropped.Add(uint64(n))
 	}
 	// What is left to drop is in the log (logged > keep when the queue
 	// held less than drop): move on past it. Its entry in the heap stays

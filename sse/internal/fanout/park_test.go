@@ -123,7 +123,7 @@ func deliverN(h *Engine, from, to int) string {
 	for i := from; i < to; i++ {
 		msg := fmt.Sprintf("data: %d\n\n", i)
 		h.Deliver(Item{Topic: "t", Head: Head{Seq: uint64(i + 1), ID: fmt.Sprint(i)}, Value: i,
-			Wire: func([]string, func(string) string) []byte { return []byte(msg) }})
+			Enc: wire(msg)})
 		b.WriteString(msg)
 	}
 	return b.String()
@@ -203,7 +203,7 @@ func TestFilteredClientTakesOneWriteFromLog(t *testing.T) {
 		for i := range 400 {
 			msg := fmt.Sprintf("data: %d %s\n\n", i, pad)
 			h.Deliver(Item{Topic: "t", Head: Head{Seq: uint64(i + 1)}, Value: i,
-				Wire: func([]string, func(string) string) []byte { return []byte(msg) }})
+				Enc: wire(msg)})
 			if i%2 == 0 {
 				want.WriteString(msg)
 			}

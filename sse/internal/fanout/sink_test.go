@@ -197,3 +197,8 @@ func newTestEngine(t *testing.T, cfg Config) *Engine {
 	t.Cleanup(func() { h.Close() })
 	return h
 }
+
+// wire is an Encoder that gives every group the same bytes.
+type wire []byte
+
+func (w wire) Wire([]string, func(string) string) []byte { return w }

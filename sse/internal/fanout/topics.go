@@ -187,13 +187,19 @@ func (h *Engine) DropTopic(topic string, err error, retry bool) {
 // Item is a live event of a Server's topic, as Deliver takes it.
 type Item struct {
 	Topic string
-	Head  Head // its position in the topic
-	Value any  // what the clients' filters are given, and what resuming clients keep
-	// Wire encodes the event for the clients of a set of topics (sorted),
-	// given the ID of the newest event in each topic (the event's own in
-	// Topic); Deliver calls it once per group of clients, under the
-	// engine's lock.
-	Wire func(topics []string, id func(topic string) string) []byte
+	Head  Head    // its position in the topic
+	Value any     // what the clients' filters are given, and what resuming clients keep
+	Enc   Encoder // encodes it
+}
+
+// An Encoder encodes a live event. Wire returns it encoded for the
+// clients of a set of topics (sorted), given the ID of the newest event in
+// each topic (the event's own in Item.Topic); Deliver calls it once per
+// group of clients, under the engine's lock. An interface rather than a
+// func, so that one record per event can hold the event, its encoding and
+// the method: delivering then allocates that record only.
+type Encoder interface {
+	Wire(topics []string, id func(topic string) string) []byte
 }
 
 // Deliver sends it, a live event from a broker subscription, to the
@@ -213,7 +219,7 @@ func (h *Engine) Deliver(it Item) {
 	now := time.Now().UnixNano()
 	wake, evict := h.toWake[:0], h.evict[:0]
 	for _, g := range h.byTopic[it.Topic] {
-		msg := it.Wire(g.topics, h.headID)
+		msg := it.Enc.Wire(g.topics, h.headID)
 		wake, evict = h.fanoutLocked(g, msg, it.Value, now, wake, evict)
 	}
 	h.finishFanout(wake, evict)
@@ -221,7 +227,7 @@ func (h *Engine) Deliver(it Item) {
 
 // headIDLocked returns the ID of the newest event of topic; h.mu must be
 // held. Engine.headID is it, made once (see New), so that handing it to
-// Item.Wire allocates nothing.
+// Encoder.Wire allocates nothing.
 func (h *Engine) headIDLocked(topic string) string { return h.heads[topic].ID }
 
 // FinishResume makes conn, a client registered as resuming, live: it

@@ -43,7 +43,7 @@ func TestFedWaitersBySeq(t *testing.T) {
 		{3, "1 2 5"},
 		{5, "0 1 2 5"},
 	} {
-		h.Deliver(Item{Topic: "t", Head: Head{Seq: step.seq, ID: fmt.Sprint(step.seq)}, Wire: func([]string, func(string) string) []byte { return []byte("data: x\n\n") }})
+		h.Deliver(Item{Topic: "t", Head: Head{Seq: step.seq, ID: fmt.Sprint(step.seq)}, Enc: wire("data: x\n\n")})
 		if got := released(); got != step.want {
 			t.Errorf("feed at %d: got waiters %q released, want %q", step.seq, got, step.want)
 		}
