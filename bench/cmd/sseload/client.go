@@ -28,6 +28,10 @@ type runSpec struct {
 	id      int64
 	events  int  // events per client
 	latency bool // keep a latency sample per event
+	// orders is how many publishers send the events at once, publisher
+	// k those with seq ≡ k (mod orders): events are in order when each
+	// publisher's are. 0 means 1.
+	orders int
 }
 
 // pool is a set of clients connected to one server.
@@ -60,7 +64,7 @@ type client struct {
 	dups    int
 	stray   int
 	late    int   // events that arrived after one with a higher sequence number
-	lastSeq int64 // highest sequence number seen in this run
+	lastSeq []int64 // per publisher (runSpec.orders): highest sequence number seen in this run
 	doneAt  int64 // unix ns when got reached spec.events
 	lastAt  int64 // unix ns of the last measured event
 	lats    []int64
@@ -192,7 +196,10 @@ func (c *client) reset(spec *runSpec) {
 		c.bits = make([]uint64, words)
 	}
 	c.got, c.dups, c.stray, c.late, c.doneAt, c.lastAt = 0, 0, 0, 0, 0, 0
-	c.lastSeq = -1
+	c.lastSeq = c.lastSeq[:0]
+	for range max(1, spec.orders) {
+		c.lastSeq = append(c.lastSeq, -1)
+	}
 	c.lats, c.pubs = c.lats[:0], c.pubs[:0]
 	if spec.latency && cap(c.lats) < spec.events {
 		c.lats, c.pubs = make([]int64, 0, spec.events), make([]int64, 0, spec.events)
@@ -424,10 +431,11 @@ func (c *client) event() {
 		c.dups++
 		return
 	}
-	if seq < c.lastSeq {
+	last := &c.lastSeq[seq%int64(len(c.lastSeq))]
+	if seq < *last {
 		c.late++
 	}
-	c.lastSeq = max(c.lastSeq, seq)
+	*last = max(*last, seq)
 	c.bits[w] |= bit
 	c.got++
 	c.lastAt = c.now

@@ -241,6 +241,11 @@ func drive(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 	}
 	switch cfg.scenario {
 	case scenarioStalled:
+		cleanup, err := prepareSSEHub(ctx, cfg, cfg.impls, logf)
+		if err != nil {
+			return err
+		}
+		defer cleanup()
 		return driveStalled(ctx, cfg, stdout, logf)
 	case scenarioCluster:
 		return driveCluster(ctx, cfg, stdout, logf)
@@ -664,6 +669,9 @@ func runScenario(ctx context.Context, cfg *config, s *server, p *pool, m, rate i
 		return out
 	}
 	spec := &runSpec{id: runIDs.Add(1), events: m, latency: rate > 0}
+	if s.hub != nil {
+		spec.orders = len(s.hub.inCall) // -publishers
+	}
 	p.begin(spec)
 
 	ctx, cancel := context.WithTimeout(ctx, cfg.timeout)

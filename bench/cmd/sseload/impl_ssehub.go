@@ -53,7 +53,7 @@ const (
 const ssehubSettings = "cmd/ssehub with its defaults, in its own process, HS256 key given with -jwt-key; " +
 	"subscribers: GET /.well-known/mercure?match=TOPIC with a subscriber token (Authorization: Bearer); " +
 	"updates: POSTs (form topic, data) with a publisher token from the driver process over keep-alive connections, " +
-	"-publishers at a time (default 1: one at a time, in order); memory: VmRSS of the hub (no GC forced: the hub has no such endpoint), " +
+	"-publishers at a time (default 1: one at a time; with more, \"in order\" means in each publisher's order); memory: VmRSS of the hub (no GC forced: the hub has no such endpoint), " +
 	"heap+stack from its /metrics if it serves go_memstats_*"
 
 // hubURLRE finds the hub's URL in its start-up log.
@@ -75,8 +75,6 @@ func checkSSEHubFlags(cfg *config) error {
 		return nil
 	}
 	switch {
-	case cfg.scenario != scenarioFanout:
-		return fmt.Errorf("-impls %s: only with -scenario %s", implSSEHub, scenarioFanout)
 	case cfg.cpuProfDir != "":
 		return fmt.Errorf("-cpuprofile-dir: not with -impls %s (the hub has no profiling endpoint)", implSSEHub)
 	case cfg.target != "":
@@ -324,32 +322,48 @@ func (h *hubProc) stats(ctx context.Context) (serverStats, error) {
 	if st.RSS == 0 {
 		return st, fmt.Errorf("ssehub process %d: no VmRSS in /proc", h.pid)
 	}
-	heap, stack, goroutines, ok := h.runtimeMetrics(ctx)
-	st.HeapInuse, st.StackInuse, st.Goroutines, st.NoRuntime = heap, stack, goroutines, !ok
+	vals := h.metrics(ctx)
+	heap, hok := vals["go_memstats_heap_inuse_bytes"]
+	stack, sok := vals["go_memstats_stack_inuse_bytes"]
+	goroutines, gok := vals["go_goroutines"]
+	if hok && sok && gok {
+		st.HeapInuse, st.StackInuse, st.Goroutines = uint64(heap), uint64(stack), int(goroutines)
+	} else {
+		st.NoRuntime = true
+	}
+	if clients, ok := vals[hubMetricClients]; ok {
+		st.Active = int64(clients)
+		st.Counters = &engineCounts{Clients: int(clients), SlowDisconnects: uint64(vals[hubMetricSlow]),
+			BudgetDisconnects: uint64(vals[hubMetricBudget]), ClientDisconnects: uint64(vals[hubMetricClientGone])}
+	}
 	return st, nil
 }
 
-// runtimeMetrics reads go_memstats_heap_inuse_bytes,
-// go_memstats_stack_inuse_bytes and go_goroutines from the hub's
-// /metrics; ok is false when it serves no such figures.
-func (h *hubProc) runtimeMetrics(ctx context.Context) (heap, stack uint64, goroutines int, ok bool) {
+// The hub's own figures in its /metrics (sseprom, namespace ssehub).
+const (
+	hubMetricClients    = "ssehub_sse_connections"
+	hubMetricSlow       = `ssehub_sse_disconnects_total{reason="slow"}`
+	hubMetricBudget     = `ssehub_sse_disconnects_total{reason="budget"}`
+	hubMetricClientGone = `ssehub_sse_disconnects_total{reason="client"}`
+)
+
+// metrics reads the Go runtime's figures (go_memstats_heap_inuse_bytes,
+// go_memstats_stack_inuse_bytes, go_goroutines) and the hub's counts of
+// its streams from the hub's /metrics; a figure it does not serve is
+// missing from the map.
+func (h *hubProc) metrics(ctx context.Context) map[string]float64 {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, h.base+"/metrics", nil)
 	if err != nil {
-		return 0, 0, 0, false
+		return nil
 	}
 	body, err := roundTrip(h.hc, req, 16<<20)
 	if err != nil {
-		return 0, 0, 0, false
+		return nil
 	}
-	vals := parseMetrics(bytes.NewReader(body),
-		"go_memstats_heap_inuse_bytes", "go_memstats_stack_inuse_bytes", "go_goroutines")
-	if len(vals) != 3 {
-		return 0, 0, 0, false
-	}
-	return uint64(vals["go_memstats_heap_inuse_bytes"]), uint64(vals["go_memstats_stack_inuse_bytes"]),
-		int(vals["go_goroutines"]), true
+	return parseMetrics(bytes.NewReader(body), "go_memstats_heap_inuse_bytes", "go_memstats_stack_inuse_bytes",
+		"go_goroutines", hubMetricClients, hubMetricSlow, hubMetricBudget, hubMetricClientGone)
 }
 
 // parseMetrics returns the values of the named unlabelled samples in a

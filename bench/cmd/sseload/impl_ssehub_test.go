@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"strconv"
@@ -58,6 +61,55 @@ func TestSSEHub(t *testing.T) {
 		checkTinyRun(t, r, clients, events, rate)
 	})
 
+	t.Run("stalled clients", func(t *testing.T) {
+		const healthy, stalled, rate = 5, 12, 1000
+		scfg, err := parseFlags([]string{"-scenario=stalled", "-impls=ssehub", "-ssehub-bin=" + bin, "-publishers=2",
+			"-stalled=" + strconv.Itoa(stalled), "-healthy=" + strconv.Itoa(healthy), "-stall-rate=" + strconv.Itoa(rate),
+			"-stall-duration=500ms", "-timeout=60s", "-quick"}, &bytes.Buffer{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		results, err := measureStalled(t.Context(), scfg, scfg.impls, newProgress(stalledSteps(scfg, scfg.impls)), t.Logf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(results) != 1 || len(results[0].runs) != 1 {
+			t.Fatalf("got %d results, want 1 with 1 stalled run", len(results))
+		}
+		base, r := results[0].baseline, results[0].runs[0]
+		for _, run := range []*stalledRun{base, r} {
+			if run.err != nil {
+				t.Fatalf("%d stalled: %v", run.stalled, run.err)
+			}
+			// Two publishers: each one's updates in order, all of them once.
+			if run.complete != healthy || run.healthy.rr.delivered != healthy*rate/2 || run.healthy.publishErrs != 0 {
+				t.Errorf("%d stalled: got %d/%d healthy complete, %d delivered, %d publish errors; want %d/%d, %d, 0",
+					run.stalled, run.complete, run.healthy.rr.clients, run.healthy.rr.delivered, run.healthy.publishErrs, healthy, healthy, healthy*rate/2)
+			}
+		}
+		if r.connected != stalled || r.countsBefore == nil || r.countsBefore.Clients != healthy+stalled || !r.noEnds {
+			t.Errorf("got %d stalled served, counts before %+v, ends unknown %v; want %d, %d clients, true",
+				r.connected, r.countsBefore, r.noEnds, stalled, healthy+stalled)
+		}
+		if r.clientErr != "" || len(r.queued) != stalled || len(r.ended) != 0 {
+			t.Errorf("got %d stalled clients' records (%s), %d ends; want %d, none", len(r.queued), r.clientErr, len(r.ended), stalled)
+		}
+		var out bytes.Buffer
+		writeStalledReport(&out, scfg, results, time.Second, 0)
+		report := out.String()
+		for _, want := range []string{"| | coregx/stream ssehub (Mercure) |",
+			"| healthy clients with every event, in order, once | 5/5 (0 events lost) |",
+			"| stalled streams served when publishing began | 12/12 |",
+			"| stalled streams ended by the server (after: p50 / max) | not reported (no control API) |"} {
+			if !strings.Contains(report, want) {
+				t.Errorf("report lacks %q:\n%s", want, report)
+			}
+		}
+		if strings.Contains(report, "error") {
+			t.Errorf("report has an error:\n%s", report)
+		}
+	})
+
 	t.Run("stop ends the hub process", func(t *testing.T) {
 		s, err := startSSEHub(t.Context(), cfg, &bytes.Buffer{})
 		if err != nil {
@@ -97,7 +149,9 @@ func TestSSEHubFlags(t *testing.T) {
 		args []string
 		want string
 	}{
-		{"stalled scenario", []string{"-impls=ssehub", "-scenario=stalled"}, "-impls ssehub: only with -scenario fanout"},
+		{"stall path outside a stall child", []string{"-stall-path=/x"}, "-stall-path: only with -stall-clients"},
+		{"stall path not a target", []string{"-stall-clients=1", "-target=127.0.0.1:1", "-stall-path=x"}, "-stall-path: want a request target starting with /"},
+		{"stall path with a line break", []string{"-stall-clients=1", "-target=127.0.0.1:1", "-stall-path=/x\r\nHost: y"}, "-stall-path: want a request target"},
 		{"cpu profile", []string{"-impls=stream,ssehub", "-cpuprofile-dir=/tmp/x"}, "-cpuprofile-dir: not with -impls ssehub"},
 		{"target", []string{"-impls=ssehub", "-target=127.0.0.1:8080"}, "-target: not with -impls ssehub"},
 		{"binary without the impl", []string{"-impls=stream", "-ssehub-bin=/tmp/ssehub"}, "-ssehub-bin: only with -impls ssehub"},
@@ -120,6 +174,58 @@ func TestSSEHubFlags(t *testing.T) {
 	}
 	if got := strings.Join(cfg.impls, ","); got != "stream,ssehub" || cfg.ssehubBin != "/tmp/ssehub" {
 		t.Errorf("got impls %q, binary %q; want stream,ssehub and /tmp/ssehub", got, cfg.ssehubBin)
+	}
+	cfg, err = parseFlags([]string{"-scenario=stalled", "-impls=ssehub", "-publishers=4"}, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(cfg.impls, ","); got != "ssehub" || cfg.scenario != scenarioStalled || cfg.publishers != 4 {
+		t.Errorf("stalled: got impls %q, scenario %q, %d publishers; want ssehub, stalled, 4", got, cfg.scenario, cfg.publishers)
+	}
+}
+
+// TestHubStats reads a hub's figures from a /metrics like the one ssehub
+// serves: the runtime's, its stream count and its disconnects by reason.
+func TestHubStats(t *testing.T) {
+	text := `# TYPE go_goroutines gauge
+go_goroutines 17
+go_memstats_heap_inuse_bytes 2.5e+06
+go_memstats_stack_inuse_bytes 524288
+ssehub_sse_connections 205
+ssehub_sse_disconnects_total{reason="budget"} 3
+ssehub_sse_disconnects_total{reason="client"} 11
+ssehub_sse_disconnects_total{reason="shutdown"} 0
+ssehub_sse_disconnects_total{reason="slow"} 4000
+`
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/metrics" {
+			http.NotFound(w, r)
+			return
+		}
+		io.WriteString(w, text)
+	}))
+	t.Cleanup(srv.Close)
+	h := &hubProc{pid: os.Getpid(), base: srv.URL, hc: srv.Client()}
+	st, err := h.stats(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := engineCounts{Clients: 205, SlowDisconnects: 4000, BudgetDisconnects: 3, ClientDisconnects: 11}
+	if st.Counters == nil || *st.Counters != want || st.Active != 205 {
+		t.Errorf("counts: got %+v, active %d; want %+v, 205", st.Counters, st.Active, want)
+	}
+	if st.Goroutines != 17 || st.HeapInuse != 2500000 || st.StackInuse != 524288 || st.NoRuntime || st.RSS == 0 {
+		t.Errorf("runtime: got %d goroutines, heap %d, stack %d, unknown %v, RSS %d; want 17, 2500000, 524288, false, > 0",
+			st.Goroutines, st.HeapInuse, st.StackInuse, st.NoRuntime, st.RSS)
+	}
+
+	text = "go_goroutines 3\n"
+	st, err = h.stats(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Counters != nil || st.Active != 0 || !st.NoRuntime {
+		t.Errorf("without the hub's figures: got counts %+v, active %d, runtime unknown %v; want none, 0, true", st.Counters, st.Active, st.NoRuntime)
 	}
 }
 

@@ -129,6 +129,7 @@ type config struct {
 	// stalled clients mode (a child process of the stalled scenario)
 	stallClients int
 	stallIDBase  int
+	stallPath    string // the stream request's target; "": stalledPath(id)
 
 	cluster clusterConfig // -scenario cluster, and its nodes
 }
@@ -223,6 +224,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		rcvbuf     = fs.Int("rcvbuf", defaultRcvbuf, "-scenario stalled: the stalled clients' receive buffer (SO_RCVBUF, set before connecting; Linux doubles it); 0 keeps the system's default")
 		stallN     = fs.Int("stall-clients", 0, "internal: run this many stalled clients against -target (a child process of -scenario stalled)")
 		stallBase  = fs.Int("stall-id-base", 0, "internal: id of the first of -stall-clients")
+		stallPath  = fs.String("stall-path", "", "internal: the request target of -stall-clients (default: the control server's stalled stream)")
 	)
 	cf := addClusterFlags(fs)
 	if err := fs.Parse(args); err != nil {
@@ -236,7 +238,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	cfg := &config{size: *size, timeout: *timeout, target: *target, host: *host,
 		cpuProfDir: *cpuProfDir, quick: *quick, waitIdle: *waitIdle, rounds: *rounds, serve: *serveImpl, listen: *listen,
 		plotDir: *plotDir, scenario: *scenario, healthy: *healthy, stallRate: *stallRate, stallDur: *stallDur,
-		rcvbuf: *rcvbuf, stallClients: *stallN, stallIDBase: *stallBase, ssehubBin: *ssehubBin, publishers: *publishers}
+		rcvbuf: *rcvbuf, stallClients: *stallN, stallIDBase: *stallBase, stallPath: *stallPath, ssehubBin: *ssehubBin, publishers: *publishers}
 
 	if cfg.rcvbuf < 0 || cfg.rcvbuf > maxRcvbuf {
 		return nil, fmt.Errorf("-rcvbuf: must be between 0 and %d bytes, got %d", maxRcvbuf, cfg.rcvbuf)
@@ -254,7 +256,13 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		if cfg.timeout <= 0 || cfg.timeout > maxTimeout {
 			return nil, fmt.Errorf("-timeout: must be > 0 and at most %v, got %v", maxTimeout, cfg.timeout)
 		}
+		if p := cfg.stallPath; p != "" && (!strings.HasPrefix(p, "/") || strings.ContainsAny(p, " \r\n")) {
+			return nil, fmt.Errorf("-stall-path: want a request target starting with /, without spaces or line breaks, got %q", p)
+		}
 		return cfg, nil
+	}
+	if cfg.stallPath != "" {
+		return nil, errors.New("-stall-path: only with -stall-clients")
 	}
 
 	if *cf.node != "" {

@@ -153,6 +153,36 @@ func checkRun(t *testing.T, name string, m measurement, clients, events int) {
 	}
 }
 
+// TestOrderPerPublisher: with several publishers, an event is late only
+// behind a later one of the same publisher.
+func TestOrderPerPublisher(t *testing.T) {
+	tests := []struct {
+		orders   int
+		seqs     []int64
+		wantLate int
+	}{
+		{0, []int64{0, 1, 2, 3}, 0},
+		{1, []int64{1, 0, 3, 2}, 2},
+		{2, []int64{1, 0, 3, 2}, 0},
+		{2, []int64{2, 1, 0, 3}, 1},
+		{3, []int64{2, 1, 0, 5, 4, 3}, 0},
+	}
+	for _, tt := range tests {
+		p := newPool("127.0.0.1:1", 1)
+		c := p.clients[0]
+		spec := &runSpec{id: 3, events: len(tt.seqs), orders: tt.orders}
+		p.begin(spec)
+		for _, seq := range tt.seqs {
+			c.evKind, c.evRun, c.evSeq = 'd', 3, seq
+			c.event()
+		}
+		if c.late != tt.wantLate || c.got != len(tt.seqs) || p.completed.Load() != 1 {
+			t.Errorf("%d publishers, %v: got %d late, %d events, %d complete; want %d, %d, 1",
+				tt.orders, tt.seqs, c.late, c.got, p.completed.Load(), tt.wantLate, len(tt.seqs))
+		}
+	}
+}
+
 func TestEventDataRoundTrip(t *testing.T) {
 	p := newPool("127.0.0.1:1", 1)
 	c := p.clients[0]

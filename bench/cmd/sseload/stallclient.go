@@ -31,6 +31,9 @@ const (
 	stallPerProcess = 5000
 	stallReadyLine  = "sseload: stalled clients ready "
 	stallReportLine = "sseload: stalled clients report "
+	// stallHeaderEnv passes a child the header lines of its requests
+	// (a subscriber token for ssehub), kept off its command line.
+	stallHeaderEnv = "SSELOAD_STALL_HEADER"
 )
 
 // stallClientRecord is what a child reports of one stalled connection.
@@ -63,7 +66,7 @@ func runStallClients(ctx context.Context, cfg *config, stdin io.Reader, stdout i
 		conns[i] = &stallConn{id: cfg.stallIDBase + i}
 	}
 	cctx, cancel := context.WithTimeout(ctx, cfg.timeout)
-	err := dialStalled(cctx, cfg.target, cfg.rcvbuf, conns)
+	err := dialStalled(cctx, cfg.target, cfg.stallPath, os.Getenv(stallHeaderEnv), cfg.rcvbuf, conns)
 	cancel()
 	defer func() {
 		for _, c := range conns {
@@ -117,8 +120,9 @@ func runStallClients(ctx context.Context, cfg *config, stdin io.Reader, stdout i
 // dialStalled connects every conn to addr with a receive buffer of
 // rcvbuf bytes (0: the system's default), set before connecting so that
 // the window offered in the handshake is already small, and sends the
-// stream request.
-func dialStalled(ctx context.Context, addr string, rcvbuf int, conns []*stallConn) error {
+// stream request: GET path (stalledPath of the client's id when path is
+// ""), with header lines hdr (each ending in CRLF).
+func dialStalled(ctx context.Context, addr, path, hdr string, rcvbuf int, conns []*stallConn) error {
 	d := net.Dialer{Timeout: 10 * time.Second}
 	if rcvbuf > 0 {
 		d.Control = func(_, _ string, rc syscall.RawConn) error {
@@ -138,7 +142,11 @@ func dialStalled(ctx context.Context, addr string, rcvbuf int, conns []*stallCon
 			return fmt.Errorf("dial %s: %w", addr, err)
 		}
 		c.conn = conn.(*net.TCPConn)
-		req := "GET " + stalledPath(c.id) + " HTTP/1.1\r\nHost: " + addr + "\r\nAccept: text/event-stream\r\n\r\n"
+		target := path
+		if target == "" {
+			target = stalledPath(c.id)
+		}
+		req := "GET " + target + " HTTP/1.1\r\nHost: " + addr + "\r\nAccept: text/event-stream\r\n" + hdr + "\r\n"
 		if _, err := io.WriteString(conn, req); err != nil {
 			return fmt.Errorf("write request: %w", err)
 		}

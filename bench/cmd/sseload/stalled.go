@@ -118,14 +118,20 @@ type stallGroup struct {
 
 // startStallGroup starts a child process with n stalled clients of ids
 // base.. connected to addr, and waits until all are connected.
-func startStallGroup(ctx context.Context, cfg *config, addr string, base, n int) (*stallGroup, error) {
+func startStallGroup(ctx context.Context, cfg *config, s *server, base, n int) (*stallGroup, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(exe, "-stall-clients="+strconv.Itoa(n), "-stall-id-base="+strconv.Itoa(base),
-		"-rcvbuf="+strconv.Itoa(cfg.rcvbuf), "-target="+addr, "-timeout="+cfg.timeout.String())
-	cmd.Env = append(os.Environ(), childEnv+"=1")
+	args := []string{"-stall-clients=" + strconv.Itoa(n), "-stall-id-base=" + strconv.Itoa(base),
+		"-rcvbuf=" + strconv.Itoa(cfg.rcvbuf), "-target=" + s.addr, "-timeout=" + cfg.timeout.String()}
+	env := append(os.Environ(), childEnv+"=1")
+	if s.hub != nil {
+		args = append(args, "-stall-path="+s.hub.streamPath)
+		env = append(env, stallHeaderEnv+"="+s.hub.streamHeader)
+	}
+	cmd := exec.Command(exe, args...)
+	cmd.Env = env
 	cmd.Stderr = os.Stderr
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
@@ -237,6 +243,7 @@ type stalledRun struct {
 	est1, est5 int             // ended streams still ESTABLISHED for the client 1 s / 5 s after the end
 	obs1, obs5 int             // ended streams observed for 1 s / 5 s after the end
 	clientErr  string          // the stalled clients could not report
+	noEnds     bool            // the server does not report when it ends streams (ssehub)
 
 	countsBefore, countsAfter *engineCounts
 
@@ -301,7 +308,7 @@ func stalledOnce(ctx context.Context, cfg *config, impl string, n int, logf func
 		}
 	}()
 	for base := 0; base < n; base += stallPerProcess {
-		g, err := startStallGroup(ctx, cfg, s.addr, base, min(stallPerProcess, n-base))
+		g, err := startStallGroup(ctx, cfg, s, base, min(stallPerProcess, n-base))
 		if err != nil {
 			r.err = err
 			return r
@@ -356,7 +363,28 @@ func stalledOnce(ctx context.Context, cfg *config, impl string, n int, logf func
 		watchEnd = time.Second + 200*time.Millisecond
 	}
 	var ends []stallServerRecord
-	for n > 0 {
+	if s.hub != nil && n > 0 {
+		// No handler ends to watch: the hub's count of its streams
+		// stands for them, each drop in it for an end.
+		r.noEnds = true
+		until, last := published.Add(time.Second), -1
+		if r.countsBefore != nil {
+			last = r.countsBefore.Clients
+		}
+		for ctx.Err() == nil {
+			if st, err := s.stats(ctx, false); err == nil && st.Counters != nil {
+				if last >= 0 && st.Counters.Clients < last {
+					until = earlier(later(until, time.Now().Add(watchEnd)), published.Add(12*time.Second))
+				}
+				last = st.Counters.Clients
+			}
+			if !time.Now().Before(until) {
+				break
+			}
+			time.Sleep(min(250*time.Millisecond, time.Until(until)))
+		}
+	}
+	for n > 0 && s.hub == nil {
 		recs, err := stalledRecords(ctx, s)
 		if err != nil {
 			r.err = err
@@ -385,8 +413,10 @@ func stalledOnce(ctx context.Context, cfg *config, impl string, n int, logf func
 	if n == 0 || r.err != nil {
 		return r
 	}
-	if recs, err := stalledRecords(context.WithoutCancel(ctx), s); err == nil {
-		ends = recs
+	if s.hub == nil {
+		if recs, err := stalledRecords(context.WithoutCancel(ctx), s); err == nil {
+			ends = recs
+		}
 	}
 	reported := time.Now()
 	var clients []stallClientRecord
@@ -480,19 +510,19 @@ func (r *stalledRun) sample(ctx context.Context, s *server) {
 }
 
 // waitServing waits until the server runs a handler for each of n
-// stalled clients.
+// stalled clients (ssehub: until it counts n streams).
 func waitServing(ctx context.Context, s *server, n int, limit time.Duration) error {
 	deadline := time.Now().Add(limit)
 	for {
-		recs, err := stalledRecords(ctx, s)
+		served, err := stalledServed(ctx, s)
 		if err != nil {
 			return err
 		}
-		if len(recs) >= n {
+		if served >= n {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("only %d of %d stalled clients are served after %v", len(recs), n, limit)
+			return fmt.Errorf("only %d of %d stalled clients are served after %v", served, n, limit)
 		}
 		select {
 		case <-ctx.Done():
@@ -500,6 +530,23 @@ func waitServing(ctx context.Context, s *server, n int, limit time.Duration) err
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+// stalledServed is how many stalled clients' streams the server has
+// begun; for ssehub, which only counts its streams, how many it serves.
+func stalledServed(ctx context.Context, s *server) (int, error) {
+	if s.hub == nil {
+		recs, err := stalledRecords(ctx, s)
+		return len(recs), err
+	}
+	st, err := s.stats(ctx, false)
+	switch {
+	case err != nil:
+		return 0, err
+	case st.Counters == nil:
+		return 0, errors.New("ssehub serves no stream count in /metrics (" + hubMetricClients + ")")
+	}
+	return st.Counters.Clients, nil
 }
 
 func stalledRecords(ctx context.Context, s *server) ([]stallServerRecord, error) {
@@ -647,6 +694,10 @@ type stalledRow struct {
 	cell     func(r, base *stalledRun, cfg *config) string
 }
 
+// noEndsCell fills the rows about the server's own ends of streams for a
+// server that does not report them.
+const noEndsCell = "not reported (no control API)"
+
 var stalledRows = []stalledRow{
 	{name: "healthy clients with every event, in order, once", cell: func(r, _ *stalledRun, _ *config) string {
 		return fmt.Sprintf("%d/%d (%d events lost)", r.complete, r.healthy.rr.clients, r.healthy.rr.lost)
@@ -702,9 +753,15 @@ var stalledRows = []stalledRow{
 		return fmt.Sprintf("%s / %s", kib(r.queued[(len(r.queued)-1)/2]), kib(r.queued[len(r.queued)-1]))
 	}},
 	{name: "stalled streams ended by the server (after: p50 / max)", cell: func(r, _ *stalledRun, _ *config) string {
+		if r.noEnds {
+			return noEndsCell
+		}
 		return countAndTimes(len(r.ended), r.stalled, r.ended)
 	}},
 	{name: "… counted from when their socket was full: p50 / max", cell: func(r, _ *stalledRun, _ *config) string {
+		if r.noEnds {
+			return noEndsCell
+		}
 		if len(r.endedFull) == 0 {
 			return "–"
 		}
@@ -724,6 +781,9 @@ var stalledRows = []stalledRow{
 		return countAndTimes(len(r.sawClose), r.stalled, r.sawClose)
 	}},
 	{name: "ended streams still established 1 s / 5 s after the end", cell: func(r, _ *stalledRun, _ *config) string {
+		if r.noEnds {
+			return noEndsCell
+		}
 		if len(r.ended) == 0 {
 			return "none ended"
 		}

@@ -342,7 +342,7 @@ func TestStallGroupStopsByItself(t *testing.T) {
 	cfg := &config{rcvbuf: defaultRcvbuf, timeout: 30 * time.Second}
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
-	g, err := startStallGroup(ctx, cfg, ln.Addr().String(), 0, 3)
+	g, err := startStallGroup(ctx, cfg, &server{addr: ln.Addr().String()}, 0, 3)
 	if err != nil {
 		t.Fatal(err)
 	}
