@@ -63,10 +63,10 @@ type client struct {
 	got     int
 	dups    int
 	stray   int
-	late    int   // events that arrived after one with a higher sequence number
+	late    int     // events that arrived after one with a higher sequence number
 	lastSeq []int64 // per publisher (runSpec.orders): highest sequence number seen in this run
-	doneAt  int64 // unix ns when got reached spec.events
-	lastAt  int64 // unix ns of the last measured event
+	doneAt  int64   // unix ns when got reached spec.events
+	lastAt  int64   // unix ns of the last measured event
 	lats    []int64
 	pubs    []int64 // unix ns each event of lats was published
 	evKind  byte
