@@ -500,6 +500,12 @@ func (c *Conn) writeOut(b fanout.Batch, deadline bool, start int64, stall func()
 		return c.Err()
 	}
 	err := c.put(b, stall)
+	if err == errKept {
+		if c.suspend(b.R, start) {
+			return fanout.ErrSuspended // still writing: see continueOut
+		}
+		err = c.writeKept(stall)
+	}
 	if err == nil && deadline {
 		err = c.clearDeadline()
 	}

@@ -51,6 +51,7 @@ func (c *Conn) stop(cause error, reset bool) {
 	}
 	watching := c.watching
 	c.watcher, c.ext, c.watching = nil, nil, false
+	resumer := c.takeResumerLocked() // a suspended write ends too
 	c.mu.Unlock()
 
 	if stop != nil {
@@ -66,6 +67,9 @@ func (c *Conn) stop(cause error, reset bool) {
 		if w != nil {
 			w.StreamEnded()
 		}
+	}
+	if resumer != nil {
+		resumer.Resume()
 	}
 	if take {
 		c.unlock(true)

@@ -27,9 +27,11 @@ import (
 // client; a small pool of writers drains the queues, gathering everything
 // a client has queued into one write and one flush. A write that blocks
 // (the client stopped reading) is noticed at once on a connection the
-// hub took over (on Linux), within milliseconds otherwise: the client is
-// handed to a goroutine of its own, counted in [Stats.StalledWrites], and
-// the pool goes on with the others. When a client's queue is full (see
+// hub took over (on Linux), within milliseconds otherwise, and counted in
+// [Stats.StalledWrites]: on such a connection the write is suspended
+// until the socket takes data again, without a goroutine; otherwise the
+// client is handed to a goroutine of its own. The pool goes on with the
+// others. When a client's queue is full (see
 // [Options.QueueSize]) the [Options.SlowClients] policy applies: by
 // default that client is disconnected and counted in
 // [Stats.SlowDisconnects]. The hub bounds what the kernel may hold for

@@ -190,7 +190,9 @@ type Stats struct {
 	ClientDisconnects uint64
 	// StalledWrites counts writes that blocked long enough for their
 	// client to be handed from the shared writers to a goroutine of its
-	// own, so that the other clients do not wait for it.
+	// own, or that found the socket full and were suspended until it
+	// takes data again (connections the hub took over, on Linux), so
+	// that the other clients do not wait for it.
 	StalledWrites uint64
 	// AbandonedWrites counts writes that could not be cut short (the
 	// ResponseWriter offers no write deadline) and that Close or Shutdown

@@ -3,6 +3,7 @@ package sse
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -10,6 +11,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/coregx/stream/sse/internal/fanout"
 )
 
 // Owned connections.
@@ -89,6 +92,16 @@ type ownedConn struct {
 	// token is o's in ownedWatch while it is watched (owned_watch_linux.go):
 	// then nobody reads it. 0: not watched.
 	token uint64
+
+	// A suspended write (see suspend.go). rest, restStart and owner
+	// belong to the write, that is to whoever holds the write lock;
+	// resumer and dueAt are guarded by Conn.mu.
+	rest      [][]byte       // what is left to write
+	restStart int64          // when the write began, in Unix nanoseconds
+	owner     fanout.Resumer // the engine's side of the write
+	resumer   fanout.Resumer // owner while it waits to be told; nil once told
+	dueAt     int64          // when the write times out; 0: never
+	timer     *time.Timer    // fires at dueAt; made at the first suspension
 }
 
 var crlf = []byte("\r\n")
@@ -206,7 +219,7 @@ func (o *ownedConn) write(p []byte, stall func()) error {
 	}
 	if o.tcp != nil {
 		o.bufs = [3][]byte{nil, p, nil}
-		err := o.writeChunk(o.bufs[:], len(p), stall)
+		err := o.writeChunk(o.bufs[:], len(p), stall, false)
 		o.bufs = [3][]byte{} // keep no reference to p
 		return err
 	}
@@ -223,26 +236,36 @@ func (o *ownedConn) write(p []byte, stall func()) error {
 // writeChunk writes v, events queued for the client, as one chunk with
 // writev: v[0] and v[len(v)-1] are left empty for the chunk's header and
 // CRLF, and size is the bytes between. Only plain TCP connections are
-// written so (see Conn.vectored).
-func (o *ownedConn) writeChunk(v [][]byte, size int, stall func()) error {
+// written so (see Conn.vectored). With keep, see writeVec.
+func (o *ownedConn) writeChunk(v [][]byte, size int, stall func(), keep bool) error {
 	if size == 0 {
 		return nil
 	}
 	h := strconv.AppendUint(o.hdr[:0], uint64(size), 16)
 	v[0], v[len(v)-1] = append(h, '\r', '\n'), crlf
 	o.vec = v
-	err := o.writeVec(stall)
+	err := o.writeVec(stall, keep)
 	o.vec = nil
 	return err
 }
 
+// errKept is writeVec's answer when it kept what the socket did not take.
+var errKept = errors.New("sse: write kept for later")
+
 // writeVec writes o.vec with writev: first, with stall, what the socket
-// takes without waiting, then, after calling stall, the rest.
-func (o *ownedConn) writeVec(stall func()) error {
+// takes without waiting, then, after calling stall, the rest. With keep,
+// on a watched connection, it does not wait for the rest: it keeps it in
+// o.rest and returns errKept (see suspend.go). The chunk header o.vec
+// may point into, o.hdr, is only written again by the next chunk.
+func (o *ownedConn) writeVec(stall func(), keep bool) error {
 	if stall != nil && o.raw != nil {
 		done, err := o.tryWrite()
 		if done || err != nil {
 			return err
+		}
+		if keep && o.token != 0 {
+			o.rest = append(o.rest[:0], o.vec...)
+			return errKept
 		}
 		stall()
 	}
@@ -264,6 +287,9 @@ func (o *ownedConn) writeVec(stall func()) error {
 func (o *ownedConn) finish(reset bool) {
 	if !o.shut.CompareAndSwap(false, true) {
 		return
+	}
+	if o.timer != nil {
+		o.timer.Stop()
 	}
 	ownedWatch.unwatch(o)
 	if reset {

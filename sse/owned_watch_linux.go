@@ -85,7 +85,7 @@ func (w *connWatch) watch(c *Conn, o *ownedConn) bool {
 	}
 	w.next++
 	token := w.next
-	ev := syscall.EpollEvent{Events: syscall.EPOLLIN | syscall.EPOLLRDHUP, Fd: int32(token), Pad: int32(token >> 32)}
+	ev := syscall.EpollEvent{Events: readEvents, Fd: int32(token), Pad: int32(token >> 32)}
 	var err error
 	ctl := func(fd uintptr) {
 		err = w.ctl(syscall.EPOLL_CTL_ADD, int(fd), &ev)
@@ -98,6 +98,35 @@ func (w *connWatch) watch(c *Conn, o *ownedConn) bool {
 	o.token = token
 	w.conns[token] = watched{c, o}
 	return true
+}
+
+// Events a watched connection is registered for; with roomEvents while
+// a suspended write waits for its socket to take data (see suspend.go).
+const (
+	readEvents = syscall.EPOLLIN | syscall.EPOLLRDHUP
+	roomEvents = readEvents | syscall.EPOLLOUT
+)
+
+// awaitRoom has the watch tell o's stream (Conn.roomFor) once its socket
+// takes data again, and reports whether it will: not when o is not
+// watched. It is called with the Conn's mu held.
+func (w *connWatch) awaitRoom(o *ownedConn) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if _, ok := w.conns[o.token]; o.token == 0 || !ok {
+		return false
+	}
+	return w.modLocked(o, roomEvents) == nil
+}
+
+// modLocked registers o for events; w.mu must be held.
+func (w *connWatch) modLocked(o *ownedConn, events uint32) error {
+	ev := syscall.EpollEvent{Events: events, Fd: int32(o.token), Pad: int32(o.token >> 32)}
+	var err error
+	if cerr := o.raw.Control(func(fd uintptr) { err = w.ctl(syscall.EPOLL_CTL_MOD, int(fd), &ev) }); cerr != nil {
+		return cerr
+	}
+	return err
 }
 
 // ctl is epoll_ctl on the current instance; w.mu must be held.
@@ -137,7 +166,7 @@ func (w *connWatch) closeIfIdleLocked() {
 // them, until ep is closed.
 func (w *connWatch) run(ep *os.File, raw syscall.RawConn) {
 	var evs [watchBatch]syscall.EpollEvent
-	var ready []watched
+	var ready, room []watched
 	buf := make([]byte, 4<<10)
 	for {
 		n := 0
@@ -150,18 +179,31 @@ func (w *connWatch) run(ep *os.File, raw syscall.RawConn) {
 			w.failed(ep)
 			return
 		}
-		ready = ready[:0]
+		ready, room = ready[:0], room[:0]
 		w.mu.Lock()
 		if w.ep != ep {
 			w.mu.Unlock()
 			return
 		}
 		for _, ev := range evs[:n] {
-			if s, ok := w.conns[uint64(uint32(ev.Fd))|uint64(uint32(ev.Pad))<<32]; ok {
+			s, ok := w.conns[uint64(uint32(ev.Fd))|uint64(uint32(ev.Pad))<<32]
+			if !ok {
+				continue
+			}
+			if ev.Events&syscall.EPOLLOUT != 0 {
+				// Reported until the socket is full again: asked for
+				// once, by the suspended write now told.
+				_ = w.modLocked(s.o, readEvents)
+				room = append(room, s)
+			}
+			if ev.Events&^syscall.EPOLLOUT != 0 {
 				ready = append(ready, s)
 			}
 		}
 		w.mu.Unlock()
+		for _, s := range room {
+			s.c.roomFor()
+		}
 		for _, s := range ready {
 			if !drainOwned(s.o, buf) {
 				w.unwatch(s.o)
@@ -169,6 +211,7 @@ func (w *connWatch) run(ep *os.File, raw syscall.RawConn) {
 			}
 		}
 		clear(ready)
+		clear(room)
 	}
 }
 
@@ -178,17 +221,24 @@ func (w *connWatch) run(ep *os.File, raw syscall.RawConn) {
 // without the watch, and so do those taken from now on.
 func (w *connWatch) failed(ep *os.File) {
 	w.mu.Lock()
-	defer w.mu.Unlock()
 	if w.ep != ep {
+		w.mu.Unlock()
 		return
 	}
 	w.broken = true
-	for _, s := range w.conns {
+	conns := w.conns
+	for _, s := range conns {
 		_ = s.o.raw.Control(func(fd uintptr) { _ = w.ctl(syscall.EPOLL_CTL_DEL, int(fd), nil) })
 		go s.c.readOwned(s.o)
 	}
 	w.ep, w.epRaw, w.conns = nil, nil, nil
 	ep.Close()
+	w.mu.Unlock()
+	// Suspended writes can no longer wait for room here: told now, they
+	// find that out (see continueOut).
+	for _, s := range conns {
+		s.c.roomFor()
+	}
 }
 
 // drainOwned reads and discards up to readPiece bytes of what o's client

@@ -10,3 +10,4 @@ type connWatch struct{}
 
 func (connWatch) watch(*Conn, *ownedConn) bool { return false }
 func (connWatch) unwatch(*ownedConn)           {}
+func (connWatch) awaitRoom(*ownedConn) bool    { return false }

@@ -107,7 +107,7 @@ const resetPiece = 4<<10 - 16
 func (c *Conn) put(b fanout.Batch, stall func()) error {
 	if o := c.own.Load(); o != nil {
 		if b.V != nil {
-			return o.writeChunk(b.V, b.Size, stall)
+			return o.writeChunk(b.V, b.Size, stall, b.R != nil)
 		}
 		return o.write(b.P, stall)
 	}

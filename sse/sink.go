@@ -25,6 +25,8 @@ func (s *connSink) WriteAt(b fanout.Batch, bounded bool, start int64, stall func
 	return c.writeOut(b, bounded && c.deadlines, start, stall)
 }
 
+func (s *connSink) Continue() error { return s.conn().continueOut() }
+
 func (s *connSink) Narrow() bool {
 	o := s.own.Load()
 	return o != nil && o.narrow.Load()

@@ -76,6 +76,11 @@ type client struct {
 	// pending is set while the client resumes: the live events that came
 	// meanwhile, which FinishResume queues after the replay.
 	pending *[]any
+
+	// susp is the client's drain while its stream has suspended the
+	// write (see pool.go's resume); only the drain that holds the write
+	// lock uses it.
+	susp *suspended
 }
 
 // group is the clients that follow the same topics. Events are encoded
@@ -134,14 +139,17 @@ const MaxWrite = 64 << 10
 //     has the engine ask about their request's context every PollEvery
 //     (Sink.Gone), rather than each stream watching it with a callback of
 //     its own.
-//   - Write deadlines: the stream sets them (Sink.Bound, WriteAt); the
-//     writer pool decides when a write needs one (pool.go).
+//   - Write deadlines: the stream sets them (Sink.Bound, WriteAt), and
+//     times a write it suspended itself; the writer pool decides when a
+//     write needs one (pool.go).
 //
 // Lock order, outermost first; a goroutine holding one may take only
 // those after it:
 //
 //  1. a stream's write lock (Sink.LockWrite): a failed write ends the
-//     stream, which tells its hub, which takes Engine.mu;
+//     stream, which tells its hub, which takes Engine.mu. A suspended
+//     write (Sink.WriteAt) holds it without a goroutine until the worker
+//     that resumes it is done;
 //  2. Engine.mu;
 //  3. client.mu;
 //  4. writerPool.mu (push, under Engine.mu);

@@ -7,6 +7,7 @@ type Inspection struct {
 	Parked     int  // of those, parked (see park.go)
 	FedWaiters int  // resuming requests waiting for a topic's feed (see AwaitFed)
 	Timers     bool // a heartbeat or poll timer is set, or heartbeats are scheduled
+	Writers    int  // goroutines writing: the pool's, and those handed off
 }
 
 // Inspect reports what the engine holds now. It serves the tests of the
@@ -25,5 +26,6 @@ func (h *Engine) Inspect() Inspection {
 		in.FedWaiters += len(ws)
 	}
 	in.Timers = h.beats.Len() > 0 || h.beats.timer != nil || h.gone.armed
+	in.Writers = int(h.pool.alive.Load())
 	return in
 }

@@ -22,6 +22,14 @@ import (
 // in rounds that double, tens of milliseconds rather than stallLimit
 // each; it falls back to base after a round without stalls, or once no
 // client waits.
+//
+// A stream that can wait for room without a goroutine (a connection the
+// sse package took over, on Linux) suspends a write that would block
+// instead (Sink.WriteAt): the worker leaves the drain where it is, the
+// write lock held, and goes on; the stream calls the client's Resume
+// when the write may go on, and a worker takes the drain up again
+// (resume). Clients that stop reading then cost no goroutine each, and
+// ending thousands of them wakes none.
 
 // stallLimit is how long a worker's write may run before the client is
 // handed off. Writes to clients that read take microseconds.
@@ -312,6 +320,7 @@ func (s *writeSlot) write(conn Sink, b Batch) error {
 // writes under deadlines from the start.
 func (s *writeSlot) watched(conn Sink, b Batch) error {
 	if s.state.Load() == handed {
+		b.R = nil // a goroutine of its own: it may block
 		return conn.WriteAt(b, true, 0, s.stuck)
 	}
 	start := time.Now().UnixNano()
@@ -441,6 +450,9 @@ func (s *writeSlot) handOff() {
 // through s, gathering them in s.buf. It reports whether more was queued
 // meanwhile, to be written next.
 func (p *writerPool) drain(c *client, s *writeSlot) (again bool) {
+	if c.susp != nil {
+		return p.resume(c, s)
+	}
 	h := p.hub
 	b := s.buf[:0]
 	conn := c.conn
@@ -471,7 +483,17 @@ func (p *writerPool) drain(c *client, s *writeSlot) (again bool) {
 	switch {
 	case removed:
 	case conn.Vectored():
-		err = s.writeEvents(conn, q)
+		var left [][]byte
+		if left, err = s.writeEvents(conn, q, c); err == ErrSuspended {
+			// The stream waits for room without a goroutine: the
+			// write lock stays held, and the write goes on when
+			// the stream calls c.Resume (see resume).
+			c.susp = &suspended{q: q, left: left, n: n, extra: extra}
+			c.stuck.Store(true)
+			h.stalled.Add(1)
+			s.buf = b
+			return false
+		}
 	default:
 		// One allocation of the size needed, not doublings: a worker that
 		// replaces a handed-off one starts with no buffer, and thousands
@@ -491,11 +513,20 @@ func (p *writerPool) drain(c *client, s *writeSlot) (again bool) {
 			err = s.write(conn, Batch{P: b})
 		}
 	}
+	s.buf = b
+	return p.drained(c, q, n, extra, removed, err)
+}
+
+// drained ends a drain of c, whose write lock is held, once the write of
+// q (n bytes, extra of them extras) returned err: it releases the lock
+// and the entries, and reports whether more was queued meanwhile.
+func (p *writerPool) drained(c *client, q [][]byte, n int64, extra int32, removed bool, err error) (again bool) {
+	h := p.hub
+	conn := c.conn
 	if err == nil && !removed {
 		h.delivered.Add(uint64(max(0, len(q)-int(extra))))
 	}
 	conn.UnlockWrite()
-	s.buf = b
 	clear(q)
 	h.queued.Add(-n)
 
@@ -515,16 +546,48 @@ func (p *writerPool) drain(c *client, s *writeSlot) (again bool) {
 	return again
 }
 
+// suspended is a drain whose write the stream suspended (see
+// Sink.WriteAt): what it took from the queue (q, n bytes, extra extras),
+// and the events of q not yet handed to the stream.
+type suspended struct {
+	q, left [][]byte
+	n       int64
+	extra   int32
+}
+
+// Resume has c's suspended write go on: a worker takes c, as if ready,
+// and resume continues the write. The stream calls it once per
+// suspension.
+func (c *client) Resume() { c.hub.pool.pushOne(c) }
+
+// resume goes on with the drain of c that its stream suspended, the
+// write lock still held: what the stream kept, then the events left, and
+// then it ends the drain, unless the stream suspends the write again.
+func (p *writerPool) resume(c *client, s *writeSlot) (again bool) {
+	sp := c.susp
+	s.c = c
+	err := c.conn.Continue()
+	if err == nil && len(sp.left) > 0 {
+		sp.left, err = s.writeEvents(c.conn, sp.left, c)
+	}
+	if err == ErrSuspended {
+		return false
+	}
+	c.susp = nil
+	return p.drained(c, sp.q, sp.n, sp.extra, false, err)
+}
+
 // maxVecEvents is the most events a vectored write takes: with the
 // framing around them, as many buffers as one writev takes.
 const maxVecEvents = 1022
 
 // writeEvents writes q, events queued for a vectored stream, in batches
 // of at most MaxWrite bytes (or one event, when larger) and maxVecEvents
-// events, without copying them.
-func (s *writeSlot) writeEvents(conn Sink, q [][]byte) error {
+// events, without copying them. The stream may suspend a batch's write
+// (told r): it then returns ErrSuspended and the events after that
+// batch.
+func (s *writeSlot) writeEvents(conn Sink, q [][]byte, r Resumer) (left [][]byte, err error) {
 	v := s.vec[:0]
-	var err error
 	for len(q) > 0 && err == nil {
 		v = append(v[:0], nil)
 		size := 0
@@ -534,14 +597,14 @@ func (s *writeSlot) writeEvents(conn Sink, q [][]byte) error {
 			q = q[1:]
 		}
 		v = append(v, nil)
-		err = s.write(conn, Batch{V: v, Size: size})
+		err = s.write(conn, Batch{V: v, Size: size, R: r})
 		clear(v) // keep no reference to the events
 	}
 	if cap(v) > 2*maxVecEvents {
 		v = nil
 	}
 	s.vec = v[:0]
-	return err
+	return q, err
 }
 
 // setTimer sets *t to call f after d, making the timer the first time.

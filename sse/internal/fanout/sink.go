@@ -1,5 +1,7 @@
 package fanout
 
+import "errors"
+
 // Sink is a stream as the engine sees it. The sse package's Conn
 // implements it (through an adapter, so that these methods stay out of
 // Conn's API); another kind of stream plugs into the engine by
@@ -19,7 +21,19 @@ type Sink interface {
 	// stream. When stall is not nil and the stream can tell, without
 	// waiting, that the write would block (its client is not reading),
 	// it calls stall before it blocks.
+	//
+	// When b.R is not nil, a stream that can wait for room without a
+	// goroutine may suspend the write instead of blocking: it keeps what
+	// it could not write and returns ErrSuspended, the write lock staying
+	// held for the write, which goes on. It then calls b.R.Resume once,
+	// from any goroutine, when the write may go on (the client took data,
+	// the write's deadline passed, or the stream ended), and the engine
+	// calls Continue.
 	WriteAt(b Batch, bounded bool, start int64, stall func()) error
+	// Continue goes on with a suspended write without waiting: nil once
+	// what it kept is written, ErrSuspended when the write is suspended
+	// again (Resume is called again), or the error that ended the stream.
+	Continue() error
 	// Narrow reports whether the stream's client, by what its connection
 	// last told, can take little at once: its receive window is small,
 	// or it is behind. The engine's writers serve such streams after the
@@ -67,6 +81,18 @@ type Batch struct {
 	P    []byte
 	V    [][]byte
 	Size int
+	// R, when set, lets the stream suspend the write (see
+	// Sink.WriteAt); it is only set for a vectored stream.
+	R Resumer
+}
+
+// ErrSuspended is what Sink.WriteAt and Sink.Continue return when the
+// write is suspended: it goes on once the stream calls Resume.
+var ErrSuspended = errors.New("fanout: write suspended")
+
+// Resumer is told when a suspended write may go on (see Sink.WriteAt).
+type Resumer interface {
+	Resume()
 }
 
 // Watcher is told when a stream ends; the engine uses it to drop the

@@ -34,6 +34,13 @@ type testSink struct {
 	stalled  bool          // WriteAt blocks until release is closed
 	quiet    bool          // a stalled write does not call its stall callback
 	release  chan struct{}
+	// suspends: a stalled write given a Resumer is suspended instead of
+	// blocking (kept, its Resumer told on unstall or the end), as a
+	// Conn's on a connection it watches.
+	suspends  bool
+	kept      *Batch  // the suspended write
+	resumer   Resumer // to tell when it may go on; nil once told
+	suspended int     // suspensions so far
 }
 
 func newTestSink() *testSink {
@@ -50,6 +57,21 @@ func (s *testSink) WriteAt(b Batch, _ bool, start int64, stall func()) error {
 	if err != nil {
 		return err
 	}
+	if stalled && s.suspends && b.R != nil {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if s.err == nil && s.stalled {
+			kept := b
+			kept.V = slices.Clone(b.V) // the engine reuses its vector
+			s.kept, s.resumer = &kept, b.R
+			s.suspended++
+			return ErrSuspended
+		}
+		if s.err != nil {
+			return s.err
+		}
+		return s.recordLocked(b, start)
+	}
 	if stalled {
 		if stall != nil && !quiet {
 			stall()
@@ -61,6 +83,40 @@ func (s *testSink) WriteAt(b Batch, _ bool, start int64, stall func()) error {
 	if s.err != nil {
 		return s.err // cut short by the end, as a Conn's write is
 	}
+	return s.recordLocked(b, start)
+}
+
+// Continue goes on with the suspended write: it fails once the stream
+// ended, is suspended again while the sink is stalled, and is written
+// otherwise.
+func (s *testSink) Continue() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	b := s.kept
+	switch {
+	case b == nil:
+		panic("fanout test: Continue without a suspended write")
+	case s.err != nil:
+		s.kept = nil
+		return s.err
+	case s.stalled:
+		s.resumer = b.R
+		s.suspended++
+		return ErrSuspended
+	}
+	s.kept = nil
+	return s.recordLocked(*b, 0)
+}
+
+// tellResumerLocked returns the Resumer of a suspended write, to be
+// told once s.mu is released, and forgets it.
+func (s *testSink) tellResumerLocked() Resumer {
+	r := s.resumer
+	s.resumer = nil
+	return r
+}
+
+func (s *testSink) recordLocked(b Batch, start int64) error {
 	s.out.Write(b.P)
 	if s.vectored {
 		var one []byte
@@ -97,12 +153,16 @@ func (s *testSink) stall(quiet bool) {
 	s.mu.Unlock()
 }
 
-// unstall lets the stalled writes through.
+// unstall lets the stalled writes through, and a suspended one go on.
 func (s *testSink) unstall() {
 	s.mu.Lock()
 	s.stalled = false
 	close(s.release)
+	r := s.tellResumerLocked()
 	s.mu.Unlock()
+	if r != nil {
+		r.Resume()
+	}
 }
 
 func (s *testSink) written() string {
@@ -144,7 +204,11 @@ func (s *testSink) End(cause error) {
 	}
 	ws := s.watchers
 	s.watchers = nil
+	r := s.tellResumerLocked()
 	s.mu.Unlock()
+	if r != nil {
+		r.Resume() // a suspended write is cut short too
+	}
 	for _, w := range ws {
 		w.StreamEnded()
 	}

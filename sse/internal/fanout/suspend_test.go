@@ -1,0 +1,195 @@
+package fanout
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"testing/synctest"
+	"time"
+)
+
+// newSuspendingSink is a vectored testSink whose stalled writes are
+// suspended, as a Conn's on a connection the process watches.
+func newSuspendingSink() *testSink {
+	s := newTestSink()
+	s.vectored, s.suspends = true, true
+	return s
+}
+
+// TestSuspendedWriteGoesOn: a write the stream suspends holds no writer;
+// the other clients are served meanwhile, and once the stream tells the
+// engine, what was kept and what came since is written, in order, once.
+func TestSuspendedWriteGoesOn(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newTestEngine(t, testConfig())
+		healthy, slow := newTestSink(), newSuspendingSink()
+		for _, s := range []*testSink{healthy, slow} {
+			if err := h.RegisterAll(s); err != nil {
+				t.Fatal(err)
+			}
+		}
+		slow.stall(false)
+		var want strings.Builder
+		for i := range 20 {
+			msg := fmt.Sprintf("data: %d\n\n", i)
+			if err := h.Broadcast([]byte(msg)); err != nil {
+				t.Fatal(err)
+			}
+			want.WriteString(msg)
+			time.Sleep(10 * time.Millisecond)
+			synctest.Wait()
+		}
+		if got := healthy.written(); got != want.String() {
+			t.Errorf("healthy sink while the other is suspended: got %q, want %q", got, want.String())
+		}
+		in := h.Inspect()
+		slow.mu.Lock()
+		suspended, kept := slow.suspended, slow.kept != nil
+		slow.mu.Unlock()
+		// Every writer is gone: none waits on the suspended write.
+		if suspended != 1 || !kept || in.Writers != 0 || slow.written() != "" {
+			t.Errorf("while stalled: %d suspensions, kept %v, %d writers, written %q; want 1, true, 0, nothing",
+				suspended, kept, in.Writers, slow.written())
+		}
+		if st := h.Stats(); st.StalledWrites != 1 || st.Clients != 2 {
+			t.Errorf("Stats: %d stalled writes, %d clients; want 1, 2", st.StalledWrites, st.Clients)
+		}
+		slow.unstall()
+		synctest.Wait()
+		if got := slow.written(); got != want.String() {
+			t.Errorf("resumed sink: got %q, want %q", got, want.String())
+		}
+		// The write lock is free again, and a new event goes out at once.
+		if err := h.Broadcast([]byte("data: after\n\n")); err != nil {
+			t.Fatal(err)
+		}
+		synctest.Wait()
+		if got := slow.written(); got != want.String()+"data: after\n\n" {
+			t.Errorf("after the resumed write: got %q", got)
+		}
+		h.Unregister(healthy)
+		h.Unregister(slow)
+	})
+}
+
+// TestSuspendedWriteSuspendsAgain: a stream that tells the engine but is
+// still full suspends the write again; nothing is written twice.
+func TestSuspendedWriteSuspendsAgain(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newTestEngine(t, testConfig())
+		slow := newSuspendingSink()
+		if err := h.RegisterAll(slow); err != nil {
+			t.Fatal(err)
+		}
+		slow.stall(false)
+		if err := h.Broadcast([]byte("data: a\n\n")); err != nil {
+			t.Fatal(err)
+		}
+		synctest.Wait()
+		// Told while still stalled: Continue suspends it again.
+		slow.mu.Lock()
+		r := slow.tellResumerLocked()
+		slow.mu.Unlock()
+		r.Resume()
+		synctest.Wait()
+		if err := h.Broadcast([]byte("data: b\n\n")); err != nil {
+			t.Fatal(err)
+		}
+		synctest.Wait()
+		slow.mu.Lock()
+		suspended := slow.suspended
+		slow.mu.Unlock()
+		if suspended != 2 || slow.written() != "" {
+			t.Fatalf("got %d suspensions, written %q; want 2, nothing", suspended, slow.written())
+		}
+		slow.unstall()
+		synctest.Wait()
+		if got, want := slow.written(), "data: a\n\ndata: b\n\n"; got != want {
+			t.Errorf("got %q, want %q", got, want)
+		}
+		h.Unregister(slow)
+	})
+}
+
+// TestSuspendedSlowClientDisconnected: a client whose write stays
+// suspended is blocked, as one whose write blocks: with its queue full it
+// is disconnected as too slow, which ends the suspended write, and its
+// write lock is released.
+func TestSuspendedSlowClientDisconnected(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		cfg := testConfig()
+		cfg.QueueSize = 4
+		h := newTestEngine(t, cfg)
+		healthy, slow := newTestSink(), newSuspendingSink()
+		for _, s := range []*testSink{healthy, slow} {
+			if err := h.RegisterAll(s); err != nil {
+				t.Fatal(err)
+			}
+		}
+		slow.stall(false)
+		for i := range 40 {
+			if err := h.Broadcast(fmt.Appendf(nil, "data: %d\n\n", i)); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(50 * time.Millisecond) // 2 s in all: past slowStall
+			synctest.Wait()
+		}
+		err := slow.Err()
+		if !errors.Is(err, errEnded) || !strings.Contains(err.Error(), "too slow") {
+			t.Errorf("suspended sink ended with %v, want an error wrapping %v that says too slow", err, errEnded)
+		}
+		slow.mu.Lock()
+		kept := slow.kept != nil
+		slow.mu.Unlock()
+		if kept {
+			t.Error("the suspended write was not ended with its stream")
+		}
+		select {
+		case slow.wlock <- struct{}{}: // the write lock is free
+			<-slow.wlock
+		default:
+			t.Error("the write lock is still held after the suspended write ended")
+		}
+		if st := h.Stats(); st.Clients != 1 || st.SlowDisconnects != 1 {
+			t.Errorf("Stats: %d clients, %d slow disconnects; want 1, 1", st.Clients, st.SlowDisconnects)
+		}
+		h.Unregister(healthy)
+	})
+}
+
+// TestCloseEndsSuspendedWrite: Close ends a stream whose write is
+// suspended at once, releasing its write lock, and leaves no writer.
+func TestCloseEndsSuspendedWrite(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := New(testConfig())
+		healthy, slow := newTestSink(), newSuspendingSink()
+		for _, s := range []*testSink{healthy, slow} {
+			if err := h.RegisterAll(s); err != nil {
+				t.Fatal(err)
+			}
+		}
+		slow.stall(false)
+		if err := h.Broadcast([]byte("data: last\n\n")); err != nil {
+			t.Fatal(err)
+		}
+		synctest.Wait()
+		start := time.Now()
+		h.Close()
+		if d := time.Since(start); d > time.Second {
+			t.Errorf("Close took %v with a suspended write, want under a second", d)
+		}
+		if got, want := healthy.written(), "data: last\n\n"; got != want {
+			t.Errorf("healthy sink: got %q, want %q", got, want)
+		}
+		if slow.Err() == nil || slow.written() != "" {
+			t.Errorf("suspended sink: err %v, written %q; want ended, nothing", slow.Err(), slow.written())
+		}
+		select {
+		case slow.wlock <- struct{}{}:
+			<-slow.wlock
+		default:
+			t.Error("the write lock is still held after Close")
+		}
+	})
+}

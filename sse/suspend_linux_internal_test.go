@@ -1,0 +1,156 @@
+//go:build linux
+
+package sse
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestSuspendedWrites has clients with 4 KiB receive buffers stop
+// reading while a Hub writes to them: their writes are suspended, not
+// handed to goroutines of their own, so once each has a write suspended
+// no writer is left running and the process has no goroutine per
+// client. When they read again (the connection watch tells each write
+// its socket has room), each gets the whole stream, exact, in order,
+// once: what its suspended writes kept, and what came meanwhile.
+func TestSuspendedWrites(t *testing.T) {
+	const clients, events = 20, 300
+	hub := NewHubWithOptions[string](&Options{QueueSize: 4 * events})
+	t.Cleanup(func() { hub.Close() })
+	srv := httptest.NewServer(hub)
+	t.Cleanup(srv.Close)
+	addr := srv.Listener.Addr().String()
+
+	type stream struct {
+		read func(n int) (string, error)
+	}
+	streams := make([]stream, clients)
+	for i := range streams {
+		nc, br := dialWithBuffer(t, addr, 4<<10, true)
+		streams[i].read = func(n int) (string, error) {
+			_ = nc.SetReadDeadline(time.Now().Add(20 * time.Second))
+			return readChunks(br, n)
+		}
+	}
+	if !WaitFor(5*time.Second, func() bool { return hub.Clients() == clients }) {
+		t.Fatalf("clients: %d, want %d", hub.Clients(), clients)
+	}
+	base := runtime.NumGoroutine()
+	data := strings.Repeat("x", 1000)
+	var want strings.Builder
+	want.WriteString(": connected\n\n")
+	for i := range events {
+		msg := fmt.Sprintf("%04d %s", i, data)
+		fmt.Fprintf(&want, "data: %s\n\n", msg)
+		if err := hub.Broadcast(msg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Every client stopped reading with events left to write: each has
+	// its write suspended, and no writer runs.
+	if !WaitFor(10*time.Second, func() bool {
+		return hub.Stats().StalledWrites >= clients && hub.core.Inspect().Writers == 0
+	}) {
+		t.Fatalf("stalled writes %d, writers %d; want at least %d, and none", hub.Stats().StalledWrites, hub.core.Inspect().Writers, clients)
+	}
+	if g := runtime.NumGoroutine(); g > base+clients/2 {
+		t.Errorf("goroutines with %d writes suspended: %d, against %d before; want no goroutine per client", clients, g, base)
+	}
+	var wg sync.WaitGroup
+	got := make([]string, clients)
+	errs := make([]error, clients)
+	for i, s := range streams {
+		wg.Go(func() { got[i], errs[i] = s.read(want.Len()) })
+	}
+	wg.Wait()
+	for i := range streams {
+		if errs[i] != nil || got[i] != want.String() {
+			t.Fatalf("client %d: read %d bytes (%v), want the %d of every event, in order, once", i, len(got[i]), errs[i], want.Len())
+		}
+	}
+	if st := hub.Stats(); st.Clients != clients || st.SlowDisconnects+st.ClientDisconnects+st.BudgetDisconnects != 0 {
+		t.Errorf("Stats: %d clients, %d slow, %d client, %d budget disconnects; want %d, none", st.Clients, st.SlowDisconnects, st.ClientDisconnects, st.BudgetDisconnects, clients)
+	}
+}
+
+// TestSuspendedWriteEnds: a stream whose write is suspended ends as one
+// whose write blocks: at the write's deadline (the stream's error says
+// so, and the connection is reset), when the client leaves, and on
+// Close, each counted, its handler returning.
+func TestSuspendedWriteEnds(t *testing.T) {
+	for _, tt := range []struct {
+		name    string
+		end     func(t *testing.T, hub *Hub[string], client io.Closer)
+		wantErr string
+	}{
+		{"write deadline", func(*testing.T, *Hub[string], io.Closer) {}, "write: writev tcp "},
+		{"client leaves", func(_ *testing.T, _ *Hub[string], client io.Closer) { client.Close() }, "client went away"},
+		{"Close", func(t *testing.T, hub *Hub[string], _ io.Closer) {
+			start := time.Now()
+			hub.Close()
+			if d := time.Since(start); d > 3*time.Second {
+				t.Errorf("Close took %v", d)
+			}
+		}, ErrHubClosed.Error()},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			timeout := time.Hour
+			if tt.name == "write deadline" {
+				timeout = 300 * time.Millisecond
+			}
+			ended := make(chan error, 1)
+			hub := NewHubWithOptions[string](&Options{QueueSize: 1000, WriteTimeout: timeout,
+				OnStreamEnd: func(_ *http.Request, err error) { ended <- err }})
+			t.Cleanup(func() { hub.Close() })
+			srv := httptest.NewServer(hub)
+			t.Cleanup(srv.Close)
+			nc, _ := dialWithBuffer(t, srv.Listener.Addr().String(), 4<<10, true)
+			if !WaitFor(5*time.Second, func() bool { return hub.Clients() == 1 }) {
+				t.Fatal("the stream was not registered")
+			}
+			data := strings.Repeat("x", 1000)
+			for range 200 {
+				if err := hub.Broadcast(data); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if !WaitFor(5*time.Second, func() bool { return hub.Stats().StalledWrites >= 1 && hub.core.Inspect().Writers == 0 }) {
+				t.Fatalf("stalled writes %d, writers %d; want a write suspended", hub.Stats().StalledWrites, hub.core.Inspect().Writers)
+			}
+			tt.end(t, hub, nc)
+			select {
+			case err := <-ended:
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Errorf("the stream ended with %v, want an error saying %q", err, tt.wantErr)
+				}
+				if tt.name == "write deadline" && !errors.Is(err, os.ErrDeadlineExceeded) {
+					t.Errorf("the stream ended with %v, want one matching os.ErrDeadlineExceeded", err)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("the stream did not end")
+			}
+			if tt.name == "write deadline" {
+				// Reset, not closed after the unread data.
+				_ = nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+				_, err := io.Copy(io.Discard, nc)
+				if !errors.Is(err, syscall.ECONNRESET) {
+					t.Errorf("reading the rest: %v, want a connection reset", err)
+				}
+			}
+			if !WaitFor(5*time.Second, func() bool { return hub.core.Inspect().Writers == 0 }) {
+				t.Errorf("writers left: %d", hub.core.Inspect().Writers)
+			}
+		})
+	}
+}
