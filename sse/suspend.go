@@ -93,9 +93,7 @@ var errNoWatch = errors.New("the connection watch stopped")
 func (c *Conn) continueOut() error {
 	o := c.own.Load()
 	if c.closed.Load() {
-		o.dropRest()
-		c.writing.Store(false)
-		return c.Err()
+		return c.endKept(o)
 	}
 	o.vec = o.rest
 	done, err := o.tryWrite()
@@ -108,9 +106,7 @@ func (c *Conn) continueOut() error {
 			return fanout.ErrSuspended
 		}
 		if c.closed.Load() {
-			o.dropRest()
-			c.writing.Store(false)
-			return c.Err()
+			return c.endKept(o)
 		}
 		err = errNoWatch
 	}
@@ -121,6 +117,21 @@ func (c *Conn) continueOut() error {
 	}
 	c.last.Store(o.restStart)
 	return nil
+}
+
+// endKept ends a suspended write whose stream ended: the chunk it was
+// writing is left unfinished, so the connection is reset rather than
+// ended with the body's last chunk (see finish), which the client would
+// read inside the event.
+func (c *Conn) endKept(o *ownedConn) error {
+	if len(o.rest) > 0 {
+		c.mu.Lock()
+		c.reset = true
+		c.mu.Unlock()
+	}
+	o.dropRest()
+	c.writing.Store(false)
+	return c.Err()
 }
 
 // writeKept writes, waiting as any write, what writeVec kept when the

@@ -154,3 +154,43 @@ func TestSuspendedWriteEnds(t *testing.T) {
 		})
 	}
 }
+
+// TestSuspendedWriteClosedResets: a stream closed (not dropped) while a
+// write to it is suspended in the middle of a chunk is reset: ending the
+// body there would have the client read the body's last chunk as part
+// of an event.
+func TestSuspendedWriteClosedResets(t *testing.T) {
+	hub := NewHubWithOptions[string](&Options{QueueSize: 1000})
+	t.Cleanup(func() { hub.Close() })
+	conns := make(chan *Conn, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		conn, err := Upgrade(w, r)
+		if err != nil {
+			return
+		}
+		if err := hub.Register(conn); err != nil {
+			return
+		}
+		defer hub.Unregister(conn)
+		conns <- conn
+		<-conn.Done()
+	}))
+	t.Cleanup(srv.Close)
+	nc, br := dialWithBuffer(t, srv.Listener.Addr().String(), 4<<10, true)
+	conn := <-conns
+	data := strings.Repeat("x", 1000)
+	for range 200 {
+		if err := hub.Broadcast(data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !WaitFor(5*time.Second, func() bool { return hub.Stats().StalledWrites >= 1 && hub.core.Inspect().Writers == 0 }) {
+		t.Fatalf("stalled writes %d, writers %d; want a write suspended", hub.Stats().StalledWrites, hub.core.Inspect().Writers)
+	}
+	conn.Close()
+	_ = nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	got, err := readChunks(br, 1<<30)
+	if !errors.Is(err, syscall.ECONNRESET) {
+		t.Errorf("reading after the close: %d bytes, then %v; want whole chunks, then a connection reset", len(got), err)
+	}
+}

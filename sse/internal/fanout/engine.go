@@ -79,8 +79,11 @@ type client struct {
 
 	// susp is the client's drain while its stream has suspended the
 	// write (see pool.go's resume); only the drain that holds the write
-	// lock uses it.
+	// lock uses it. gate counts who arrived of the two that must before
+	// the write goes on: the stream's Resume and the worker that noted
+	// the suspension.
 	susp *suspended
+	gate atomic.Int32
 }
 
 // group is the clients that follow the same topics. Events are encoded

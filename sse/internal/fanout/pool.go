@@ -53,6 +53,10 @@ type writerPool struct {
 	// others do.
 	ready   clientQueue
 	narrow  clientQueue
+	// The clients whose suspended write may go on (see Resume): served
+	// before any other, as the goroutine a blocked write was handed to
+	// would go on at once.
+	resumed clientQueue
 	turns   int // clients taken from ready since the last narrow one
 	limit   int // workers allowed now: base, raised while writes stall
 	workers int // pool workers, not counting handed-off goroutines
@@ -150,7 +154,7 @@ func (p *writerPool) pushOne(c *client) {
 // toStartLocked counts the workers the ready queue needs, up to limit,
 // and counts them as started; p.mu must be held.
 func (p *writerPool) toStartLocked() int {
-	waiting := p.ready.len() + p.narrow.len()
+	waiting := p.ready.len() + p.narrow.len() + p.resumed.len()
 	idle := p.workers - p.busy
 	n := max(min(waiting-idle, p.limit-p.workers), 0)
 	p.workers += n
@@ -178,6 +182,8 @@ func (p *writerPool) next(finished bool) *client {
 	}
 	var c *client
 	switch {
+	case p.resumed.len() > 0:
+		c = p.resumed.pop()
 	case p.narrow.len() > 0 && (p.ready.len() == 0 || p.turns >= narrowTurn-1):
 		c = p.narrow.pop()
 		p.turns = 0
@@ -334,13 +340,18 @@ func (s *writeSlot) watched(conn Sink, b Batch) error {
 		return err
 	}
 	// Handed off meanwhile: wait for the watchdog to be done with the
-	// slot, and clear the deadline it gave this write.
+	// slot, and clear the deadline it gave this write (a suspended one
+	// keeps its own; see Sink.WriteAt).
 	s.mu.Lock()
 	dl := s.dl
 	s.dl = false
 	s.mu.Unlock()
-	if dl && err == nil {
-		err = conn.Unbound()
+	if dl && (err == nil || err == ErrSuspended) {
+		// A failure ends the stream; a suspended write learns it when
+		// it goes on.
+		if uerr := conn.Unbound(); uerr != nil && err == nil {
+			err = uerr
+		}
 	}
 	return err
 }
@@ -490,8 +501,11 @@ func (p *writerPool) drain(c *client, s *writeSlot) (again bool) {
 			// the stream calls c.Resume (see resume).
 			c.susp = &suspended{q: q, left: left, n: n, extra: extra}
 			c.stuck.Store(true)
-			h.stalled.Add(1)
+			if s.state.Load() != handed {
+				h.stalled.Add(1) // (the watchdog counted it otherwise)
+			}
 			s.buf = b
+			p.suspended(c)
 			return false
 		}
 	default:
@@ -555,10 +569,34 @@ type suspended struct {
 	extra   int32
 }
 
-// Resume has c's suspended write go on: a worker takes c, as if ready,
-// and resume continues the write. The stream calls it once per
-// suspension.
-func (c *client) Resume() { c.hub.pool.pushOne(c) }
+// Resume has c's suspended write go on: the next worker free takes c,
+// before the clients waiting to be written, and resume continues the
+// write. The stream calls it once per suspension, possibly before the
+// worker that saw the write suspended has noted it: the second of the
+// two to arrive (see suspended) hands c on.
+func (c *client) Resume() {
+	if c.gate.Add(1) == 2 {
+		c.hub.pool.pushResumed(c)
+	}
+}
+
+// suspended is the worker's side of Resume: the drain of c is noted as
+// suspended, c.susp set.
+func (p *writerPool) suspended(c *client) {
+	if c.gate.Add(1) == 2 {
+		p.pushResumed(c)
+	}
+}
+
+// pushResumed queues c, whose suspended write may go on, before the
+// clients waiting to be written.
+func (p *writerPool) pushResumed(c *client) {
+	p.mu.Lock()
+	p.resumed.items = append(p.resumed.items, c)
+	n := p.toStartLocked()
+	p.mu.Unlock()
+	p.start(n)
+}
 
 // resume goes on with the drain of c that its stream suspended, the
 // write lock still held: what the stream kept, then the events left, and
@@ -566,11 +604,13 @@ func (c *client) Resume() { c.hub.pool.pushOne(c) }
 func (p *writerPool) resume(c *client, s *writeSlot) (again bool) {
 	sp := c.susp
 	s.c = c
+	c.gate.Store(0) // both sides of the last suspension arrived
 	err := c.conn.Continue()
 	if err == nil && len(sp.left) > 0 {
 		sp.left, err = s.writeEvents(c.conn, sp.left, c)
 	}
 	if err == ErrSuspended {
+		p.suspended(c)
 		return false
 	}
 	c.susp = nil

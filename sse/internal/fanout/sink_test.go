@@ -41,6 +41,12 @@ type testSink struct {
 	kept      *Batch  // the suspended write
 	resumer   Resumer // to tell when it may go on; nil once told
 	suspended int     // suspensions so far
+	// roomAtOnce: a suspended write finds room again at once, and its
+	// Resumer is told before WriteAt returns.
+	roomAtOnce bool
+	// slowSuspend: a write takes this long before it is suspended.
+	slowSuspend     time.Duration
+	bounds, unbound int // Bound and Unbound calls
 }
 
 func newTestSink() *testSink {
@@ -58,6 +64,7 @@ func (s *testSink) WriteAt(b Batch, _ bool, start int64, stall func()) error {
 		return err
 	}
 	if stalled && s.suspends && b.R != nil {
+		time.Sleep(s.slowSuspend)
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		if s.err == nil && s.stalled {
@@ -65,6 +72,17 @@ func (s *testSink) WriteAt(b Batch, _ bool, start int64, stall func()) error {
 			kept.V = slices.Clone(b.V) // the engine reuses its vector
 			s.kept, s.resumer = &kept, b.R
 			s.suspended++
+			if s.roomAtOnce {
+				s.stalled = false
+				close(s.release)
+				r := s.tellResumerLocked()
+				s.mu.Unlock()
+				r.Resume() // before the engine saw ErrSuspended
+				// Let a writer that Resume may have handed the client
+				// to take it before this one returns.
+				time.Sleep(time.Millisecond)
+				s.mu.Lock()
+			}
 			return ErrSuspended
 		}
 		if s.err != nil {
@@ -178,8 +196,20 @@ func (s *testSink) Narrow() bool {
 }
 
 func (s *testSink) Vectored() bool        { return s.vectored }
-func (s *testSink) Bound(int64) bool      { return true }
-func (s *testSink) Unbound() error        { return nil }
+func (s *testSink) Bound(int64) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.bounds++
+	return true
+}
+
+func (s *testSink) Unbound() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.unbound++
+	return nil
+}
+
 func (s *testSink) Deadlineless() bool    { return false }
 func (s *testSink) SendsHeartbeats() bool { return false }
 func (s *testSink) Gone() bool            { return false }

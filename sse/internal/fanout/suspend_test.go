@@ -193,3 +193,74 @@ func TestCloseEndsSuspendedWrite(t *testing.T) {
 		}
 	})
 }
+
+// TestSuspendedWriteResumedAtOnce: the stream may tell the engine that
+// a suspended write can go on before the writer that saw it suspended
+// has noted it; the write goes on once both did, on one writer.
+func TestSuspendedWriteResumedAtOnce(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newTestEngine(t, testConfig())
+		slow := newSuspendingSink()
+		slow.roomAtOnce = true
+		if err := h.RegisterAll(slow); err != nil {
+			t.Fatal(err)
+		}
+		var want strings.Builder
+		for i := range 5 {
+			slow.stall(false)
+			msg := fmt.Sprintf("data: %d\n\n", i)
+			want.WriteString(msg)
+			if err := h.Broadcast([]byte(msg)); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(5 * time.Millisecond) // past the sink's pause
+			synctest.Wait()
+		}
+		slow.mu.Lock()
+		suspended := slow.suspended
+		slow.mu.Unlock()
+		if got := slow.written(); got != want.String() || suspended != 5 {
+			t.Errorf("got %q after %d suspensions, want %q after 5", got, suspended, want.String())
+		}
+		if in := h.Inspect(); in.Writers != 0 {
+			t.Errorf("writers left: %d", in.Writers)
+		}
+		h.Unregister(slow)
+	})
+}
+
+// TestSuspendedAfterHandOff: a write the watchdog handed off (it ran
+// for stallLimit) and that the stream then suspended has the deadline the
+// watchdog gave it cleared (the stream times a suspended write itself),
+// and counts as one stalled write.
+func TestSuspendedAfterHandOff(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newTestEngine(t, testConfig())
+		slow := newSuspendingSink()
+		slow.slowSuspend = 2 * stallLimit
+		if err := h.RegisterAll(slow); err != nil {
+			t.Fatal(err)
+		}
+		slow.stall(true)
+		if err := h.Broadcast([]byte("data: x\n\n")); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(3 * stallLimit)
+		synctest.Wait()
+		slow.mu.Lock()
+		bounds, unbound, suspended := slow.bounds, slow.unbound, slow.suspended
+		slow.mu.Unlock()
+		if bounds != 1 || unbound != 1 || suspended != 1 {
+			t.Errorf("got %d deadlines given, %d cleared, %d suspensions; want 1, 1, 1", bounds, unbound, suspended)
+		}
+		if st := h.Stats(); st.StalledWrites != 1 {
+			t.Errorf("StalledWrites: got %d, want 1", st.StalledWrites)
+		}
+		slow.unstall()
+		synctest.Wait()
+		if got := slow.written(); got != "data: x\n\n" {
+			t.Errorf("got %q after the write went on", got)
+		}
+		h.Unregister(slow)
+	})
+}
