@@ -51,8 +51,8 @@ type writerPool struct {
 	// first, then the narrow ones (see Sink.Narrow), which are served
 	// when no other waits, and at least one turn in narrowTurn while
 	// others do.
-	ready   clientQueue
-	narrow  clientQueue
+	ready  clientQueue
+	narrow clientQueue
 	// The clients whose suspended write may go on (see Resume): served
 	// before any other, as the goroutine a blocked write was handed to
 	// would go on at once.

@@ -195,7 +195,7 @@ func (s *testSink) Narrow() bool {
 	return s.narrow
 }
 
-func (s *testSink) Vectored() bool        { return s.vectored }
+func (s *testSink) Vectored() bool { return s.vectored }
 func (s *testSink) Bound(int64) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
