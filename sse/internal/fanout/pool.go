@@ -588,11 +588,20 @@ func (p *writerPool) suspended(c *client) {
 	}
 }
 
-// pushResumed queues c, whose suspended write may go on, before the
-// clients waiting to be written.
+// pushResumed queues c, whose suspended write may go on: before the
+// clients waiting to be written when its client took data, as the
+// goroutine a blocked write was handed to would have gone on at once;
+// with them when its stream ended, since only what it held is left to
+// let go of (thousands of clients dropped at once must not hold up the
+// others).
 func (p *writerPool) pushResumed(c *client) {
+	ended := c.conn.Err() != nil
 	p.mu.Lock()
-	p.resumed.items = append(p.resumed.items, c)
+	if ended {
+		p.pushLocked(c)
+	} else {
+		p.resumed.items = append(p.resumed.items, c)
+	}
 	n := p.toStartLocked()
 	p.mu.Unlock()
 	p.start(n)
