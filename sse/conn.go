@@ -504,6 +504,9 @@ func (c *Conn) writeOut(b fanout.Batch, deadline bool, start int64, stall func()
 		if c.suspend(b.R, start) {
 			return fanout.ErrSuspended // still writing: see continueOut
 		}
+		if c.closed.Load() {
+			return c.endKept(c.own.Load())
+		}
 		err = c.writeKept(stall)
 	}
 	if err == nil && deadline {

@@ -1,7 +1,6 @@
 package sse
 
 import (
-	"errors"
 	"net"
 	"os"
 	"time"
@@ -31,7 +30,10 @@ func (c *Conn) suspend(r fanout.Resumer, start int64) bool {
 	o := c.own.Load()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.cause != nil || !ownedWatch.awaitRoom(o) {
+	// A stream in several hubs is not suspended: another hub's writer
+	// waiting for its write lock would wait on a write no goroutine
+	// carries, and the hubs' writers could all end up waiting so.
+	if c.cause != nil || c.ext != nil && len(c.ext.more) > 0 || !ownedWatch.awaitRoom(o) {
 		return false
 	}
 	o.owner, o.resumer, o.restStart = r, r, start
@@ -76,17 +78,17 @@ func (c *Conn) roomFor() {
 func (c *Conn) suspendedTimeout() {
 	o := c.own.Load()
 	c.mu.Lock()
-	due := o.resumer != nil && o.dueAt != 0 && time.Now().UnixNano() >= o.dueAt
+	var r fanout.Resumer
+	if o.resumer != nil && o.dueAt != 0 && time.Now().UnixNano() >= o.dueAt {
+		r = c.takeResumerLocked() // this write's, not a later one's
+	}
 	c.mu.Unlock()
-	if due {
+	if r != nil {
 		// What a blocked write's deadline gives.
 		_ = c.fail(&net.OpError{Op: "writev", Net: "tcp", Source: o.nc.LocalAddr(), Addr: o.nc.RemoteAddr(), Err: os.ErrDeadlineExceeded})
+		r.Resume()
 	}
 }
-
-// errNoWatch ends a suspended write that the connection watch can no
-// longer wait for.
-var errNoWatch = errors.New("the connection watch stopped")
 
 // continueOut goes on with the suspended write, once told, without
 // waiting (see fanout.Sink.Continue).
@@ -108,7 +110,18 @@ func (c *Conn) continueOut() error {
 		if c.closed.Load() {
 			return c.endKept(o)
 		}
-		err = errNoWatch
+		// It cannot wait for room without a goroutine any more (the
+		// watch failed, or the stream joined another hub): it waits
+		// here, until its deadline.
+		if c.timeout > 0 {
+			_ = o.nc.SetWriteDeadline(time.Unix(0, o.restStart).Add(c.timeout))
+		}
+		o.vec = o.rest
+		_, err = o.vec.WriteTo(o.tcp)
+		o.vec = nil
+		if err == nil && c.timeout > 0 {
+			err = c.clearDeadline()
+		}
 	}
 	o.dropRest()
 	c.writing.Store(false)

@@ -581,8 +581,12 @@ func (c *client) Resume() {
 }
 
 // suspended is the worker's side of Resume: the drain of c is noted as
-// suspended, c.susp set.
+// suspended, c.susp set. The suspended write counts as a writing
+// goroutine until it goes on (resume), so that Close waits for it as for
+// a blocked write; the worker calling it is counted, so the count is
+// not zero meanwhile.
 func (p *writerPool) suspended(c *client) {
+	p.running.Add(1)
 	if c.gate.Add(1) == 2 {
 		p.pushResumed(c)
 	}
@@ -614,6 +618,7 @@ func (p *writerPool) resume(c *client, s *writeSlot) (again bool) {
 	sp := c.susp
 	s.c = c
 	c.gate.Store(0) // both sides of the last suspension arrived
+	p.running.Done()
 	err := c.conn.Continue()
 	if err == nil && len(sp.left) > 0 {
 		sp.left, err = s.writeEvents(c.conn, sp.left, c)
