@@ -119,15 +119,7 @@ func TestSuspendedWriteEnds(t *testing.T) {
 			if !WaitFor(5*time.Second, func() bool { return hub.Clients() == 1 }) {
 				t.Fatal("the stream was not registered")
 			}
-			data := strings.Repeat("x", 1000)
-			for range 200 {
-				if err := hub.Broadcast(data); err != nil {
-					t.Fatal(err)
-				}
-			}
-			if !WaitFor(5*time.Second, func() bool { return hub.Stats().StalledWrites >= 1 && hub.core.Inspect().Writers == 0 }) {
-				t.Fatalf("stalled writes %d, writers %d; want a write suspended", hub.Stats().StalledWrites, hub.core.Inspect().Writers)
-			}
+			fillSuspended(t, hub)
 			tt.end(t, hub, nc)
 			select {
 			case err := <-ended:
@@ -178,6 +170,20 @@ func TestSuspendedWriteClosedResets(t *testing.T) {
 	t.Cleanup(srv.Close)
 	nc, br := dialWithBuffer(t, srv.Listener.Addr().String(), 4<<10, true)
 	conn := <-conns
+	fillSuspended(t, hub)
+	conn.Close()
+	_ = nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	got, err := readChunks(br, 1<<30)
+	if !errors.Is(err, syscall.ECONNRESET) {
+		t.Errorf("reading after the close: %d bytes, then %v; want whole chunks, then a connection reset", len(got), err)
+	}
+}
+
+// fillSuspended broadcasts more than the hub's one client, which does
+// not read, can take, and waits until its write is suspended: no writer
+// runs.
+func fillSuspended(t *testing.T, hub *Hub[string]) {
+	t.Helper()
 	data := strings.Repeat("x", 1000)
 	for range 200 {
 		if err := hub.Broadcast(data); err != nil {
@@ -186,11 +192,5 @@ func TestSuspendedWriteClosedResets(t *testing.T) {
 	}
 	if !WaitFor(5*time.Second, func() bool { return hub.Stats().StalledWrites >= 1 && hub.core.Inspect().Writers == 0 }) {
 		t.Fatalf("stalled writes %d, writers %d; want a write suspended", hub.Stats().StalledWrites, hub.core.Inspect().Writers)
-	}
-	conn.Close()
-	_ = nc.SetReadDeadline(time.Now().Add(5 * time.Second))
-	got, err := readChunks(br, 1<<30)
-	if !errors.Is(err, syscall.ECONNRESET) {
-		t.Errorf("reading after the close: %d bytes, then %v; want whole chunks, then a connection reset", len(got), err)
 	}
 }

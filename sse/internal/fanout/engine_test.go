@@ -55,38 +55,56 @@ func TestSlowSinkDisconnected(t *testing.T) {
 
 // TestCloseEndsStalledSink checks that Close writes what was broadcast
 // before it to a sink that reads, ends every sink, and returns without
-// waiting for a write that makes no progress.
+// waiting for a write that makes no progress, blocked or suspended (see
+// Sink.WriteAt), the latter's write lock released.
 func TestCloseEndsStalledSink(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		h := New(testConfig())
-		healthy, stalled := newTestSink(), newTestSink()
-		for _, s := range []*testSink{healthy, stalled} {
-			if err := h.RegisterAll(s); err != nil {
-				t.Fatal(err)
-			}
-		}
-		stalled.stall(false)
-		if err := h.Broadcast([]byte("data: last\n\n")); err != nil {
-			t.Fatal(err)
-		}
-		start := time.Now()
-		h.Close()
-		if d := time.Since(start); d > time.Second {
-			t.Errorf("Close took %v with a stalled sink, want under a second", d)
-		}
-		if got, want := healthy.written(), "data: last\n\n"; got != want {
-			t.Errorf("healthy sink: got %q, want %q", got, want)
-		}
-		for i, s := range []*testSink{healthy, stalled} {
-			if err := s.Err(); !errors.Is(err, errEnded) {
-				t.Errorf("sink %d ended with %v, want an error wrapping %v", i, err, errEnded)
-			}
-		}
-		if err := h.Broadcast([]byte("data: late\n\n")); err != h.cfg.Closed {
-			t.Errorf("Broadcast after Close: got %v, want Config.Closed", err)
-		}
-		if in := h.Inspect(); in.Clients != 0 || in.Timers {
-			t.Errorf("after Close: %d clients, timers %v; want none", in.Clients, in.Timers)
-		}
-	})
+	for _, tt := range []struct {
+		name string
+		sink func() *testSink
+	}{{"blocked", newTestSink}, {"suspended", newSuspendingSink}} {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				h := New(testConfig())
+				healthy, stalled := newTestSink(), tt.sink()
+				for _, s := range []*testSink{healthy, stalled} {
+					if err := h.RegisterAll(s); err != nil {
+						t.Fatal(err)
+					}
+				}
+				stalled.stall(false)
+				if err := h.Broadcast([]byte("data: last\n\n")); err != nil {
+					t.Fatal(err)
+				}
+				synctest.Wait()
+				start := time.Now()
+				h.Close()
+				if d := time.Since(start); d > time.Second {
+					t.Errorf("Close took %v with a stalled sink, want under a second", d)
+				}
+				if got, want := healthy.written(), "data: last\n\n"; got != want {
+					t.Errorf("healthy sink: got %q, want %q", got, want)
+				}
+				for i, s := range []*testSink{healthy, stalled} {
+					if err := s.Err(); !errors.Is(err, errEnded) {
+						t.Errorf("sink %d ended with %v, want an error wrapping %v", i, err, errEnded)
+					}
+				}
+				if got := stalled.written(); got != "" {
+					t.Errorf("stalled sink: got %q, want nothing", got)
+				}
+				select {
+				case stalled.wlock <- struct{}{}: // the write lock is free
+					<-stalled.wlock
+				default:
+					t.Error("the stalled sink's write lock is still held after Close")
+				}
+				if err := h.Broadcast([]byte("data: late\n\n")); err != h.cfg.Closed {
+					t.Errorf("Broadcast after Close: got %v, want Config.Closed", err)
+				}
+				if in := h.Inspect(); in.Clients != 0 || in.Timers || in.Writers != 0 {
+					t.Errorf("after Close: %d clients, timers %v, %d writers; want none", in.Clients, in.Timers, in.Writers)
+				}
+			})
+		})
+	}
 }

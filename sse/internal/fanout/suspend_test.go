@@ -158,42 +158,6 @@ func TestSuspendedSlowClientDisconnected(t *testing.T) {
 	})
 }
 
-// TestCloseEndsSuspendedWrite: Close ends a stream whose write is
-// suspended at once, releasing its write lock, and leaves no writer.
-func TestCloseEndsSuspendedWrite(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		h := New(testConfig())
-		healthy, slow := newTestSink(), newSuspendingSink()
-		for _, s := range []*testSink{healthy, slow} {
-			if err := h.RegisterAll(s); err != nil {
-				t.Fatal(err)
-			}
-		}
-		slow.stall(false)
-		if err := h.Broadcast([]byte("data: last\n\n")); err != nil {
-			t.Fatal(err)
-		}
-		synctest.Wait()
-		start := time.Now()
-		h.Close()
-		if d := time.Since(start); d > time.Second {
-			t.Errorf("Close took %v with a suspended write, want under a second", d)
-		}
-		if got, want := healthy.written(), "data: last\n\n"; got != want {
-			t.Errorf("healthy sink: got %q, want %q", got, want)
-		}
-		if slow.Err() == nil || slow.written() != "" {
-			t.Errorf("suspended sink: err %v, written %q; want ended, nothing", slow.Err(), slow.written())
-		}
-		select {
-		case slow.wlock <- struct{}{}:
-			<-slow.wlock
-		default:
-			t.Error("the write lock is still held after Close")
-		}
-	})
-}
-
 // TestSuspendedWriteResumedAtOnce: the stream may tell the engine that
 // a suspended write can go on before the writer that saw it suspended
 // has noted it; the write goes on once both did, on one writer.
