@@ -194,3 +194,76 @@ func fillSuspended(t *testing.T, hub *Hub[string]) {
 		t.Fatalf("stalled writes %d, writers %d; want a write suspended", hub.Stats().StalledWrites, hub.core.Inspect().Writers)
 	}
 }
+
+// TestSharedStreamNotSuspended: a stream registered in two hubs that
+// stops reading is not suspended (another hub's writer would wait on a
+// write no goroutine carries): both hubs go on writing to it once it
+// reads again, each hub's events in order, once, and no writer is left.
+func TestSharedStreamNotSuspended(t *testing.T) {
+	const events = 150
+	a := NewHubWithOptions[string](&Options{QueueSize: 4 * events})
+	b := NewHubWithOptions[string](&Options{QueueSize: 4 * events})
+	t.Cleanup(func() { a.Close(); b.Close() })
+	conns := make(chan *Conn, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		conn, err := Upgrade(w, r)
+		if err != nil {
+			return
+		}
+		conns <- conn
+		for _, h := range []*Hub[string]{a, b} {
+			if err := h.Register(conn); err != nil {
+				return
+			}
+			defer h.Unregister(conn)
+		}
+		<-conn.Done()
+	}))
+	t.Cleanup(srv.Close)
+	nc, br := dialWithBuffer(t, srv.Listener.Addr().String(), 4<<10, true)
+	if !WaitFor(5*time.Second, func() bool { return a.Clients() == 1 && b.Clients() == 1 }) {
+		t.Fatal("the stream was not registered in both hubs")
+	}
+	data := strings.Repeat("x", 1000)
+	for i := range events {
+		if err := a.Broadcast(fmt.Sprintf("a%03d %s", i, data)); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Broadcast(fmt.Sprintf("b%03d %s", i, data)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A write blocked: handed off, not suspended.
+	conn := <-conns
+	if !WaitFor(5*time.Second, func() bool { return a.Stats().StalledWrites+b.Stats().StalledWrites >= 1 }) {
+		t.Fatal("no write stalled")
+	}
+	conn.mu.Lock()
+	o := conn.own.Load()
+	suspended := o != nil && o.resumer != nil
+	conn.mu.Unlock()
+	if o == nil || suspended {
+		t.Fatalf("taken over %v, a write suspended %v; want taken, none suspended", o != nil, suspended)
+	}
+	want := len(": connected\n\n") + 2*events*len(fmt.Sprintf("data: a000 %s\n\n", data))
+	_ = nc.SetReadDeadline(time.Now().Add(20 * time.Second))
+	got, err := readChunks(br, want)
+	if err != nil || len(got) != want {
+		t.Fatalf("read %d bytes (%v), want %d", len(got), err, want)
+	}
+	next := map[byte]int{'a': 0, 'b': 0}
+	for _, ev := range strings.Split(strings.TrimSuffix(strings.TrimPrefix(got, ": connected\n\n"), "\n\n"), "\n\n") {
+		var hub byte
+		var i int
+		if _, err := fmt.Sscanf(ev, "data: %c%03d", &hub, &i); err != nil || i != next[hub] {
+			t.Fatalf("event %.12q: want %c%03d next", ev, hub, next[hub])
+		}
+		next[hub]++
+	}
+	if next['a'] != events || next['b'] != events {
+		t.Errorf("got %d of a's and %d of b's events, want %d each", next['a'], next['b'], events)
+	}
+	if !WaitFor(5*time.Second, func() bool { return a.core.Inspect().Writers == 0 && b.core.Inspect().Writers == 0 }) {
+		t.Errorf("writers left: %d and %d", a.core.Inspect().Writers, b.core.Inspect().Writers)
+	}
+}
