@@ -116,9 +116,7 @@ func (c *Conn) continueOut() error {
 		if c.timeout > 0 {
 			_ = o.nc.SetWriteDeadline(time.Unix(0, o.restStart).Add(c.timeout))
 		}
-		o.vec = o.rest
-		_, err = o.vec.WriteTo(o.tcp)
-		o.vec = nil
+		err = o.writeRest(nil)
 		if err == nil && c.timeout > 0 {
 			err = c.clearDeadline()
 		}
@@ -151,14 +149,17 @@ func (c *Conn) endKept(o *ownedConn) error {
 // write could not be suspended.
 func (c *Conn) writeKept(stall func()) error {
 	o := c.own.Load()
-	stall()
-	o.vec = o.rest
-	_, err := o.vec.WriteTo(o.tcp)
-	o.vec = nil
+	err := o.writeRest(stall)
 	o.dropRest()
-	if err == nil && o.caughtUp() {
-		o.narrow.Store(false) // as in writeVec
-	}
+	return err
+}
+
+// writeRest writes what a suspended write kept as writeVec writes,
+// waiting for room.
+func (o *ownedConn) writeRest(stall func()) error {
+	o.vec = o.rest
+	err := o.writeVec(stall, false)
+	o.vec = nil
 	return err
 }
 

@@ -24,9 +24,7 @@ func TestDroppingPoliciesKeepReplay(t *testing.T) {
 				cfg.QueueSize, cfg.Policy = 2, tc.policy
 				h := newTestEngine(t, cfg)
 				conn := newTestSink()
-				if err := h.RegisterAll(conn); err != nil {
-					t.Fatal(err)
-				}
+				registerAll(t, h, conn)
 				// A write in progress holds the lock: the queue fills.
 				conn.LockWrite()
 				const replay = "id: 1\ndata: r1\n\nid: 2\ndata: r2\n\n"
@@ -183,9 +181,7 @@ func TestParkedClientDropPolicies(t *testing.T) {
 				cfg.QueueSize, cfg.Policy = 16, tc.policy
 				h := newTestEngine(t, cfg)
 				s := newTestSink()
-				if err := h.RegisterAll(s); err != nil {
-					t.Fatal(err)
-				}
+				registerAll(t, h, s)
 				s.stall(false)
 				const events = 200
 				msgs := make([]string, events)
@@ -246,9 +242,7 @@ func TestParkedWithFullQueueDropPolicies(t *testing.T) {
 				cfg.QueueSize, cfg.Policy = 16, tc.policy
 				h := New(cfg)
 				s := newTestSink()
-				if err := h.RegisterAll(s); err != nil {
-					t.Fatal(err)
-				}
+				registerAll(t, h, s)
 				s.stall(true) // quiet: the watchdog hands the write off
 				if err := h.Broadcast([]byte("data: 0\n\n")); err != nil {
 					t.Fatal(err)

@@ -22,11 +22,7 @@ func TestSlowSinkDisconnected(t *testing.T) {
 		cfg.QueueSize = 4
 		h := newTestEngine(t, cfg)
 		healthy, stalled := newTestSink(), newTestSink()
-		for _, s := range []*testSink{healthy, stalled} {
-			if err := h.RegisterAll(s); err != nil {
-				t.Fatal(err)
-			}
-		}
+		registerAll(t, h, healthy, stalled)
 		stalled.stall(false)
 		var want strings.Builder
 		for i := range 40 {
@@ -66,11 +62,7 @@ func TestCloseEndsStalledSink(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				h := New(testConfig())
 				healthy, stalled := newTestSink(), tt.sink()
-				for _, s := range []*testSink{healthy, stalled} {
-					if err := h.RegisterAll(s); err != nil {
-						t.Fatal(err)
-					}
-				}
+				registerAll(t, h, healthy, stalled)
 				stalled.stall(false)
 				if err := h.Broadcast([]byte("data: last\n\n")); err != nil {
 					t.Fatal(err)

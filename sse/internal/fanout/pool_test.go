@@ -72,9 +72,7 @@ func TestVectoredBatches(t *testing.T) {
 		h := newTestEngine(t, testConfig())
 		s := newTestSink()
 		s.vectored = true
-		if err := h.RegisterAll(s); err != nil {
-			t.Fatal(err)
-		}
+		registerAll(t, h, s)
 		// Queued while a write is in progress: one drain takes them all.
 		s.LockWrite()
 		var want strings.Builder

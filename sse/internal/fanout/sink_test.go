@@ -49,6 +49,17 @@ type testSink struct {
 	bounds, unbound int // Bound and Unbound calls
 }
 
+// registerAll registers sinks with h for every event, failing the test
+// when one is refused.
+func registerAll(t *testing.T, h *Engine, sinks ...*testSink) {
+	t.Helper()
+	for _, s := range sinks {
+		if err := h.RegisterAll(s); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 func newTestSink() *testSink {
 	return &testSink{wlock: make(chan struct{}, 1), last: time.Now().UnixNano(), wrote: make(chan struct{}, 1)}
 }

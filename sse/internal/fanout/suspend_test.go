@@ -24,11 +24,7 @@ func TestSuspendedWriteGoesOn(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		h := newTestEngine(t, testConfig())
 		healthy, slow := newTestSink(), newSuspendingSink()
-		for _, s := range []*testSink{healthy, slow} {
-			if err := h.RegisterAll(s); err != nil {
-				t.Fatal(err)
-			}
-		}
+		registerAll(t, h, healthy, slow)
 		slow.stall(false)
 		var want strings.Builder
 		for i := range 20 {
@@ -79,9 +75,7 @@ func TestSuspendedWriteSuspendsAgain(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		h := newTestEngine(t, testConfig())
 		slow := newSuspendingSink()
-		if err := h.RegisterAll(slow); err != nil {
-			t.Fatal(err)
-		}
+		registerAll(t, h, slow)
 		slow.stall(false)
 		if err := h.Broadcast([]byte("data: a\n\n")); err != nil {
 			t.Fatal(err)
@@ -122,11 +116,7 @@ func TestSuspendedSlowClientDisconnected(t *testing.T) {
 		cfg.QueueSize = 4
 		h := newTestEngine(t, cfg)
 		healthy, slow := newTestSink(), newSuspendingSink()
-		for _, s := range []*testSink{healthy, slow} {
-			if err := h.RegisterAll(s); err != nil {
-				t.Fatal(err)
-			}
-		}
+		registerAll(t, h, healthy, slow)
 		slow.stall(false)
 		for i := range 40 {
 			if err := h.Broadcast(fmt.Appendf(nil, "data: %d\n\n", i)); err != nil {
@@ -166,9 +156,7 @@ func TestSuspendedWriteResumedAtOnce(t *testing.T) {
 		h := newTestEngine(t, testConfig())
 		slow := newSuspendingSink()
 		slow.roomAtOnce = true
-		if err := h.RegisterAll(slow); err != nil {
-			t.Fatal(err)
-		}
+		registerAll(t, h, slow)
 		var want strings.Builder
 		for i := range 5 {
 			slow.stall(false)
@@ -202,9 +190,7 @@ func TestSuspendedAfterHandOff(t *testing.T) {
 		h := newTestEngine(t, testConfig())
 		slow := newSuspendingSink()
 		slow.slowSuspend = 2 * stallLimit
-		if err := h.RegisterAll(slow); err != nil {
-			t.Fatal(err)
-		}
+		registerAll(t, h, slow)
 		slow.stall(true)
 		if err := h.Broadcast([]byte("data: x\n\n")); err != nil {
 			t.Fatal(err)
