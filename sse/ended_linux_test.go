@@ -3,9 +3,14 @@
 package sse_test
 
 import (
+	"bufio"
+	"context"
 	"encoding/binary"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"syscall"
 	"testing"
 	"time"
@@ -17,6 +22,7 @@ import (
 const (
 	tcpEstablished = 1
 	tcpClose       = 7
+	tcpCloseWait   = 8
 )
 
 // tcpState returns the state of c's TCP connection: tcpi_state, the
@@ -85,4 +91,65 @@ func forcedEndResets(t *testing.T, tc endCase, secure bool) {
 		t.Fatalf("TCP state 1s after the end: got %d, want %d (reset)", state, tcpClose)
 	}
 	checkIdle(t, &st.active, st.base)
+}
+
+// TestShutdownClosedOnReturn shuts down a Hub and a Server whose one
+// client reads. When Shutdown returns, the server has already closed the
+// connection after the end of its chunked body: the client's side is in
+// CLOSE_WAIT, and the end is in its socket. A program that exits once
+// Shutdown returned (every example does) would otherwise cut the
+// response short, and its client would see the stream end in the middle
+// of the chunked body.
+func TestShutdownClosedOnReturn(t *testing.T) {
+	opts := sse.Options{ShutdownRetry: time.Second, ShutdownJitter: -1, Heartbeat: -1}
+	for _, tc := range []struct {
+		name   string
+		target func(*testing.T, sse.Options) endTarget
+	}{
+		{"Hub", hubTarget},
+		{"Server", serverTarget},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for range 20 {
+				tg := tc.target(t, opts)
+				srv := httptest.NewServer(tg.handler)
+				c, err := net.Dial("tcp", srv.Listener.Addr().String())
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := fmt.Fprintf(c, "GET / HTTP/1.1\r\nHost: %s\r\n\r\n", srv.Listener.Addr()); err != nil {
+					t.Fatal(err)
+				}
+				br := bufio.NewReader(c)
+				if _, err := http.ReadResponse(br, nil); err != nil {
+					t.Fatal(err)
+				}
+				if !sse.WaitFor(5*time.Second, func() bool { return tg.stats().Clients == 1 }) {
+					t.Fatal("the client was not registered")
+				}
+				ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+				err = tg.shutdown(ctx)
+				cancel()
+				if err != nil {
+					t.Fatalf("Shutdown: got %v, want nil", err)
+				}
+				if state, err := tcpState(c); err != nil || state != tcpCloseWait {
+					t.Fatalf("TCP state when Shutdown returned: got %d (%v), want %d (closed by the server)", state, err, tcpCloseWait)
+				}
+				if err := c.SetReadDeadline(time.Now().Add(5 * time.Second)); err != nil {
+					t.Fatal(err)
+				}
+				rest, err := io.ReadAll(br)
+				if err != nil {
+					t.Fatal(err)
+				}
+				const want = "d\r\n: connected\n\n\r\nd\r\nretry: 1000\n\n\r\n0\r\n\r\n"
+				if string(rest) != want {
+					t.Fatalf("stream after the headers: got %q, want %q", rest, want)
+				}
+				c.Close()
+				srv.Close()
+			}
+		})
+	}
 }

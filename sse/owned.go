@@ -281,9 +281,14 @@ func (o *ownedConn) writeVec(stall func(), keep bool) error {
 
 // finish closes the owned connection of an ended stream: with a
 // reset when the client did not read what it was sent, otherwise after
-// the end of the chunked body, which may take endGrace on a client that
-// reads slowly, so it is written by a goroutine of its own rather than by
-// whoever ended the stream (Close ends thousands).
+// the end of the chunked body. That end is written at once when the
+// socket takes it without waiting (see tryWrite), which it does for a
+// client that reads: whoever ended the stream, a hub's writer or
+// Shutdown itself, is then done with it before it returns, so a program
+// that exits once Shutdown returned has ended its streams cleanly.
+// Otherwise it may take endGrace on a client that reads slowly, and is
+// written by a goroutine of its own rather than by whoever ended the
+// stream (Close ends thousands).
 func (o *ownedConn) finish(reset bool) {
 	if !o.shut.CompareAndSwap(false, true) {
 		return
@@ -296,9 +301,23 @@ func (o *ownedConn) finish(reset bool) {
 		abortConn(o.nc)
 		return
 	}
+	rest := net.Buffers{lastChunk}
+	if o.raw != nil {
+		o.vec = rest
+		done, err := o.tryWrite()
+		rest, o.vec = o.vec, nil
+		switch {
+		case err != nil:
+			abortConn(o.nc)
+			return
+		case done:
+			_ = o.nc.Close()
+			return
+		}
+	}
 	go func() {
 		_ = o.nc.SetWriteDeadline(time.Now().Add(endGrace))
-		if _, err := o.nc.Write(lastChunk); err != nil {
+		if _, err := rest.WriteTo(o.nc); err != nil {
 			abortConn(o.nc)
 			return
 		}
