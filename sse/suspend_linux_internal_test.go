@@ -179,14 +179,21 @@ func TestSuspendedWriteClosedResets(t *testing.T) {
 	}
 }
 
+// fillEvents are the events fillSuspended broadcasts: fillEvent(i) for i
+// from 0.
+const fillEvents = 200
+
+// fillEvent is the i-th event fillSuspended broadcasts: 1 000 bytes, its
+// number first.
+func fillEvent(i int) string { return fmt.Sprintf("%03d %s", i, strings.Repeat("x", 996)) }
+
 // fillSuspended broadcasts more than the hub's one client, which does
 // not read, can take, and waits until its write is suspended: no writer
 // runs.
 func fillSuspended(t *testing.T, hub *Hub[string]) {
 	t.Helper()
-	data := strings.Repeat("x", 1000)
-	for range 200 {
-		if err := hub.Broadcast(data); err != nil {
+	for i := range fillEvents {
+		if err := hub.Broadcast(fillEvent(i)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -265,5 +272,71 @@ func TestSharedStreamNotSuspended(t *testing.T) {
 	}
 	if !WaitFor(5*time.Second, func() bool { return a.core.Inspect().Writers == 0 && b.core.Inspect().Writers == 0 }) {
 		t.Errorf("writers left: %d and %d", a.core.Inspect().Writers, b.core.Inspect().Writers)
+	}
+}
+
+// TestSuspendedWriteUnregistered: a stream unregistered while a write to
+// it is suspended gets, once its client reads again, the events that
+// write had taken, whole and in order, and nothing the hub queued for it
+// after; then what its handler sends itself once Unregister returned,
+// which waits for that write. No writer of the hub is left.
+func TestSuspendedWriteUnregistered(t *testing.T) {
+	hub := NewHubWithOptions[string](&Options{QueueSize: 1000})
+	t.Cleanup(func() { hub.Close() })
+	conns := make(chan *Conn, 1)
+	unregister := make(chan struct{})
+	sent := make(chan error, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		conn, err := Upgrade(w, r)
+		if err != nil {
+			return
+		}
+		if err := hub.Register(conn); err != nil {
+			return
+		}
+		conns <- conn
+		<-unregister
+		hub.Unregister(conn)
+		sent <- conn.SendData("after")
+	}))
+	t.Cleanup(srv.Close)
+	nc, br := dialWithBuffer(t, srv.Listener.Addr().String(), 4<<10, true)
+	<-conns
+	fillSuspended(t, hub)
+	close(unregister)
+	if !WaitFor(5*time.Second, func() bool { return hub.Clients() == 0 }) {
+		t.Fatal("the stream is still registered")
+	}
+	if err := hub.Broadcast("late"); err != nil {
+		t.Fatal(err)
+	}
+	_ = nc.SetReadDeadline(time.Now().Add(10 * time.Second))
+	got, err := readChunks(br, 1<<30)
+	if err != io.EOF {
+		t.Fatalf("reading the stream: %d bytes, then %v; want the whole response", len(got), err)
+	}
+	if err := <-sent; err != nil {
+		t.Fatalf("SendData after Unregister: %v", err)
+	}
+	rest, ok := strings.CutPrefix(got, ": connected\n\n")
+	if ok {
+		rest, ok = strings.CutSuffix(rest, "data: after\n\n")
+	}
+	if !ok {
+		t.Fatalf("stream %.40q...%.40q: want the opening comment first and the handler's event last", got, got[max(0, len(got)-40):])
+	}
+	n := 0
+	for ; strings.HasPrefix(rest, "data: "); n++ {
+		ev := "data: " + fillEvent(n) + "\n\n"
+		if !strings.HasPrefix(rest, ev) {
+			t.Fatalf("event %d: got %.20q, want %.20q", n, rest, ev)
+		}
+		rest = rest[len(ev):]
+	}
+	if rest != "" || n == 0 {
+		t.Fatalf("got %d events, then %.40q; want at least the first of those broadcast before Unregister, then nothing", n, rest)
+	}
+	if w := hub.core.Inspect().Writers; w != 0 {
+		t.Errorf("writers left: %d", w)
 	}
 }
