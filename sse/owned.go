@@ -281,15 +281,16 @@ func (o *ownedConn) writeVec(stall func(), keep bool) error {
 
 // finish closes the owned connection of an ended stream: with a
 // reset when the client did not read what it was sent, otherwise after
-// the end of the chunked body. That end is written at once when the
-// socket takes it without waiting (see tryWrite), which it does for a
-// client that reads: whoever ended the stream, a hub's writer or
-// Shutdown itself, is then done with it before it returns, so a program
-// that exits once Shutdown returned has ended its streams cleanly.
-// Otherwise it may take endGrace on a client that reads slowly, and is
-// written by a goroutine of its own rather than by whoever ended the
-// stream (Close ends thousands).
-func (o *ownedConn) finish(reset bool) {
+// the end of the chunked body (see closeEnded; limit is the write
+// timeout). That end is written at once when the socket takes it without
+// waiting (see tryWrite), which it does for a client that reads: whoever
+// ended the stream, a hub's writer or Shutdown itself, has then written
+// it, and sent the FIN after it, before it returns, so a program that
+// exits once Shutdown returned has ended its streams cleanly (the kernel
+// delivers what the socket holds). Otherwise it may take endGrace on a
+// client that reads slowly, and is written by a goroutine of its own
+// rather than by whoever ended the stream (Close ends thousands).
+func (o *ownedConn) finish(reset bool, limit time.Duration) {
 	if !o.shut.CompareAndSwap(false, true) {
 		return
 	}
@@ -311,7 +312,7 @@ func (o *ownedConn) finish(reset bool) {
 			abortConn(o.nc)
 			return
 		case done:
-			_ = o.nc.Close()
+			o.closeEnded(limit)
 			return
 		}
 	}
@@ -321,8 +322,78 @@ func (o *ownedConn) finish(reset bool) {
 			abortConn(o.nc)
 			return
 		}
-		_ = o.nc.Close()
+		o.closeEnded(limit)
 	}()
+}
+
+// How closeEnded follows a connection whose client has not taken all of
+// it: it looks every endCheck, and resets it once the client's window has
+// stayed closed with nothing taken for endStall (or four round trips to
+// the client, when longer: a client far away that reads needs one to say
+// so).
+const (
+	endCheck = 250 * time.Millisecond
+	endStall = 500 * time.Millisecond
+)
+
+// closeEnded closes the owned connection once the end of its body is
+// written. The FIN that closing sends goes after what the socket still
+// holds, and a client whose receive window is closed takes neither: a
+// client that stopped reading just as its stream ended gracefully (its
+// last write went through, into its last free bytes) would keep the
+// server's side of the connection open, with the data it does not read,
+// until the kernel gives up on it, minutes later. So where it can tell
+// (plain TCP on Linux), closeEnded sends the FIN at once (CloseWrite),
+// and closes the connection as soon as everything, the FIN included, has
+// gone out to the client (a client that reads: at once) or the client
+// acknowledged the FIN. Until then it looks every endCheck, and resets
+// the connection of a client whose window stays closed while it takes
+// nothing (see endStall), or that is not done limit after the end (when
+// limit is positive: the write timeout). A client that reads slowly, or
+// from far away, keeps its window open and gets every byte.
+func (o *ownedConn) closeEnded(limit time.Duration) {
+	if o.raw == nil || o.tcp.CloseWrite() != nil {
+		_ = o.nc.Close()
+		return
+	}
+	st, ok := o.endState()
+	if !ok || st.out {
+		_ = o.nc.Close()
+		return
+	}
+	now := time.Now()
+	w := &endWatch{o: o, acked: st.acked, since: now}
+	if limit > 0 {
+		w.until = now.Add(limit)
+	}
+	time.AfterFunc(endCheck, w.check)
+}
+
+// endWatch follows the connection of an ended stream until the client
+// has taken all of it (see closeEnded).
+type endWatch struct {
+	o     *ownedConn
+	acked uint64    // bytes the client had acknowledged at the last look
+	since time.Time // when that count last grew
+	until time.Time // zero: no limit
+}
+
+func (w *endWatch) check() {
+	st, ok := w.o.endState()
+	now := time.Now()
+	switch {
+	case !ok || st.out:
+		_ = w.o.nc.Close()
+	case !w.until.IsZero() && now.After(w.until):
+		abortConn(w.o.nc)
+	case st.acked != w.acked:
+		w.acked, w.since = st.acked, now
+		time.AfterFunc(endCheck, w.check)
+	case st.closed && now.Sub(w.since) >= max(endStall, 4*st.rtt):
+		abortConn(w.o.nc)
+	default:
+		time.AfterFunc(endCheck, w.check)
+	}
 }
 
 // errStreamDeadline ends a detached stream whose request's context had a

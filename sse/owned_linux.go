@@ -4,6 +4,7 @@ import (
 	"math"
 	"sync"
 	"syscall"
+	"time"
 	"unsafe"
 )
 
@@ -53,12 +54,17 @@ const (
 const narrowWindow = provenBytes
 
 // tcpInfo is the beginning of Linux's struct tcp_info, up to
-// tcpi_snd_wnd (Linux 5.4): what tryWrite asks the socket.
+// tcpi_snd_wnd (Linux 5.4): what tryWrite and closeEnded ask the socket.
 type tcpInfo struct {
-	_       [144]byte
-	notsent uint32 // tcpi_notsent_bytes: bytes held not yet sent
-	_       [80]byte
-	sndWnd  uint32 // tcpi_snd_wnd: the client's receive window
+	state      uint8 // tcpi_state
+	_          [67]byte
+	rtt        uint32 // tcpi_rtt: the smoothed round trip, in microseconds
+	_          [48]byte
+	bytesAcked uint64 // tcpi_bytes_acked (Linux 4.1)
+	_          [16]byte
+	notsent    uint32 // tcpi_notsent_bytes: bytes held not yet sent
+	_          [80]byte
+	sndWnd     uint32 // tcpi_snd_wnd: the client's receive window
 }
 
 // windowOf is the receive window in ti, or -1 when the kernel is older
@@ -97,6 +103,49 @@ func (o *ownedConn) sizeUp() {
 	if _, w, ok := o.askSocket(); ok {
 		o.narrow.Store(w >= 0 && w < narrowWindow)
 	}
+}
+
+// TCP states as Linux numbers them (include/net/tcp_states.h) in which
+// the client acknowledged the server's FIN.
+const (
+	tcpFinWait2 = 5
+	tcpTimeWait = 6
+	tcpClose    = 7
+)
+
+// endState is what closeEnded learns of the connection of an ended
+// stream, once its FIN was queued.
+type endState struct {
+	// out: everything the socket held, the FIN included, went out into
+	// the client's open window (which its kernel acknowledges whether
+	// the client reads or not), or the client acknowledged the FIN.
+	// Closing the connection then leaves nothing waiting on it.
+	out    bool
+	closed bool          // the client's receive window is closed
+	acked  uint64        // bytes the client acknowledged so far
+	rtt    time.Duration // the round trip to the client
+}
+
+// endState asks the socket; ok is false when the kernel would not say
+// all of it (before Linux 5.4, and on linux/386).
+func (o *ownedConn) endState() (st endState, ok bool) {
+	_ = o.raw.Control(func(fd uintptr) {
+		var ti tcpInfo
+		n, e := tcpInfoOf(fd, &ti)
+		if e != 0 || n < int(unsafe.Sizeof(ti)) {
+			return
+		}
+		ok = true
+		switch ti.state {
+		case tcpFinWait2, tcpTimeWait, tcpClose:
+			st.out = true
+		}
+		st.out = st.out || ti.notsent == 0 && ti.sndWnd > 0
+		st.closed = ti.sndWnd == 0
+		st.acked = ti.bytesAcked
+		st.rtt = time.Duration(ti.rtt) * time.Microsecond
+	})
+	return st, ok
 }
 
 // maxIov is the most iovecs a writev takes on Linux (IOV_MAX).

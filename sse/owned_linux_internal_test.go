@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 )
 
 // tcpPair returns the two ends of a loopback TCP connection; the server
@@ -210,5 +211,109 @@ func TestLimitUnsent(t *testing.T) {
 	}
 	if v != unsentLowat {
 		t.Errorf("TCP_NOTSENT_LOWAT: got %d, want %d", v, unsentLowat)
+	}
+}
+
+// TestOwnedFinishStalledClient ends gracefully the stream of a client
+// that stopped reading just as its last write went through: the end of
+// the body fits in the socket, but the FIN would wait behind data the
+// client does not take, and leave the server's side open with it. That
+// side must be reset instead, once the client's window stayed closed for
+// endStall (the client learns of it once it reads).
+func TestOwnedFinishStalledClient(t *testing.T) {
+	server, client := tcpPair(t)
+	o := ownedFor(t, server)
+	p := bytes.Repeat([]byte("x"), 500)
+	for i := 0; ; i++ {
+		if i == 1000 {
+			t.Fatal("the client's window never closed")
+		}
+		if err := o.write(p, func() { t.Fatal("a write stalled before the window closed") }); err != nil {
+			t.Fatal(err)
+		}
+		if unsent, _, ok := o.askSocket(); ok && unsent > 0 {
+			break // the client's window is full, and the socket holds more
+		}
+	}
+	o.finish(false, 0)
+	var state byte
+	var err error
+	// Reset after endStall without progress: 0.5 to 0.75 s, with room
+	// for a loaded machine's timers.
+	WaitFor(1500*time.Millisecond, func() bool {
+		state, err = PeerState(client)
+		return err != nil || state == 0
+	})
+	if err != nil || state != 0 {
+		t.Fatalf("TCP state of the server's side 1.5 s after the end: %d (%v), want it gone (reset)", state, err)
+	}
+	_ = client.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.Copy(io.Discard, client); !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatalf("reading after the end: %v, want a connection reset", err)
+	}
+}
+
+// TestOwnedFinishReadingClient ends gracefully the stream of a client
+// that reads, through a small window: it gets every byte, then the end of
+// the chunked body, then EOF, and the server's side is closed normally
+// (FIN_WAIT2 until the client closes its own), not reset.
+func TestOwnedFinishReadingClient(t *testing.T) {
+	for _, size := range []int{10, 100 << 10} {
+		t.Run(fmt.Sprint(size), func(t *testing.T) {
+			server, client := tcpPair(t)
+			o := ownedFor(t, server)
+			p := bytes.Repeat([]byte("y"), size)
+			got := make(chan []byte, 1)
+			errc := make(chan error, 1)
+			go func() {
+				_ = client.SetReadDeadline(time.Now().Add(10 * time.Second))
+				b, err := io.ReadAll(client)
+				got <- b
+				errc <- err
+			}()
+			_ = server.SetWriteDeadline(time.Now().Add(10 * time.Second))
+			if err := o.write(p, nil); err != nil {
+				t.Fatal(err)
+			}
+			o.finish(false, 0)
+			want := fmt.Sprintf("%x\r\n%s\r\n0\r\n\r\n", size, p)
+			if b, err := <-got, <-errc; err != nil || string(b) != want {
+				t.Fatalf("client read %d bytes, then %v; want the %d of the body and its end, then EOF", len(b), err, len(want))
+			}
+			var state byte
+			var err error
+			WaitFor(2*time.Second, func() bool {
+				state, err = PeerState(client)
+				return err != nil || state != tcpFinWait1
+			})
+			if err != nil || state != tcpFinWait2 {
+				t.Fatalf("TCP state of the server's side after the end: %d (%v), want %d (closed, its FIN acknowledged)", state, err, tcpFinWait2)
+			}
+		})
+	}
+}
+
+// tcpFinWait1 is the state of the server's side of a connection whose
+// FIN the client has not acknowledged.
+const tcpFinWait1 = 4
+
+// TestTCPInfoLayout checks the offsets of the fields read from Linux's
+// struct tcp_info (include/uapi/linux/tcp.h).
+func TestTCPInfoLayout(t *testing.T) {
+	var ti tcpInfo
+	for _, f := range []struct {
+		name      string
+		got, want uintptr
+	}{
+		{"tcpi_state", unsafe.Offsetof(ti.state), 0},
+		{"tcpi_rtt", unsafe.Offsetof(ti.rtt), 68},
+		{"tcpi_bytes_acked", unsafe.Offsetof(ti.bytesAcked), 120},
+		{"tcpi_notsent_bytes", unsafe.Offsetof(ti.notsent), 144},
+		{"tcpi_snd_wnd", unsafe.Offsetof(ti.sndWnd), 228},
+		{"size", unsafe.Sizeof(ti), 232},
+	} {
+		if f.got != f.want {
+			t.Errorf("%s at %d, want %d", f.name, f.got, f.want)
+		}
 	}
 }

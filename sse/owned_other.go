@@ -2,7 +2,10 @@
 
 package sse
 
-import "syscall"
+import (
+	"syscall"
+	"time"
+)
 
 // canTryWrite: elsewhere a write to an owned connection may block before
 // the engine knows; its watchdog finds it (see internal/fanout/pool.go).
@@ -20,3 +23,12 @@ func (o *ownedConn) sizeUp() {}
 
 // caughtUp: see the Linux version.
 func (o *ownedConn) caughtUp() bool { return true }
+
+// endState: see the Linux version; closeEnded does not ask it here.
+type endState struct {
+	out, closed bool
+	acked       uint64
+	rtt         time.Duration
+}
+
+func (o *ownedConn) endState() (endState, bool) { return endState{}, false }

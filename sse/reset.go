@@ -86,7 +86,7 @@ func abortConn(nc net.Conn) {
 // otherwise.
 func (c *Conn) finish(reset bool) {
 	if o := c.own.Load(); o != nil {
-		o.finish(reset)
+		o.finish(reset, c.timeout)
 		return
 	}
 	if reset && c.resetConn() {
