@@ -22,7 +22,6 @@ import (
 // TCP states as Linux numbers them (include/net/tcp_states.h).
 const (
 	tcpEstablished = 1
-	tcpClose       = 7
 	tcpCloseWait   = 8
 )
 
