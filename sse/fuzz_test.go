@@ -294,7 +294,7 @@ func FuzzRoundTrip(f *testing.F) {
 	f.Add("", "", "\n", 0)
 	f.Add("\xEF\xBB\xBF", "\xEF\xBB\xBF", "\xEF\xBB\xBF", 0)
 	f.Add("\xF0\x9F\x98", "\xC0\xAF", "a\xED\xA0\x80b\r", 7)
-	f.Add("message", "", "{\"json\": true}", 9223372036854775807)
+	f.Add("message", "", "{\"json\": true}", math.MaxInt)
 	f.Add("evil\nevent: x", "", "x", 0)
 	f.Fuzz(func(t *testing.T, typ, id, data string, retry int) {
 		ev := sse.Event{Type: typ, ID: id, Data: data, Retry: retry}

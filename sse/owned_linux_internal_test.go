@@ -235,7 +235,10 @@ func TestOwnedFinishStalledClient(t *testing.T) {
 			break // the client's window is full, and the socket holds more
 		}
 	}
-	o.finish(false, 0)
+	if _, ok := o.endState(); !ok {
+		t.Fatal("this kernel's TCP_INFO has no tcpi_snd_wnd (before Linux 5.4, or linux/386): a graceful end closes plainly here, and a client that stopped reading keeps the server's side open")
+	}
+	o.finish(false, time.Minute)
 	var state byte
 	var err error
 	// Reset after endStall without progress: 0.5 to 0.75 s, with room
@@ -275,7 +278,7 @@ func TestOwnedFinishReadingClient(t *testing.T) {
 			if err := o.write(p, nil); err != nil {
 				t.Fatal(err)
 			}
-			o.finish(false, 0)
+			o.finish(false, time.Minute)
 			want := fmt.Sprintf("%x\r\n%s\r\n0\r\n\r\n", size, p)
 			if b, err := <-got, <-errc; err != nil || string(b) != want {
 				t.Fatalf("client read %d bytes, then %v; want the %d of the body and its end, then EOF", len(b), err, len(want))
@@ -288,6 +291,11 @@ func TestOwnedFinishReadingClient(t *testing.T) {
 			})
 			if err != nil || state != tcpFinWait2 {
 				t.Fatalf("TCP state of the server's side after the end: %d (%v), want %d (closed, its FIN acknowledged)", state, err, tcpFinWait2)
+			}
+			// And the server's socket is closed: once everything went out,
+			// or the FIN was acknowledged, no later than the next look.
+			if !WaitFor(2*endCheck, func() bool { return errors.Is(server.SetDeadline(time.Time{}), net.ErrClosed) }) {
+				t.Fatal("the server's socket is still open")
 			}
 		})
 	}
