@@ -122,6 +122,9 @@ func TestSoloBlockedHeartbeat(t *testing.T) {
 		for _, c := range conns {
 			c.Close()
 		}
+		// The released heartbeat's goroutine ends the stuck Conn (Close
+		// does not wait for a write in progress) and leaves solo.
+		synctest.Wait()
 		checkSoloEmpty(t)
 	})
 }
