@@ -153,18 +153,10 @@ func TestHubSeesNarrowClients(t *testing.T) {
 	hub := NewHub[string]()
 	t.Cleanup(func() { hub.Close() })
 	conns := make(chan *Conn, 2)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		conn, err := Upgrade(w, r)
-		if err != nil {
-			return
-		}
-		if err := hub.Register(conn); err != nil {
-			return
-		}
+	srv := hubServer(t, hub, func(conn *Conn) {
 		conns <- conn
 		<-conn.Done()
-	}))
-	t.Cleanup(srv.Close)
+	})
 	addr := srv.Listener.Addr().String()
 	_, narrowBR := dialWithBuffer(t, addr, 4<<10, true)
 	narrowConn := <-conns
@@ -200,6 +192,25 @@ func TestHubSeesNarrowClients(t *testing.T) {
 			t.Errorf("got %q, want %q", got, want)
 		}
 	}
+}
+
+// hubServer serves hub with handlers that upgrade each request and
+// register its Conn, then call then with it; a handler returns when then
+// does.
+func hubServer(t *testing.T, hub *Hub[string], then func(conn *Conn)) *httptest.Server {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		conn, err := Upgrade(w, r)
+		if err != nil {
+			return
+		}
+		if err := hub.Register(conn); err != nil {
+			return
+		}
+		then(conn)
+	}))
+	t.Cleanup(srv.Close)
+	return srv
 }
 
 // readChunks reads chunks of a chunked body from br until they carried n

@@ -155,19 +155,11 @@ func TestSuspendedWriteClosedResets(t *testing.T) {
 	hub := NewHubWithOptions[string](&Options{QueueSize: 1000})
 	t.Cleanup(func() { hub.Close() })
 	conns := make(chan *Conn, 1)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		conn, err := Upgrade(w, r)
-		if err != nil {
-			return
-		}
-		if err := hub.Register(conn); err != nil {
-			return
-		}
+	srv := hubServer(t, hub, func(conn *Conn) {
 		defer hub.Unregister(conn)
 		conns <- conn
 		<-conn.Done()
-	}))
-	t.Cleanup(srv.Close)
+	})
 	nc, br := dialWithBuffer(t, srv.Listener.Addr().String(), 4<<10, true)
 	conn := <-conns
 	fillSuspended(t, hub)
@@ -286,20 +278,12 @@ func TestSuspendedWriteUnregistered(t *testing.T) {
 	conns := make(chan *Conn, 1)
 	unregister := make(chan struct{})
 	sent := make(chan error, 1)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		conn, err := Upgrade(w, r)
-		if err != nil {
-			return
-		}
-		if err := hub.Register(conn); err != nil {
-			return
-		}
+	srv := hubServer(t, hub, func(conn *Conn) {
 		conns <- conn
 		<-unregister
 		hub.Unregister(conn)
 		sent <- conn.SendData("after")
-	}))
-	t.Cleanup(srv.Close)
+	})
 	nc, br := dialWithBuffer(t, srv.Listener.Addr().String(), 4<<10, true)
 	<-conns
 	fillSuspended(t, hub)
