@@ -12,41 +12,69 @@ import (
 // The engine serves any Sink, not only the sse package's Conn: these
 // tests drive it with test sinks alone.
 
-// TestSlowSinkDisconnected checks that a sink whose write stays blocked
-// is disconnected as too slow once its queue is full and slowStall has
-// passed, with an error wrapping Config.Ended, while a sink beside it
-// gets every event, in order, once.
+// TestSlowSinkDisconnected checks that a sink whose write stays blocked,
+// or suspended (see Sink.WriteAt), is disconnected as too slow once its
+// queue is full and slowStall has passed, with an error wrapping
+// Config.Ended, which ends that write and frees its write lock, while a
+// sink beside it gets every event, in order, once.
 func TestSlowSinkDisconnected(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		cfg := testConfig()
-		cfg.QueueSize = 4
-		h := newTestEngine(t, cfg)
-		healthy, stalled := newTestSink(), newTestSink()
-		registerAll(t, h, healthy, stalled)
-		stalled.stall(false)
-		var want strings.Builder
-		for i := range 40 {
-			msg := fmt.Sprintf("data: %d\n\n", i)
-			if err := h.Broadcast([]byte(msg)); err != nil {
-				t.Fatal(err)
-			}
-			want.WriteString(msg)
-			time.Sleep(50 * time.Millisecond) // 2 s in all: past slowStall
-			synctest.Wait()
+	for _, tt := range []struct {
+		name string
+		sink func() *testSink
+	}{{"blocked", newTestSink}, {"suspended", newSuspendingSink}} {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				cfg := testConfig()
+				cfg.QueueSize = 4
+				h := newTestEngine(t, cfg)
+				healthy, stalled := newTestSink(), tt.sink()
+				registerAll(t, h, healthy, stalled)
+				stalled.stall(false)
+				want := broadcastPaced(t, h, 40, 50*time.Millisecond) // 2 s in all: past slowStall
+				if got := healthy.written(); got != want {
+					t.Errorf("healthy sink: got %q, want %q", got, want)
+				}
+				err := stalled.Err()
+				if !errors.Is(err, errEnded) || !strings.Contains(err.Error(), "too slow") {
+					t.Errorf("stalled sink ended with %v, want an error wrapping %v that says too slow", err, errEnded)
+				}
+				stalled.mu.Lock()
+				kept := stalled.kept != nil
+				stalled.mu.Unlock()
+				if kept {
+					t.Error("the suspended write was not ended with its stream")
+				}
+				select {
+				case stalled.wlock <- struct{}{}: // the write lock is free
+					<-stalled.wlock
+				default:
+					t.Error("the write lock is still held after the stalled write ended")
+				}
+				st := h.Stats()
+				if st.Clients != 1 || st.SlowDisconnects != 1 || st.StalledWrites == 0 {
+					t.Errorf("Stats: %d clients, %d slow disconnects, %d stalled writes; want 1, 1, at least 1", st.Clients, st.SlowDisconnects, st.StalledWrites)
+				}
+				h.Unregister(healthy)
+			})
+		})
+	}
+}
+
+// broadcastPaced broadcasts n events, "data: i", i from 0, waiting every
+// (in the bubble's time) after each, and returns what they write.
+func broadcastPaced(t *testing.T, h *Engine, n int, every time.Duration) string {
+	t.Helper()
+	var want strings.Builder
+	for i := range n {
+		msg := fmt.Sprintf("data: %d\n\n", i)
+		if err := h.Broadcast([]byte(msg)); err != nil {
+			t.Fatal(err)
 		}
-		if got := healthy.written(); got != want.String() {
-			t.Errorf("healthy sink: got %q, want %q", got, want.String())
-		}
-		err := stalled.Err()
-		if !errors.Is(err, errEnded) || !strings.Contains(err.Error(), "too slow") {
-			t.Errorf("stalled sink ended with %v, want an error wrapping %v that says too slow", err, errEnded)
-		}
-		st := h.Stats()
-		if st.Clients != 1 || st.SlowDisconnects != 1 || st.StalledWrites == 0 {
-			t.Errorf("Stats: %d clients, %d slow disconnects, %d stalled writes; want 1, 1, at least 1", st.Clients, st.SlowDisconnects, st.StalledWrites)
-		}
-		h.Unregister(healthy)
-	})
+		want.WriteString(msg)
+		time.Sleep(every)
+		synctest.Wait()
+	}
+	return want.String()
 }
 
 // TestCloseEndsStalledSink checks that Close writes what was broadcast

@@ -1,7 +1,6 @@
 package fanout
 
 import (
-	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -26,18 +25,9 @@ func TestSuspendedWriteGoesOn(t *testing.T) {
 		healthy, slow := newTestSink(), newSuspendingSink()
 		registerAll(t, h, healthy, slow)
 		slow.stall(false)
-		var want strings.Builder
-		for i := range 20 {
-			msg := fmt.Sprintf("data: %d\n\n", i)
-			if err := h.Broadcast([]byte(msg)); err != nil {
-				t.Fatal(err)
-			}
-			want.WriteString(msg)
-			time.Sleep(10 * time.Millisecond)
-			synctest.Wait()
-		}
-		if got := healthy.written(); got != want.String() {
-			t.Errorf("healthy sink while the other is suspended: got %q, want %q", got, want.String())
+		want := broadcastPaced(t, h, 20, 10*time.Millisecond)
+		if got := healthy.written(); got != want {
+			t.Errorf("healthy sink while the other is suspended: got %q, want %q", got, want)
 		}
 		in := h.Inspect()
 		slow.mu.Lock()
@@ -53,15 +43,15 @@ func TestSuspendedWriteGoesOn(t *testing.T) {
 		}
 		slow.unstall()
 		synctest.Wait()
-		if got := slow.written(); got != want.String() {
-			t.Errorf("resumed sink: got %q, want %q", got, want.String())
+		if got := slow.written(); got != want {
+			t.Errorf("resumed sink: got %q, want %q", got, want)
 		}
 		// The write lock is free again, and a new event goes out at once.
 		if err := h.Broadcast([]byte("data: after\n\n")); err != nil {
 			t.Fatal(err)
 		}
 		synctest.Wait()
-		if got := slow.written(); got != want.String()+"data: after\n\n" {
+		if got := slow.written(); got != want+"data: after\n\n" {
 			t.Errorf("after the resumed write: got %q", got)
 		}
 		h.Unregister(healthy)
@@ -103,48 +93,6 @@ func TestSuspendedWriteSuspendsAgain(t *testing.T) {
 			t.Errorf("got %q, want %q", got, want)
 		}
 		h.Unregister(slow)
-	})
-}
-
-// TestSuspendedSlowClientDisconnected: a client whose write stays
-// suspended is blocked, as one whose write blocks: with its queue full it
-// is disconnected as too slow, which ends the suspended write, and its
-// write lock is released.
-func TestSuspendedSlowClientDisconnected(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		cfg := testConfig()
-		cfg.QueueSize = 4
-		h := newTestEngine(t, cfg)
-		healthy, slow := newTestSink(), newSuspendingSink()
-		registerAll(t, h, healthy, slow)
-		slow.stall(false)
-		for i := range 40 {
-			if err := h.Broadcast(fmt.Appendf(nil, "data: %d\n\n", i)); err != nil {
-				t.Fatal(err)
-			}
-			time.Sleep(50 * time.Millisecond) // 2 s in all: past slowStall
-			synctest.Wait()
-		}
-		err := slow.Err()
-		if !errors.Is(err, errEnded) || !strings.Contains(err.Error(), "too slow") {
-			t.Errorf("suspended sink ended with %v, want an error wrapping %v that says too slow", err, errEnded)
-		}
-		slow.mu.Lock()
-		kept := slow.kept != nil
-		slow.mu.Unlock()
-		if kept {
-			t.Error("the suspended write was not ended with its stream")
-		}
-		select {
-		case slow.wlock <- struct{}{}: // the write lock is free
-			<-slow.wlock
-		default:
-			t.Error("the write lock is still held after the suspended write ended")
-		}
-		if st := h.Stats(); st.Clients != 1 || st.SlowDisconnects != 1 {
-			t.Errorf("Stats: %d clients, %d slow disconnects; want 1, 1", st.Clients, st.SlowDisconnects)
-		}
-		h.Unregister(healthy)
 	})
 }
 
