@@ -221,14 +221,21 @@ func TestStalledScenarioTiny(t *testing.T) {
 				res.impl, r.goroutinesBase, r.goroutinesPeak, r.heapPeak, r.rssPeak)
 		}
 	}
-	var out bytes.Buffer
-	writeStalledReport(&out, cfg, results, time.Second, 0)
-	report := out.String()
-	for _, want := range []string{"### 12 stalled clients beside 5 healthy",
+	checkStalledReport(t, cfg, results, "### 12 stalled clients beside 5 healthy",
 		"| | coregx/stream Hub | coregx/stream Server | tmaxmax/go-sse | r3labs/sse v2 |",
 		"| healthy clients with every event, in order, once | 5/5 (0 events lost) | 5/5 (0 events lost) |",
 		"| stalled streams served when publishing began | 12/12 | 12/12 | 12/12 | 12/12 |",
-		"events of 1024 bytes at 1000/s for 500ms"} {
+		"events of 1024 bytes at 1000/s for 500ms")
+}
+
+// checkStalledReport writes the stalled-readers report of results and
+// checks that it has every line of wants, and no error.
+func checkStalledReport(t *testing.T, cfg *config, results []*stalledResult, wants ...string) {
+	t.Helper()
+	var out bytes.Buffer
+	writeStalledReport(&out, cfg, results, time.Second, 0)
+	report := out.String()
+	for _, want := range wants {
 		if !strings.Contains(report, want) {
 			t.Errorf("report lacks %q:\n%s", want, report)
 		}
