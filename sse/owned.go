@@ -356,17 +356,11 @@ func (o *ownedConn) closeEnded(limit time.Duration) {
 		_ = o.nc.Close()
 		return
 	}
-	st, ok := o.endState()
-	if !ok || st.out {
-		_ = o.nc.Close()
-		return
-	}
-	now := time.Now()
-	w := &endWatch{o: o, acked: st.acked, since: now}
+	w := &endWatch{o: o, since: time.Now()}
 	if limit > 0 {
-		w.until = now.Add(limit)
+		w.until = w.since.Add(limit)
 	}
-	time.AfterFunc(endCheck, w.check)
+	w.check() // the first look: a client that reads is done already
 }
 
 // endWatch follows the connection of an ended stream until the client
@@ -374,10 +368,12 @@ func (o *ownedConn) closeEnded(limit time.Duration) {
 type endWatch struct {
 	o     *ownedConn
 	acked uint64    // bytes the client had acknowledged at the last look
-	since time.Time // when that count last grew
+	since time.Time // when that count last grew (or the watch began)
 	until time.Time // zero: no limit
 }
 
+// check looks at the connection: it closes it, resets it, or looks
+// again after endCheck.
 func (w *endWatch) check() {
 	st, ok := w.o.endState()
 	now := time.Now()

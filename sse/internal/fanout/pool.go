@@ -599,13 +599,12 @@ func (p *writerPool) suspended(c *client) {
 // let go of (thousands of clients dropped at once must not hold up the
 // others).
 func (p *writerPool) pushResumed(c *client) {
-	ended := c.conn.Err() != nil
-	p.mu.Lock()
-	if ended {
-		p.pushLocked(c)
-	} else {
-		p.resumed.items = append(p.resumed.items, c)
+	if c.conn.Err() != nil {
+		p.pushOne(c)
+		return
 	}
+	p.mu.Lock()
+	p.resumed.items = append(p.resumed.items, c)
 	n := p.toStartLocked()
 	p.mu.Unlock()
 	p.start(n)
