@@ -343,20 +343,31 @@ const (
 // last write went through, into its last free bytes) would keep the
 // server's side of the connection open, with the data it does not read,
 // until the kernel gives up on it, minutes later. So where it can tell
-// (plain TCP on Linux), closeEnded sends the FIN at once (CloseWrite),
-// and closes the connection as soon as everything, the FIN included, has
-// gone out to the client (a client that reads: at once) or the client
-// acknowledged the FIN. Until then it looks every endCheck, and resets
-// the connection of a client whose window stays closed while it takes
-// nothing (see endStall), or that is not done limit after the end (when
-// limit is positive: the write timeout). A client that reads slowly, or
-// from far away, keeps its window open and gets every byte.
+// (TCP on Linux, plain or under TLS), closeEnded sends the FIN at once
+// (closeWrite, after TLS's close_notify), and closes the connection as
+// soon as everything, the FIN included, has gone out to the client (a
+// client that reads: at once) or the client acknowledged the FIN. Until
+// then it looks every endCheck, and resets the connection of a client
+// whose window stays closed while it takes nothing (see endStall), or
+// that is not done limit after the end (when limit is positive: the write
+// timeout). A client that reads slowly, or from far away, keeps its
+// window open and gets every byte.
 func (o *ownedConn) closeEnded(limit time.Duration) {
-	if o.raw == nil || o.tcp.CloseWrite() != nil {
+	raw := o.raw
+	if raw == nil { // over TLS: the TCP connection under it
+		if t := innerTCP(o.nc); t != nil {
+			raw, _ = t.SyscallConn()
+		}
+	}
+	if raw == nil {
 		_ = o.nc.Close()
 		return
 	}
-	w := &endWatch{o: o, since: time.Now()}
+	if closeWrite(o.nc) != nil {
+		abortConn(o.nc)
+		return
+	}
+	w := &endWatch{o: o, raw: raw, since: time.Now()}
 	if limit > 0 {
 		w.until = w.since.Add(limit)
 	}
@@ -367,15 +378,16 @@ func (o *ownedConn) closeEnded(limit time.Duration) {
 // has taken all of it (see closeEnded).
 type endWatch struct {
 	o     *ownedConn
-	acked uint64    // bytes the client had acknowledged at the last look
-	since time.Time // when that count last grew (or the watch began)
-	until time.Time // zero: no limit
+	raw   syscall.RawConn // the TCP connection's
+	acked uint64          // bytes the client had acknowledged at the last look
+	since time.Time       // when that count last grew (or the watch began)
+	until time.Time       // zero: no limit
 }
 
 // check looks at the connection: it closes it, resets it, or looks
 // again after endCheck.
 func (w *endWatch) check() {
-	st, ok := w.o.endState()
+	st, ok := endStateOf(w.raw)
 	now := time.Now()
 	switch {
 	case !ok || st.out:
@@ -389,6 +401,24 @@ func (w *endWatch) check() {
 		abortConn(w.o.nc)
 	default:
 		time.AfterFunc(endCheck, w.check)
+	}
+}
+
+// closeWrite shuts down the writing side of each layer of nc, from the
+// outside in: a TLS connection sends its close_notify, the TCP
+// connection its FIN.
+func closeWrite(nc net.Conn) error {
+	for {
+		if cw, ok := nc.(interface{ CloseWrite() error }); ok {
+			if err := cw.CloseWrite(); err != nil {
+				return err
+			}
+		}
+		u, ok := nc.(interface{ NetConn() net.Conn })
+		if !ok {
+			return nil
+		}
+		nc = u.NetConn()
 	}
 }
 

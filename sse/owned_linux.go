@@ -126,10 +126,10 @@ type endState struct {
 	rtt    time.Duration // the round trip to the client
 }
 
-// endState asks the socket; ok is false when the kernel would not say
-// all of it (before Linux 5.4, and on linux/386).
-func (o *ownedConn) endState() (st endState, ok bool) {
-	_ = o.raw.Control(func(fd uintptr) {
+// endStateOf asks the socket raw; ok is false when the kernel would not
+// say all of it (before Linux 5.4, and on linux/386).
+func endStateOf(raw syscall.RawConn) (st endState, ok bool) {
+	_ = raw.Control(func(fd uintptr) {
 		var ti tcpInfo
 		n, e := tcpInfoOf(fd, &ti)
 		if e != 0 || n < int(unsafe.Sizeof(ti)) {

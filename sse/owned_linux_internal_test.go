@@ -235,7 +235,7 @@ func TestOwnedFinishStalledClient(t *testing.T) {
 			break // the client's window is full, and the socket holds more
 		}
 	}
-	if _, ok := o.endState(); !ok {
+	if _, ok := endStateOf(o.raw); !ok {
 		t.Fatal("this kernel's TCP_INFO has no tcpi_snd_wnd (before Linux 5.4, or linux/386): a graceful end closes plainly here, and a client that stopped reading keeps the server's side open")
 	}
 	o.finish(false, time.Minute)

@@ -24,11 +24,11 @@ func (o *ownedConn) sizeUp() {}
 // caughtUp: see the Linux version.
 func (o *ownedConn) caughtUp() bool { return true }
 
-// endState: see the Linux version; closeEnded does not ask it here.
+// endStateOf: see the Linux version; closeEnded does not ask it here.
 type endState struct {
 	out, closed bool
 	acked       uint64
 	rtt         time.Duration
 }
 
-func (o *ownedConn) endState() (endState, bool) { return endState{}, false }
+func endStateOf(syscall.RawConn) (endState, bool) { return endState{}, false }
