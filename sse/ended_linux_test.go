@@ -26,9 +26,10 @@ const tcpEstablished = 1
 // client that stopped reading, over HTTP/1.1. Its socket is full and the
 // server's holds more, so a FIN would wait behind data the client never
 // reads and leave the server's side of the connection open, holding that
-// data. Within a second the server's side must be gone (reset), and the
-// server's goroutines back to what they were; the client, reading what
-// it holds, then learns of the reset.
+// data. Within a second the server's side must be gone (reset) or, for a
+// stream that drained after all, have its FIN acknowledged, and the
+// server's goroutines be back to what they were; the client, reading what
+// it holds, then learns of the reset (or of the clean end).
 //
 // The client's own state is not what is checked: when the client's
 // kernel had dropped the last segment sent to it (its buffer was full),
@@ -57,20 +58,33 @@ func forcedEndResets(t *testing.T, tc endCase, secure bool) {
 	var err error
 	sse.WaitFor(time.Second, func() bool {
 		state, err = sse.PeerState(c)
-		return err != nil || state == 0
+		return err != nil || state == 0 || finAcked(state)
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if state != 0 {
+	if state != 0 && !finAcked(state) {
 		t.Fatalf("TCP state of the server's side 1s after the end: got %d, want it gone (reset)", state)
 	}
 	checkIdle(t, &st.active, st.base)
 	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
-	if n, err := io.Copy(io.Discard, c); !errors.Is(err, syscall.ECONNRESET) {
+	n, err := io.Copy(io.Discard, c)
+	switch {
+	case finAcked(state):
+		// On a loaded machine the client's socket may not have been
+		// full after all, and the stream drained in time (Shutdown):
+		// it then ended cleanly, its FIN taken, which holds nothing.
+		if err != nil {
+			t.Fatalf("reading the stream that ended cleanly (%d bytes): got %v, want EOF", n, err)
+		}
+	case !errors.Is(err, syscall.ECONNRESET):
 		t.Fatalf("reading what was left (%d bytes): got %v, want a connection reset", n, err)
 	}
 }
+
+// finAcked reports whether a server's side in TCP state st has had its
+// FIN acknowledged by the client (FIN_WAIT2, TIME_WAIT): it holds nothing.
+func finAcked(st byte) bool { return st == 5 || st == 6 }
 
 // TestShutdownClosedOnReturn shuts down a Hub and a Server whose one
 // client reads. When Shutdown returns, the server has already written the
