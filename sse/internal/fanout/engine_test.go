@@ -12,16 +12,20 @@ import (
 // The engine serves any Sink, not only the sse package's Conn: these
 // tests drive it with test sinks alone.
 
+// stallKinds are the sinks whose stalled writes block, and those whose
+// stalled writes are suspended (see Sink.WriteAt).
+var stallKinds = []struct {
+	name string
+	sink func() *testSink
+}{{"blocked", newTestSink}, {"suspended", newSuspendingSink}}
+
 // TestSlowSinkDisconnected checks that a sink whose write stays blocked,
 // or suspended (see Sink.WriteAt), is disconnected as too slow once its
 // queue is full and slowStall has passed, with an error wrapping
 // Config.Ended, which ends that write and frees its write lock, while a
 // sink beside it gets every event, in order, once.
 func TestSlowSinkDisconnected(t *testing.T) {
-	for _, tt := range []struct {
-		name string
-		sink func() *testSink
-	}{{"blocked", newTestSink}, {"suspended", newSuspendingSink}} {
+	for _, tt := range stallKinds {
 		t.Run(tt.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				cfg := testConfig()
@@ -82,10 +86,7 @@ func broadcastPaced(t *testing.T, h *Engine, n int, every time.Duration) string 
 // waiting for a write that makes no progress, blocked or suspended (see
 // Sink.WriteAt), the latter's write lock released.
 func TestCloseEndsStalledSink(t *testing.T) {
-	for _, tt := range []struct {
-		name string
-		sink func() *testSink
-	}{{"blocked", newTestSink}, {"suspended", newSuspendingSink}} {
+	for _, tt := range stallKinds {
 		t.Run(tt.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				h := New(testConfig())
